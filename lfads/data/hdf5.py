@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import h5py
 import numpy as np
+
+from lfads.data.batch import SPLITS, SessionData, SplitData
+from lfads.errors import LFADSDataError
 
 
 def save_h5_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], attrs: Mapping | None = None) -> Path:
@@ -35,3 +39,412 @@ def save_h5_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], at
             os.remove(tmp)
         raise
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading and validation
+# ---------------------------------------------------------------------------------------------------------------------
+
+DATA_FIELDS: tuple[str, ...] = ("encod_data", "recon_data", "ext_input", "truth")
+"""Per-split datasets that the model reads; every other ``{split}_<name>`` dataset is an extra."""
+
+REQUIRED_KEYS: tuple[str, ...] = ("train_encod_data", "train_recon_data", "valid_encod_data", "valid_recon_data")
+"""Datasets every LFADS-layout file must hold."""
+
+_SPLIT_KEY = re.compile(r"^(" + "|".join(SPLITS) + r")_(.+)$")
+
+
+def check_h5_readable(path: str | os.PathLike) -> Path:
+    """Return ``path`` as a :class:`Path` after checking that it names an existing, readable HDF5 file.
+
+    Raises
+    ------
+    LFADSDataError
+        If the file is missing, is a folder, or is not HDF5.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LFADSDataError(f"{path}: file not found. Check the path (relative paths are taken from {Path.cwd()}).")
+    if not path.is_file():
+        raise LFADSDataError(f"{path}: is a folder, not a file. Give the path of an HDF5 file, or a glob such as "
+                             f"'{path}/*.h5'.")
+    if not h5py.is_hdf5(path):
+        raise LFADSDataError(f"{path}: not an HDF5 file. Data files must be HDF5 in the LFADS layout "
+                             f"(train_encod_data, train_recon_data, ...) or the NLB layout, or NWB files "
+                             f"ending in .nwb.")
+    return path
+
+
+def _to_python(value: Any) -> Any:
+    """Numpy scalars -> Python scalars, bytes -> str; arrays are kept."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return value
+
+
+def read_h5_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read every dataset (keyed by its HDF5 path, without a leading ``/``) and the root attributes of a file.
+
+    Returns
+    -------
+    arrays : dict of str to np.ndarray
+    attrs : dict
+        Root attributes, numpy scalars converted to Python scalars.
+    """
+    path = check_h5_readable(path)
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            def visit(name: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    arrays[name] = np.asarray(obj[()])
+
+            f.visititems(visit)
+            attrs = {key: _to_python(value) for key, value in f.attrs.items()}
+    except OSError as err:
+        raise LFADSDataError(f"{path}: cannot read the HDF5 file ({err}). Is it truncated or still being written?") \
+            from err
+    return arrays, attrs
+
+
+def _as_float32(array: np.ndarray, path: Path, key: str) -> np.ndarray:
+    array = np.asarray(array)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise LFADSDataError(f"{path}: '{key}' has dtype {array.dtype}; it must hold numbers (float32 counts).")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _read_scalar(value: Any, path: Path, key: str) -> float:
+    array = np.asarray(value)
+    if array.size != 1 or not np.issubdtype(array.dtype, np.number):
+        raise LFADSDataError(f"{path}: '{key}' must be one number, got {array!r}.")
+    scalar = float(array.reshape(()))
+    if not np.isfinite(scalar) or scalar <= 0:
+        raise LFADSDataError(f"{path}: '{key}' must be a positive finite number, got {scalar}.")
+    return scalar
+
+
+def build_session(
+    arrays: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any] | None = None,
+    path: str | os.PathLike = "<memory>",
+    name: str | None = None,
+) -> SessionData:
+    """Parse and validate a mapping ``name -> array`` in the LFADS layout into a :class:`SessionData`.
+
+    ``{split}_truth`` is divided by ``conversion_factor`` (root dataset or attribute; 1 if absent) so that
+    ``truth`` holds expected counts per bin. ``{split}_ext_input`` defaults to an ``(n, T_recon, 0)`` array.
+    Other ``{split}_<name>`` datasets become ``SplitData.extras[<name>]``; datasets without a split prefix
+    become ``SessionData.extras``.
+
+    Parameters
+    ----------
+    arrays : mapping of str to np.ndarray
+        The datasets, keyed as in the file.
+    attrs : mapping, optional
+        Root attributes (``bin_size`` in seconds, ``conversion_factor``, descriptive entries).
+    path : str or PathLike
+        Where the data came from; used in error messages and stored in the result.
+    name : str, optional
+        Session name; defaults to the stem of ``path``.
+
+    Raises
+    ------
+    LFADSDataError
+        For any violation of the layout (see :func:`validate_session`), naming the file and the key.
+    """
+    path = Path(path)
+    attrs = {key: _to_python(value) for key, value in (attrs or {}).items()}
+    arrays = dict(arrays)
+
+    missing = [key for key in REQUIRED_KEYS if key not in arrays]
+    if missing:
+        raise LFADSDataError(
+            f"{path}: missing required dataset(s) {missing}. An LFADS file holds {list(REQUIRED_KEYS)} "
+            f"(optional: test_encod_data, test_recon_data, {{split}}_ext_input, {{split}}_truth); "
+            f"found {sorted(arrays)}.")
+
+    # conversion factor: root dataset or attribute
+    conversion_factor = 1.0
+    if "conversion_factor" in arrays:
+        conversion_factor = _read_scalar(arrays.pop("conversion_factor"), path, "conversion_factor")
+        if "conversion_factor" in attrs:
+            other = _read_scalar(attrs["conversion_factor"], path, "conversion_factor (attribute)")
+            if other != conversion_factor:
+                raise LFADSDataError(f"{path}: the dataset 'conversion_factor' ({conversion_factor}) and the "
+                                     f"attribute 'conversion_factor' ({other}) disagree; keep one.")
+    elif "conversion_factor" in attrs:
+        conversion_factor = _read_scalar(attrs["conversion_factor"], path, "conversion_factor (attribute)")
+    attrs.pop("conversion_factor", None)
+
+    bin_size = None
+    if attrs.get("bin_size") is not None:
+        bin_size = _read_scalar(attrs["bin_size"], path, "bin_size (attribute)")
+        attrs["bin_size"] = bin_size
+
+    grouped: dict[str, dict[str, np.ndarray]] = {split: {} for split in SPLITS}
+    session_extras: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        match = _SPLIT_KEY.match(key)
+        if match is None:
+            session_extras[key] = np.asarray(value)
+        else:
+            grouped[match.group(1)][match.group(2)] = np.asarray(value)
+
+    for split, fields in grouped.items():
+        if fields and "encod_data" not in fields:
+            raise LFADSDataError(f"{path}: found {[f'{split}_{k}' for k in fields]} but no '{split}_encod_data'; "
+                                 f"a split needs its encoder data. Add '{split}_encod_data' or remove the others.")
+        for fname in DATA_FIELDS:
+            if fname in fields and fields[fname].ndim != 3:
+                raise LFADSDataError(f"{path}: '{split}_{fname}' has shape {fields[fname].shape}; it must be 3-D "
+                                     f"(trials, time, neurons).")
+
+    recon_len = grouped["train"]["recon_data"].shape[1]
+    splits: dict[str, SplitData] = {}
+    for split, fields in grouped.items():
+        if not fields:
+            continue
+        encod = _as_float32(fields.pop("encod_data"), path, f"{split}_encod_data")
+        recon = fields.pop("recon_data", None)
+        recon = None if recon is None else _as_float32(recon, path, f"{split}_recon_data")
+        ext = fields.pop("ext_input", None)
+        if ext is None:
+            t_recon = recon.shape[1] if recon is not None else recon_len
+            ext = np.zeros((encod.shape[0], t_recon, 0), dtype=np.float32)
+        else:
+            ext = _as_float32(ext, path, f"{split}_ext_input")
+        truth = fields.pop("truth", None)
+        if truth is not None:
+            truth = _as_float32(truth, path, f"{split}_truth")
+            if conversion_factor != 1.0:
+                truth = (truth / np.float32(conversion_factor)).astype(np.float32)
+        splits[split] = SplitData(encod_data=encod, recon_data=recon, ext_input=ext, truth=truth, extras=fields)
+
+    session = SessionData(name=name if name is not None else path.stem, path=path, splits=splits, attrs=attrs,
+                          bin_size=bin_size, extras=session_extras)
+    validate_session(session)
+    return session
+
+
+def _first_index(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def validate_session(session: SessionData) -> None:
+    """Check a session against the LFADS layout; raise :class:`LFADSDataError` on the first violation.
+
+    Checks: ``train`` and ``valid`` exist and have ``recon_data``; data arrays are 3-D with at least one trial,
+    bin and neuron; within a split all arrays have the same number of trials; across splits ``T_enc``, ``N_in``,
+    ``T_recon``, ``N_recon`` and ``ext_dim`` agree; ``T_recon >= T_enc`` and ``N_recon >= N_in``;
+    ``ext_input`` is ``(n, T_recon, ext_dim)`` and ``truth`` is ``(n, T_recon, N_recon)``; no NaN or Inf in
+    ``encod_data``, ``recon_data``, ``ext_input`` or ``truth``.
+    """
+    path = session.path
+    unknown = sorted(set(session.splits) - set(SPLITS))
+    if unknown:
+        raise LFADSDataError(f"{path}: unknown split(s) {unknown}; splits are named {list(SPLITS)}.")
+    for split in ("train", "valid"):
+        if split not in session.splits:
+            raise LFADSDataError(f"{path}: missing required dataset '{split}_encod_data'; every session needs a "
+                                 f"train and a valid split.")
+        if session.splits[split].recon_data is None:
+            raise LFADSDataError(f"{path}: missing required dataset '{split}_recon_data'; train and valid need "
+                                 f"reconstruction data.")
+
+    ref_encod = session.splits["train"].encod_data
+    ref_recon = session.splits["train"].recon_data
+    ref_ext = session.splits["train"].ext_input
+    for split in SPLITS:
+        if split not in session.splits:
+            continue
+        data = session.splits[split]
+        for fname in DATA_FIELDS:
+            array = getattr(data, fname)
+            if array is not None and np.ndim(array) != 3:
+                raise LFADSDataError(f"{path}: '{split}_{fname}' has shape {np.shape(array)}; it must be 3-D "
+                                     f"(trials, time, neurons).")
+        n = data.encod_data.shape[0]
+        if n == 0:
+            raise LFADSDataError(f"{path}: '{split}_encod_data' has 0 trials (shape {data.encod_data.shape}); "
+                                 f"every split present needs at least one trial. Remove the empty split or add trials.")
+        if min(data.encod_data.shape[1:]) == 0:
+            raise LFADSDataError(f"{path}: '{split}_encod_data' has shape {data.encod_data.shape}; it needs at least "
+                                 f"one time bin and one neuron.")
+        # agreement with train
+        if data.encod_data.shape[1:] != ref_encod.shape[1:]:
+            raise LFADSDataError(
+                f"{path}: '{split}_encod_data' has shape {data.encod_data.shape} but 'train_encod_data' has "
+                f"{ref_encod.shape}; (time, neurons) must agree across splits.")
+        if data.recon_data is not None:
+            if data.recon_data.shape[0] != n:
+                raise LFADSDataError(f"{path}: '{split}_recon_data' has {data.recon_data.shape[0]} trials but "
+                                     f"'{split}_encod_data' has {n}; they must match trial for trial.")
+            if data.recon_data.shape[1:] != ref_recon.shape[1:]:
+                raise LFADSDataError(
+                    f"{path}: '{split}_recon_data' has shape {data.recon_data.shape} but 'train_recon_data' has "
+                    f"{ref_recon.shape}; (time, neurons) must agree across splits.")
+        t_recon, n_recon = ref_recon.shape[1:]
+        if data.ext_input.shape[:2] != (n, t_recon):
+            raise LFADSDataError(f"{path}: '{split}_ext_input' has shape {data.ext_input.shape}; expected "
+                                 f"({n}, {t_recon}, ext_dim) = (trials, T_recon, ext_dim).")
+        if data.ext_input.shape[2] != ref_ext.shape[2]:
+            raise LFADSDataError(f"{path}: '{split}_ext_input' has {data.ext_input.shape[2]} channels but "
+                                 f"'train_ext_input' has {ref_ext.shape[2]}; ext_dim must agree across splits "
+                                 f"(a missing ext_input counts as 0 channels).")
+        if data.truth is not None and data.truth.shape != (n, t_recon, n_recon):
+            raise LFADSDataError(f"{path}: '{split}_truth' has shape {data.truth.shape}; expected "
+                                 f"{(n, t_recon, n_recon)} = (trials, T_recon, N_recon) like the recon data.")
+        for key, extra in data.extras.items():
+            if np.ndim(extra) == 0 or np.shape(extra)[0] != n:
+                raise LFADSDataError(f"{path}: '{split}_{key}' has shape {np.shape(extra)}; a per-trial dataset "
+                                     f"named '{split}_<name>' needs {n} entries along its first axis (one per trial). "
+                                     f"Rename it without the split prefix if it is not per trial.")
+        for fname in DATA_FIELDS:
+            array = getattr(data, fname)
+            if array is None or array.size == 0:
+                continue
+            bad = ~np.isfinite(array)
+            if bad.any():
+                index = _first_index(bad)
+                raise LFADSDataError(f"{path}: '{split}_{fname}' holds {int(bad.sum())} non-finite value(s) "
+                                     f"(first: {array[index]} at index {index}); replace NaN/Inf before fitting.")
+
+    t_enc, n_in = ref_encod.shape[1:]
+    t_recon, n_recon = ref_recon.shape[1:]
+    if t_recon < t_enc:
+        raise LFADSDataError(f"{path}: 'train_recon_data' has {t_recon} time bins but 'train_encod_data' has {t_enc}; "
+                             f"recon data must cover at least the encoder's bins (extra bins are forward prediction).")
+    if n_recon < n_in:
+        raise LFADSDataError(f"{path}: 'train_recon_data' has {n_recon} neurons but 'train_encod_data' has {n_in}; "
+                             f"recon data must hold the encoder's neurons first (extra neurons are held out).")
+
+
+def check_counts(session: SessionData) -> None:
+    """Check that ``encod_data`` and ``recon_data`` of every split are non-negative integers (spike counts).
+
+    Needed by count likelihoods (Poisson, ...), whose log-probability is undefined elsewhere.
+
+    Raises
+    ------
+    LFADSDataError
+        Naming the file, the key and the first offending ``(trial, time, neuron)`` index and value.
+    """
+    for split, data in session.splits.items():
+        for fname in ("encod_data", "recon_data"):
+            array = getattr(data, fname)
+            if array is None:
+                continue
+            negative = array < 0
+            if negative.any():
+                index = _first_index(negative)
+                raise LFADSDataError(
+                    f"{session.path}: '{split}_{fname}' has negative value {array[index]} at index {index} "
+                    f"(trial, time, neuron); a count likelihood needs non-negative integer spike counts. Fix the "
+                    f"data or use a continuous likelihood.")
+            fractional = array != np.floor(array)
+            if fractional.any():
+                index = _first_index(fractional)
+                raise LFADSDataError(
+                    f"{session.path}: '{split}_{fname}' has non-integer value {array[index]} at index {index} "
+                    f"(trial, time, neuron); a count likelihood needs integer spike counts. Bin spikes into counts "
+                    f"or use a continuous likelihood.")
+
+
+def load_lfads_h5(path: str | os.PathLike) -> SessionData:
+    """Read and validate one session stored in the LFADS HDF5 layout.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        An HDF5 file holding ``train_encod_data`` ``(n_train, T_enc, N_in)``, ``train_recon_data``
+        ``(n_train, T_recon, N_recon)``, the same for ``valid`` (and optionally ``test``), and optional
+        ``{split}_ext_input``, ``{split}_truth`` and per-trial extras.
+
+    Returns
+    -------
+    SessionData
+        Named after the file's stem; ``truth`` is in expected counts per bin (divided by ``conversion_factor``).
+
+    Raises
+    ------
+    LFADSDataError
+        If the file is missing, not HDF5, or breaks the layout (missing key, wrong rank, shape mismatch between
+        splits, empty split, NaN or Inf); the message names the file and the key.
+    """
+    arrays, attrs = read_h5_arrays(path)
+    return build_session(arrays, attrs, path=path)
+
+
+def convert_session_to_arrays(session: SessionData) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Flatten a session into the LFADS layout's ``name -> array`` mapping and root attributes.
+
+    ``truth`` is written in expected counts per bin with ``conversion_factor = 1``; an ``ext_input`` with
+    0 channels is left out (reading restores it).
+    """
+    arrays: dict[str, np.ndarray] = {}
+    has_truth = False
+    for split in SPLITS:
+        if split not in session.splits:
+            continue
+        data = session.splits[split]
+        arrays[f"{split}_encod_data"] = data.encod_data
+        if data.recon_data is not None:
+            arrays[f"{split}_recon_data"] = data.recon_data
+        if data.ext_input.shape[-1] > 0:
+            arrays[f"{split}_ext_input"] = data.ext_input
+        if data.truth is not None:
+            arrays[f"{split}_truth"] = data.truth
+            has_truth = True
+        for key, value in data.extras.items():
+            arrays[f"{split}_{key}"] = value
+    arrays.update(session.extras)
+    attrs = {key: value for key, value in session.attrs.items() if value is not None}
+    attrs.pop("conversion_factor", None)
+    if session.bin_size is not None:
+        attrs["bin_size"] = float(session.bin_size)
+    else:
+        attrs.pop("bin_size", None)
+    if has_truth:
+        attrs["conversion_factor"] = 1.0
+    return arrays, attrs
+
+
+def save_lfads_h5(
+    path: str | os.PathLike,
+    data: SessionData | Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any] | None = None,
+) -> Path:
+    """Validate and write one session in the LFADS HDF5 layout, atomically (see :func:`save_h5_atomic`).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Output file.
+    data : SessionData or mapping of str to np.ndarray
+        A session (e.g. from :func:`load_lfads_h5`), or the datasets keyed as in the file
+        (``train_encod_data`` ``(n, T_enc, N_in)``, ...).
+    attrs : mapping, optional
+        Root attributes; they override the session's own (``bin_size`` in seconds, ``description``, ...).
+
+    Returns
+    -------
+    Path
+        The written file. ``load_lfads_h5(path)`` returns the same arrays (data arrays as float32).
+
+    Raises
+    ------
+    LFADSDataError
+        If the data break the layout; nothing is written then.
+    """
+    path = Path(path)
+    if isinstance(data, SessionData):
+        validate_session(data)
+        arrays, all_attrs = convert_session_to_arrays(data)
+        all_attrs.update(attrs or {})
+    else:
+        arrays, all_attrs = dict(data), dict(attrs or {})
+        build_session(arrays, all_attrs, path=path)  # validates; raises before anything is written
+    return save_h5_atomic(path, arrays, all_attrs)

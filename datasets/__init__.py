@@ -1,0 +1,126 @@
+"""Dataset generators and converters that write the LFADS HDF5 layout.
+
+Each module is runnable as ``python -m datasets.<name>`` (or ``python datasets/<name>.py``)
+and exposes ``generate_<name>(...) -> dict[str, np.ndarray]`` plus ``write_<name>(path, ...)``.
+
+This file also holds the two helpers the synthetic generators share:
+
+- :func:`split_trials_by_condition` assigns every trial to ``train`` / ``valid`` / ``test``,
+  stratified by condition so each split sees every condition.
+- :func:`assemble_layout` turns full-length trial arrays into the layout's
+  ``{split}_encod_data`` / ``{split}_recon_data`` / ``{split}_truth`` / extras.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["SPLITS", "assemble_layout", "split_trials_by_condition"]
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+
+def split_trials_by_condition(
+    conditions: np.ndarray,
+    valid_fraction: float,
+    test_fraction: float,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    r"""Split trials into train / valid / test, stratified by condition.
+
+    For a condition with :math:`m` trials, :math:`\mathrm{round}(m \cdot f_\text{valid})` random
+    trials go to ``valid``, :math:`\mathrm{round}(m \cdot f_\text{test})` to ``test`` and the rest
+    to ``train``. The trial order inside each split is shuffled.
+
+    Parameters
+    ----------
+    conditions : np.ndarray
+        ``(trials,)`` integer condition id per trial.
+    valid_fraction, test_fraction : float
+        Fractions of each condition's trials for the validation and test splits.
+    rng : np.random.Generator
+        Source of randomness.
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        Split name -> ``(n_split,)`` int64 trial indices into ``conditions``. ``test`` is present
+        only when ``test_fraction > 0``.
+    """
+    if not (0.0 <= valid_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and valid_fraction + test_fraction < 1.0):
+        raise ValueError(
+            f"valid_fraction={valid_fraction} and test_fraction={test_fraction} must be in [0, 1) "
+            "and sum to less than 1 so that some trials remain for training."
+        )
+    conditions = np.asarray(conditions)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for cond in np.unique(conditions):
+        idx = rng.permutation(np.flatnonzero(conditions == cond))
+        n_valid = int(round(len(idx) * valid_fraction))
+        n_test = int(round(len(idx) * test_fraction))
+        parts["valid"].append(idx[:n_valid])
+        parts["test"].append(idx[n_valid : n_valid + n_test])
+        parts["train"].append(idx[n_valid + n_test :])
+    splits = {name: rng.permutation(np.concatenate(parts[name])).astype(np.int64) for name in SPLITS}
+    if test_fraction <= 0:
+        del splits["test"]
+    requested = {"train": 1.0, "valid": valid_fraction, "test": test_fraction}
+    for name, idx in splits.items():
+        if requested[name] > 0 and len(idx) == 0:
+            raise ValueError(
+                f"split '{name}' received no trials: each condition's share rounds to zero. Increase "
+                f"trials_per_condition or change valid_fraction (now {valid_fraction}) / test_fraction "
+                f"(now {test_fraction})."
+            )
+    return splits
+
+
+def assemble_layout(
+    counts: np.ndarray,
+    truth: np.ndarray,
+    splits: Mapping[str, np.ndarray],
+    n_heldin: int,
+    n_enc_time: int,
+    conversion_factor: float,
+    extras: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Cut full trial arrays into the LFADS HDF5 layout.
+
+    ``encod`` keeps the first ``n_enc_time`` bins of the first ``n_heldin`` neurons;
+    ``recon`` and ``truth`` keep all bins and neurons.
+
+    Parameters
+    ----------
+    counts : np.ndarray
+        ``(trials, T_recon, N_recon)`` spike counts.
+    truth : np.ndarray
+        ``(trials, T_recon, N_recon)`` true rates in spikes/s.
+    splits : Mapping[str, np.ndarray]
+        Split name -> ``(n_split,)`` trial indices.
+    n_heldin : int
+        Number of held-in neurons (first columns).
+    n_enc_time : int
+        Number of bins the encoders see (the rest are forward-prediction bins).
+    conversion_factor : float
+        ``truth / conversion_factor`` is the expected count per bin.
+    extras : Mapping[str, np.ndarray], optional
+        Name -> ``(trials, ...)`` per-trial arrays written as ``{split}_{name}``.
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        Dataset name -> array, ready for :func:`lfads.data.hdf5.save_h5_atomic`.
+    """
+    out: dict[str, np.ndarray] = {}
+    for split, idx in splits.items():
+        out[f"{split}_encod_data"] = counts[idx, :n_enc_time, :n_heldin].astype(np.float32)
+        out[f"{split}_recon_data"] = counts[idx].astype(np.float32)
+        out[f"{split}_truth"] = truth[idx].astype(np.float32)
+        out[f"{split}_inds"] = np.asarray(idx, dtype=np.int64)
+        for name, values in (extras or {}).items():
+            values = np.asarray(values)
+            out[f"{split}_{name}"] = values[idx]
+    out["conversion_factor"] = np.asarray(conversion_factor, dtype=np.float64)
+    return out

@@ -1,0 +1,5 @@
+import sys
+
+from lfads.cli import main
+
+sys.exit(main())

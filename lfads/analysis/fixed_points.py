@@ -1,0 +1,1020 @@
+"""Fixed and slow points of a recurrent map by minimising its speed.
+
+For the map :math:`h_t = F(h_{t-1}, u)` with the input held at :math:`u^*`, fixed points
+solve :math:`F(h, u^*) = h`. They are found as minima of the speed
+
+.. math::
+
+    q(h) = \\tfrac12 \\|r(h)\\|^2,\\quad r(h) = F(h, u^*) - h,\\quad
+    \\nabla q = J^T r,\\quad J = \\partial F / \\partial h - I,
+
+from many initial states at once (rows of a batch), in float64, in three phases:
+
+1. **Adam** on :math:`q` for ``adam_steps`` steps (a short first-order phase that moves
+   noisy initial states off steep regions; the gradient is the closed-form
+   :math:`J^T r` for GRUs, no Jacobian is formed).
+2. **Levenberg-Marquardt** (damped Gauss-Newton) with one damping :math:`\\mu` per point:
+   solve :math:`(J^T J + \\mu I)\\,\\Delta = -J^T r` (batched ``torch.linalg.solve``), accept
+   the step where :math:`q` decreases, and update :math:`\\mu` from the ratio of actual to
+   predicted decrease (Nielsen's rule). Near a fixed point this is Newton's method and
+   converges quadratically; points leave the active batch once :math:`q <` ``fixed_tol``
+   (after ``polish_steps`` further steps) or once they stall: :math:`q` decreased by less than a
+   fraction ``stall_rtol`` over ``stall_window`` iterations, :math:`\\mu` exceeded its cap, or
+   ``max_iter`` was reached.
+3. **Newton on q** for the stalled points, with the exact Hessian
+   :math:`\\nabla^2 q = J^T J + \\sum_i r_i \\nabla^2 F_i` (``torch.func``), regularised by
+   shifting its eigenvalues to be positive, for up to ``max_newton_iter`` iterations.
+   Gauss-Newton alone converges slowly to minima with :math:`q > 0`, where :math:`J` is
+   singular; the exact Hessian restores quadratic convergence and certifies the minimum.
+
+Each initial state ends as one *kind*:
+
+* ``fixed``: :math:`q <` ``fixed_tol`` (1e-10 by default);
+* ``slow``: a certified local minimum with :math:`q \\ge` ``fixed_tol``:
+  :math:`\\|\\nabla q\\| <` ``grad_tol`` (1e-9 by default; states of tanh/GRU networks are
+  :math:`O(1)`, so this is an absolute tolerance) and the smallest Hessian eigenvalue
+  :math:`\\ge -` ``hess_tol`` :math:`\\cdot \\max(1, \\|\\nabla^2 q\\|_2)`;
+* ``unconverged``: anything else.
+
+:func:`find_fixed_points` then removes distance outliers (a point farther from the centroid of
+the initial states than ``outlier_scale`` times their RMS distance to it), merges duplicates
+(greedily: the point with the lowest :math:`q` absorbs every point within ``dedup_tol`` in the
+joint space of state and input), and linearises the map at each unique point
+(:mod:`lfads.analysis.linearization`).
+
+The caller's cell is never modified: GRU weights are copied, other modules deep-copied.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lfads.analysis.jacobians import Dynamics, GRUDynamics, as_dynamics, broadcast_inputs
+from lfads.analysis.linearization import classify_stability, compute_eigendecomposition
+from lfads.analysis.projection import PCA, compute_pca, project_states
+from lfads.data.hdf5 import save_h5_atomic
+from lfads.errors import LFADSDataError
+
+__all__ = [
+    "KINDS",
+    "FixedPoints",
+    "InitialStates",
+    "SpeedMinimization",
+    "find_fixed_points",
+    "minimize_speed",
+    "sample_initial_states",
+    "deduplicate_points",
+    "find_distance_outliers",
+]
+
+KINDS: tuple[str, ...] = ("fixed", "slow", "unconverged")
+_FIXED, _SLOW, _UNCONVERGED, _ACTIVE = 0, 1, 2, 3
+_FORMAT = "lfads.analysis.FixedPoints/1"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Initial states
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class InitialStates(NamedTuple):
+    """States sampled from trajectories, with the inputs at the same time steps if given.
+
+    ``states``: ``(n, H)``; ``inputs``: ``(n, I)`` or ``None``; ``indices``: ``(n,)`` flat index of
+    each sample into the ``(trials * time)`` rows of the trajectories.
+    """
+
+    states: Tensor
+    inputs: Tensor | None
+    indices: Tensor
+
+
+def sample_initial_states(
+    trajectories: Tensor | np.ndarray,
+    n_samples: int,
+    noise_std: float = 0.0,
+    *,
+    inputs: Tensor | np.ndarray | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> InitialStates:
+    """Draw initial states from visited states plus isotropic Gaussian noise.
+
+    .. math:: h^{(0)}_k = h_{i_k} + \\sigma \\epsilon_k,\\qquad \\epsilon_k \\sim \\mathcal N(0, I)
+
+    with :math:`i_k` uniform over the finite rows of the trajectories (without replacement
+    when there are enough rows).
+
+    Parameters
+    ----------
+    trajectories : Tensor or np.ndarray
+        ``(trials, time, H)`` or ``(points, H)``, e.g. LFADS ``gen_states``.
+    n_samples : int
+        Number of initial states.
+    noise_std : float
+        :math:`\\sigma`.
+    inputs : Tensor or np.ndarray, optional
+        ``(trials, time, I)`` inputs aligned with ``trajectories`` (e.g. ``gen_inputs``); the
+        inputs at the sampled rows are returned (without noise).
+    seed : int
+        Seed of the draw.
+    dtype : torch.dtype
+        Floating type of the result.
+
+    Raises
+    ------
+    LFADSDataError
+        If there are no finite states or the inputs do not align.
+    """
+    x = torch.as_tensor(np.asarray(trajectories) if not isinstance(trajectories, Tensor) else trajectories)
+    x = x.detach().to(dtype).reshape(-1, x.shape[-1])
+    finite = torch.isfinite(x).all(dim=1)
+    rows = torch.nonzero(finite).squeeze(1)
+    if rows.numel() == 0:
+        raise LFADSDataError("sample_initial_states: the trajectories hold no finite state (all rows contain NaN/inf).")
+    gen = torch.Generator().manual_seed(int(seed))
+    if n_samples <= rows.numel():
+        pick = rows[torch.randperm(rows.numel(), generator=gen)[:n_samples]]
+    else:
+        pick = rows[torch.randint(rows.numel(), (n_samples,), generator=gen)]
+    states = x[pick].clone()
+    if noise_std > 0:
+        states += noise_std * torch.randn(states.shape, generator=gen, dtype=dtype)
+    u = None
+    if inputs is not None:
+        ut = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, Tensor) else inputs).detach().to(dtype)
+        ut = ut.reshape(-1, ut.shape[-1])
+        if ut.shape[0] != x.shape[0]:
+            raise LFADSDataError(
+                f"inputs hold {ut.shape[0]} (trials * time) rows but trajectories hold {x.shape[0]}; pass inputs "
+                "with the same leading shape as the trajectories."
+            )
+        u = ut[pick].clone()
+    return InitialStates(states, u, pick)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Speed minimisation (per initial state)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SpeedMinimization:
+    """Where each initial state ended.
+
+    Attributes
+    ----------
+    states : np.ndarray
+        ``(n, H)`` final states.
+    inputs : np.ndarray
+        ``(n, I)`` the inputs :math:`u^*` held at each.
+    q : np.ndarray
+        ``(n,)`` final speed :math:`\\tfrac12\\|F(h, u^*) - h\\|^2`.
+    grad_norm : np.ndarray
+        ``(n,)`` :math:`\\|J^T r\\|`.
+    iterations : np.ndarray
+        ``(n,)`` second-order iterations (Levenberg-Marquardt plus Newton) spent on each point.
+    kind : np.ndarray
+        ``(n,)`` strings from :data:`KINDS`.
+    adam_steps : int
+        First-order steps taken (shared by all points).
+    wall_time : float
+        Seconds spent.
+    """
+
+    states: np.ndarray
+    inputs: np.ndarray
+    q: np.ndarray
+    grad_norm: np.ndarray
+    iterations: np.ndarray
+    kind: np.ndarray
+    adam_steps: int
+    wall_time: float
+
+    @property
+    def converged(self) -> np.ndarray:
+        """``(n,)`` bool: ``kind`` is ``fixed`` or ``slow``."""
+        return self.kind != "unconverged"
+
+
+def _progress_bar(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+def _adam_phase(dyn: Dynamics, h: Tensor, u: Tensor, steps: int, lr: float, bar) -> Tensor:
+    """``steps`` Adam steps on the summed speed; returns the new states (a new tensor)."""
+    if steps <= 0:
+        return h
+    x = h.clone()
+    opt = torch.optim.Adam([x], lr=lr)
+    for _ in range(steps):
+        _, _, grad = dyn.speed_and_gradient(x, u)
+        x.grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        opt.step()
+        if bar is not None:
+            bar.update(1)
+    return x.detach()
+
+
+def _gauss_newton_system(dyn: Dynamics, h: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(r, q, J^T J, J^T r)`` with ``J = dF/dh - I`` at ``h`` ``(B, H)``."""
+    f, jac, _ = dyn.jacobians(h, u, wrt_input=False)
+    jac.diagonal(dim1=1, dim2=2).sub_(1.0)
+    r = f - h
+    jtj = jac.mT @ jac
+    g = (jac.mT @ r.unsqueeze(2)).squeeze(2)
+    return r, 0.5 * (r * r).sum(1), jtj, g
+
+
+def _speed(dyn: Dynamics, h: Tensor, u: Tensor) -> Tensor:
+    r = dyn.step(h, u) - h
+    q = 0.5 * (r * r).sum(1)
+    return torch.where(torch.isfinite(q), q, torch.full_like(q, math.inf))
+
+
+def _levenberg_marquardt(
+    dyn: Dynamics,
+    h: Tensor,
+    u: Tensor,
+    *,
+    fixed_tol: float,
+    grad_tol: float,
+    max_iter: int,
+    polish_steps: int,
+    stall_window: int,
+    stall_rtol: float,
+    bar,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Batched LM with per-point damping and an active set. Returns ``(h, q, grad_norm, iterations, status)``.
+
+    ``status`` is ``_FIXED`` for points that reached ``fixed_tol`` and ``_ACTIVE`` for those handed on.
+    """
+    n, hidden = h.shape
+    h = h.clone()
+    q = torch.empty(n, dtype=h.dtype, device=h.device)
+    gnorm = torch.empty_like(q)
+    iters = torch.zeros(n, dtype=torch.long, device=h.device)
+    status = torch.full((n,), _ACTIVE, dtype=torch.long, device=h.device)
+
+    idx = torch.arange(n, device=h.device)
+    r_a, q_a, jtj, g = _gauss_newton_system(dyn, h, u)
+    finite = torch.isfinite(q_a) & torch.isfinite(jtj).flatten(1).all(1)
+    q[:], gnorm[:] = q_a, g.norm(dim=1)
+    # points that start at inf/nan are left as they are
+    status[~finite] = _UNCONVERGED
+    keep = finite
+    idx, q_a, jtj, g = idx[keep], q_a[keep], jtj[keep], g[keep]
+    diag_max = jtj.diagonal(dim1=1, dim2=2).amax(1) if idx.numel() else q_a
+    mu = 1e-3 * diag_max.clamp_min(1e-12)
+    nu = torch.full_like(mu, 2.0)
+    q_ref = q_a.clone()
+    polish = torch.zeros_like(idx)
+    mu_cap = 1e16
+
+    for it in range(max_iter):
+        if idx.numel() == 0:
+            break
+        ha, ua = h[idx], u[idx]
+        a = jtj.clone()
+        a.diagonal(dim1=1, dim2=2).add_(mu.unsqueeze(1))
+        dx, _ = torch.linalg.solve_ex(a, -g)
+        h_new = ha + dx
+        q_new = _speed(dyn, h_new, ua)
+        pred = 0.5 * (dx * (mu.unsqueeze(1) * dx - g)).sum(1)
+        rho = (q_a - q_new) / pred.clamp_min(torch.finfo(h.dtype).tiny)
+        accept = (q_new < q_a) & torch.isfinite(dx).all(1)
+        # Nielsen's damping update
+        factor = torch.clamp(1.0 - (2.0 * rho - 1.0) ** 3, min=1.0 / 3.0)
+        mu = torch.where(accept, mu * factor, mu * nu)
+        nu = torch.where(accept, torch.full_like(nu, 2.0), nu * 2.0)
+        iters[idx] += 1
+
+        if bool(accept.any()):
+            acc = torch.nonzero(accept).squeeze(1)
+            h_acc = h_new[acc]
+            h[idx[acc]] = h_acc
+            _, q_acc, jtj_acc, g_acc = _gauss_newton_system(dyn, h_acc, ua[acc])
+            q_a[acc], jtj[acc], g[acc] = q_acc, jtj_acc, g_acc
+        q[idx] = q_a
+        gnorm_a = g.norm(dim=1)
+        gnorm[idx] = gnorm_a
+
+        # termination
+        reached = q_a < fixed_tol
+        polish = torch.where(reached, polish + 1, polish)
+        done_fixed = reached & ((polish > polish_steps) | (q_a == 0) | ~accept & (polish > 1))
+        check = ((it + 1) % stall_window) == 0
+        stalled = ~reached & ((mu > mu_cap) | (gnorm_a < grad_tol))
+        if check:
+            stalled |= ~reached & (q_a > (1.0 - stall_rtol) * q_ref)
+            q_ref = q_a.clone()
+        status[idx[done_fixed]] = _FIXED
+        leave = done_fixed | stalled
+        if bool(leave.any()):
+            stay = ~leave
+            idx, q_a, jtj, g = idx[stay], q_a[stay], jtj[stay], g[stay]
+            mu, nu, q_ref, polish = mu[stay], nu[stay], q_ref[stay], polish[stay]
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(active=int(idx.numel()))
+    # points still active here, and stalled ones, keep _ACTIVE: the Newton phase takes them
+    status[idx] = _ACTIVE
+    return h, q, gnorm, iters, status
+
+
+def _hessians(dyn: Dynamics, h: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(q, grad, Hessian)`` of the speed at each row, ``(B,)``, ``(B, H)``, ``(B, H, H)``."""
+
+    def q_single(hs: Tensor, us: Tensor) -> Tensor:
+        r = dyn.differentiable_step(hs.unsqueeze(0), us.unsqueeze(0)).squeeze(0) - hs
+        return 0.5 * (r * r).sum()
+
+    try:
+        with torch.enable_grad():
+            hess = torch.func.vmap(torch.func.hessian(q_single))(h, u)
+    except (RuntimeError, NotImplementedError, ValueError, TypeError):
+        with torch.enable_grad():
+            hess = torch.stack(
+                [torch.autograd.functional.hessian(lambda x, ui=ui: q_single(x, ui), hi) for hi, ui in zip(h, u)]
+            )
+    _, q, grad = dyn.speed_and_gradient(h, u)
+    return q, grad, hess.detach()
+
+
+def _newton_phase(
+    dyn: Dynamics,
+    h: Tensor,
+    u: Tensor,
+    *,
+    fixed_tol: float,
+    grad_tol: float,
+    hess_tol: float,
+    max_iter: int,
+    bar,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Regularised Newton on ``q`` with the exact Hessian. Returns ``(h, q, grad_norm, iterations, status)``."""
+    n = h.shape[0]
+    h = h.clone()
+    q_out = torch.full((n,), math.inf, dtype=h.dtype, device=h.device)
+    gn_out = torch.full_like(q_out, math.inf)
+    iters = torch.zeros(n, dtype=torch.long, device=h.device)
+    status = torch.full((n,), _UNCONVERGED, dtype=torch.long, device=h.device)
+    idx = torch.arange(n, device=h.device)
+    mu = torch.full((n,), 1e-8, dtype=h.dtype, device=h.device)
+    for it in range(max_iter + 1):
+        if idx.numel() == 0:
+            break
+        ha, ua = h[idx], u[idx]
+        q, grad, hess = _hessians(dyn, ha, ua)
+        gnorm = grad.norm(dim=1)
+        q_out[idx], gn_out[idx] = q, gnorm
+        lam, vec = torch.linalg.eigh(hess)
+        scale = lam.abs().amax(1).clamp_min(1.0)
+        is_min = lam[:, 0] >= -hess_tol * scale
+        fixed = q < fixed_tol
+        slow = ~fixed & (gnorm < grad_tol) & is_min
+        stuck = ~fixed & (gnorm < grad_tol) & ~is_min  # a saddle of q: not a minimum
+        status[idx[fixed]] = _FIXED
+        status[idx[slow]] = _SLOW
+        done = fixed | slow | stuck | ~torch.isfinite(q)
+        if it == max_iter:
+            break
+        stay = ~done
+        idx, ha, ua, q, grad, lam, vec, scale = (x[stay] for x in (idx, ha, ua, q, grad, lam, vec, scale))
+        mu_a = mu[idx]
+        if idx.numel() == 0:
+            break
+        # shift the spectrum to be positive, then damp; try up to a few dampings per iteration
+        shift = (-lam[:, :1]).clamp_min(0.0) + mu_a.unsqueeze(1) * scale.unsqueeze(1)
+        coef = (vec.mT @ grad.unsqueeze(2)).squeeze(2) / (lam + shift)
+        dx = -(vec @ coef.unsqueeze(2)).squeeze(2)
+        q_new = _speed(dyn, ha + dx, ua)
+        accept = q_new < q
+        h[idx[accept]] = (ha + dx)[accept]
+        mu[idx] = torch.where(accept, (mu_a / 10.0).clamp_min(1e-12), mu_a * 10.0)
+        iters[idx] += 1
+        # a step that cannot lower q any further under heavy damping ends the search
+        give_up = ~accept & (mu[idx] > 1e12)
+        idx = idx[~give_up]
+        if bar is not None:
+            bar.update(1)
+    return h, q_out, gn_out, iters, status
+
+
+def minimize_speed(
+    cell: nn.Module | Callable[[Tensor, Tensor], Tensor] | Dynamics,
+    initial_states: Tensor | np.ndarray,
+    inputs: Tensor | np.ndarray | None = None,
+    *,
+    fixed_tol: float = 1e-10,
+    grad_tol: float = 1e-9,
+    hess_tol: float = 1e-8,
+    adam_steps: int = 50,
+    adam_lr: float = 1e-2,
+    max_iter: int = 100,
+    polish_steps: int = 2,
+    stall_window: int = 10,
+    stall_rtol: float = 1e-2,
+    max_newton_iter: int = 50,
+    progress: bool = False,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    hidden_size: int | None = None,
+    input_size: int | None = None,
+) -> SpeedMinimization:
+    """Minimise :math:`q(h) = \\tfrac12\\|F(h, u^*) - h\\|^2` from each initial state (module docstring).
+
+    Parameters
+    ----------
+    cell : nn.Module, callable or Dynamics
+        ``nn.GRUCell``, ``ClippedGRUCell``, single-layer ``nn.GRU`` (closed-form Jacobians), or any
+        callable ``f(u, h) -> h_next`` (pass ``hidden_size``/``input_size`` if it has no such attributes).
+    initial_states : Tensor or np.ndarray
+        ``(n, H)``.
+    inputs : Tensor or np.ndarray, optional
+        :math:`u^*`: ``None`` (zeros), ``(I,)`` for all points, or ``(n, I)`` one per point.
+    fixed_tol, grad_tol, hess_tol : float
+        Classification thresholds (module docstring).
+    adam_steps, adam_lr : int, float
+        First phase.
+    max_iter, polish_steps, stall_window, stall_rtol : int, int, int, float
+        Levenberg-Marquardt phase.
+    max_newton_iter : int
+        Exact-Hessian phase for points that stalled.
+    progress : bool
+        Show a tqdm progress bar.
+    dtype, device
+        Computation type (float64 by default) and device (that of the cell by default).
+    """
+    start = time.perf_counter()
+    dyn = as_dynamics(cell, hidden_size=hidden_size, input_size=input_size, dtype=dtype, device=device)
+    h0 = torch.as_tensor(np.asarray(initial_states) if not isinstance(initial_states, Tensor) else initial_states)
+    h0 = h0.detach().to(dtype=dyn.dtype, device=dyn.device)
+    if h0.ndim != 2 or h0.shape[1] != dyn.hidden_size:
+        raise LFADSDataError(
+            f"initial_states must be (n, {dyn.hidden_size}) for a cell with {dyn.hidden_size} units; got "
+            f"{tuple(h0.shape)}. Use sample_initial_states(trajectories, n) to draw them from trajectories."
+        )
+    u = broadcast_inputs(inputs, h0.shape[0], dyn)
+    bar = _progress_bar(progress, adam_steps + max_iter, "fixed points")
+    try:
+        with torch.no_grad():
+            h = _adam_phase(dyn, h0, u, adam_steps, adam_lr, bar)
+            h, q, gnorm, iters, status = _levenberg_marquardt(
+                dyn,
+                h,
+                u,
+                fixed_tol=fixed_tol,
+                grad_tol=grad_tol,
+                max_iter=max_iter,
+                polish_steps=polish_steps,
+                stall_window=stall_window,
+                stall_rtol=stall_rtol,
+                bar=bar,
+            )
+            rest = torch.nonzero(status == _ACTIVE).squeeze(1)
+            if rest.numel():
+                if bar is not None:
+                    bar.reset(total=max_newton_iter)
+                    bar.set_description("slow points")
+                h_r, q_r, g_r, it_r, st_r = _newton_phase(
+                    dyn,
+                    h[rest],
+                    u[rest],
+                    fixed_tol=fixed_tol,
+                    grad_tol=grad_tol,
+                    hess_tol=hess_tol,
+                    max_iter=max_newton_iter,
+                    bar=bar,
+                )
+                h[rest], q[rest], gnorm[rest], status[rest] = h_r, q_r, g_r, st_r
+                iters[rest] += it_r
+    finally:
+        if bar is not None:
+            bar.close()
+    kind = np.asarray(KINDS, dtype="<U11")[status.clamp(max=_UNCONVERGED).cpu().numpy()]
+    return SpeedMinimization(
+        states=h.cpu().numpy(),
+        inputs=u.cpu().numpy(),
+        q=q.cpu().numpy(),
+        grad_norm=gnorm.cpu().numpy(),
+        iterations=iters.cpu().numpy(),
+        kind=kind,
+        adam_steps=int(adam_steps),
+        wall_time=time.perf_counter() - start,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Post-processing
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def find_distance_outliers(points: np.ndarray, reference: np.ndarray, outlier_scale: float = 10.0) -> np.ndarray:
+    """Points far from a reference cloud.
+
+    .. math:: \\|p - \\bar x\\| > s \\cdot \\sqrt{\\operatorname{mean}_j \\|x_j - \\bar x\\|^2}
+
+    with :math:`\\bar x` the centroid of the reference states :math:`x_j` (e.g. the initial states)
+    and :math:`s` = ``outlier_scale``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(points,)`` bool, True for outliers.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    pts = np.asarray(points, dtype=np.float64)
+    center = ref.mean(axis=0)
+    rms = np.sqrt(((ref - center) ** 2).sum(axis=1).mean())
+    dist = np.linalg.norm(pts - center, axis=1)
+    return dist > outlier_scale * max(rms, np.finfo(np.float64).tiny)
+
+
+def deduplicate_points(points: np.ndarray, q: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy merge of points closer than ``tol``, keeping the one with the lowest ``q``.
+
+    Repeatedly, the remaining point with the lowest ``q`` becomes a representative and absorbs all
+    remaining points within Euclidean distance ``tol`` of it.
+
+    Parameters
+    ----------
+    points : np.ndarray
+        ``(n, D)``.
+    q : np.ndarray
+        ``(n,)``.
+    tol : float
+        Merge distance.
+
+    Returns
+    -------
+    representatives : np.ndarray
+        ``(k,)`` indices of the kept points, by increasing ``q``.
+    assignment : np.ndarray
+        ``(n,)`` index into ``representatives`` for every point.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    remaining = np.argsort(np.asarray(q), kind="stable")
+    assignment = np.full(pts.shape[0], -1, dtype=np.int64)
+    reps: list[int] = []
+    while remaining.size:
+        best = remaining[0]
+        close = np.linalg.norm(pts[remaining] - pts[best], axis=1) <= tol
+        close[0] = True
+        assignment[remaining[close]] = len(reps)
+        reps.append(int(best))
+        remaining = remaining[~close]
+    return np.asarray(reps, dtype=np.int64), assignment
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Result
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FixedPoints:
+    """Unique fixed and slow points of a map with their linearisation.
+
+    ``N`` points, ``H`` units, ``I`` inputs, ``M`` initial states. Eigenmodes are sorted by
+    decreasing :math:`|\\lambda|`; see :mod:`lfads.analysis.linearization` for the conventions.
+
+    Attributes
+    ----------
+    states : np.ndarray
+        ``(N, H)`` the points :math:`h^*`.
+    inputs : np.ndarray
+        ``(N, I)`` the inputs :math:`u^*` held there.
+    q : np.ndarray
+        ``(N,)`` speed :math:`\\tfrac12\\|F(h^*, u^*) - h^*\\|^2`.
+    grad_norm : np.ndarray
+        ``(N,)`` :math:`\\|\\nabla q\\|`.
+    iterations : np.ndarray
+        ``(N,)`` second-order iterations of the representative initial state.
+    kind : np.ndarray
+        ``(N,)`` ``"fixed"`` or ``"slow"`` (``"unconverged"`` only with ``keep_unconverged``).
+    count : np.ndarray
+        ``(N,)`` number of initial states merged into each point.
+    jac_state : np.ndarray
+        ``(N, H, H)`` :math:`J_h = \\partial F / \\partial h`.
+    jac_input : np.ndarray
+        ``(N, H, I)`` :math:`J_u = \\partial F / \\partial u`.
+    eigenvalues : np.ndarray
+        ``(N, H)`` complex.
+    left_eigenvectors, right_eigenvectors : np.ndarray
+        ``(N, H, H)`` complex, modes in columns, :math:`w_k^H v_k = 1`.
+    stability : np.ndarray
+        ``(N,)`` ``"stable"``, ``"saddle"`` or ``"unstable"``.
+    n_unstable, n_marginal : np.ndarray
+        ``(N,)`` int: directions with :math:`|\\lambda| > 1`, and with :math:`||\\lambda| - 1| \\le` ``marginal_tol``.
+    candidate_states : np.ndarray
+        ``(M, H)`` where every initial state ended.
+    candidate_q, candidate_grad_norm : np.ndarray
+        ``(M,)``.
+    candidate_iterations : np.ndarray
+        ``(M,)`` int.
+    candidate_kind : np.ndarray
+        ``(M,)`` strings from :data:`KINDS`.
+    candidate_index : np.ndarray
+        ``(M,)`` int: the unique point each initial state joined, ``-1`` if unconverged, ``-2`` if
+        excluded as a distance outlier.
+    settings : dict
+        Tolerances and run statistics (``fixed_tol``, ``grad_tol``, ``marginal_tol``, ``dedup_tol``,
+        ``outlier_scale``, ``adam_steps``, ``wall_time``, ...).
+    """
+
+    states: np.ndarray
+    inputs: np.ndarray
+    q: np.ndarray
+    grad_norm: np.ndarray
+    iterations: np.ndarray
+    kind: np.ndarray
+    count: np.ndarray
+    jac_state: np.ndarray
+    jac_input: np.ndarray
+    eigenvalues: np.ndarray
+    left_eigenvectors: np.ndarray
+    right_eigenvectors: np.ndarray
+    stability: np.ndarray
+    n_unstable: np.ndarray
+    n_marginal: np.ndarray
+    candidate_states: np.ndarray
+    candidate_q: np.ndarray
+    candidate_grad_norm: np.ndarray
+    candidate_iterations: np.ndarray
+    candidate_kind: np.ndarray
+    candidate_index: np.ndarray
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    _POINT_FIELDS = (
+        "states",
+        "inputs",
+        "q",
+        "grad_norm",
+        "iterations",
+        "kind",
+        "count",
+        "jac_state",
+        "jac_input",
+        "eigenvalues",
+        "left_eigenvectors",
+        "right_eigenvectors",
+        "stability",
+        "n_unstable",
+        "n_marginal",
+    )
+    _STRING_FIELDS = ("kind", "stability", "candidate_kind")
+
+    # -- basic views ---------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.states.shape[0])
+
+    @property
+    def hidden_size(self) -> int:
+        """``H``."""
+        return int(self.states.shape[1])
+
+    @property
+    def speed(self) -> np.ndarray:
+        """``(N,)`` :math:`\\|F(h^*, u^*) - h^*\\| = \\sqrt{2q}`."""
+        return np.sqrt(2.0 * self.q)
+
+    @property
+    def max_abs_eigenvalue(self) -> np.ndarray:
+        """``(N,)`` spectral radius of :math:`J_h`."""
+        if self.eigenvalues.shape[1] == 0:
+            return np.zeros(len(self))
+        return np.abs(self.eigenvalues).max(axis=1)
+
+    @property
+    def converged_fraction(self) -> float:
+        """Fraction of initial states that ended as a fixed or certified slow point."""
+        if self.candidate_kind.size == 0:
+            return float("nan")
+        return float(np.mean(self.candidate_kind != "unconverged"))
+
+    def select(self, mask: np.ndarray) -> "FixedPoints":
+        """A new result with only the points where ``mask`` ``(N,)`` (bool or indices) holds.
+
+        ``candidate_index`` is remapped; initial states of dropped points get ``-3``.
+        """
+        sel = np.arange(len(self))[mask]
+        new_index = np.full(len(self), -3, dtype=np.int64)
+        new_index[sel] = np.arange(sel.size)
+        cand = self.candidate_index.copy()
+        ok = cand >= 0
+        cand[ok] = new_index[cand[ok]]
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in self._POINT_FIELDS:
+            kwargs[name] = getattr(self, name)[sel]
+        kwargs["candidate_index"] = cand
+        kwargs["settings"] = dict(self.settings)
+        return FixedPoints(**kwargs)
+
+    def fixed(self) -> "FixedPoints":
+        """Only the points with :math:`q <` ``fixed_tol``."""
+        return self.select(self.kind == "fixed")
+
+    def slow(self) -> "FixedPoints":
+        """Only the certified slow points."""
+        return self.select(self.kind == "slow")
+
+    def unstable_modes(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues ``(k,)`` and unit right eigenvectors ``(H, k)`` with :math:`|\\lambda| > 1` at point ``index``."""
+        sel = np.abs(self.eigenvalues[index]) > 1.0
+        return self.eigenvalues[index][sel], self.right_eigenvectors[index][:, sel]
+
+    # -- projections ---------------------------------------------------------------------------------------------
+    def project(self, basis: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
+        """Coordinates ``(N, k)`` of the points in a basis ``(k, H)``, e.g. factor weights (see :func:`project_states`)."""
+        return project_states(self.states, basis, center)
+
+    def project_pca(self, pca_or_trajectories: PCA | np.ndarray, n_components: int = 3) -> np.ndarray:
+        """Coordinates ``(N, k)`` on the principal components of trajectories (a :class:`PCA` or states ``(..., H)``)."""
+        pca = pca_or_trajectories if isinstance(pca_or_trajectories, PCA) else compute_pca(pca_or_trajectories, n_components)
+        return pca.transform(self.states)
+
+    # -- text ----------------------------------------------------------------------------------------------------
+    def summary(self, max_rows: int = 50) -> str:
+        """A table with one row per point (at most ``max_rows``) and counts by kind and stability class."""
+        lines = []
+        n_cand = self.candidate_kind.size
+        if n_cand:
+            conv = int((self.candidate_kind != "unconverged").sum())
+            outl = int((self.candidate_index == -2).sum())
+            lines.append(
+                f"{n_cand} initial states: {conv} converged ({100.0 * conv / n_cand:.1f}%), "
+                f"{outl} outliers excluded -> {len(self)} unique points"
+            )
+        by_kind = ", ".join(f"{k}: {int((self.kind == k).sum())}" for k in KINDS if (self.kind == k).any())
+        by_stab = ", ".join(
+            f"{s}: {int((self.stability == s).sum())}" for s in ("stable", "saddle", "unstable") if (self.stability == s).any()
+        )
+        lines.append(f"by kind: {by_kind or 'none'}; by stability: {by_stab or 'none'}")
+        header = f"{'#':>4} {'kind':<6} {'stability':<9} {'n_unst':>6} {'n_marg':>6} {'max|lam|':>9} {'q':>10} {'count':>6}"
+        lines.append(header)
+        lines.append("-" * len(header))
+        mx = self.max_abs_eigenvalue
+        for i in range(min(len(self), max_rows)):
+            lines.append(
+                f"{i:>4} {self.kind[i]:<6} {self.stability[i]:<9} {self.n_unstable[i]:>6d} {self.n_marginal[i]:>6d} "
+                f"{mx[i]:>9.5f} {self.q[i]:>10.2e} {self.count[i]:>6d}"
+            )
+        if len(self) > max_rows:
+            lines.append(f"... {len(self) - max_rows} more")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    # -- storage -------------------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write to HDF5 atomically (one dataset per array, settings as root attributes)."""
+        arrays = {}
+        for f in fields(self):
+            if f.name == "settings":
+                continue
+            value = getattr(self, f.name)
+            if f.name in self._STRING_FIELDS:
+                value = np.asarray(value).astype("S")
+            arrays[f.name] = value
+        attrs = {"format": _FORMAT, **{f"settings.{k}": v for k, v in self.settings.items()}}
+        return save_h5_atomic(path, arrays, attrs)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FixedPoints":
+        """Read a file written by :meth:`save`.
+
+        Raises
+        ------
+        LFADSDataError
+            If the file was not written by :meth:`save` or misses a dataset.
+        """
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != _FORMAT:
+                raise LFADSDataError(
+                    f"{path}: not a fixed-point file (root attribute 'format' is {f.attrs.get('format')!r}, expected "
+                    f"{_FORMAT!r}); write it with FixedPoints.save."
+                )
+            kwargs: dict[str, Any] = {}
+            for fd in fields(cls):
+                if fd.name == "settings":
+                    continue
+                if fd.name not in f:
+                    raise LFADSDataError(f"{path}: dataset '{fd.name}' is missing; rewrite the file with FixedPoints.save.")
+                value = f[fd.name][()]
+                if fd.name in cls._STRING_FIELDS:
+                    value = np.asarray(value).astype("U")
+                kwargs[fd.name] = value
+            settings = {}
+            for key, value in f.attrs.items():
+                if key.startswith("settings."):
+                    settings[key[len("settings.") :]] = value.item() if isinstance(value, np.generic) else value
+        return cls(**kwargs, settings=settings)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Main entry point
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def find_fixed_points(
+    cell: nn.Module | Callable[[Tensor, Tensor], Tensor] | Dynamics,
+    initial_states: Tensor | np.ndarray,
+    inputs: Tensor | np.ndarray | None = None,
+    *,
+    fixed_tol: float = 1e-10,
+    grad_tol: float = 1e-9,
+    hess_tol: float = 1e-8,
+    dedup_tol: float = 1e-4,
+    outlier_scale: float | None = 10.0,
+    marginal_tol: float = 1e-2,
+    keep_unconverged: bool = False,
+    adam_steps: int = 50,
+    adam_lr: float = 1e-2,
+    max_iter: int = 100,
+    polish_steps: int = 2,
+    stall_window: int = 10,
+    stall_rtol: float = 1e-2,
+    max_newton_iter: int = 50,
+    progress: bool = False,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    hidden_size: int | None = None,
+    input_size: int | None = None,
+) -> FixedPoints:
+    """Find, deduplicate and linearise the fixed and slow points of ``h_t = F(h_{t-1}, u^*)``.
+
+    Pipeline: :func:`minimize_speed` from every initial state, drop unconverged states (unless
+    ``keep_unconverged``) and distance outliers (:func:`find_distance_outliers` relative to the
+    initial states; ``outlier_scale=None`` keeps all), merge duplicates within ``dedup_tol``
+    (:func:`deduplicate_points` on the concatenated ``[h, u]``), then compute :math:`J_h`,
+    :math:`J_u`, eigenvalues, left/right eigenvectors and the stability class at each unique point.
+
+    Parameters
+    ----------
+    cell : nn.Module, callable or Dynamics
+        See :func:`minimize_speed`.
+    initial_states : Tensor or np.ndarray
+        ``(M, H)``, e.g. from :func:`sample_initial_states`.
+    inputs : Tensor or np.ndarray, optional
+        :math:`u^*`: ``None`` (zeros), ``(I,)``, or ``(M, I)``.
+    dedup_tol : float
+        Distance below which two points are the same.
+    outlier_scale : float or None
+        Outlier rule scale (``None`` disables it).
+    marginal_tol : float
+        Marginal directions: :math:`||\\lambda| - 1| \\le` ``marginal_tol``.
+    keep_unconverged : bool
+        Keep unconverged end states as points (kind ``"unconverged"``).
+    Other parameters
+        As in :func:`minimize_speed`.
+
+    Returns
+    -------
+    FixedPoints
+        Sorted by kind (fixed first), then by increasing ``q``.
+
+    Examples
+    --------
+    >>> init = sample_initial_states(out.gen_states, 1024, noise_std=0.05)  # doctest: +SKIP
+    >>> fps = find_fixed_points(model.decoder.generator, init.states)       # doctest: +SKIP
+    >>> print(fps.summary())                                                # doctest: +SKIP
+    """
+    dyn = as_dynamics(cell, hidden_size=hidden_size, input_size=input_size, dtype=dtype, device=device)
+    result = minimize_speed(
+        dyn,
+        initial_states,
+        inputs,
+        fixed_tol=fixed_tol,
+        grad_tol=grad_tol,
+        hess_tol=hess_tol,
+        adam_steps=adam_steps,
+        adam_lr=adam_lr,
+        max_iter=max_iter,
+        polish_steps=polish_steps,
+        stall_window=stall_window,
+        stall_rtol=stall_rtol,
+        max_newton_iter=max_newton_iter,
+        progress=progress,
+    )
+    h0 = np.asarray(initial_states.detach().cpu() if isinstance(initial_states, Tensor) else initial_states, dtype=np.float64)
+    return build_fixed_points(
+        dyn,
+        result,
+        reference_states=h0,
+        dedup_tol=dedup_tol,
+        outlier_scale=outlier_scale,
+        marginal_tol=marginal_tol,
+        keep_unconverged=keep_unconverged,
+        settings={
+            "fixed_tol": fixed_tol,
+            "grad_tol": grad_tol,
+            "hess_tol": hess_tol,
+            "adam_lr": adam_lr,
+            "max_iter": max_iter,
+            "max_newton_iter": max_newton_iter,
+        },
+    )
+
+
+def build_fixed_points(
+    cell: nn.Module | Callable[[Tensor, Tensor], Tensor] | Dynamics,
+    result: SpeedMinimization,
+    *,
+    reference_states: np.ndarray | None = None,
+    dedup_tol: float = 1e-4,
+    outlier_scale: float | None = 10.0,
+    marginal_tol: float = 1e-2,
+    keep_unconverged: bool = False,
+    settings: dict[str, Any] | None = None,
+) -> FixedPoints:
+    """Turn per-initial-state results into a :class:`FixedPoints` (see :func:`find_fixed_points`).
+
+    ``reference_states`` ``(M, H)`` defines the outlier rule (the initial states; by default the end
+    states themselves).
+    """
+    dyn = as_dynamics(cell)
+    m = result.states.shape[0]
+    candidate_index = np.full(m, -1, dtype=np.int64)
+    usable = np.ones(m, bool) if keep_unconverged else result.converged.copy()
+    usable &= np.isfinite(result.states).all(axis=1)
+    if outlier_scale is not None and m:
+        ref = result.states if reference_states is None else reference_states
+        outlier = find_distance_outliers(result.states, ref, outlier_scale)
+        candidate_index[usable & outlier] = -2
+        usable &= ~outlier
+    cand = np.nonzero(usable)[0]
+    # fixed points first, then slow, then unconverged; lowest q first within a kind
+    kind_rank = np.array([KINDS.index(k) for k in result.kind[cand]], dtype=np.int64)
+    order = np.lexsort((np.nan_to_num(result.q[cand], nan=np.inf), kind_rank))
+    rank = np.empty(cand.size, dtype=np.int64)
+    rank[order] = np.arange(cand.size)
+    joint = np.concatenate([result.states[cand], result.inputs[cand]], axis=1)
+    reps_local, assign = deduplicate_points(joint, rank, dedup_tol)
+    reps = cand[reps_local]
+    candidate_index[cand] = assign
+    count = np.bincount(assign, minlength=reps.size).astype(np.int64)
+
+    states = result.states[reps]
+    inputs = result.inputs[reps]
+    h = torch.as_tensor(states, dtype=dyn.dtype, device=dyn.device)
+    u = torch.as_tensor(inputs, dtype=dyn.dtype, device=dyn.device)
+    with torch.no_grad():
+        if reps.size:
+            _, jh, ju = dyn.jacobians(h, u, wrt_input=True)
+            jh_np = jh.cpu().numpy()
+            ju_np = ju.cpu().numpy() if ju is not None else np.zeros((reps.size, dyn.hidden_size, dyn.input_size))
+        else:
+            jh_np = np.zeros((0, dyn.hidden_size, dyn.hidden_size))
+            ju_np = np.zeros((0, dyn.hidden_size, dyn.input_size))
+    eigvals, left, right = compute_eigendecomposition(jh_np)
+    stability, n_unstable, n_marginal, _ = classify_stability(eigvals, marginal_tol)
+    all_settings = {
+        **(settings or {}),
+        "dedup_tol": dedup_tol,
+        "outlier_scale": float("nan") if outlier_scale is None else float(outlier_scale),
+        "marginal_tol": marginal_tol,
+        "adam_steps": result.adam_steps,
+        "wall_time": result.wall_time,
+        "n_initial_states": m,
+        "closed_form": isinstance(dyn, GRUDynamics),
+    }
+    return FixedPoints(
+        states=states,
+        inputs=inputs,
+        q=result.q[reps],
+        grad_norm=result.grad_norm[reps],
+        iterations=result.iterations[reps].astype(np.int64),
+        kind=result.kind[reps],
+        count=count,
+        jac_state=jh_np,
+        jac_input=ju_np,
+        eigenvalues=eigvals,
+        left_eigenvectors=left,
+        right_eigenvectors=right,
+        stability=stability,
+        n_unstable=n_unstable,
+        n_marginal=n_marginal,
+        candidate_states=result.states,
+        candidate_q=result.q,
+        candidate_grad_norm=result.grad_norm,
+        candidate_iterations=result.iterations.astype(np.int64),
+        candidate_kind=result.kind,
+        candidate_index=candidate_index,
+        settings=all_settings,
+    )

@@ -1,0 +1,116 @@
+"""The N-bit flip-flop task: a GRU with :math:`2^N` known attractors, for checking dynamics analysis.
+
+Each of :math:`N` input channels carries sparse pulses of :math:`\\pm 1`; the target of output
+channel :math:`k` at time :math:`t` is the sign of the latest pulse on channel :math:`k` up to
+:math:`t` (``0`` before the first one). A network that solves it must hold :math:`2^N` stable
+states (one per memory pattern) with saddles between them (Sussillo & Barak 2013).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["FlipFlopData", "FlipFlopRNN", "generate_flipflop_data", "train_flipflop_rnn"]
+
+
+class FlipFlopData(NamedTuple):
+    """``inputs`` and ``targets``, both ``(trials, time, bits)`` float32."""
+
+    inputs: Tensor
+    targets: Tensor
+
+
+def generate_flipflop_data(
+    n_trials: int,
+    n_time: int,
+    n_bits: int = 3,
+    pulse_prob: float = 0.05,
+    generator: torch.Generator | None = None,
+) -> FlipFlopData:
+    """Random flip-flop trials.
+
+    .. math:: x_{t,k} \\in \\{-1, 0, 1\\},\\ P(x_{t,k} \\ne 0) = p;\\qquad
+              y_{t,k} = x_{s,k},\\ s = \\max\\{s \\le t : x_{s,k} \\ne 0\\}\\ (0 \\text{ if none})
+
+    Parameters
+    ----------
+    n_trials, n_time, n_bits : int
+        Shape ``(trials, time, bits)``.
+    pulse_prob : float
+        :math:`p`, probability of a pulse per time step and channel.
+    generator : torch.Generator, optional
+        Random source (seed it for reproducible data).
+    """
+    shape = (n_trials, n_time, n_bits)
+    pulse = torch.rand(shape, generator=generator) < pulse_prob
+    sign = torch.where(torch.rand(shape, generator=generator) < 0.5, -1.0, 1.0)
+    inputs = pulse.float() * sign
+    # index of the latest pulse up to t (0 where none yet, then masked)
+    t_idx = torch.arange(n_time).view(1, n_time, 1).expand(shape)
+    last = torch.cummax(torch.where(pulse, t_idx, torch.zeros_like(t_idx)), dim=1).values
+    seen = torch.cummax(pulse.int(), dim=1).values.bool()
+    targets = torch.gather(inputs, 1, last) * seen
+    return FlipFlopData(inputs, targets)
+
+
+class FlipFlopRNN(nn.Module):
+    """A single-layer GRU with a linear readout: ``y_t = W h_t + b``, ``h_t = GRU(x_t, h_{t-1})``.
+
+    Parameters
+    ----------
+    n_bits : int
+        Input and output channels.
+    hidden_size : int
+        GRU units.
+    """
+
+    def __init__(self, n_bits: int = 3, hidden_size: int = 32) -> None:
+        super().__init__()
+        self.gru = nn.GRU(n_bits, hidden_size, batch_first=True)
+        self.readout = nn.Linear(hidden_size, n_bits)
+
+    def forward(self, inputs: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(outputs, states)``, both ``(trials, time, ·)`` from ``inputs`` ``(trials, time, bits)``."""
+        states, _ = self.gru(inputs, None if h0 is None else h0.unsqueeze(0))
+        return self.readout(states), states
+
+
+def train_flipflop_rnn(
+    hidden_size: int = 32,
+    n_bits: int = 3,
+    n_steps: int = 500,
+    batch_size: int = 64,
+    n_time: int = 64,
+    lr: float = 1e-2,
+    pulse_prob: float = 0.05,
+    seed: int = 0,
+) -> tuple[FlipFlopRNN, list[float]]:
+    """Train a :class:`FlipFlopRNN` with Adam on the mean squared error (fresh random trials each step).
+
+    Returns
+    -------
+    model : FlipFlopRNN
+        The trained network (evaluation mode).
+    losses : list of float
+        Training loss per step.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    torch.manual_seed(int(seed))
+    model = FlipFlopRNN(n_bits, hidden_size)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps, eta_min=lr * 0.05)
+    losses = []
+    for _ in range(n_steps):
+        data = generate_flipflop_data(batch_size, n_time, n_bits, pulse_prob, generator=gen)
+        out, _ = model(data.inputs)
+        loss = torch.mean((out - data.targets) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    return model.eval(), losses

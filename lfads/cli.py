@@ -1,0 +1,185 @@
+"""The ``lfads`` command line.
+
+``lfads fit|validate|test`` are Lightning CLI subcommands (YAML configs, layered
+``--config`` files, ``--print_config``, dotted overrides such as
+``--model.gen_dim 100``). ``lfads sample`` writes posterior-averaged outputs of a
+trained model.
+
+Run directory of a fit: ``{save_dir}/{name}/version_{N}/`` with ``config.yaml``
+(the fully resolved config), ``metrics.csv`` and TensorBoard events, and
+``checkpoints/`` (the best by ``valid/recon_smth`` and ``last.ckpt``). A new
+fit never reuses a version folder, so earlier runs are never overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from lfads.runtime import configure_threads
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+
+
+def _build_cli_class():
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.cli import LightningCLI
+    from pytorch_lightning.loggers import CSVLogger
+
+    from lfads.data.datamodule import LFADSDataModule
+    from lfads.model import LFADS
+
+    class LFADSCLI(LightningCLI):
+        """LightningCLI with the data dimensions linked from the data module into the model."""
+
+        def add_arguments_to_parser(self, parser) -> None:
+            for name in ("encod_data_dims", "recon_data_dims", "encod_seq_len", "recon_seq_len", "ext_input_dim"):
+                parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
+
+        def before_fit(self) -> None:
+            trainer = self.trainer
+            loggers = list(trainer.loggers)
+            if loggers and not any(isinstance(lg, CSVLogger) for lg in loggers):
+                first = loggers[0]
+                loggers.append(CSVLogger(first.save_dir, name=first.name or "", version=first.version))
+                trainer.loggers = loggers
+            # All loggers write into the first logger's version folder (the run directory).
+            if len(loggers) > 1:
+                version = loggers[0].version
+                for lg in loggers[1:]:
+                    if hasattr(lg, "_version"):
+                        lg._version = version
+
+        def after_fit(self) -> None:
+            ckpt = next((c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+            if self.trainer.is_global_zero:
+                print(f"\nRun directory: {self.trainer.log_dir}")
+                if ckpt is not None and ckpt.best_model_path:
+                    print(f"Best checkpoint ({ckpt.monitor} = {float(ckpt.best_model_score):.5f}): {ckpt.best_model_path}")
+                    print(f"Next: lfads sample --ckpt {ckpt.best_model_path} --out <file.h5>")
+
+    return LFADSCLI, LFADS, LFADSDataModule, ModelCheckpoint, pl
+
+
+def run_lightning(args: list[str]):
+    LFADSCLI, LFADS, LFADSDataModule, ModelCheckpoint, _ = _build_cli_class()
+    return LFADSCLI(
+        LFADS,
+        LFADSDataModule,
+        args=args,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": False},
+        trainer_defaults={
+            "callbacks": [ModelCheckpoint(monitor="valid/recon_smth", mode="min", save_last=True, save_top_k=1)],
+            "default_root_dir": "runs",
+        },
+    )
+
+
+# ---------------------------------------------------------------------------- sample
+def find_checkpoint(run: str | os.PathLike) -> Path:
+    """The best checkpoint of a run directory (or of its newest ``version_*`` folder)."""
+    import torch
+
+    run = Path(run)
+    versions = sorted(run.glob("version_*"), key=lambda p: int(p.name.split("_")[-1]) if p.name.split("_")[-1].isdigit() else -1)
+    if (run / "checkpoints").is_dir():
+        ckpt_dir = run / "checkpoints"
+    elif versions:
+        ckpt_dir = versions[-1] / "checkpoints"
+    else:
+        raise FileNotFoundError(f"No checkpoints/ folder in {run} or in a version_* folder inside it.")
+    last = ckpt_dir / "last.ckpt"
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        for key, cb in state.get("callbacks", {}).items():
+            best = cb.get("best_model_path") if isinstance(cb, dict) else None
+            if key.startswith("ModelCheckpoint") and best and Path(best).exists():
+                return Path(best)
+    candidates = sorted(p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt")
+    if candidates:
+        return candidates[-1]
+    if last.exists():
+        return last
+    raise FileNotFoundError(f"No .ckpt files in {ckpt_dir}.")
+
+
+def load_model_and_data(ckpt: str | os.PathLike, data_paths: list[str] | None = None):
+    """Load a trained model and rebuild its data module from the checkpoint (optionally on other files)."""
+    import torch
+
+    from lfads.data.datamodule import LFADSDataModule
+    from lfads.model import LFADS
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    model = LFADS.load_from_checkpoint(ckpt, map_location="cpu")
+    dm_hparams = dict(state.get("datamodule_hyper_parameters", {}))
+    if data_paths:
+        dm_hparams["data_paths"] = data_paths if len(data_paths) > 1 else data_paths[0]
+    if "data_paths" not in dm_hparams:
+        raise ValueError(f"{ckpt} does not record its data; pass --data FILE [FILE ...].")
+    datamodule = LFADSDataModule(**dm_hparams)
+    hp = model.hparams
+    if list(datamodule.encod_data_dims) != list(hp.encod_data_dims) or list(datamodule.recon_data_dims) != list(
+        hp.recon_data_dims
+    ):
+        raise ValueError(
+            f"The data ({datamodule.encod_data_dims} encoder / {datamodule.recon_data_dims} recon neurons) do not match "
+            f"the model in {ckpt} ({list(hp.encod_data_dims)} / {list(hp.recon_data_dims)})."
+        )
+    return model, datamodule
+
+
+def sample_command(argv: list[str]) -> int:
+    from lfads.sampling import format_scores, sample_posteriors, save_samples, score_samples
+
+    parser = argparse.ArgumentParser(prog="lfads sample", description="Write posterior-averaged outputs of a trained model.")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="checkpoint file")
+    src.add_argument("--run", help="run directory (uses its best checkpoint)")
+    parser.add_argument("--out", help="output HDF5 file (default: posterior_samples.h5 in the run directory)")
+    parser.add_argument("--data", nargs="+", help="data files to sample instead of those the model was trained on")
+    parser.add_argument("--samples", type=int, default=50, help="posterior samples averaged per trial (default 50)")
+    parser.add_argument("--splits", nargs="+", default=["train", "valid", "test"])
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    ckpt = Path(args.ckpt) if args.ckpt else find_checkpoint(args.run)
+    out = Path(args.out) if args.out else ckpt.parent.parent / "posterior_samples.h5"
+    model, datamodule = load_model_and_data(ckpt, args.data)
+    inputs = {Path(s.path).resolve() for s in datamodule.sessions}
+    if out.resolve() in inputs:
+        raise SystemExit(f"Refusing to write {out}: it is one of the input data files.")
+    if out.exists() and not args.overwrite:
+        raise SystemExit(f"{out} exists; pass --overwrite to replace it or choose another --out.")
+    print(f"Sampling {args.samples} posterior samples per trial from {ckpt}")
+    results = sample_posteriors(model, datamodule, args.samples, tuple(args.splits), progress=not args.no_progress)
+    scores = score_samples(results, datamodule)
+    save_samples(out, results, scores, attrs={"checkpoint": str(ckpt), "n_samples": args.samples})
+    print(format_scores(scores))
+    print(f"Wrote {out}")
+    return 0
+
+
+SUBCOMMANDS = {"sample": sample_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lfads`` and ``python -m lfads``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    configure_threads()
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    if not argv or argv[0] in ("-h", "--help") or argv[0] in LIGHTNING_COMMANDS or argv[0].startswith("-"):
+        if not argv or argv[0] in ("-h", "--help"):
+            print("lfads commands: fit, validate, test (Lightning CLI); " + ", ".join(SUBCOMMANDS) + "\n")
+        run_lightning(argv)
+        return 0
+    raise SystemExit(f"Unknown command {argv[0]!r}; choose one of {', '.join(LIGHTNING_COMMANDS + tuple(SUBCOMMANDS))}.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""The LFADS LightningModule: read-in, encoders, decoder, read-out and the ELBO.
+
+Generative model for a trial of session ``s`` (Sussillo et al. 2016; Pandarinath et al. 2018):
+
+.. math::
+
+    z &\\sim \\mathcal N(\\mu_z, \\sigma^2_z I) & \\text{(initial condition, ``ic_dim``)} \\\\
+    u_{1:T} &\\sim \\mathrm{AR}(1) & \\text{(inferred inputs, ``co_dim``)} \\\\
+    g_0 = W_{g_0} z,\\ g_t &= \\mathrm{GRU}_{gen}([u_t; v_t], g_{t-1}) & \\text{(generator, ``gen_dim``)} \\\\
+    f_t &= \\bar W_{fac}\\, g_t & \\text{(factors, ``fac_dim``)} \\\\
+    x_{t,n} &\\sim p\\big(x \\mid \\theta_{t,n}\\big),\\ \\theta_t = W^{out}_s f_t + b^{out}_s & \\text{(e.g. Poisson rates)}
+
+Inference: bidirectional GRU encoders read the (read-in) spikes and give the
+Gaussian posterior ``q(z | x)`` and, through the controller, ``q(u_t | x)``.
+Training minimizes, per reconstructed element,
+
+.. math::
+
+    \\frac{1}{T N_s}\\Big( -\\log p(x \\mid z, u) + \\beta(e)\\,[\\lambda_{ic} \\mathrm{KL}_{ic} + \\lambda_{co} \\mathrm{KL}_{co}] \\Big)
+    + \\mathcal L_{L2}
+
+with the KL weight ``beta`` and the L2 weight ramped over epochs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from lfads.data.batch import SessionBatch
+from lfads.modules.augmentations import coordinated_dropout_masks
+from lfads.modules.decoder import Decoder
+from lfads.modules.encoder import Encoder
+from lfads.modules.likelihoods import make_likelihood
+from lfads.modules.priors import AutoregressivePrior, MultivariateNormalPrior
+from lfads.modules.readin_readout import ReadIn, ReadOut
+from lfads.modules.regularizers import linear_ramp, recurrent_l2
+
+
+class SessionOutput(NamedTuple):
+    """Model outputs for one session's batch; time axes have ``recon_seq_len`` bins."""
+
+    rates: Tensor  # (batch, time, recon_neurons): mean of the likelihood
+    params: Tensor  # (batch, time, n_params, recon_neurons): likelihood parameters
+    factors: Tensor  # (batch, time, fac_dim)
+    gen_states: Tensor  # (batch, time, gen_dim)
+    inferred_inputs: Tensor  # (batch, time, co_dim): inputs that drove the generator
+    co_means: Tensor  # (batch, time, co_dim): posterior means of the inferred inputs
+    co_stds: Tensor  # (batch, time, co_dim)
+    ic_mean: Tensor  # (batch, ic_dim): IC posterior
+    ic_std: Tensor  # (batch, ic_dim)
+    ic_sample: Tensor  # (batch, ic_dim): the IC that seeded this pass
+
+
+class LFADS(pl.LightningModule):
+    """LFADS sequential variational autoencoder.
+
+    Data dimensions (``encod_data_dims`` ... ``ext_input_dim``) are filled in from
+    the data module by ``lfads fit``; the rest are hyperparameters.
+
+    Parameters
+    ----------
+    encod_data_dims : list[int]
+        Neurons seen by the encoders, per session.
+    recon_data_dims : list[int]
+        Neurons reconstructed (held-in then held-out), per session.
+    encod_seq_len : int
+        Bins seen by the encoders.
+    recon_seq_len : int
+        Bins generated and reconstructed (``encod_seq_len`` + forward-prediction bins).
+    ext_input_dim : int
+        Size of the external inputs (0 for none).
+    readin_dim : int or None
+        Shared read-in size; None means no read-in (single session, or sessions with equal neuron counts).
+    ic_enc_dim, ci_enc_dim : int
+        Hidden size of each direction of the IC and CI encoders.
+    ic_enc_seq_len : int
+        Leading bins seen only by the IC encoder.
+    ci_lag : int
+        Lag between the CI encodings and the controller.
+    con_dim : int
+        Controller size; 0 (or ``co_dim = 0``) for an autonomous generator.
+    co_dim : int
+        Number of inferred inputs.
+    ic_dim : int
+        Initial-condition size.
+    gen_dim : int
+        Generator size.
+    fac_dim : int
+        Number of factors.
+    reconstruction : str
+        Likelihood: ``poisson``, ``gaussian``, ``gamma`` or ``zero_inflated_gamma``.
+    dropout_rate : float
+        Dropout on encoder inputs and outputs, the IC sample and generator states.
+    cd_rate : float
+        Coordinated-dropout rate (0 disables it).
+    cell_clip : float
+        State clip of the controller and generator.
+    ic_post_var_min : float
+        Variance floor of the IC posterior.
+    ic_prior_var : float
+        Variance of the IC prior (its mean is learned).
+    co_prior_tau : float
+        Initial AR(1) timescale of the inferred-input prior, in bins.
+    co_prior_var : float
+        Initial AR(1) process variance.
+    kl_ic_scale, kl_co_scale : float
+        Weights of the two KL terms.
+    kl_start_epoch, kl_increase_epoch : int
+        KL ramp start and length, in epochs.
+    l2_gen_scale, l2_con_scale, l2_ic_enc_scale, l2_ci_enc_scale : float
+        L2 weights on recurrent kernels.
+    l2_start_epoch, l2_increase_epoch : int
+        L2 ramp start and length, in epochs.
+    lr_init : float
+        Adam learning rate.
+    lr_adam_beta1, lr_adam_beta2, lr_adam_epsilon, weight_decay : float
+        Adam(W) settings.
+    lr_scheduler : bool
+        Reduce the learning rate when ``valid/recon_smth`` plateaus.
+    lr_decay, lr_patience, lr_stop : float, int, float
+        Plateau schedule factor, patience (epochs) and minimum learning rate.
+    smoothing : float
+        Exponential smoothing of the validation cost (``valid/recon_smth``), weight of the newest epoch.
+    """
+
+    def __init__(
+        self,
+        encod_data_dims: list[int],
+        recon_data_dims: list[int],
+        encod_seq_len: int,
+        recon_seq_len: int,
+        ext_input_dim: int = 0,
+        readin_dim: int | None = None,
+        ic_enc_dim: int = 64,
+        ci_enc_dim: int = 64,
+        ic_enc_seq_len: int = 0,
+        ci_lag: int = 1,
+        con_dim: int = 64,
+        co_dim: int = 4,
+        ic_dim: int = 64,
+        gen_dim: int = 200,
+        fac_dim: int = 100,
+        reconstruction: str = "poisson",
+        dropout_rate: float = 0.3,
+        cd_rate: float = 0.0,
+        cell_clip: float = 5.0,
+        ic_post_var_min: float = 1e-4,
+        ic_prior_var: float = 0.1,
+        co_prior_tau: float = 10.0,
+        co_prior_var: float = 0.1,
+        kl_ic_scale: float = 1.0,
+        kl_co_scale: float = 1.0,
+        kl_start_epoch: int = 0,
+        kl_increase_epoch: int = 80,
+        l2_gen_scale: float = 0.0,
+        l2_con_scale: float = 0.0,
+        l2_ic_enc_scale: float = 0.0,
+        l2_ci_enc_scale: float = 0.0,
+        l2_start_epoch: int = 0,
+        l2_increase_epoch: int = 80,
+        lr_init: float = 4e-3,
+        lr_adam_beta1: float = 0.9,
+        lr_adam_beta2: float = 0.999,
+        lr_adam_epsilon: float = 1e-8,
+        weight_decay: float = 0.0,
+        lr_scheduler: bool = False,
+        lr_decay: float = 0.95,
+        lr_patience: int = 6,
+        lr_stop: float = 1e-5,
+        smoothing: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if len(encod_data_dims) != len(recon_data_dims):
+            raise ValueError("encod_data_dims and recon_data_dims must list the same sessions.")
+        for n_in, n_rec in zip(encod_data_dims, recon_data_dims):
+            if n_rec < n_in:
+                raise ValueError(f"recon_data_dims ({n_rec}) must be >= encod_data_dims ({n_in}) for every session.")
+        if recon_seq_len < encod_seq_len:
+            raise ValueError(f"recon_seq_len ({recon_seq_len}) must be >= encod_seq_len ({encod_seq_len}).")
+        if not 0 <= ic_enc_seq_len < encod_seq_len:
+            raise ValueError(f"ic_enc_seq_len must be in [0, encod_seq_len), got {ic_enc_seq_len}.")
+        self.likelihood = make_likelihood(reconstruction)
+        self.readin = ReadIn(encod_data_dims, readin_dim)
+        use_con = co_dim > 0 and con_dim > 0
+        self.encoder = Encoder(
+            self.readin.out_dim,
+            ic_enc_dim,
+            ci_enc_dim,
+            ic_dim,
+            use_con,
+            ic_enc_seq_len,
+            ci_lag,
+            recon_seq_len,
+            dropout_rate,
+            ic_post_var_min,
+        )
+        self.decoder = Decoder(
+            ic_dim, gen_dim, con_dim, co_dim, 2 * ci_enc_dim, ext_input_dim, fac_dim, cell_clip, dropout_rate
+        )
+        self.readout = ReadOut(fac_dim, recon_data_dims, self.likelihood.n_params)
+        self.ic_prior = MultivariateNormalPrior(ic_dim, ic_prior_var)
+        self.co_prior = AutoregressivePrior(co_dim, co_prior_tau, co_prior_var) if use_con else None
+        self.input_dropout = nn.Dropout(dropout_rate)
+        self._valid_smoothed: float | None = None
+        self._valid_cache: list = []
+
+    # ------------------------------------------------------------------ forward
+    @property
+    def n_sessions(self) -> int:
+        return len(self.hparams.encod_data_dims)
+
+    def forward(
+        self,
+        encod: dict[int, Tensor],
+        ext_input: dict[int, Tensor] | None = None,
+        sample: bool = True,
+    ) -> dict[int, SessionOutput]:
+        """Run LFADS on a batch from each session.
+
+        Parameters
+        ----------
+        encod : dict[int, Tensor]
+            Session index -> encoder data ``(batch, encod_seq_len, encod_neurons)``.
+        ext_input : dict[int, Tensor], optional
+            Session index -> external inputs ``(batch, recon_seq_len, ext_input_dim)``.
+        sample : bool
+            Sample the IC and inferred inputs from their posteriors (True) or use the means.
+        """
+        sessions = list(encod)
+        sizes = [encod[s].shape[0] for s in sessions]
+        x = torch.cat([self.readin(s, encod[s]) for s in sessions], 0)
+        x = self.input_dropout(x)
+        batch = x.shape[0]
+        if ext_input is None or self.hparams.ext_input_dim == 0:
+            ext = x.new_zeros(batch, self.hparams.recon_seq_len, self.hparams.ext_input_dim)
+        else:
+            ext = torch.cat([ext_input[s] for s in sessions], 0).to(x.dtype)
+        ic_mean, ic_std, ci = self.encoder(x)
+        ic = ic_mean + ic_std * torch.randn_like(ic_std) if sample else ic_mean
+        dec = self.decoder(ic, ci, ext, sample=sample)
+        outputs = {}
+        offset = 0
+        for s, n in zip(sessions, sizes):
+            sl = slice(offset, offset + n)
+            offset += n
+            params = self.readout(s, dec.factors[sl]).float()
+            outputs[s] = SessionOutput(
+                rates=self.likelihood.mean(params),
+                params=params,
+                factors=dec.factors[sl],
+                gen_states=dec.gen_states[sl],
+                inferred_inputs=dec.inferred_inputs[sl],
+                co_means=dec.co_means[sl],
+                co_stds=dec.co_stds[sl],
+                ic_mean=ic_mean[sl],
+                ic_std=ic_std[sl],
+                ic_sample=ic[sl],
+            )
+        return outputs
+
+    # ------------------------------------------------------------------ losses
+    def _epoch_progress(self) -> float:
+        return float(self.current_epoch)
+
+    def _step(self, batch: dict[int, SessionBatch | None], split: str) -> Tensor:
+        hp = self.hparams
+        batch = {s: b for s, b in batch.items() if b is not None}
+        training = split == "train"
+        encod, loss_weights = {}, {}
+        for s, b in batch.items():
+            mask = b.sv_mask
+            # Elements held out for sample validation are hidden in every split; rescale the rest.
+            inp = b.encod_data * (mask / mask.mean().clamp_min(1e-3))
+            weight = mask
+            if training and hp.cd_rate > 0:
+                in_mask, cd_weight = coordinated_dropout_masks(inp.shape, hp.cd_rate, inp.device)
+                inp = inp * in_mask
+                weight = weight * cd_weight
+            encod[s], loss_weights[s] = inp, weight
+        ext = {s: b.ext_input for s, b in batch.items()}
+        out = self(encod, ext, sample=True)
+        recon_terms, kl_ic_terms, kl_co_terms, sv_nll, sv_count = [], [], [], 0.0, 0.0
+        for s, b in batch.items():
+            o = out[s]
+            nll = self.likelihood.nll(o.params, b.recon_data)
+            t_enc, n_in = b.encod_data.shape[1:]
+            nll_in = nll[:, :t_enc, :n_in]
+            w = loss_weights[s]
+            recon_sum = nll.sum() - nll_in.sum() + (nll_in * w).sum()
+            norm = nll.shape[0] * nll.shape[1] * nll.shape[2]
+            recon_terms.append(recon_sum / norm)
+            kl_ic_terms.append(self.ic_prior.kl(o.ic_mean, o.ic_std).sum() / norm)
+            if self.co_prior is not None:
+                kl_co_terms.append(self.co_prior.kl(o.co_means, o.co_stds, o.inferred_inputs).sum() / norm)
+            if not training:
+                held = 1.0 - b.sv_mask
+                sv_nll = sv_nll + (nll_in * held).sum()
+                sv_count = sv_count + held.sum()
+        if not training:
+            means = self(encod, ext, sample=False)
+            self._valid_cache.extend((s, b, means[s].rates.detach()) for s, b in batch.items())
+        n_sess = len(recon_terms)
+        recon = sum(recon_terms) / n_sess
+        kl_ic = sum(kl_ic_terms) / n_sess
+        kl_co = sum(kl_co_terms) / n_sess if kl_co_terms else torch.zeros_like(recon)
+        epoch = self._epoch_progress()
+        kl_ramp = linear_ramp(epoch, hp.kl_start_epoch, hp.kl_increase_epoch)
+        l2_ramp = linear_ramp(epoch, hp.l2_start_epoch, hp.l2_increase_epoch)
+        l2 = (
+            hp.l2_gen_scale * recurrent_l2(self.decoder.generator)
+            + hp.l2_ic_enc_scale * recurrent_l2(self.encoder.ic_enc)
+            + hp.l2_ci_enc_scale * recurrent_l2(self.encoder.ci_enc)
+            + hp.l2_con_scale * recurrent_l2(getattr(self.decoder, "controller", None))
+        )
+        loss = recon + kl_ramp * (hp.kl_ic_scale * kl_ic + hp.kl_co_scale * kl_co) + l2_ramp * l2
+        n_trials = sum(b.encod_data.shape[0] for b in batch.values())
+        log = dict(on_step=False, on_epoch=True, batch_size=n_trials, sync_dist=not training)
+        self.log(f"{split}/loss", loss, prog_bar=True, **log)
+        self.log(f"{split}/recon", recon, **log)
+        self.log(f"{split}/kl_ic", kl_ic, **log)
+        self.log(f"{split}/kl_co", kl_co, **log)
+        if training:
+            self.log("train/l2", l2 if torch.is_tensor(l2) else torch.tensor(float(l2)), **log)
+            self.log("hp/kl_ramp", kl_ramp, **log)
+            self.log("hp/l2_ramp", l2_ramp, **log)
+        elif torch.is_tensor(sv_count):
+            self.log("valid/sv_nll", sv_nll / sv_count.clamp_min(1.0), **log)
+        return loss
+
+    def _has_datamodule(self) -> bool:
+        return self._trainer is not None and getattr(self.trainer, "datamodule", None) is not None
+
+    def training_step(self, batch: dict[int, SessionBatch | None], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[int, SessionBatch | None], batch_idx: int) -> Tensor:
+        return self._step(batch, "valid")
+
+    def on_validation_epoch_start(self) -> None:
+        self._valid_cache = []
+
+    def on_validation_epoch_end(self) -> None:
+        """Smoothed validation cost (for checkpoints and the LR schedule) and NLB-style metrics."""
+        metrics = self.trainer.callback_metrics
+        if "valid/recon" in metrics and not self.trainer.sanity_checking:
+            current = float(metrics["valid/recon"])
+            a = self.hparams.smoothing
+            self._valid_smoothed = current if self._valid_smoothed is None else a * current + (1 - a) * self._valid_smoothed
+        value = self._valid_smoothed if self._valid_smoothed is not None else float("inf")
+        self.log("valid/recon_smth", torch.tensor(value, device=self.device), sync_dist=True)
+        if self._valid_cache:
+            from lfads.evaluation import validation_metrics
+
+            for name, val in validation_metrics(self._valid_cache).items():
+                self.log(f"valid/{name}", torch.tensor(val, dtype=torch.float32, device=self.device), sync_dist=True)
+        self._valid_cache = []
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.AdamW(
+            self.parameters(),
+            lr=hp.lr_init,
+            betas=(hp.lr_adam_beta1, hp.lr_adam_beta2),
+            eps=hp.lr_adam_epsilon,
+            weight_decay=hp.weight_decay,
+        )
+        if not hp.lr_scheduler:
+            return opt
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=hp.lr_decay, patience=hp.lr_patience, min_lr=hp.lr_stop
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "valid/recon_smth"}}
+
+    # ------------------------------------------------------------------ data-dependent set-up
+    def setup(self, stage: str) -> None:
+        """Check the data suit the likelihood, then initialize read-in (PCR) and read-out biases from it."""
+        if not self._has_datamodule():
+            return
+        dm = self.trainer.datamodule
+        if self.likelihood.is_count and hasattr(dm, "require_counts"):
+            dm.require_counts()
+        if stage == "fit":
+            self.init_from_data(dm)
+
+    @torch.no_grad()
+    def init_from_data(self, datamodule) -> None:
+        """Read-out biases from each session's mean activity; PCR read-in (see :mod:`lfads.modules.readin_readout`)."""
+        averaged = []
+        for s, session in enumerate(datamodule.sessions):
+            train = session.splits["train"]
+            recon = torch.as_tensor(np.asarray(train.recon_data), dtype=torch.float32)
+            mean = recon.mean((0, 1))
+            self.readout.init_bias(s, self.likelihood.init_bias(mean).to(self.device))
+            encod = np.asarray(train.encod_data, dtype=np.float64)
+            averaged.append(encod.mean(0))
+        self.readin.init_pcr(averaged)
