@@ -29,7 +29,9 @@ from lfads.data.nwb import NWBBinning, bin_nwb  # noqa: E402
 
 def write_benchmark_nwb(path: Path, n_units: int, duration: float, n_trials: int, rate: float, seed: int) -> int:
     """Write the synthetic session to ``path``; return the number of spikes."""
+    from hdmf.common import ElementIdentifiers, VectorData, VectorIndex
     from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.epoch import TimeIntervals
     from pynwb.file import Subject
     from pynwb.misc import Units
 
@@ -38,20 +40,22 @@ def write_benchmark_nwb(path: Path, n_units: int, duration: float, n_trials: int
     nwbfile = NWBFile(session_description="Benchmark: homogeneous Poisson units.", identifier=f"benchmark-{seed}",
                       session_start_time=when, file_create_date=when,
                       subject=Subject(subject_id="bench", species="Macaca mulatta", age="P8Y", sex="M"))
-    units = Units(name="units", description="Poisson units", resolution=1.0 / 30000.0)
     rates = rate * np.exp(0.5 * rng.standard_normal(n_units) - 0.125)  # log-normal with mean `rate`
-    total = 0
-    for u in range(n_units):
-        n = rng.poisson(rates[u] * duration)
-        units.add_unit(spike_times=np.sort(rng.uniform(0.0, duration, size=n)))
-        total += n
-    nwbfile.units = units
-    nwbfile.add_trial_column(name="move_onset_time", description="movement onset (s)")
+    counts = rng.poisson(rates * duration)
+    spikes = [np.sort(rng.uniform(0.0, duration, size=n)) for n in counts]
+    # whole columns at once (add_unit / add_trial per row are slow for millions of spikes)
+    spike_times = VectorData(name="spike_times", description="spike times (s)", data=np.concatenate(spikes))
+    index = VectorIndex(name="spike_times_index", data=np.cumsum(counts), target=spike_times)
+    nwbfile.units = Units(name="units", description="Poisson units", resolution=1.0 / 30000.0,
+                          columns=[spike_times, index], id=ElementIdentifiers(name="id", data=np.arange(n_units)))
     period = duration / n_trials
     starts = np.arange(n_trials) * period
-    for start in starts:
-        nwbfile.add_trial(start_time=float(start), stop_time=float(start + min(1.0, period)),
-                          move_onset_time=float(start + 0.3))
+    nwbfile.trials = TimeIntervals(name="trials", description="evenly spread trials", columns=[
+        VectorData(name="start_time", description="trial start (s)", data=starts),
+        VectorData(name="stop_time", description="trial stop (s)", data=starts + min(1.0, period)),
+        VectorData(name="move_onset_time", description="movement onset (s)", data=starts + 0.3),
+    ])
+    total = int(counts.sum())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with NWBHDF5IO(str(path), "w") as io:

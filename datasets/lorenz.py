@@ -39,8 +39,10 @@ Run ``python -m datasets.lorenz --out data/lorenz.h5`` (see ``--help``).
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -177,7 +179,7 @@ def generate_lorenz(
     n_total_time = n_time + n_forward
     n_neurons = n_heldin + n_heldout
 
-    initial = rng_init.normal(0.0, 1.0, size=(n_conditions, 3)) * np.array([8.0, 8.0, 8.0])
+    initial = rng_init.normal(0.0, 8.0, size=(n_conditions, 3))  # around the attractor's centre
     initial[:, 2] += RHO - 1.0
     burned = integrate_lorenz(initial, burn_in_steps, dt)[:, -1]
     trajectory = integrate_lorenz(burned, (n_total_time - 1) * steps_per_bin, dt)[:, ::steps_per_bin]
@@ -204,7 +206,7 @@ def generate_lorenz(
     )
 
 
-def write_lorenz(path: str | Path, **kwargs) -> Path:
+def write_lorenz(path: str | Path, **kwargs: Any) -> Path:
     """Generate the Lorenz dataset and write it atomically to ``path``.
 
     Parameters
@@ -234,9 +236,7 @@ def write_lorenz(path: str | Path, **kwargs) -> Path:
     return save_h5_atomic(path, arrays, attrs)
 
 
-def _lorenz_params(**kwargs) -> dict:
-    import inspect
-
+def _lorenz_params(**kwargs: Any) -> dict[str, Any]:
     signature = inspect.signature(generate_lorenz)
     unknown = set(kwargs) - set(signature.parameters)
     if unknown:

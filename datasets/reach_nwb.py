@@ -253,11 +253,12 @@ def write_reach_nwb(path: str | os.PathLike, seed: int = 0, **kwargs: object) ->
 
     sim = generate_reach(seed=seed, **kwargs)
     when = datetime(2024, 1, 1, 9, 0, 0, tzinfo=timezone.utc)
+    identifier = uuid.uuid5(uuid.NAMESPACE_URL, f"lfads/datasets/reach_nwb/seed={seed}/{sorted(kwargs.items())}")
     nwbfile = NWBFile(
         session_description=(
             "Synthetic delayed center-out reaching session: condition-dependent preparatory states followed by "
             "damped rotational latent dynamics, Poisson spiking units and hand velocity read out from the latent."),
-        identifier=str(uuid.uuid5(uuid.NAMESPACE_URL, f"lfads/datasets/reach_nwb/seed={seed}/{sorted(kwargs.items())}")),
+        identifier=str(identifier),
         session_start_time=when,
         file_create_date=when,
         session_id=f"reach-seed{seed}",

@@ -85,13 +85,16 @@ def find_checkpoint(run: str | os.PathLike) -> Path:
     import torch
 
     run = Path(run)
-    versions = sorted(run.glob("version_*"), key=lambda p: int(p.name.split("_")[-1]) if p.name.split("_")[-1].isdigit() else -1)
-    if (run / "checkpoints").is_dir():
-        ckpt_dir = run / "checkpoints"
-    elif versions:
-        ckpt_dir = versions[-1] / "checkpoints"
-    else:
-        raise FileNotFoundError(f"No checkpoints/ folder in {run} or in a version_* folder inside it.")
+
+    def version_number(p: Path) -> int:
+        tail = p.name.rsplit("_", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+
+    candidates = [run] + sorted(run.glob("version_*"), key=version_number, reverse=True)
+    dirs = [d / "checkpoints" for d in candidates if any((d / "checkpoints").glob("*.ckpt"))]
+    if not dirs:
+        raise FileNotFoundError(f"No checkpoints in {run}/checkpoints or in any {run}/version_*/checkpoints.")
+    ckpt_dir = dirs[0]
     last = ckpt_dir / "last.ckpt"
     if last.exists():
         state = torch.load(last, map_location="cpu", weights_only=False)
@@ -116,7 +119,7 @@ def load_model_and_data(ckpt: str | os.PathLike, data_paths: list[str] | None = 
 
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     model = LFADS.load_from_checkpoint(ckpt, map_location="cpu")
-    dm_hparams = dict(state.get("datamodule_hyper_parameters", {}))
+    dm_hparams = {k: v for k, v in state.get("datamodule_hyper_parameters", {}).items() if not k.startswith("_")}
     if data_paths:
         dm_hparams["data_paths"] = data_paths if len(data_paths) > 1 else data_paths[0]
     if "data_paths" not in dm_hparams:

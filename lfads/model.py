@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from lfads.data.batch import SessionBatch
 from lfads.modules.augmentations import coordinated_dropout_masks
 from lfads.modules.decoder import Decoder
+from lfads.modules.dropout import FastDropout
 from lfads.modules.encoder import Encoder
 from lfads.modules.likelihoods import make_likelihood
 from lfads.modules.priors import AutoregressivePrior, MultivariateNormalPrior
@@ -126,6 +127,9 @@ class LFADS(pl.LightningModule):
         Plateau schedule factor, patience (epochs) and minimum learning rate.
     smoothing : float
         Exponential smoothing of the validation cost (``valid/recon_smth``), weight of the newest epoch.
+    fused_recurrence : bool
+        Run the recurrent loops through the hand-differentiated kernels of
+        :mod:`lfads.modules.recurrence` (fast); False uses plain autograd loops (same results).
     """
 
     def __init__(
@@ -173,6 +177,7 @@ class LFADS(pl.LightningModule):
         lr_patience: int = 6,
         lr_stop: float = 1e-5,
         smoothing: float = 0.3,
+        fused_recurrence: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -199,14 +204,16 @@ class LFADS(pl.LightningModule):
             recon_seq_len,
             dropout_rate,
             ic_post_var_min,
+            fused_recurrence,
         )
         self.decoder = Decoder(
-            ic_dim, gen_dim, con_dim, co_dim, 2 * ci_enc_dim, ext_input_dim, fac_dim, cell_clip, dropout_rate
+            ic_dim, gen_dim, con_dim, co_dim, 2 * ci_enc_dim, ext_input_dim, fac_dim, cell_clip, dropout_rate,
+            fused_recurrence,
         )
         self.readout = ReadOut(fac_dim, recon_data_dims, self.likelihood.n_params)
         self.ic_prior = MultivariateNormalPrior(ic_dim, ic_prior_var)
         self.co_prior = AutoregressivePrior(co_dim, co_prior_tau, co_prior_var) if use_con else None
-        self.input_dropout = nn.Dropout(dropout_rate)
+        self.input_dropout = FastDropout(dropout_rate)
         self._valid_smoothed: float | None = None
         self._valid_cache: list = []
 
@@ -288,7 +295,7 @@ class LFADS(pl.LightningModule):
         recon_terms, kl_ic_terms, kl_co_terms, sv_nll, sv_count = [], [], [], 0.0, 0.0
         for s, b in batch.items():
             o = out[s]
-            nll = self.likelihood.nll(o.params, b.recon_data)
+            nll = self.likelihood.nll(o.params, b.recon_data, full=False)
             t_enc, n_in = b.encod_data.shape[1:]
             nll_in = nll[:, :t_enc, :n_in]
             w = loss_weights[s]

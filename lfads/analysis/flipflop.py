@@ -29,11 +29,12 @@ def generate_flipflop_data(
     n_bits: int = 3,
     pulse_prob: float = 0.05,
     generator: torch.Generator | None = None,
+    initial_targets: Tensor | None = None,
 ) -> FlipFlopData:
     """Random flip-flop trials.
 
     .. math:: x_{t,k} \\in \\{-1, 0, 1\\},\\ P(x_{t,k} \\ne 0) = p;\\qquad
-              y_{t,k} = x_{s,k},\\ s = \\max\\{s \\le t : x_{s,k} \\ne 0\\}\\ (0 \\text{ if none})
+              y_{t,k} = x_{s,k},\\ s = \\max\\{s \\le t : x_{s,k} \\ne 0\\}\\ (y_{0,k}^{init} \\text{ if none})
 
     Parameters
     ----------
@@ -43,6 +44,9 @@ def generate_flipflop_data(
         :math:`p`, probability of a pulse per time step and channel.
     generator : torch.Generator, optional
         Random source (seed it for reproducible data).
+    initial_targets : Tensor, optional
+        ``(trials, bits)`` memory held before the first pulse (zeros by default); used to continue
+        trials across batches.
     """
     shape = (n_trials, n_time, n_bits)
     pulse = torch.rand(shape, generator=generator) < pulse_prob
@@ -53,6 +57,8 @@ def generate_flipflop_data(
     last = torch.cummax(torch.where(pulse, t_idx, torch.zeros_like(t_idx)), dim=1).values
     seen = torch.cummax(pulse.int(), dim=1).values.bool()
     targets = torch.gather(inputs, 1, last) * seen
+    if initial_targets is not None:
+        targets = torch.where(seen, targets, initial_targets.unsqueeze(1).to(targets.dtype))
     return FlipFlopData(inputs, targets)
 
 
@@ -86,9 +92,13 @@ def train_flipflop_rnn(
     n_time: int = 64,
     lr: float = 1e-2,
     pulse_prob: float = 0.05,
+    input_noise: float = 0.0,
     seed: int = 0,
 ) -> tuple[FlipFlopRNN, list[float]]:
     """Train a :class:`FlipFlopRNN` with Adam on the mean squared error (fresh random trials each step).
+
+    Gaussian noise of standard deviation ``input_noise`` is added to the inputs during training;
+    it makes the memory states robust attractors rather than slow points.
 
     Returns
     -------
@@ -105,7 +115,10 @@ def train_flipflop_rnn(
     losses = []
     for _ in range(n_steps):
         data = generate_flipflop_data(batch_size, n_time, n_bits, pulse_prob, generator=gen)
-        out, _ = model(data.inputs)
+        noisy = data.inputs
+        if input_noise > 0:
+            noisy = noisy + input_noise * torch.randn(noisy.shape, generator=gen)
+        out, _ = model(noisy)
         loss = torch.mean((out - data.targets) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()

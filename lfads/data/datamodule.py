@@ -12,6 +12,7 @@ once, ``m = 1[u >= sv_rate]`` with ``u ~ U(0, 1)`` i.i.d., so a fraction ``sv_ra
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from pathlib import Path
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from lfads.data.batch import SPLITS, SessionBatch, SessionData, SplitData
 from lfads.data.hdf5 import check_counts, check_h5_readable, load_lfads_h5, validate_session
 from lfads.data.nlb import is_nlb_file, load_nlb_h5
+from lfads.data.nwb import NWBBinning
 from lfads.errors import LFADSDataError
 
 _GLOB_CHARS = set("*?[")
@@ -110,11 +112,35 @@ def resolve_data_paths(data_paths: str | os.PathLike | Sequence[str | os.PathLik
     return paths
 
 
+def _to_nwb_binning(nwb: NWBBinning | dict | None) -> NWBBinning | None:
+    """NWB binning options as an :class:`~lfads.data.nwb.NWBBinning` (a dict of its fields is converted).
+
+    Raises
+    ------
+    LFADSDataError
+        If ``nwb`` is a dict with keys that are not fields of :class:`~lfads.data.nwb.NWBBinning`, or is
+        neither a dict nor an :class:`~lfads.data.nwb.NWBBinning`.
+    """
+    if nwb is None or isinstance(nwb, NWBBinning):
+        return nwb
+    if not isinstance(nwb, dict):
+        raise LFADSDataError(f"data.nwb must be a mapping of NWB binning options (or null), got {type(nwb).__name__}: "
+                             f"{nwb!r}.")
+    known = [f.name for f in dataclasses.fields(NWBBinning)]
+    unknown = sorted(set(nwb) - set(known))
+    if unknown:
+        raise LFADSDataError(f"data.nwb: unknown NWB binning option(s) {unknown}; the options are {known}.")
+    options = dict(nwb)
+    if options.get("window_ms") is not None:
+        options["window_ms"] = tuple(options["window_ms"])
+    return NWBBinning(**options)
+
+
 def load_session(
     path: str | os.PathLike,
     valid_fraction: float = 0.2,
     split_seed: int = 0,
-    nwb: dict | None = None,
+    nwb: NWBBinning | dict | None = None,
 ) -> SessionData:
     """Load one session, choosing the reader by the file: ``.nwb`` -> NWB, NLB tensors -> NLB, else LFADS HDF5.
 
@@ -124,8 +150,9 @@ def load_session(
         The session's file.
     valid_fraction, split_seed : float, int
         Train/valid split of NLB files (see :func:`lfads.data.nlb.load_nlb_h5`).
-    nwb : dict, optional
-        Keyword arguments of :func:`lfads.data.nwb.load_nwb_session`, for ``.nwb`` files.
+    nwb : NWBBinning or dict, optional
+        Binning options for ``.nwb`` files (a dict holds fields of :class:`~lfads.data.nwb.NWBBinning`);
+        default ``NWBBinning()``.
     """
     path = Path(path)
     if path.suffix.lower() == ".nwb":
@@ -134,7 +161,7 @@ def load_session(
                                  f"{Path.cwd()}).")
         from lfads.data.nwb import load_nwb_session  # NWB support loads pynwb; import only when needed
 
-        session = load_nwb_session(path, **(nwb or {}))
+        session = load_nwb_session(path, _to_nwb_binning(nwb))
         validate_session(session)
         return session
     check_h5_readable(path)
@@ -178,8 +205,10 @@ class LFADSDataModule(pl.LightningDataModule):
         Fraction of trials used for validation when splitting NLB-layout files.
     split_seed : int
         Seed of the train/valid split of NLB-layout files.
-    nwb : dict, optional
-        Options passed to ``load_nwb_session(path, **nwb)`` for ``.nwb`` files.
+    nwb : NWBBinning or dict, optional
+        How ``.nwb`` files are binned (:class:`lfads.data.nwb.NWBBinning`; in a YAML config, a mapping of its
+        fields under ``data.nwb``). A dict of the same fields is accepted and converted. Default
+        ``NWBBinning()``. Stored in the hyperparameters as a plain dict.
     """
 
     def __init__(
@@ -191,9 +220,12 @@ class LFADSDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         valid_fraction: float = 0.2,
         split_seed: int = 0,
-        nwb: dict | None = None,
+        nwb: NWBBinning | dict | None = None,
     ) -> None:
         super().__init__()
+        binning = _to_nwb_binning(nwb)
+        # hyperparameters hold plain values (YAML-safe, reloadable from a checkpoint): the options as a dict
+        nwb = None if binning is None else {**dataclasses.asdict(binning), "window_ms": list(binning.window_ms)}
         self.save_hyperparameters()
         if batch_size < 1:
             raise LFADSDataError(f"batch_size must be at least 1, got {batch_size}.")
@@ -207,7 +239,7 @@ class LFADSDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
 
         paths = resolve_data_paths(data_paths)
-        self._sessions = [load_session(p, valid_fraction=valid_fraction, split_seed=split_seed, nwb=nwb)
+        self._sessions = [load_session(p, valid_fraction=valid_fraction, split_seed=split_seed, nwb=binning)
                           for p in paths]
         self._check_sessions_agree()
         self._datasets: list[dict[str, SessionSplitDataset]] = []

@@ -25,6 +25,9 @@ def save_h5_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], at
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
     try:
         with h5py.File(tmp, "w") as f:
             for key, value in arrays.items():

@@ -59,7 +59,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ class NWBBinning:
     valid_fraction: float = 0.2
     test_fraction: float = 0.0
     behavior: str | None = None
-    condition_columns: list[str] | None = field(default=None)
+    condition_columns: list[str] | None = None
     seed: int = 0
 
 
@@ -528,9 +528,14 @@ def bin_nwb(path: str | os.PathLike, binning: NWBBinning | None = None) -> dict[
                                  f"trials with nwbfile.add_trial(start_time=..., stop_time=...).")
         n_trials_all = len(trials)
         _check_column(trials, binning.align_event, path, "trials table", "align_event")
-        align = np.asarray(_column_values(trials, binning.align_event), dtype=np.float64)
+        try:
+            align = np.asarray(_column_values(trials, binning.align_event), dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise LFADSDataError(f"{path}: trials column '{binning.align_event}' (binning option align_event) must "
+                                 f"hold one time in seconds per trial ({err}).") from err
         if align.shape != (n_trials_all,):
-            raise LFADSDataError(f"{path}: trials column '{binning.align_event}' must hold one time per trial.")
+            raise LFADSDataError(f"{path}: trials column '{binning.align_event}' (binning option align_event) must "
+                                 f"hold one time in seconds per trial; it has shape {align.shape}.")
         labels = _split_labels(trials, binning.split_column, path) if binning.split_column is not None else None
         conditions = (_condition_ids(trials, list(binning.condition_columns), path)
                       if binning.condition_columns else None)
@@ -733,7 +738,7 @@ def convert_nwb_to_lfads(
 
     binning = NWBBinning() if binning is None else binning
     nwb_path = Path(nwb_path)
-    arrays, attrs = _split_scalars(nwb_path, bin_nwb(nwb_path, binning), binning)
     if Path(out_path).resolve() == nwb_path.resolve():
         raise LFADSDataError(f"{out_path}: the output path is the input NWB file; choose another path.")
+    arrays, attrs = _split_scalars(nwb_path, bin_nwb(nwb_path, binning), binning)
     return save_lfads_h5(out_path, arrays, attrs)

@@ -28,7 +28,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from lfads.modules.dropout import FastDropout, keep_mask
 from lfads.modules.gru import ClippedGRUCell
+from lfads.modules.recurrence import ControllerGeneratorLoop, gru_sequence
 
 
 class DecoderOutput(NamedTuple):
@@ -40,6 +42,11 @@ class DecoderOutput(NamedTuple):
     co_stds: Tensor
     inferred_inputs: Tensor  # the inputs u_t that drove the generator
     con_states: Tensor
+
+
+def _full(x: Tensor) -> Tensor:
+    """Half-precision tensors (from autocast) to float32; others unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def gru_step(gi: Tensor, h: Tensor, w_hh_t: Tensor, b_hh: Tensor, clip: float) -> Tensor:
@@ -85,8 +92,10 @@ class Decoder(nn.Module):
         fac_dim: int,
         cell_clip: float,
         dropout_rate: float,
+        fused: bool = True,
     ) -> None:
         super().__init__()
+        self.fused = fused
         self.use_con = co_dim > 0 and con_dim > 0
         self.co_dim = co_dim if self.use_con else 0
         self.ci_dim = ci_dim
@@ -100,7 +109,7 @@ class Decoder(nn.Module):
             self.controller = ClippedGRUCell(ci_dim + fac_dim, con_dim, cell_clip)
             self.con_h0 = nn.Parameter(torch.zeros(1, con_dim))
             self.co_linear = nn.Linear(con_dim, 2 * co_dim)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = FastDropout(dropout_rate)
 
     def factor_weight(self) -> Tensor:
         """Row-normalized factor weights ``(fac_dim, gen_dim)``."""
@@ -126,14 +135,15 @@ class Decoder(nn.Module):
         gen_h = self.ic_to_g0(self.dropout(ic))
         fac_w = self.factor_weight()
         # Dropout masks for all steps at once (step 0 is the initial state).
-        if drop_p > 0:
-            keep = torch.empty(n_steps + 1, batch, gen_h.shape[1], device=ic.device, dtype=gen_h.dtype)
-            masks = keep.bernoulli_(1.0 - drop_p).div_(1.0 - drop_p).unbind(0)
-        else:
-            masks = None
+        masks = keep_mask((n_steps + 1, batch, gen_h.shape[1]), drop_p, ic.device, gen_h.dtype) if drop_p > 0 else None
         co = self.co_dim
         g_w_ih = gen.weight_ih
-        ext_gates = nn.functional.linear(ext_input, g_w_ih[:, co:], gen.bias_ih).unbind(1)
+        ext_gates = nn.functional.linear(ext_input, g_w_ih[:, co:], gen.bias_ih)
+        if self.fused:
+            return self._fused(gen_h, ci, ext_gates, fac_w, masks, sample)
+        if masks is not None:
+            masks = masks.unbind(0)
+        ext_gates = ext_gates.unbind(1)
         g_whh_t, g_bhh = gen.weight_hh.t(), gen.bias_hh
         clip = self.cell_clip
         gen_list, drop_list, con_list, co_list, u_list = [], [], [], [], []
@@ -177,3 +187,40 @@ class Decoder(nn.Module):
         dropped = torch.stack(drop_list, 1) if masks is not None else gen_states
         factors = dropped @ fac_w.t()
         return DecoderOutput(gen_states, factors, co_means, co_stds, inferred, con_states)
+
+    def _fused(
+        self, gen_h: Tensor, ci: Tensor | None, ext_gates: Tensor, fac_w: Tensor, masks: Tensor | None, sample: bool
+    ) -> DecoderOutput:
+        """The same loop through the hand-differentiated kernels of :mod:`lfads.modules.recurrence` (float32)."""
+        gen, co, clip = self.generator, self.co_dim, self.cell_clip
+        batch, n_steps = ext_gates.shape[:2]
+        with torch.autocast(device_type=gen_h.device.type, enabled=False):
+            gen_h, ext_gates, fac_w = _full(gen_h), _full(ext_gates).transpose(0, 1), _full(fac_w)
+            if not self.use_con:
+                states = gru_sequence(ext_gates.unsqueeze(1).contiguous(), gen_h.unsqueeze(0),
+                                      gen.weight_hh.unsqueeze(0), gen.bias_hh.unsqueeze(0), clip)[:, 0]
+                dropped = states * masks[1:] if masks is not None else states
+                empty = gen_h.new_zeros(batch, n_steps, 0)
+                gen_states = states.transpose(0, 1)
+                return DecoderOutput(gen_states, dropped.transpose(0, 1) @ fac_w.t(), empty, empty, empty, empty)
+            con = self.controller
+            c_w_ih = con.weight_ih
+            ci_gates = nn.functional.linear(_full(ci), c_w_ih[:, : self.ci_dim], con.bias_ih).transpose(0, 1)
+            cf_t = (c_w_ih[:, self.ci_dim :] @ fac_w).t()
+            eps = torch.randn(n_steps, batch, co, device=gen_h.device, dtype=gen_h.dtype) if sample else None
+            c0 = self.con_h0.expand(batch, -1)
+            states, dropped, con_states, co_params, inferred = ControllerGeneratorLoop.apply(
+                ci_gates.contiguous(), ext_gates.contiguous(), gen_h, c0, cf_t, con.weight_hh, con.bias_hh,
+                self.co_linear.weight, self.co_linear.bias, gen.weight_ih[:, :co], gen.weight_hh, gen.bias_hh,
+                eps, masks, clip,
+            )
+        states, dropped, con_states = states[1:], dropped[1:], con_states[1:]
+        co_params = co_params.transpose(0, 1)
+        return DecoderOutput(
+            gen_states=states.transpose(0, 1),
+            factors=dropped.transpose(0, 1) @ fac_w.t(),
+            co_means=co_params[..., :co],
+            co_stds=torch.exp(0.5 * co_params[..., co:]),
+            inferred_inputs=inferred.transpose(0, 1),
+            con_states=con_states.transpose(0, 1),
+        )

@@ -11,14 +11,20 @@
 The IC encoder sees all ``encod_seq_len`` bins; the controller-input (CI)
 encoder skips the first ``ic_enc_seq_len`` bins (seen by the IC encoder only).
 Its outputs are zero over those leading bins and over forward-prediction bins,
-so the controller has no information there. Both GRUs use torch's fused
-``nn.GRU`` over the whole sequence, with learned initial states.
+so the controller has no information there. Both encoders keep their
+parameters in ``nn.GRU`` modules (with learned initial states); by default all
+four directions are stepped together by :class:`lfads.modules.recurrence.GRUSequence`
+(input projections computed for every bin in one matrix product, hand-written
+backward), and ``fused=False`` runs ``nn.GRU`` itself.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from lfads.modules.dropout import FastDropout
+from lfads.modules.recurrence import gru_sequence
 
 
 class BidirectionalGRUEncoder(nn.Module):
@@ -37,6 +43,40 @@ class BidirectionalGRUEncoder(nn.Module):
         h0 = self.h0.expand(-1, x.shape[0], -1).contiguous()
         out, h_n = self.gru(x, h0)
         return out, torch.cat([h_n[0], h_n[1]], dim=-1)
+
+    def direction_params(self) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """``(w_ih, w_hh, b_ih, b_hh)`` of the forward and the backward direction."""
+        g = self.gru
+        return [
+            (g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0),
+            (g.weight_ih_l0_reverse, g.weight_hh_l0_reverse, g.bias_ih_l0_reverse, g.bias_hh_l0_reverse),
+        ]
+
+
+def run_bidirectional(encoders: list[BidirectionalGRUEncoder], x: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """Run bidirectional encoders of equal hidden size on the same input, all directions in one loop.
+
+    Returns, per encoder, the outputs ``(batch, time, 2 * hidden)`` and the final states ``(batch, 2 * hidden)``
+    exactly as :meth:`BidirectionalGRUEncoder.forward` would.
+    """
+    batch, n_steps, _ = x.shape
+    params = [p for enc in encoders for p in enc.direction_params()]
+    hidden = params[0][1].shape[1]
+    n_groups = len(params)
+    w_ih = torch.cat([p[0] for p in params])
+    b_ih = torch.cat([p[2] for p in params])
+    gates = nn.functional.linear(x, w_ih, b_ih).view(batch, n_steps, n_groups, 3 * hidden).permute(1, 2, 0, 3)
+    gates = torch.stack([gates[:, i] if i % 2 == 0 else gates[:, i].flip(0) for i in range(n_groups)], 1)
+    h0 = torch.cat([enc.h0 for enc in encoders]).expand(-1, batch, -1)
+    w_hh = torch.stack([p[1] for p in params])
+    b_hh = torch.stack([p[3] for p in params])
+    states = gru_sequence(gates, h0, w_hh, b_hh)  # (time, groups, batch, hidden)
+    results = []
+    for e in range(len(encoders)):
+        fwd, bwd = states[:, 2 * e], states[:, 2 * e + 1]
+        out = torch.cat([fwd, bwd.flip(0)], -1).transpose(0, 1)
+        results.append((out, torch.cat([fwd[-1], bwd[-1]], -1)))
+    return results
 
 
 class Encoder(nn.Module):
@@ -76,8 +116,10 @@ class Encoder(nn.Module):
         recon_seq_len: int,
         dropout_rate: float,
         ic_post_var_min: float,
+        fused: bool = True,
     ) -> None:
         super().__init__()
+        self.fused = fused
         self.ic_enc = BidirectionalGRUEncoder(input_dim, ic_enc_dim)
         self.ic_linear = nn.Linear(2 * ic_enc_dim, 2 * ic_dim)
         self.ci_enc = BidirectionalGRUEncoder(input_dim, ci_enc_dim) if use_ci else None
@@ -85,7 +127,7 @@ class Encoder(nn.Module):
         self.ic_enc_seq_len = ic_enc_seq_len
         self.ci_lag = ci_lag
         self.recon_seq_len = recon_seq_len
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = FastDropout(dropout_rate)
         self.ic_post_var_min = ic_post_var_min
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -94,13 +136,21 @@ class Encoder(nn.Module):
         Returns IC posterior mean and std ``(batch, ic_dim)`` and CI encodings
         ``(batch, recon_seq_len, 2 * ci_enc_dim)`` (``None`` without a controller).
         """
-        _, h_ic = self.ic_enc(x)
+        ci_out = None
+        if not self.fused:
+            _, h_ic = self.ic_enc(x)
+        elif self.ci_enc is not None and self.ic_enc_seq_len == 0 and self.ci_enc_dim == self.ic_enc.h0.shape[-1]:
+            (_, h_ic), (ci_out, _) = run_bidirectional([self.ic_enc, self.ci_enc], x)
+        else:
+            ((_, h_ic),) = run_bidirectional([self.ic_enc], x)
         ic_mean, ic_logvar = self.ic_linear(self.dropout(h_ic)).chunk(2, dim=-1)
         ic_std = torch.sqrt(torch.exp(ic_logvar) + self.ic_post_var_min)
         if self.ci_enc is None:
             return ic_mean, ic_std, None
         batch, t_enc = x.shape[:2]
-        ci_out, _ = self.ci_enc(x[:, self.ic_enc_seq_len :])
+        if ci_out is None:
+            ci_x = x[:, self.ic_enc_seq_len :]
+            ci_out = run_bidirectional([self.ci_enc], ci_x)[0][0] if self.fused else self.ci_enc(ci_x)[0]
         fwd, bwd = ci_out[..., : self.ci_enc_dim], ci_out[..., self.ci_enc_dim :]
         lag = self.ci_lag
         if lag > 0:

@@ -51,8 +51,11 @@ class Likelihood(nn.Module):
     n_params: int = 1
     is_count: bool = False  # data must be non-negative integers
 
-    def nll(self, params: Tensor, x: Tensor) -> Tensor:
-        """Elementwise negative log-likelihood, ``(batch, time, neurons)``."""
+    def nll(self, params: Tensor, x: Tensor, full: bool = True) -> Tensor:
+        """Elementwise negative log-likelihood, ``(batch, time, neurons)``.
+
+        ``full=False`` may drop terms that depend on the data alone (they do not change gradients).
+        """
         raise NotImplementedError
 
     def mean(self, params: Tensor) -> Tensor:
@@ -70,9 +73,10 @@ class Poisson(Likelihood):
     n_params = 1
     is_count = True
 
-    def nll(self, params: Tensor, x: Tensor) -> Tensor:
+    def nll(self, params: Tensor, x: Tensor, full: bool = True) -> Tensor:
         log_rate = params[..., 0, :]
-        return torch.exp(log_rate) - x * log_rate + torch.lgamma(x + 1.0)
+        nll = torch.exp(log_rate) - x * log_rate
+        return nll + torch.lgamma(x + 1.0) if full else nll
 
     def mean(self, params: Tensor) -> Tensor:
         return torch.exp(params[..., 0, :])
@@ -85,7 +89,7 @@ class Poisson(Likelihood):
 class Gaussian(Likelihood):
     n_params = 2
 
-    def nll(self, params: Tensor, x: Tensor) -> Tensor:
+    def nll(self, params: Tensor, x: Tensor, full: bool = True) -> Tensor:
         mean, logvar = params[..., 0, :], params[..., 1, :]
         return 0.5 * (math.log(2 * math.pi) + logvar + (x - mean) ** 2 * torch.exp(-logvar))
 
@@ -107,7 +111,7 @@ class Gamma(Likelihood):
 
     n_params = 2
 
-    def nll(self, params: Tensor, x: Tensor) -> Tensor:
+    def nll(self, params: Tensor, x: Tensor, full: bool = True) -> Tensor:
         return -_gamma_log_pdf(x, params[..., 0, :], params[..., 1, :])
 
     def mean(self, params: Tensor) -> Tensor:
@@ -137,7 +141,7 @@ class ZeroInflatedGamma(Likelihood):
         super().__init__()
         self.s_min = s_min
 
-    def nll(self, params: Tensor, x: Tensor) -> Tensor:
+    def nll(self, params: Tensor, x: Tensor, full: bool = True) -> Tensor:
         log_a, log_b, logit_q = params[..., 0, :], params[..., 1, :], params[..., 2, :]
         is_zero = x <= 0
         shifted = torch.where(is_zero, torch.ones_like(x), x - self.s_min).clamp_min(1e-8)

@@ -1,0 +1,118 @@
+"""Fit LFADS to synthetic data with known rates and print how close it gets.
+
+For each data set (Lorenz: 30 held-in + 10 held-out neurons, 100 bins, 400 train / 100 valid
+trials; chaotic RNN, gain 1.5) this script generates the data (seeded), trains with the shipped
+config (``configs/lorenz.yaml``, ``configs/chaotic_rnn.yaml``) for at most ``--minutes`` of
+training in a fresh ``lfads fit`` process, samples the posterior of the best checkpoint and prints,
+on the validation trials:
+
+- rate R2 of the posterior-mean rates against the true rates,
+- the model's bits/spike and that of the true rates (the ceiling), and their ratio,
+- seconds per epoch, training trials per second and the training process's peak memory.
+
+Targets (2-core CPU, 10 minutes of training each): Lorenz rate R2 >= 0.95 and >= 90% of the
+true-rate bits/spike; chaotic RNN rate R2 >= 0.85.
+
+Usage::
+
+    python benchmarks/fit_synthetic.py                 # both, 10 minutes each
+    python benchmarks/fit_synthetic.py --minutes 3 --only lorenz
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DATASETS = {
+    "lorenz": dict(config="configs/lorenz.yaml", module="datasets.lorenz", args=[], targets={"rate_r2": 0.95, "bps_ratio": 0.90}),
+    "chaotic_rnn": dict(config="configs/chaotic_rnn.yaml", module="datasets.chaotic_rnn", args=[], targets={"rate_r2": 0.85}),
+}
+
+
+def run_one(name: str, spec: dict, minutes: float, workdir: Path, samples: int) -> dict:
+    from lfads.cli import find_checkpoint, load_model_and_data
+    from lfads.metrics import bits_per_spike, rate_r2
+    from lfads.sampling import sample_posteriors
+
+    data = workdir / f"{name}.h5"
+    subprocess.run([sys.executable, "-m", spec["module"], "--out", str(data), *spec["args"]], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    hh, mm = divmod(int(minutes * 60), 3600)
+    max_time = f"00:{hh:02d}:{mm // 60:02d}:{mm % 60:02d}"
+    logger = f'[{{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {{"save_dir": "{workdir}", "name": "{name}"}}}}]'
+    cmd = [
+        sys.executable, "-m", "lfads", "fit", "--config", str(ROOT / spec["config"]),
+        "--data.data_paths", str(data), "--trainer.max_time", max_time, "--trainer.enable_progress_bar", "false",
+        "--trainer.logger", logger,
+    ]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:])
+        raise RuntimeError(f"lfads fit failed for {name}")
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    run_dir = workdir / name
+    metrics_csv = sorted(run_dir.glob("version_*/metrics.csv"))[-1]
+    rows = list(csv.DictReader(open(metrics_csv)))
+    epochs = max(int(r["epoch"]) for r in rows if r.get("epoch")) + 1
+    ckpt = find_checkpoint(run_dir)
+    model, dm = load_model_and_data(ckpt)
+    out = sample_posteriors(model, dm, n_samples=samples, splits=("valid",), progress=False)
+    session = dm.sessions[0]
+    valid = session.splits["valid"]
+    rates = out[session.name]["valid"]["rates"]
+    n_train = session.splits["train"].encod_data.shape[0]
+    result = {
+        "rate_r2": rate_r2(rates, valid.truth),
+        "bps": bits_per_spike(rates, valid.recon_data),
+        "bps_true": bits_per_spike(valid.truth, valid.recon_data),
+        "epochs": epochs,
+        "sec_per_epoch": wall / epochs,
+        "trials_per_s": n_train * epochs / wall,
+        "peak_mb": peak_mb,
+        "wall_s": wall,
+        "ckpt": str(ckpt),
+    }
+    result["bps_ratio"] = result["bps"] / result["bps_true"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training time budget per data set")
+    parser.add_argument("--only", choices=sorted(DATASETS), nargs="+")
+    parser.add_argument("--samples", type=int, default=50, help="posterior samples per trial")
+    parser.add_argument("--workdir", help="keep runs here (default: a temporary folder)")
+    args = parser.parse_args()
+    names = args.only or list(DATASETS)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        print(f"{'data set':<13}{'rate R2':>9}{'bits/spk':>10}{'true b/s':>10}{'ratio':>7}{'epochs':>8}{'s/epoch':>9}"
+              f"{'trials/s':>10}{'peak MB':>9}  result")
+        for name in names:
+            spec = DATASETS[name]
+            r = run_one(name, spec, args.minutes, workdir, args.samples)
+            checks = [f"{k} {r[k]:.3f} >= {v}" for k, v in spec["targets"].items()]
+            ok = all(r[k] >= v for k, v in spec["targets"].items())
+            print(f"{name:<13}{r['rate_r2']:>9.4f}{r['bps']:>10.4f}{r['bps_true']:>10.4f}{r['bps_ratio']:>7.3f}"
+                  f"{r['epochs']:>8d}{r['sec_per_epoch']:>9.3f}{r['trials_per_s']:>10.1f}{r['peak_mb']:>9.0f}  "
+                  f"{'PASS' if ok else 'FAIL'} ({'; '.join(checks)})", flush=True)
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()

@@ -1,0 +1,200 @@
+"""Benchmark of the fixed-point finder (lfads.analysis) against plain Adam on the speed q.
+
+Two networks:
+
+(a) ``flipflop``: a 64-unit GRU trained on the 3-bit flip-flop task (trained here, seeded; the
+    weights are cached in ``benchmarks/.cache/``, which git ignores). Its 8 memory states are
+    attractors; the check is that the finder returns a stable fixed point for each of the 8
+    sign patterns of the readout, and that >= 95% of the initial states converge.
+(b) ``random``: a 128-unit GRU with random weights and strong recurrence (recurrent weights
+    ~ N(0, (2/sqrt(128))^2)), with the same convergence check.
+
+Initial states: ``--n-init`` (1024) states sampled from the network's trajectories plus
+Gaussian noise (``--noise``). The finder runs with its defaults. The baseline is plain Adam on
+q (the approach of the widely used public finder: a fixed budget of Adam iterations), run in the
+same process with the same closed-form gradient, twice: for ``--baseline-iters`` (5000)
+iterations, and for the finder's wall time; its q quantiles and the time ratio are printed.
+
+Usage::
+
+    python benchmarks/fixed_points.py                 # both networks, 1 thread
+    python benchmarks/fixed_points.py --which random --threads 2
+    python benchmarks/fixed_points.py --retrain       # ignore the cached flip-flop weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lfads.analysis.fixed_points import FixedPoints, find_fixed_points, sample_initial_states  # noqa: E402
+from lfads.analysis.flipflop import FlipFlopRNN, generate_flipflop_data, train_flipflop_rnn  # noqa: E402
+from lfads.analysis.jacobians import as_dynamics  # noqa: E402
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+QUANTILES = (0.0, 0.5, 0.9, 0.99, 1.0)
+
+
+def _cache_dir() -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    ignore = CACHE / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
+    return CACHE
+
+
+def _fmt_q(q: np.ndarray) -> str:
+    vals = np.quantile(q, QUANTILES)
+    return "  ".join(f"p{int(100 * p)}={v:.1e}" for p, v in zip(QUANTILES, vals))
+
+
+def get_flipflop_model(hidden: int, seed: int, steps: int, retrain: bool) -> FlipFlopRNN:
+    """Train (or load from the cache) the flip-flop GRU; prints the training time."""
+    path = _cache_dir() / f"flipflop_gru{hidden}_seed{seed}_steps{steps}.pt"
+    model = FlipFlopRNN(3, hidden)
+    if path.exists() and not retrain:
+        model.load_state_dict(torch.load(path, weights_only=True))
+        print(f"[flipflop] loaded cached weights from {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+        return model.eval()
+    t0 = time.perf_counter()
+    model, losses = train_flipflop_rnn(
+        hidden_size=hidden, n_steps=steps, batch_size=64, n_time=100, lr=1e-2, pulse_prob=0.03, seed=seed
+    )
+    print(f"[flipflop] trained {hidden}-unit GRU: {steps} Adam steps in {time.perf_counter() - t0:.1f} s, "
+          f"final loss {np.mean(losses[-20:]):.4f}")
+    torch.save(model.state_dict(), path)
+    return model.eval()
+
+
+def random_gru(hidden: int, inputs: int, gain: float, seed: int) -> nn.GRUCell:
+    """A GRU cell with recurrent weights ~ N(0, (gain / sqrt(hidden))^2), torch defaults elsewhere."""
+    torch.manual_seed(seed)
+    cell = nn.GRUCell(inputs, hidden)
+    with torch.no_grad():
+        cell.weight_hh.normal_(0.0, gain / math.sqrt(hidden))
+    return cell
+
+
+def run_baseline(cell: nn.Module, h0: torch.Tensor, iters: int | None, seconds: float | None, lr: float) -> tuple[np.ndarray, int, float]:
+    """Plain Adam on q (closed-form gradient, float64) for a number of iterations or a wall-time budget."""
+    dyn = as_dynamics(cell)
+    x = h0.clone().to(torch.float64)
+    u = torch.zeros(x.shape[0], dyn.input_size, dtype=torch.float64)
+    opt = torch.optim.Adam([x], lr=lr)
+    t0 = time.perf_counter()
+    n = 0
+    with torch.no_grad():
+        while True:
+            if iters is not None and n >= iters:
+                break
+            if seconds is not None and time.perf_counter() - t0 >= seconds:
+                break
+            _, q, grad = dyn.speed_and_gradient(x, u)
+            x.grad = grad
+            opt.step()
+            n += 1
+        _, q, _ = dyn.speed_and_gradient(x, u)
+    return q.numpy(), n, time.perf_counter() - t0
+
+
+def report(name: str, fps: FixedPoints, wall: float, cell: nn.Module, h0: torch.Tensor, args: argparse.Namespace) -> None:
+    """Print the finder statistics and the Adam baseline."""
+    kinds = fps.candidate_kind
+    conv = float(np.mean(kinds != "unconverged"))
+    print(f"[{name}] finder wall time: {wall:.2f} s for {h0.shape[0]} initial states ({fps.hidden_size} units)")
+    it = fps.candidate_iterations
+    print(f"[{name}] second-order iterations per point: median {np.median(it):.0f}, p90 {np.quantile(it, 0.9):.0f}, "
+          f"max {it.max()} (+{int(fps.settings['adam_steps'])} Adam steps)")
+    print(f"[{name}] q at the end (all initial states): {_fmt_q(fps.candidate_q)}")
+    counts = {k: int((kinds == k).sum()) for k in ("fixed", "slow", "unconverged")}
+    print(f"[{name}] initial states by kind: {counts}; converged {100 * conv:.1f}%")
+    stab = {s: int((fps.stability == s).sum()) for s in ("stable", "saddle", "unstable")}
+    kinds_u = {k: int((fps.kind == k).sum()) for k in ("fixed", "slow")}
+    print(f"[{name}] unique points: {len(fps)} {kinds_u}; by stability {stab}; "
+          f"with marginal directions: {int((fps.n_marginal > 0).sum())}")
+    print(f"[{name}] {'PASS' if conv >= 0.95 else 'FAIL'}: converged fraction {conv:.3f} (>= 0.95 required)")
+    if args.baseline_iters > 0:
+        q_b, n_b, t_b = run_baseline(cell, h0, args.baseline_iters, None, args.baseline_lr)
+        print(f"[{name}] baseline Adam (lr {args.baseline_lr}) {n_b} iterations: {t_b:.2f} s; q: {_fmt_q(q_b)}; "
+              f"q < 1e-10: {100 * np.mean(q_b < 1e-10):.1f}%")
+        print(f"[{name}] time ratio baseline/finder: {t_b / wall:.1f}x; median q ratio baseline/finder: "
+              f"{np.median(q_b) / max(np.median(fps.candidate_q), 1e-300):.1e}")
+        q_s, n_s, t_s = run_baseline(cell, h0, None, wall, args.baseline_lr)
+        print(f"[{name}] baseline Adam with the finder's wall time ({t_s:.2f} s, {n_s} iterations): q: {_fmt_q(q_s)}; "
+              f"q < 1e-10: {100 * np.mean(q_s < 1e-10):.1f}%")
+
+
+def bench_flipflop(args: argparse.Namespace) -> None:
+    model = get_flipflop_model(args.ff_hidden, args.seed, args.ff_steps, args.retrain)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    data = generate_flipflop_data(128, 200, 3, 0.03, generator=gen)
+    with torch.no_grad():
+        _, states = model(data.inputs)
+    init = sample_initial_states(states, args.n_init, args.noise, seed=args.seed)
+    t0 = time.perf_counter()
+    fps = find_fixed_points(model.gru, init.states, progress=args.progress)
+    wall = time.perf_counter() - t0
+    report("flipflop", fps, wall, model.gru, init.states, args)
+    stable = fps.select(fps.stability == "stable")
+    with torch.no_grad():
+        out = model.readout(torch.as_tensor(stable.states, dtype=torch.float32))
+    patterns = {tuple(int(v) for v in torch.sign(o)) for o in out if bool((o.abs() > 0.5).all())}
+    print(f"[flipflop] stable points: {len(stable)}, max|lambda| among them {stable.max_abs_eigenvalue.max():.4f}; "
+          f"memory patterns covered by a stable point: {len(patterns)}/8 -> {'PASS' if len(patterns) == 8 else 'FAIL'}")
+
+
+def bench_random(args: argparse.Namespace) -> None:
+    cell = random_gru(args.rand_hidden, 3, args.gain, args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    h = torch.rand(64, args.rand_hidden, generator=gen) * 2 - 1
+    u = torch.zeros(64, 3)
+    traj = []
+    with torch.no_grad():
+        for _ in range(200):
+            h = cell(u, h)
+            traj.append(h)
+    states = torch.stack(traj, dim=1)
+    init = sample_initial_states(states, args.n_init, args.noise, seed=args.seed)
+    t0 = time.perf_counter()
+    fps = find_fixed_points(cell, init.states, progress=args.progress)
+    wall = time.perf_counter() - t0
+    report("random", fps, wall, cell, init.states, args)
+    limit = 20.0
+    print(f"[random] wall time {wall:.2f} s ({'within' if wall < limit else 'over'} the {limit:.0f} s target)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--which", nargs="+", default=["flipflop", "random"], choices=["flipflop", "random"])
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--n-init", type=int, default=1024)
+    parser.add_argument("--noise", type=float, default=0.1, help="std of the noise added to sampled states")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ff-hidden", type=int, default=64)
+    parser.add_argument("--ff-steps", type=int, default=1000)
+    parser.add_argument("--rand-hidden", type=int, default=128)
+    parser.add_argument("--gain", type=float, default=2.0, help="recurrent weight std times sqrt(hidden)")
+    parser.add_argument("--baseline-iters", type=int, default=5000, help="0 skips the Adam baseline")
+    parser.add_argument("--baseline-lr", type=float, default=1e-2)
+    parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, threads used: {torch.get_num_threads()}")
+    if "flipflop" in args.which:
+        bench_flipflop(args)
+    if "random" in args.which:
+        bench_random(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,576 @@
+r"""Evaluation metrics for inferred firing rates (Neural Latents Benchmark definitions).
+
+All functions take and return numpy arrays / floats; rates passed to the likelihood-based metrics are
+*expected counts per bin* (multiply spikes/s by the bin width first), arrays are ordered
+``(trials, time, neurons)`` and NaN counts (unobserved bins) are ignored.
+
+- :func:`poisson_nll`, :func:`bits_per_spike`, :func:`co_bps`, :func:`fp_bps`: Poisson likelihood scores.
+- :func:`r2_score`, :func:`rate_r2`, :func:`psth_r2`: coefficient of determination variants.
+- :func:`fit_ridge`, :func:`fit_ridge_cv`, :func:`vel_r2`, :func:`vel_r2_train_test`: ridge decoding of
+  behaviour (e.g. hand velocity) from rates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+from scipy.special import gammaln
+
+from lfads.errors import LFADSDataError
+
+__all__ = [
+    "DEFAULT_RIDGE_ALPHAS",
+    "RATE_FLOOR",
+    "RidgeFit",
+    "bits_per_spike",
+    "co_bps",
+    "fit_ridge",
+    "fit_ridge_cv",
+    "fp_bps",
+    "poisson_nll",
+    "psth_r2",
+    "r2_score",
+    "rate_r2",
+    "vel_r2",
+    "vel_r2_train_test",
+]
+
+RATE_FLOOR = 1e-9
+"""Rates below this are raised to it before taking logs."""
+
+DEFAULT_RIDGE_ALPHAS: np.ndarray = np.logspace(-4, 0, 9)
+"""Ridge penalties searched by cross-validation."""
+
+
+def _check_same_shape(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
+    if a.shape != b.shape:
+        raise LFADSDataError(
+            f"{names[0]} has shape {a.shape} but {names[1]} has shape {b.shape}; they must match "
+            "(both (trials, time, neurons) or (samples, neurons))."
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Poisson likelihood metrics
+# --------------------------------------------------------------------------------------------------
+
+
+def poisson_nll(rates: np.ndarray, counts: np.ndarray) -> float:
+    r"""Summed Poisson negative log-likelihood.
+
+    .. math::
+
+        \mathrm{NLL} = \sum_{k} \lambda_k - n_k \log \lambda_k + \log \Gamma(n_k + 1),
+
+    with :math:`\lambda_k = \max(\text{rate}_k, 10^{-9})` and the sum over all entries whose count is not NaN.
+
+    Parameters
+    ----------
+    rates : np.ndarray
+        Expected counts per bin, any shape, e.g. ``(trials, time, neurons)``.
+    counts : np.ndarray
+        Observed counts, same shape; NaN marks entries to ignore.
+
+    Returns
+    -------
+    float
+        The negative log-likelihood in nats.
+    """
+    rates = np.asarray(rates, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    _check_same_shape(rates, counts, ("rates", "counts"))
+    observed = ~np.isnan(counts)
+    if np.isnan(rates[observed]).any():
+        raise LFADSDataError("rates contain NaN where counts are observed; predict a rate for every observed bin.")
+    lam = np.maximum(rates[observed], RATE_FLOOR)
+    n = counts[observed]
+    return float(np.sum(lam - n * np.log(lam) + gammaln(n + 1.0)))
+
+
+def bits_per_spike(rates: np.ndarray, counts: np.ndarray) -> float:
+    r"""Log-likelihood improvement over a per-neuron constant-rate model, in bits per spike.
+
+    .. math::
+
+        \mathrm{bps} = \frac{\mathrm{NLL}(\bar\lambda, n) - \mathrm{NLL}(\lambda, n)}{\ln 2 \, \sum_k n_k},
+
+    where the null rate :math:`\bar\lambda_i` of neuron :math:`i` is its mean count over all evaluated
+    trials and bins (NaN ignored). 0 means no better than the null model; higher is better.
+
+    Parameters
+    ----------
+    rates : np.ndarray
+        ``(trials, time, neurons)`` or ``(samples, neurons)`` expected counts per bin.
+    counts : np.ndarray
+        Same shape; observed counts, NaN where unobserved.
+
+    Returns
+    -------
+    float
+        Bits per spike.
+
+    Raises
+    ------
+    LFADSDataError
+        If shapes differ or there are no spikes to normalise by.
+    """
+    rates = np.asarray(rates, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    _check_same_shape(rates, counts, ("rates", "counts"))
+    total = np.nansum(counts)
+    if total <= 0:
+        raise LFADSDataError(
+            f"bits_per_spike needs at least one spike, but the counts (shape {counts.shape}) sum to {total}; "
+            "evaluate on more trials or neurons."
+        )
+    flat_counts = counts.reshape(-1, counts.shape[-1])
+    with np.errstate(invalid="ignore"):
+        null_rate = np.nanmean(flat_counts, axis=0)  # (neurons,); all-NaN neurons give NaN but are never used
+    null_rates = np.broadcast_to(np.nan_to_num(null_rate), counts.shape)
+    return float((poisson_nll(null_rates, counts) - poisson_nll(rates, counts)) / (total * np.log(2.0)))
+
+
+def co_bps(rates: np.ndarray, counts: np.ndarray, n_heldin: int, n_enc_time: int | None = None) -> float:
+    """Co-smoothing bits per spike: :func:`bits_per_spike` on the held-out neurons.
+
+    Uses columns ``n_heldin:`` and the first ``n_enc_time`` bins (the bins the encoders saw;
+    all bins if None), as in the Neural Latents Benchmark.
+
+    Parameters
+    ----------
+    rates : np.ndarray
+        ``(trials, T_recon, N_recon)`` predicted expected counts per bin for all neurons.
+    counts : np.ndarray
+        ``(trials, T_recon, N_recon)`` observed counts (the layout's ``recon_data``).
+    n_heldin : int
+        Number of held-in neurons (the first columns).
+    n_enc_time : int, optional
+        Number of encoder bins; later bins are forward-prediction bins and are excluded.
+
+    Returns
+    -------
+    float
+        Held-out bits per spike.
+    """
+    rates, counts = np.asarray(rates), np.asarray(counts)
+    if rates.ndim != 3 or not 0 <= n_heldin < rates.shape[-1]:
+        raise LFADSDataError(
+            f"co_bps needs (trials, time, neurons) arrays with more than n_heldin={n_heldin} neurons; "
+            f"got rates of shape {rates.shape}."
+        )
+    t_end = rates.shape[1] if n_enc_time is None else n_enc_time
+    return bits_per_spike(rates[:, :t_end, n_heldin:], counts[:, :t_end, n_heldin:])
+
+
+def fp_bps(rates: np.ndarray, counts: np.ndarray, n_enc_time: int) -> float:
+    """Forward-prediction bits per spike: :func:`bits_per_spike` on bins ``n_enc_time:`` for all neurons.
+
+    Parameters
+    ----------
+    rates : np.ndarray
+        ``(trials, T_recon, N_recon)`` predicted expected counts per bin.
+    counts : np.ndarray
+        ``(trials, T_recon, N_recon)`` observed counts.
+    n_enc_time : int
+        Number of encoder bins; the remaining ``T_recon - n_enc_time`` bins are scored.
+
+    Returns
+    -------
+    float
+        Forward-prediction bits per spike.
+    """
+    rates, counts = np.asarray(rates), np.asarray(counts)
+    if rates.ndim != 3 or not 0 <= n_enc_time < rates.shape[1]:
+        raise LFADSDataError(
+            f"fp_bps needs (trials, time, neurons) arrays with forward bins after n_enc_time={n_enc_time}; "
+            f"got rates of shape {rates.shape}."
+        )
+    return bits_per_spike(rates[:, n_enc_time:], counts[:, n_enc_time:])
+
+
+# --------------------------------------------------------------------------------------------------
+# R^2 metrics
+# --------------------------------------------------------------------------------------------------
+
+
+def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    r"""Coefficient of determination averaged uniformly over outputs.
+
+    .. math::
+
+        R^2_j = 1 - \frac{\sum_s (y_{sj} - \hat y_{sj})^2}{\sum_s (y_{sj} - \bar y_j)^2},
+        \qquad R^2 = \frac{1}{J} \sum_j R^2_j,
+
+    with scikit-learn's conventions for a constant target: :math:`R^2_j = 1` if the prediction is exact
+    and 0 otherwise.
+
+    Parameters
+    ----------
+    y_true, y_pred : np.ndarray
+        ``(samples,)`` or ``(samples, outputs)``.
+
+    Returns
+    -------
+    float
+        The averaged :math:`R^2` (can be negative).
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    _check_same_shape(y_true, y_pred, ("y_true", "y_pred"))
+    if y_true.ndim == 1:
+        y_true, y_pred = y_true[:, None], y_pred[:, None]
+    if y_true.ndim != 2 or y_true.shape[0] < 2:
+        raise LFADSDataError(f"r2_score needs (samples, outputs) arrays with at least 2 samples; got {y_true.shape}.")
+    ss_res = np.sum((y_true - y_pred) ** 2, axis=0)
+    ss_tot = np.sum((y_true - y_true.mean(axis=0)) ** 2, axis=0)
+    scores = np.where(ss_res == 0, 1.0, 0.0)
+    varying = ss_tot != 0
+    scores[varying] = 1.0 - ss_res[varying] / ss_tot[varying]
+    return float(np.mean(scores))
+
+
+def rate_r2(pred: np.ndarray, truth: np.ndarray) -> float:
+    r"""Single-trial rate :math:`R^2`: per-neuron :math:`R^2` over all trials and bins, averaged over neurons.
+
+    Both arrays are flattened to ``(trials * time, neurons)`` and passed to :func:`r2_score` with
+    ``truth`` as the target. They must be in the same units (both spikes/s or both counts per bin).
+
+    Parameters
+    ----------
+    pred : np.ndarray
+        ``(trials, time, neurons)`` inferred rates.
+    truth : np.ndarray
+        ``(trials, time, neurons)`` true rates.
+
+    Returns
+    -------
+    float
+        Mean per-neuron :math:`R^2`.
+    """
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    _check_same_shape(pred, truth, ("pred", "truth"))
+    return r2_score(truth.reshape(-1, truth.shape[-1]), pred.reshape(-1, pred.shape[-1]))
+
+
+def _condition_average(values: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    """``(trials, time, neurons)`` -> ``(conditions, time, neurons)`` NaN-ignoring means, sorted by condition id."""
+    labels = np.unique(conditions)
+    with np.errstate(invalid="ignore"):
+        return np.stack([np.nanmean(values[conditions == c], axis=0) for c in labels])
+
+
+def psth_r2(rates: np.ndarray, target: np.ndarray, conditions: np.ndarray) -> float:
+    r"""PSTH :math:`R^2`: how well condition-averaged rates match condition-averaged targets.
+
+    For each condition :math:`c`, :math:`\mathrm{PSTH}_c = \text{mean over its trials}`, giving
+    ``(conditions, time, neurons)`` for both inputs; each neuron's :math:`R^2` is computed over all
+    conditions and bins (:func:`r2_score` on ``(conditions * time, neurons)``) and averaged over neurons.
+    The target may be spike counts (their PSTHs estimate the true ones) or true rates.
+
+    Parameters
+    ----------
+    rates : np.ndarray
+        ``(trials, time, neurons)`` inferred rates.
+    target : np.ndarray
+        ``(trials, time, neurons)`` counts or true rates, in the same units as ``rates``; NaN ignored.
+    conditions : np.ndarray
+        ``(trials,)`` condition id per trial.
+
+    Returns
+    -------
+    float
+        Mean per-neuron PSTH :math:`R^2`.
+    """
+    rates = np.asarray(rates, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    conditions = np.asarray(conditions)
+    _check_same_shape(rates, target, ("rates", "target"))
+    if conditions.shape != rates.shape[:1]:
+        raise LFADSDataError(
+            f"conditions has shape {conditions.shape} but there are {rates.shape[0]} trials; give one id per trial."
+        )
+    n_neurons = rates.shape[-1]
+    pred_psth = _condition_average(rates, conditions).reshape(-1, n_neurons)
+    true_psth = _condition_average(target, conditions).reshape(-1, n_neurons)
+    keep = ~np.isnan(true_psth).any(axis=1)
+    return r2_score(true_psth[keep], pred_psth[keep])
+
+
+# --------------------------------------------------------------------------------------------------
+# Ridge decoding
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RidgeFit:
+    r"""A fitted ridge regression :math:`\hat y = ((x - \mu) / s) W + b`.
+
+    Attributes
+    ----------
+    mean, scale : np.ndarray
+        ``(features,)`` input standardization (scale 1 for constant features).
+    coef : np.ndarray
+        ``(features, outputs)`` weights on the standardized inputs.
+    intercept : np.ndarray
+        ``(outputs,)`` output means on the training data.
+    alpha : float
+        The penalty used.
+    cv_scores : np.ndarray
+        ``(alphas,)`` mean cross-validated :math:`R^2` per candidate penalty (empty without CV).
+    alphas : np.ndarray
+        The candidate penalties (empty without CV).
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    alpha: float
+    cv_scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+    alphas: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predict ``(samples, outputs)`` from ``(samples, features)``."""
+        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale) @ self.coef + self.intercept
+
+
+def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    return (x - mean) / scale, mean, scale
+
+
+def _ridge_path(xs: np.ndarray, yc: np.ndarray, alphas: np.ndarray) -> list[np.ndarray]:
+    """Weights for every alpha from one eigendecomposition of the Gram matrix."""
+    n = xs.shape[0]
+    eigval, eigvec = scipy.linalg.eigh(xs.T @ xs)
+    projected = eigvec.T @ (xs.T @ yc)  # (features, outputs)
+    return [eigvec @ (projected / (np.maximum(eigval, 0.0) + n * a)[:, None]) for a in alphas]
+
+
+def _as_2d(name: str, values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2:
+        raise LFADSDataError(f"{name} must be (samples, features); got shape {values.shape}.")
+    return values
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> RidgeFit:
+    r"""Ridge regression on standardized inputs, in closed form.
+
+    With :math:`\tilde X` the z-scored inputs and :math:`\tilde Y` the centred outputs (:math:`n` samples),
+
+    .. math::
+
+        W = \arg\min_W \frac{1}{n} \|\tilde Y - \tilde X W\|_F^2 + \alpha \|W\|_F^2
+          = (\tilde X^\top \tilde X + n \alpha I)^{-1} \tilde X^\top \tilde Y .
+
+    The penalty is per sample, so :math:`\alpha` is comparable with the unit diagonal of the inputs'
+    correlation matrix whatever :math:`n` is.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        ``(samples, features)`` inputs.
+    y : np.ndarray
+        ``(samples, outputs)`` or ``(samples,)`` targets.
+    alpha : float
+        Non-negative penalty.
+
+    Returns
+    -------
+    RidgeFit
+        The fitted model.
+    """
+    x, y = _as_2d("x", x), _as_2d("y", y)
+    if x.shape[0] != y.shape[0]:
+        raise LFADSDataError(f"x has {x.shape[0]} samples but y has {y.shape[0]}; pair every input with a target.")
+    if alpha < 0:
+        raise ValueError(f"alpha must be non-negative, got {alpha}.")
+    xs, mean, scale = _standardize(x)
+    y_mean = y.mean(axis=0)
+    (coef,) = _ridge_path(xs, y - y_mean, np.array([alpha]))
+    return RidgeFit(mean=mean, scale=scale, coef=coef, intercept=y_mean, alpha=float(alpha))
+
+
+def _fold_labels(n_groups: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    if n_groups < n_folds:
+        raise LFADSDataError(f"{n_folds}-fold cross-validation needs at least {n_folds} trials; got {n_groups}.")
+    return rng.permutation(np.arange(n_groups) % n_folds)
+
+
+def fit_ridge_cv(
+    x: np.ndarray,
+    y: np.ndarray,
+    alphas: np.ndarray = DEFAULT_RIDGE_ALPHAS,
+    n_folds: int = 5,
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+) -> RidgeFit:
+    """Ridge regression (:func:`fit_ridge`) with the penalty chosen by k-fold cross-validation.
+
+    Samples are split into ``n_folds`` folds at random (seeded), keeping samples with the same ``groups``
+    label (e.g. the trial they come from) together. The chosen alpha maximizes the fold-averaged
+    validation :func:`r2_score` (ties go to the larger alpha); the model is then refitted on all samples.
+    Standardization is refitted inside every fold.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        ``(samples, features)`` inputs.
+    y : np.ndarray
+        ``(samples, outputs)`` or ``(samples,)`` targets.
+    alphas : np.ndarray
+        Candidate penalties; default ``logspace(-4, 0, 9)``.
+    n_folds : int
+        Number of folds.
+    groups : np.ndarray, optional
+        ``(samples,)`` group label per sample; default: every sample is its own group.
+    seed : int
+        Seed of the fold assignment.
+
+    Returns
+    -------
+    RidgeFit
+        The refitted model, with ``alphas`` and ``cv_scores`` filled in.
+    """
+    x, y = _as_2d("x", x), _as_2d("y", y)
+    alphas = np.asarray(alphas, dtype=np.float64)
+    if x.shape[0] != y.shape[0]:
+        raise LFADSDataError(f"x has {x.shape[0]} samples but y has {y.shape[0]}; pair every input with a target.")
+    groups = np.arange(x.shape[0]) if groups is None else np.asarray(groups)
+    labels, group_index = np.unique(groups, return_inverse=True)
+    fold_of_sample = _fold_labels(len(labels), n_folds, np.random.default_rng(seed))[group_index]
+    scores = np.zeros((n_folds, alphas.size))
+    for fold in range(n_folds):
+        train, valid = fold_of_sample != fold, fold_of_sample == fold
+        xs, mean, scale = _standardize(x[train])
+        y_mean = y[train].mean(axis=0)
+        x_valid = (x[valid] - mean) / scale
+        for j, coef in enumerate(_ridge_path(xs, y[train] - y_mean, alphas)):
+            scores[fold, j] = r2_score(y[valid], x_valid @ coef + y_mean)
+    mean_scores = scores.mean(axis=0)
+    ties = np.flatnonzero(mean_scores == mean_scores.max())
+    best = int(ties[np.argmax(alphas[ties])])
+    model = fit_ridge(x, y, float(alphas[best]))
+    model.alphas, model.cv_scores = alphas, mean_scores
+    return model
+
+
+def _lagged_pairs(rates: np.ndarray, behavior: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair ``rates[:, t]`` with ``behavior[:, t + lag]``; drop samples with NaN behaviour.
+
+    Returns ``(samples, neurons)`` inputs, ``(samples, dims)`` targets and ``(samples,)`` trial ids.
+    """
+    rates, behavior = np.asarray(rates, dtype=np.float64), np.asarray(behavior, dtype=np.float64)
+    if behavior.ndim == 2:
+        behavior = behavior[..., None]
+    if rates.ndim != 3 or behavior.ndim != 3 or rates.shape[:2] != behavior.shape[:2]:
+        raise LFADSDataError(
+            f"rates {rates.shape} and behavior {behavior.shape} must be (trials, time, neurons) and "
+            "(trials, time, dims) with the same trials and time bins."
+        )
+    n_trials, n_time = rates.shape[:2]
+    if not 0 <= lag < n_time:
+        raise ValueError(f"lag must be in [0, {n_time}) bins, got {lag}.")
+    x = rates[:, : n_time - lag].reshape(-1, rates.shape[-1])
+    y = behavior[:, lag:].reshape(-1, behavior.shape[-1])
+    trial = np.repeat(np.arange(n_trials), n_time - lag)
+    keep = ~np.isnan(y).any(axis=1)
+    if np.isnan(x[keep]).any():
+        raise LFADSDataError("rates contain NaN in bins paired with observed behaviour; predict every bin.")
+    return x[keep], y[keep], trial[keep]
+
+
+def vel_r2(
+    rates: np.ndarray,
+    behavior: np.ndarray,
+    lag: int = 0,
+    n_folds: int = 5,
+    alphas: np.ndarray = DEFAULT_RIDGE_ALPHAS,
+    seed: int = 0,
+) -> float:
+    r"""Cross-validated :math:`R^2` of a ridge decoder from rates to behaviour (e.g. hand velocity).
+
+    Behaviour at bin :math:`t + \text{lag}` is decoded from rates at bin :math:`t` (rates lead behaviour).
+    Trials are split into ``n_folds`` folds (seeded); for each fold a decoder is fitted on the other
+    trials with its penalty chosen by an inner :func:`fit_ridge_cv` (grouped by trial), and predicts the
+    held-out trials. :func:`r2_score` (uniform over behaviour dimensions) is computed on the pooled
+    out-of-fold predictions. Bins with NaN behaviour are ignored.
+
+    Parameters
+    ----------
+    rates : np.ndarray
+        ``(trials, time, neurons)`` inferred rates.
+    behavior : np.ndarray
+        ``(trials, time, dims)`` behaviour.
+    lag : int
+        Bins by which behaviour lags the rates.
+    n_folds : int
+        Outer and inner folds.
+    alphas : np.ndarray
+        Candidate ridge penalties.
+    seed : int
+        Seed of the fold assignments.
+
+    Returns
+    -------
+    float
+        Cross-validated decoding :math:`R^2`.
+    """
+    x, y, trial = _lagged_pairs(rates, behavior, lag)
+    trial_ids = np.unique(trial)
+    fold_of_trial = _fold_labels(len(trial_ids), n_folds, np.random.default_rng(seed))
+    fold = fold_of_trial[np.searchsorted(trial_ids, trial)]
+    prediction = np.empty_like(y)
+    for k in range(n_folds):
+        train, test = fold != k, fold == k
+        model = fit_ridge_cv(x[train], y[train], alphas, n_folds, groups=trial[train], seed=seed + 1 + k)
+        prediction[test] = model.predict(x[test])
+    return r2_score(y, prediction)
+
+
+def vel_r2_train_test(
+    train_rates: np.ndarray,
+    train_behavior: np.ndarray,
+    eval_rates: np.ndarray,
+    eval_behavior: np.ndarray,
+    lag: int = 0,
+    n_folds: int = 5,
+    alphas: np.ndarray = DEFAULT_RIDGE_ALPHAS,
+    seed: int = 0,
+) -> float:
+    r"""Decoding :math:`R^2` of a ridge decoder fitted on one set of trials and scored on another.
+
+    The decoder is fitted on ``train_*`` with its penalty chosen by :func:`fit_ridge_cv` (folds grouped
+    by trial) and scored with :func:`r2_score` on ``eval_*``. Lag and NaN handling as in :func:`vel_r2`.
+
+    Parameters
+    ----------
+    train_rates, eval_rates : np.ndarray
+        ``(trials, time, neurons)`` rates.
+    train_behavior, eval_behavior : np.ndarray
+        ``(trials, time, dims)`` behaviour.
+    lag : int
+        Bins by which behaviour lags the rates.
+    n_folds : int
+        Folds for choosing the penalty.
+    alphas : np.ndarray
+        Candidate ridge penalties.
+    seed : int
+        Seed of the fold assignment.
+
+    Returns
+    -------
+    float
+        Held-out decoding :math:`R^2`.
+    """
+    x_train, y_train, trial = _lagged_pairs(train_rates, train_behavior, lag)
+    x_eval, y_eval, _ = _lagged_pairs(eval_rates, eval_behavior, lag)
+    model = fit_ridge_cv(x_train, y_train, alphas, n_folds, groups=trial, seed=seed)
+    return r2_score(y_eval, model.predict(x_eval))

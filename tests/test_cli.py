@@ -1,0 +1,118 @@
+"""`lfads fit` and `lfads sample` through the command line, on a tiny data set."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import h5py
+import pytest
+import yaml
+
+from lfads.cli import find_checkpoint, main
+from lfads.errors import LFADSDataError
+
+
+def fit_args(data, save_dir, *extra):
+    logger = json.dumps([{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(save_dir), "name": "tiny"}},
+                         {"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": str(save_dir), "name": "tiny"}}])
+    return [
+        "fit", "--config", "configs/lorenz.yaml",
+        "--data.data_paths", str(data), "--data.batch_size", "8",
+        "--model.gen_dim", "16", "--model.ic_dim", "8", "--model.fac_dim", "4",
+        "--model.ic_enc_dim", "8", "--model.ci_enc_dim", "8",
+        "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+        "--trainer.logger", logger, *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(small_lorenz, tmp_path_factory, monkeypatch_module):
+    save_dir = tmp_path_factory.mktemp("runs")
+    monkeypatch_module.setattr(sys, "argv", ["lfads"])
+    main(fit_args(small_lorenz, save_dir))
+    return save_dir / "tiny"
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_fit_writes_a_complete_run_directory(tiny_run):
+    version = tiny_run / "version_0"
+    assert (version / "config.yaml").exists()
+    assert (version / "metrics.csv").exists()
+    assert list(version.glob("events.out.tfevents.*")), "TensorBoard events missing from the run directory"
+    ckpts = {p.name for p in (version / "checkpoints").glob("*.ckpt")}
+    assert "last.ckpt" in ckpts and len(ckpts) == 2
+    config = yaml.safe_load((version / "config.yaml").read_text())
+    assert config["model"]["gen_dim"] == 16
+    hparams = yaml.safe_load((version / "hparams.yaml").read_text())  # dimensions linked from the data
+    assert hparams["encod_data_dims"] == [12] and hparams["recon_data_dims"] == [16]
+    header = (version / "metrics.csv").read_text().splitlines()[0]
+    for metric in ("valid/recon_smth", "valid/rate_r2", "valid/co_bps", "train/loss"):
+        assert metric in header
+
+
+def test_best_checkpoint_is_found_from_the_run_directory(tiny_run):
+    best = find_checkpoint(tiny_run)
+    assert best.name != "last.ckpt" and best.parent.parent.name == "version_0"
+
+
+def test_sample_writes_posterior_averages_for_every_split(tiny_run, tmp_path, capsys):
+    out = tmp_path / "samples.h5"
+    assert main(["sample", "--run", str(tiny_run), "--out", str(out), "--samples", "3", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "rate_r2" in printed and "co_bps" in printed
+    with h5py.File(out) as f:
+        session = next(iter(f))
+        assert set(f[session]) == {"train", "valid"}
+        assert f[session]["train"]["rates"].shape == (32, 50, 16)
+        assert f[session]["valid"]["factors"].shape == (8, 50, 4)
+        assert f[session]["valid"]["ic_mean"].shape == (8, 8)
+        assert (f[session]["valid"]["rates"][()] > 0).all()
+
+
+def test_sample_never_overwrites_without_permission(tiny_run, tmp_path, small_lorenz):
+    out = tmp_path / "exists.h5"
+    out.write_bytes(b"precious")
+    with pytest.raises(SystemExit, match="exists"):
+        main(["sample", "--run", str(tiny_run), "--out", str(out), "--samples", "2", "--no-progress"])
+    assert out.read_bytes() == b"precious"
+    with pytest.raises(SystemExit, match="input data"):
+        main(["sample", "--run", str(tiny_run), "--out", str(small_lorenz), "--samples", "2", "--no-progress", "--overwrite"])
+
+
+def test_a_second_fit_gets_a_new_run_directory(small_lorenz, tiny_run, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["lfads"])
+    main(fit_args(small_lorenz, tiny_run.parent, "--trainer.max_epochs", "1"))
+    assert (tiny_run / "version_0" / "checkpoints" / "last.ckpt").exists()
+    assert (tiny_run / "version_1" / "config.yaml").exists()
+    assert not (tiny_run / "version_2").exists()
+
+
+def test_print_config_layers_configs_and_overrides(small_lorenz, tmp_path, monkeypatch, capsys):
+    layer = tmp_path / "layer.yaml"
+    layer.write_text("model:\n  gen_dim: 33\n  co_dim: 2\n  con_dim: 8\n")
+    monkeypatch.setattr(sys, "argv", ["lfads"])
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "configs/lorenz.yaml", "--config", str(layer), "--data.data_paths", str(small_lorenz),
+              "--model.ic_dim", "7", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["gen_dim"] == 33 and printed["model"]["co_dim"] == 2 and printed["model"]["ic_dim"] == 7
+    assert printed["model"]["fac_dim"] == 10  # from the base config
+
+
+def test_fit_rejects_bad_data_before_training(tmp_path, small_lorenz, monkeypatch):
+    bad = tmp_path / "bad.h5"
+    with h5py.File(small_lorenz) as src, h5py.File(bad, "w") as dst:
+        for key in src:
+            if key != "valid_recon_data":
+                src.copy(key, dst)
+    monkeypatch.setattr(sys, "argv", ["lfads"])
+    with pytest.raises(LFADSDataError, match=r"bad\.h5.*valid_recon_data|valid_recon_data.*bad\.h5"):
+        main(fit_args(bad, tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
