@@ -124,10 +124,7 @@ ORACLES: dict[str, Callable[[], Oracle]] = {
 }
 
 # Known bugs, documented by strict xfails (remove an entry once its bug is fixed).
-INIT_BIAS_BUGS = {
-    "zero_inflated_gamma": "ZeroInflatedGamma does not override init_bias: the zero bias gives mean "
-    "sigmoid(0) * (s_min + exp(0 - 0)) = 0.5 * (s_min + 1) whatever the data mean",
-}
+INIT_BIAS_BUGS: dict[str, str] = {}
 
 
 def _oracle(name: str) -> Oracle:

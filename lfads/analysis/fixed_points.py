@@ -77,6 +77,8 @@ __all__ = [
 
 KINDS: tuple[str, ...] = ("fixed", "slow", "unconverged")
 _FIXED, _SLOW, _UNCONVERGED, _ACTIVE = 0, 1, 2, 3
+_MU_INIT = 1e-6  # initial damping relative to the largest diagonal entry of J^T J
+_MU_CAP = 1e16  # damping (relative) beyond which a point is given up
 _FORMAT = "lfads.analysis.FixedPoints/1"
 
 
@@ -184,6 +186,8 @@ class SpeedMinimization:
         ``(n,)`` second-order iterations (Levenberg-Marquardt plus Newton) spent on each point.
     kind : np.ndarray
         ``(n,)`` strings from :data:`KINDS`.
+    exact_hessian : np.ndarray
+        ``(n,)`` bool, points that switched from Gauss-Newton to the exact Hessian.
     adam_steps : int
         First-order steps taken (shared by all points).
     wall_time : float
@@ -196,6 +200,7 @@ class SpeedMinimization:
     grad_norm: np.ndarray
     iterations: np.ndarray
     kind: np.ndarray
+    exact_hessian: np.ndarray
     adam_steps: int
     wall_time: float
 
@@ -228,14 +233,23 @@ def _adam_phase(dyn: Dynamics, h: Tensor, u: Tensor, steps: int, lr: float, bar)
     return x.detach()
 
 
-def _gauss_newton_system(dyn: Dynamics, h: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(r, q, J^T J, J^T r)`` with ``J = dF/dh - I`` at ``h`` ``(B, H)``."""
-    f, jac, _ = dyn.jacobians(h, u, wrt_input=False)
-    jac.diagonal(dim1=1, dim2=2).sub_(1.0)
-    r = f - h
-    jtj = jac.mT @ jac
-    g = (jac.mT @ r.unsqueeze(2)).squeeze(2)
-    return r, 0.5 * (r * r).sum(1), jtj, g
+def _system(dyn: Dynamics, h: Tensor, u: Tensor, newton: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(q, grad, A)`` at ``h`` ``(B, H)``: ``A`` is ``J^T J`` (Gauss-Newton rows) or the exact Hessian (``newton`` rows)."""
+    if not bool(newton.any()):
+        f, jac, _ = dyn.jacobians(h, u, wrt_input=False)
+        jac.diagonal(dim1=1, dim2=2).sub_(1.0)
+        r = f - h
+        return 0.5 * (r * r).sum(1), (jac.mT @ r.unsqueeze(2)).squeeze(2), jac.mT @ jac
+    if bool(newton.all()):
+        _, q, grad, hess = dyn.speed_hessian(h, u)
+        return q, grad, hess
+    q = h.new_empty(h.shape[0])
+    grad = torch.empty_like(h)
+    a = h.new_empty(h.shape[0], h.shape[1], h.shape[1])
+    for sel in (newton, ~newton):
+        rows = torch.nonzero(sel).squeeze(1)
+        q[rows], grad[rows], a[rows] = _system(dyn, h[rows], u[rows], newton[rows])
+    return q, grad, a
 
 
 def _speed(dyn: Dynamics, h: Tensor, u: Tensor) -> Tensor:
@@ -244,116 +258,15 @@ def _speed(dyn: Dynamics, h: Tensor, u: Tensor) -> Tensor:
     return torch.where(torch.isfinite(q), q, torch.full_like(q, math.inf))
 
 
-def _levenberg_marquardt(
-    dyn: Dynamics,
-    h: Tensor,
-    u: Tensor,
-    *,
-    fixed_tol: float,
-    grad_tol: float,
-    max_iter: int,
-    polish_steps: int,
-    stall_window: int,
-    stall_rtol: float,
-    bar,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Batched LM with per-point damping and an active set. Returns ``(h, q, grad_norm, iterations, status)``.
-
-    ``status`` is ``_FIXED`` for points that reached ``fixed_tol`` and ``_ACTIVE`` for those handed on.
-    """
-    n, hidden = h.shape
-    h = h.clone()
-    q = torch.empty(n, dtype=h.dtype, device=h.device)
-    gnorm = torch.empty_like(q)
-    iters = torch.zeros(n, dtype=torch.long, device=h.device)
-    status = torch.full((n,), _ACTIVE, dtype=torch.long, device=h.device)
-
-    idx = torch.arange(n, device=h.device)
-    r_a, q_a, jtj, g = _gauss_newton_system(dyn, h, u)
-    finite = torch.isfinite(q_a) & torch.isfinite(jtj).flatten(1).all(1)
-    q[:], gnorm[:] = q_a, g.norm(dim=1)
-    # points that start at inf/nan are left as they are
-    status[~finite] = _UNCONVERGED
-    keep = finite
-    idx, q_a, jtj, g = idx[keep], q_a[keep], jtj[keep], g[keep]
-    diag_max = jtj.diagonal(dim1=1, dim2=2).amax(1) if idx.numel() else q_a
-    mu = 1e-3 * diag_max.clamp_min(1e-12)
-    nu = torch.full_like(mu, 2.0)
-    q_ref = q_a.clone()
-    polish = torch.zeros_like(idx)
-    mu_cap = 1e16
-
-    for it in range(max_iter):
-        if idx.numel() == 0:
-            break
-        ha, ua = h[idx], u[idx]
-        a = jtj.clone()
-        a.diagonal(dim1=1, dim2=2).add_(mu.unsqueeze(1))
-        dx, _ = torch.linalg.solve_ex(a, -g)
-        h_new = ha + dx
-        q_new = _speed(dyn, h_new, ua)
-        pred = 0.5 * (dx * (mu.unsqueeze(1) * dx - g)).sum(1)
-        rho = (q_a - q_new) / pred.clamp_min(torch.finfo(h.dtype).tiny)
-        accept = (q_new < q_a) & torch.isfinite(dx).all(1)
-        # Nielsen's damping update
-        factor = torch.clamp(1.0 - (2.0 * rho - 1.0) ** 3, min=1.0 / 3.0)
-        mu = torch.where(accept, mu * factor, mu * nu)
-        nu = torch.where(accept, torch.full_like(nu, 2.0), nu * 2.0)
-        iters[idx] += 1
-
-        if bool(accept.any()):
-            acc = torch.nonzero(accept).squeeze(1)
-            h_acc = h_new[acc]
-            h[idx[acc]] = h_acc
-            _, q_acc, jtj_acc, g_acc = _gauss_newton_system(dyn, h_acc, ua[acc])
-            q_a[acc], jtj[acc], g[acc] = q_acc, jtj_acc, g_acc
-        q[idx] = q_a
-        gnorm_a = g.norm(dim=1)
-        gnorm[idx] = gnorm_a
-
-        # termination
-        reached = q_a < fixed_tol
-        polish = torch.where(reached, polish + 1, polish)
-        done_fixed = reached & ((polish > polish_steps) | (q_a == 0) | ~accept & (polish > 1))
-        check = ((it + 1) % stall_window) == 0
-        stalled = ~reached & ((mu > mu_cap) | (gnorm_a < grad_tol))
-        if check:
-            stalled |= ~reached & (q_a > (1.0 - stall_rtol) * q_ref)
-            q_ref = q_a.clone()
-        status[idx[done_fixed]] = _FIXED
-        leave = done_fixed | stalled
-        if bool(leave.any()):
-            stay = ~leave
-            idx, q_a, jtj, g = idx[stay], q_a[stay], jtj[stay], g[stay]
-            mu, nu, q_ref, polish = mu[stay], nu[stay], q_ref[stay], polish[stay]
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(active=int(idx.numel()))
-    # points still active here, and stalled ones, keep _ACTIVE: the Newton phase takes them
-    status[idx] = _ACTIVE
-    return h, q, gnorm, iters, status
+def _is_local_minimum(dyn: Dynamics, h: Tensor, u: Tensor, hess_tol: float) -> Tensor:
+    """``(B,)`` bool: smallest eigenvalue of the exact Hessian of ``q`` >= ``-hess_tol * max(1, ||Hess||_2)``."""
+    _, _, _, hess = dyn.speed_hessian(h, u)
+    lam = torch.linalg.eigvalsh(hess)
+    scale = lam.abs().amax(1).clamp_min(1.0)
+    return lam[:, 0] >= -hess_tol * scale
 
 
-def _hessians(dyn: Dynamics, h: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(q, grad, Hessian)`` of the speed at each row, ``(B,)``, ``(B, H)``, ``(B, H, H)``."""
-
-    def q_single(hs: Tensor, us: Tensor) -> Tensor:
-        r = dyn.differentiable_step(hs.unsqueeze(0), us.unsqueeze(0)).squeeze(0) - hs
-        return 0.5 * (r * r).sum()
-
-    try:
-        with torch.enable_grad():
-            hess = torch.func.vmap(torch.func.hessian(q_single))(h, u)
-    except (RuntimeError, NotImplementedError, ValueError, TypeError):
-        with torch.enable_grad():
-            hess = torch.stack(
-                [torch.autograd.functional.hessian(lambda x, ui=ui: q_single(x, ui), hi) for hi, ui in zip(h, u)]
-            )
-    _, q, grad = dyn.speed_and_gradient(h, u)
-    return q, grad, hess.detach()
-
-
-def _newton_phase(
+def _second_order_phase(
     dyn: Dynamics,
     h: Tensor,
     u: Tensor,
@@ -362,55 +275,103 @@ def _newton_phase(
     grad_tol: float,
     hess_tol: float,
     max_iter: int,
+    polish_steps: int,
+    switch_window: int,
     bar,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Regularised Newton on ``q`` with the exact Hessian. Returns ``(h, q, grad_norm, iterations, status)``."""
-    n = h.shape[0]
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Batched damped (Gauss-)Newton with per-point damping and an active set.
+
+    Returns ``(h, q, grad_norm, iterations, status, newton)``; ``newton`` marks the points that
+    switched to the exact Hessian.
+    """
+    n, hidden = h.shape
+    dev = h.device
     h = h.clone()
-    q_out = torch.full((n,), math.inf, dtype=h.dtype, device=h.device)
-    gn_out = torch.full_like(q_out, math.inf)
-    iters = torch.zeros(n, dtype=torch.long, device=h.device)
-    status = torch.full((n,), _UNCONVERGED, dtype=torch.long, device=h.device)
-    idx = torch.arange(n, device=h.device)
-    mu = torch.full((n,), 1e-8, dtype=h.dtype, device=h.device)
-    for it in range(max_iter + 1):
+    status = torch.full((n,), _ACTIVE, dtype=torch.long, device=dev)
+    iters = torch.zeros(n, dtype=torch.long, device=dev)
+    switched = torch.zeros(n, dtype=torch.bool, device=dev)
+
+    idx = torch.arange(n, device=dev)
+    newton = torch.zeros(n, dtype=torch.bool, device=dev)
+    q_a, g_a, a0 = _system(dyn, h, u, newton)
+    q = q_a.clone()
+    gnorm = g_a.norm(dim=1)
+    bad = ~(torch.isfinite(q_a) & torch.isfinite(a0).flatten(1).all(1))
+    status[bad] = _UNCONVERGED
+    keep = ~bad
+    idx, q_a, g_a, a0, newton = idx[keep], q_a[keep], g_a[keep], a0[keep], newton[keep]
+    diag_scale = a0.diagonal(dim1=1, dim2=2).amax(1).clamp_min(1e-12) if idx.numel() else q_a
+    mu = _MU_INIT * diag_scale
+    nu = torch.full_like(mu, 2.0)
+    q_check = q_a.clone()
+    polish = torch.zeros_like(idx)
+    tiny = torch.finfo(h.dtype).tiny
+
+    for it in range(max_iter):
         if idx.numel() == 0:
             break
         ha, ua = h[idx], u[idx]
-        q, grad, hess = _hessians(dyn, ha, ua)
-        gnorm = grad.norm(dim=1)
-        q_out[idx], gn_out[idx] = q, gnorm
-        lam, vec = torch.linalg.eigh(hess)
-        scale = lam.abs().amax(1).clamp_min(1.0)
-        is_min = lam[:, 0] >= -hess_tol * scale
-        fixed = q < fixed_tol
-        slow = ~fixed & (gnorm < grad_tol) & is_min
-        stuck = ~fixed & (gnorm < grad_tol) & ~is_min  # a saddle of q: not a minimum
-        status[idx[fixed]] = _FIXED
-        status[idx[slow]] = _SLOW
-        done = fixed | slow | stuck | ~torch.isfinite(q)
-        if it == max_iter:
-            break
-        stay = ~done
-        idx, ha, ua, q, grad, lam, vec, scale = (x[stay] for x in (idx, ha, ua, q, grad, lam, vec, scale))
-        mu_a = mu[idx]
-        if idx.numel() == 0:
-            break
-        # shift the spectrum to be positive, then damp; try up to a few dampings per iteration
-        shift = (-lam[:, :1]).clamp_min(0.0) + mu_a.unsqueeze(1) * scale.unsqueeze(1)
-        coef = (vec.mT @ grad.unsqueeze(2)).squeeze(2) / (lam + shift)
-        dx = -(vec @ coef.unsqueeze(2)).squeeze(2)
-        q_new = _speed(dyn, ha + dx, ua)
-        accept = q_new < q
-        h[idx[accept]] = (ha + dx)[accept]
-        mu[idx] = torch.where(accept, (mu_a / 10.0).clamp_min(1e-12), mu_a * 10.0)
+        a = a0.clone()
+        a.diagonal(dim1=1, dim2=2).add_(mu.unsqueeze(1))
+        chol, info = torch.linalg.cholesky_ex(a)
+        pd = info == 0
+        y = torch.linalg.solve_triangular(chol, -g_a.unsqueeze(2), upper=False)
+        dx = torch.linalg.solve_triangular(chol.mT, y, upper=True).squeeze(2)
+        dx = torch.where(pd.unsqueeze(1), dx, torch.zeros_like(dx))
+        h_new = ha + dx
+        q_new = _speed(dyn, h_new, ua)
+        pred = 0.5 * (dx * (mu.unsqueeze(1) * dx - g_a)).sum(1)
+        rho = (q_a - q_new) / pred.clamp_min(tiny)
+        accept = pd & (q_new < q_a) & torch.isfinite(dx).all(1)
+        # Nielsen's damping update; an indefinite Newton system counts as a rejection
+        factor = torch.clamp(1.0 - (2.0 * rho - 1.0) ** 3, min=1.0 / 3.0)
+        mu = torch.where(accept, mu * factor, torch.where(pd, mu * nu, torch.maximum(mu * nu, 1e-6 * a0.diagonal(dim1=1, dim2=2).abs().amax(1))))
+        nu = torch.where(accept, torch.full_like(nu, 2.0), nu * 2.0)
         iters[idx] += 1
-        # a step that cannot lower q any further under heavy damping ends the search
-        give_up = ~accept & (mu[idx] > 1e12)
-        idx = idx[~give_up]
+
+        # Gauss-Newton points that stopped converging fast switch to the exact Hessian
+        switch = torch.zeros_like(accept)
+        if (it + 1) % switch_window == 0:
+            switch = ~newton & (q_a >= fixed_tol) & (torch.minimum(q_new, q_a) > 0.5 * q_check)
+            q_check = torch.minimum(q_new, q_a)
+        newton = newton | switch
+        update = accept | switch
+        if bool(update.any()):
+            rows = torch.nonzero(update).squeeze(1)
+            acc_rows = accept[rows]
+            h_rows = torch.where(acc_rows.unsqueeze(1), h_new[rows], ha[rows])
+            h[idx[rows]] = h_rows
+            q_r, g_r, a_r = _system(dyn, h_rows, ua[rows], newton[rows])
+            q_a[rows], g_a[rows], a0[rows] = q_r, g_r, a_r
+        q[idx] = q_a
+        gn_a = g_a.norm(dim=1)
+        gnorm[idx] = gn_a
+
+        # termination
+        reached = q_a < fixed_tol
+        polish = torch.where(reached, polish + 1, polish)
+        done_fixed = reached & ((polish > polish_steps) | (q_a == 0) | (~accept & (polish > 1)))
+        stationary = ~reached & (gn_a < grad_tol)
+        if bool(stationary.any()):
+            rows = torch.nonzero(stationary).squeeze(1)
+            is_min = _is_local_minimum(dyn, h[idx[rows]], ua[rows], hess_tol)
+            status[idx[rows]] = torch.where(is_min, _SLOW, _UNCONVERGED)
+        blown = ~reached & ~stationary & (mu > _MU_CAP * diag_scale)
+        status[idx[done_fixed]] = _FIXED
+        status[idx[blown]] = _UNCONVERGED
+        leave = done_fixed | stationary | blown
+        switched[idx] = newton
+        if bool(leave.any()):
+            stay = ~leave
+            idx, q_a, g_a, a0, newton = idx[stay], q_a[stay], g_a[stay], a0[stay], newton[stay]
+            mu, nu, q_check, polish, diag_scale = mu[stay], nu[stay], q_check[stay], polish[stay], diag_scale[stay]
         if bar is not None:
             bar.update(1)
-    return h, q_out, gn_out, iters, status
+            bar.set_postfix(active=int(idx.numel()), newton=int(newton.sum()))
+    status[idx] = _UNCONVERGED
+    # polishing points that ran out of iterations still count if below the tolerance
+    status[idx[q[idx] < fixed_tol]] = _FIXED
+    return h, q, gnorm, iters, status, switched
 
 
 def minimize_speed(
@@ -423,11 +384,9 @@ def minimize_speed(
     hess_tol: float = 1e-8,
     adam_steps: int = 50,
     adam_lr: float = 1e-2,
-    max_iter: int = 100,
+    max_iter: int = 200,
     polish_steps: int = 2,
-    stall_window: int = 10,
-    stall_rtol: float = 1e-2,
-    max_newton_iter: int = 50,
+    switch_window: int = 3,
     progress: bool = False,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
@@ -449,10 +408,13 @@ def minimize_speed(
         Classification thresholds (module docstring).
     adam_steps, adam_lr : int, float
         First phase.
-    max_iter, polish_steps, stall_window, stall_rtol : int, int, int, float
-        Levenberg-Marquardt phase.
-    max_newton_iter : int
-        Exact-Hessian phase for points that stalled.
+    max_iter : int
+        Cap on second-order iterations per point.
+    polish_steps : int
+        Extra iterations after :math:`q <` ``fixed_tol`` (each squares the error near a regular root).
+    switch_window : int
+        A point switches from Gauss-Newton to the exact Hessian when :math:`q` fell by less than
+        half over this many iterations.
     progress : bool
         Show a tqdm progress bar.
     dtype, device
@@ -472,35 +434,18 @@ def minimize_speed(
     try:
         with torch.no_grad():
             h = _adam_phase(dyn, h0, u, adam_steps, adam_lr, bar)
-            h, q, gnorm, iters, status = _levenberg_marquardt(
+            h, q, gnorm, iters, status, switched = _second_order_phase(
                 dyn,
                 h,
                 u,
                 fixed_tol=fixed_tol,
                 grad_tol=grad_tol,
+                hess_tol=hess_tol,
                 max_iter=max_iter,
                 polish_steps=polish_steps,
-                stall_window=stall_window,
-                stall_rtol=stall_rtol,
+                switch_window=switch_window,
                 bar=bar,
             )
-            rest = torch.nonzero(status == _ACTIVE).squeeze(1)
-            if rest.numel():
-                if bar is not None:
-                    bar.reset(total=max_newton_iter)
-                    bar.set_description("slow points")
-                h_r, q_r, g_r, it_r, st_r = _newton_phase(
-                    dyn,
-                    h[rest],
-                    u[rest],
-                    fixed_tol=fixed_tol,
-                    grad_tol=grad_tol,
-                    hess_tol=hess_tol,
-                    max_iter=max_newton_iter,
-                    bar=bar,
-                )
-                h[rest], q[rest], gnorm[rest], status[rest] = h_r, q_r, g_r, st_r
-                iters[rest] += it_r
     finally:
         if bar is not None:
             bar.close()
@@ -512,6 +457,7 @@ def minimize_speed(
         grad_norm=gnorm.cpu().numpy(),
         iterations=iters.cpu().numpy(),
         kind=kind,
+        exact_hessian=switched.cpu().numpy(),
         adam_steps=int(adam_steps),
         wall_time=time.perf_counter() - start,
     )
@@ -846,11 +792,9 @@ def find_fixed_points(
     keep_unconverged: bool = False,
     adam_steps: int = 50,
     adam_lr: float = 1e-2,
-    max_iter: int = 100,
+    max_iter: int = 200,
     polish_steps: int = 2,
-    stall_window: int = 10,
-    stall_rtol: float = 1e-2,
-    max_newton_iter: int = 50,
+    switch_window: int = 3,
     progress: bool = False,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
@@ -907,9 +851,7 @@ def find_fixed_points(
         adam_lr=adam_lr,
         max_iter=max_iter,
         polish_steps=polish_steps,
-        stall_window=stall_window,
-        stall_rtol=stall_rtol,
-        max_newton_iter=max_newton_iter,
+        switch_window=switch_window,
         progress=progress,
     )
     h0 = np.asarray(initial_states.detach().cpu() if isinstance(initial_states, Tensor) else initial_states, dtype=np.float64)
@@ -927,7 +869,6 @@ def find_fixed_points(
             "hess_tol": hess_tol,
             "adam_lr": adam_lr,
             "max_iter": max_iter,
-            "max_newton_iter": max_newton_iter,
         },
     )
 

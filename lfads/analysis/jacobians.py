@@ -175,6 +175,10 @@ class Dynamics(Protocol):
         """``F(h, u)`` written in plain differentiable torch ops (usable under ``torch.func`` transforms)."""
         ...
 
+    def speed_hessian(self, h: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(r, q, grad, Hessian of q (batch, H, H))``."""
+        ...
+
 
 class GRUDynamics:
     """Closed-form GRU map and Jacobians (see the module docstring), batched.
@@ -267,6 +271,61 @@ class GRUDynamics:
         coef = torch.cat([v * gd, v * alpha, v * gr], dim=1)
         grad = torch.addcmul(coef @ self.params.weight_hh, v, z) - r
         return r, 0.5 * (r * r).sum(1), grad
+
+    def speed_hessian(self, h: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(r, q, grad, Hessian)`` of the speed, the Hessian ``(B, H, H)`` in closed form.
+
+        .. math:: \\nabla^2 q = J^T J + \\nabla^2_h (v^T F)\\big|_{v = r},\\qquad J = \\partial F/\\partial h - I
+
+        Unit :math:`i` contributes :math:`\\phi_i = v_i [n_i + z_i (h_i - n_i)]`, a function of
+        :math:`x_i = (h_i, a_{z,i}, a_{r,i}, g_i)` that are linear in :math:`h` (rows
+        :math:`e_i, W_{hz,i}, W_{hr,i}, W_{hn,i}`), so
+        :math:`\\nabla^2_h (v^T F) = \\sum_i L_i^T (\\nabla^2_{x} \\phi_i) L_i`; with
+        :math:`a_n = c + r g`, the local second derivatives are
+        :math:`\\phi_{hz} = v z'`, :math:`\\phi_{zz} = v z'' (h - n)`, :math:`\\phi_{zn} = -v z' n'`,
+        :math:`\\phi_{nn} = v (1 - z) n''` chained through :math:`a_n(a_r, g)`. Units where the clip
+        is active contribute nothing (``v`` is masked).
+        """
+        H = self.hidden_size
+        r_gate, z, n, g, pre, mask = self._gates(h, u)
+        f = self._clamp(pre)
+        res = f - h
+        v = res if mask is None else res * mask
+        zp = z * (1.0 - z)
+        zpp = zp * (1.0 - 2.0 * z)
+        n1 = 1.0 - n * n
+        n2 = -2.0 * n * n1
+        rp = r_gate * (1.0 - r_gate)
+        rpp = rp * (1.0 - 2.0 * r_gate)
+        phi_n = v * (1.0 - z) * n1
+        phi_nn = v * (1.0 - z) * n2
+        phi_zn = -v * zp * n1
+        phi_hz = v * zp
+        phi_zz = v * zpp * (h - n)
+        dr = rp * g  # d a_n / d a_r
+        phi_rr = phi_nn * dr * dr + phi_n * rpp * g
+        phi_rg = phi_nn * dr * r_gate + phi_n * rp
+        phi_gg = phi_nn * r_gate * r_gate
+        phi_zr = phi_zn * dr
+        phi_zg = phi_zn * r_gate
+        wz, wr, wg = self._w_hz, self._w_hr, self._w_hn
+
+        def rows(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+            out = a.unsqueeze(2) * wz
+            return out.addcmul_(b.unsqueeze(2), wr).addcmul_(c.unsqueeze(2), wg)
+
+        # P^T Q with P = [W_z; W_r; W_g] and Q = M P (M: 3x3 blocks of diagonals)
+        second = wz.T @ rows(phi_zz, phi_zr, phi_zg)
+        second += wr.T @ rows(phi_zr, phi_rr, phi_rg)
+        second += wg.T @ rows(phi_zg, phi_rg, phi_gg)
+        cross = phi_hz.unsqueeze(2) * wz
+        second += cross + cross.mT
+        # Gauss-Newton part
+        _, jac, _ = self.jacobians(h, u, wrt_input=False)
+        jac.diagonal(dim1=1, dim2=2).sub_(1.0)
+        hess = torch.baddbmm(second, jac.mT, jac)
+        grad = (jac.mT @ res.unsqueeze(2)).squeeze(2)
+        return res, 0.5 * (res * res).sum(1), grad, hess
 
 
 class AutogradDynamics:
@@ -367,6 +426,29 @@ class AutogradDynamics:
             q = 0.5 * (r * r).sum(1)
             (grad,) = torch.autograd.grad(q.sum(), hh)
         return r.detach(), q.detach(), grad
+
+
+    def speed_hessian(self, h: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(r, q, grad, Hessian)`` of the speed via ``vmap(hessian)``, or one point at a time if that fails."""
+
+        def q_single(hs: Tensor, us: Tensor) -> Tensor:
+            res = self._single(hs, us) - hs
+            return 0.5 * (res * res).sum()
+
+        hess = None
+        if self._vmap_ok:
+            try:
+                with torch.enable_grad():
+                    hess = torch.func.vmap(torch.func.hessian(q_single))(h, u).detach()
+            except (RuntimeError, NotImplementedError, ValueError, TypeError):
+                self._vmap_ok = False
+        if hess is None:
+            with torch.enable_grad():
+                hess = torch.stack(
+                    [torch.autograd.functional.hessian(lambda x, ui=ui: q_single(x, ui), hi) for hi, ui in zip(h, u)]
+                ).detach()
+        r, q, grad = self.speed_and_gradient(h, u)
+        return r, q, grad, hess
 
 
 def as_dynamics(

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from lfads.modules.dropout import FastDropout, keep_mask
 from lfads.modules.gru import ClippedGRUCell
-from lfads.modules.recurrence import ControllerGeneratorLoop, gru_sequence
+from lfads.modules.recurrence import ControllerGeneratorLoop, full_precision as _full, gru_sequence
 
 
 class DecoderOutput(NamedTuple):
@@ -42,11 +42,6 @@ class DecoderOutput(NamedTuple):
     co_stds: Tensor
     inferred_inputs: Tensor  # the inputs u_t that drove the generator
     con_states: Tensor
-
-
-def _full(x: Tensor) -> Tensor:
-    """Half-precision tensors (from autocast) to float32; others unchanged."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def gru_step(gi: Tensor, h: Tensor, w_hh_t: Tensor, b_hh: Tensor, clip: float) -> Tensor:

@@ -26,6 +26,8 @@ def keep_mask(shape: tuple[int, ...], drop_rate: float, device: torch.device, dt
     threshold = int(round((1.0 - drop_rate) * 256))
     if threshold <= 0:
         return torch.zeros(shape, dtype=dtype)
+    if threshold >= 256:
+        return torch.ones(shape, dtype=dtype)
     words = -(-n // 7)
     raw = torch.empty(words, dtype=torch.int64).random_().view(torch.uint8).view(words, 8)[:, :7]
     mask = raw.reshape(-1)[:n].view(shape) < threshold

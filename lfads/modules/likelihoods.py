@@ -149,6 +149,12 @@ class ZeroInflatedGamma(Likelihood):
         lp_zero = F.logsigmoid(-logit_q)
         return -torch.where(is_zero, lp_zero, lp_nonzero)
 
+    def init_bias(self, data_mean: Tensor) -> Tensor:
+        """``q = 1/2``, ``a = 1`` and ``b`` such that ``q (s_min + 1/b)`` equals the data mean."""
+        excess = (2.0 * data_mean - self.s_min).clamp_min(1e-3)
+        zeros = torch.zeros_like(data_mean)
+        return torch.stack([zeros, -torch.log(excess), zeros])
+
     def mean(self, params: Tensor) -> Tensor:
         q = torch.sigmoid(params[..., 2, :])
         return q * (self.s_min + torch.exp(params[..., 0, :] - params[..., 1, :]))

@@ -114,6 +114,11 @@ class GRUSequence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_states: Tensor):
+        with torch.autocast(device_type=d_states.device.type, enabled=False):
+            return GRUSequence._backward(ctx, d_states)
+
+    @staticmethod
+    def _backward(ctx, d_states: Tensor):
         states, w_hh = ctx.saved_tensors
         caches, clip = ctx.caches, ctx.clip
         n_steps = states.shape[0] - 1
@@ -122,13 +127,19 @@ class GRUSequence(torch.autograd.Function):
         dh = d_states[n_steps]
         for t in range(n_steps - 1, -1, -1):
             dh = gru_backward(dh, states[t + 1], caches[t], w_hh, clip, da[t], dgh[t]) + d_states[t]
-        ctx.caches = None
         return da, dh, _weight_grad(dgh, states[:-1]), dgh.sum((0, 2)), None
 
 
+def full_precision(x: Tensor) -> Tensor:
+    """Half-precision tensors (from autocast) to float32; others unchanged. The loops run in full precision."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def gru_sequence(gates: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor, clip: float = float("inf")) -> Tensor:
-    """States ``(T, G, B, H)`` of :class:`GRUSequence` after each step (``h0`` excluded)."""
-    return GRUSequence.apply(gates, h0, w_hh, b_hh, clip)[1:]
+    """States ``(T, G, B, H)`` of :class:`GRUSequence` after each step (``h0`` excluded), in full precision."""
+    with torch.autocast(device_type=gates.device.type, enabled=False):
+        args = (full_precision(gates), full_precision(h0), full_precision(w_hh), full_precision(b_hh))
+        return GRUSequence.apply(*args, clip)[1:]
 
 
 class ControllerGeneratorLoop(torch.autograd.Function):
@@ -178,7 +189,12 @@ class ControllerGeneratorLoop(torch.autograd.Function):
         return gen, (gen.clone() if masks is None else drop), con, cop, u_all
 
     @staticmethod
-    def backward(ctx, d_gen, d_drop, d_con, d_cop, d_u):
+    def backward(ctx, *grads):
+        with torch.autocast(device_type=ctx.saved_tensors[0].device.type, enabled=False):
+            return ControllerGeneratorLoop._backward(ctx, *grads)
+
+    @staticmethod
+    def _backward(ctx, d_gen, d_drop, d_con, d_cop, d_u):
         gen, drop, con, u_all, cf_t, wc_hh, wco, wu, wg_hh = ctx.saved_tensors
         eps, masks, std_all, cache_c, cache_g, clip = ctx.extra
         n_steps, co = u_all.shape[0], wu.shape[1]
@@ -217,7 +233,6 @@ class ControllerGeneratorLoop(torch.autograd.Function):
             if d_con is not None:
                 dc = dc + d_con[t]
             dg = grad_gen(t, da_c[t] @ cf) + dg_prev
-        ctx.extra = None
         return (
             da_c,
             da_g,
