@@ -36,6 +36,7 @@ from lfads.modules.augmentations import coordinated_dropout_masks
 from lfads.modules.decoder import Decoder
 from lfads.modules.dropout import FastDropout
 from lfads.modules.encoder import Encoder
+from lfads.modules.jslds import JSLDS, relative_error
 from lfads.modules.likelihoods import make_likelihood
 from lfads.modules.priors import AutoregressivePrior, MultivariateNormalPrior
 from lfads.modules.readin_readout import ReadIn, ReadOut
@@ -55,6 +56,8 @@ class SessionOutput(NamedTuple):
     ic_mean: Tensor  # (batch, ic_dim): IC posterior
     ic_std: Tensor  # (batch, ic_dim)
     ic_sample: Tensor  # (batch, ic_dim): the IC that seeded this pass
+    gen_init: Tensor  # (batch, gen_dim): initial generator state g_0
+    gen_inputs: Tensor  # (batch, time, co_dim + ext_input_dim): the generator's inputs [u_t; v_t]
 
 
 class LFADS(pl.LightningModule):
@@ -130,6 +133,12 @@ class LFADS(pl.LightningModule):
     fused_recurrence : bool
         Run the recurrent loops through the hand-differentiated kernels of
         :mod:`lfads.modules.recurrence` (fast); False uses plain autograd loops (same results).
+    jslds : bool
+        Co-train a Jacobian-switching linear dynamical system with the generator (see :mod:`lfads.modules.jslds`).
+    jslds_hidden_dim : int
+        Hidden size of the expansion-point network.
+    jslds_fp_scale, jslds_approx_scale, jslds_recon_scale : float
+        Weights of the fixed-point, approximation and JSLDS reconstruction costs.
     """
 
     def __init__(
@@ -178,6 +187,11 @@ class LFADS(pl.LightningModule):
         lr_stop: float = 1e-5,
         smoothing: float = 0.3,
         fused_recurrence: bool = True,
+        jslds: bool = False,
+        jslds_hidden_dim: int = 128,
+        jslds_fp_scale: float = 1.0,
+        jslds_approx_scale: float = 1.0,
+        jslds_recon_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -214,6 +228,7 @@ class LFADS(pl.LightningModule):
         self.ic_prior = MultivariateNormalPrior(ic_dim, ic_prior_var)
         self.co_prior = AutoregressivePrior(co_dim, co_prior_tau, co_prior_var) if use_con else None
         self.input_dropout = FastDropout(dropout_rate)
+        self.jslds = JSLDS(gen_dim, jslds_hidden_dim) if jslds else None
         self._valid_smoothed: float | None = None
         self._valid_cache: list = []
 
@@ -268,6 +283,8 @@ class LFADS(pl.LightningModule):
                 ic_mean=ic_mean[sl],
                 ic_std=ic_std[sl],
                 ic_sample=ic[sl],
+                gen_init=dec.gen_init[sl],
+                gen_inputs=torch.cat([dec.inferred_inputs[sl], ext[sl]], -1),
             )
         return outputs
 
@@ -312,6 +329,8 @@ class LFADS(pl.LightningModule):
         if not training:
             means = self(encod, ext, sample=False)
             self._valid_cache.extend((s, b, means[s].rates.detach()) for s, b in batch.items())
+        if self.jslds is not None:
+            jslds_terms = [self._jslds_costs(s, b, out[s]) for s, b in batch.items()]
         n_sess = len(recon_terms)
         recon = sum(recon_terms) / n_sess
         kl_ic = sum(kl_ic_terms) / n_sess
@@ -328,6 +347,11 @@ class LFADS(pl.LightningModule):
         loss = recon + kl_ramp * (hp.kl_ic_scale * kl_ic + hp.kl_co_scale * kl_co) + l2_ramp * l2
         n_trials = sum(b.encod_data.shape[0] for b in batch.values())
         log = dict(on_step=False, on_epoch=True, batch_size=n_trials, sync_dist=not training)
+        if self.jslds is not None:
+            fp, approx, j_recon, rel = (sum(t[i] for t in jslds_terms) / n_sess for i in range(4))
+            loss = loss + hp.jslds_fp_scale * fp + hp.jslds_approx_scale * approx + hp.jslds_recon_scale * j_recon
+            for name, value in (("fp", fp), ("approx", approx), ("recon", j_recon), ("rel_err", rel)):
+                self.log(f"{split}/jslds_{name}", value, **log)
         self.log(f"{split}/loss", loss, prog_bar=True, **log)
         self.log(f"{split}/recon", recon, **log)
         self.log(f"{split}/kl_ic", kl_ic, **log)
@@ -339,6 +363,46 @@ class LFADS(pl.LightningModule):
         elif torch.is_tensor(sv_count):
             self.log("valid/sv_nll", sv_nll / sv_count.clamp_min(1.0), **log)
         return loss
+
+    def _jslds_costs(self, session: int, batch: SessionBatch, out: SessionOutput) -> tuple[Tensor, ...]:
+        """Fixed-point, approximation and reconstruction costs of the co-trained JSLDS, and its one-step error."""
+        j = self.jslds.one_step(self.decoder.generator, out.gen_states, out.gen_init, out.gen_inputs)
+        fp = (j.expansion_images - j.expansion_points).pow(2).mean()
+        approx = (out.gen_states - j.approx_states).pow(2).mean()
+        params = self.readout(session, j.approx_states @ self.decoder.factor_weight().t()).float()
+        j_recon = self.likelihood.nll(params, batch.recon_data, full=False).mean()
+        rel = relative_error(j.approx_states, out.gen_states).mean().detach()
+        return fp, approx, j_recon, rel
+
+    @torch.no_grad()
+    def jslds_outputs(self, session: int, encod: Tensor, ext_input: Tensor | None = None, sample: bool = False) -> dict:
+        """JSLDS quantities for a batch of one session (model must have ``jslds=True``).
+
+        Returns ``(batch, time, dim)`` arrays: ``gen_states``, ``expansion_points``, ``expansion_images``
+        (``F(e*, 0)``), ``approx_states`` (one-step), ``rollout_states`` (the JSLDS run on its own from
+        ``g_0``), the factors and rates of the nonlinear, one-step and rollout states, and the relative
+        errors ``one_step_error`` and ``rollout_error`` ``(batch, time)``.
+        """
+        if self.jslds is None:
+            raise ValueError("This model was trained without a JSLDS; set model.jslds: true to co-train one.")
+        out = self({session: encod}, None if ext_input is None else {session: ext_input}, sample=sample)[session]
+        cell = self.decoder.generator
+        one = self.jslds.one_step(cell, out.gen_states, out.gen_init, out.gen_inputs)
+        roll = self.jslds.rollout(cell, out.gen_init, out.gen_inputs)
+        fac_w = self.decoder.factor_weight()
+
+        def rates(states: Tensor) -> tuple[Tensor, Tensor]:
+            factors = states @ fac_w.t()
+            return factors, self.likelihood.mean(self.readout(session, factors).float())
+
+        result = {"gen_states": out.gen_states, "expansion_points": one.expansion_points,
+                  "expansion_images": one.expansion_images, "approx_states": one.approx_states,
+                  "rollout_states": roll.approx_states, "rollout_expansion_points": roll.expansion_points}
+        for name, states in (("", out.gen_states), ("approx_", one.approx_states), ("rollout_", roll.approx_states)):
+            result[f"{name}factors"], result[f"{name}rates"] = rates(states)
+        result["one_step_error"] = relative_error(one.approx_states, out.gen_states)
+        result["rollout_error"] = relative_error(roll.approx_states, out.gen_states)
+        return result
 
     def _has_datamodule(self) -> bool:
         return self._trainer is not None and getattr(self.trainer, "datamodule", None) is not None

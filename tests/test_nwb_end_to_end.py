@@ -226,8 +226,8 @@ def test_fit_sample_and_write_nwb_end_to_end(tmp_path, monkeypatch):
                  "--model.ic_enc_dim", "8", "--model.ci_enc_dim", "8", "--model.con_dim", "8", "--model.co_dim", "2",
                  "--model.ic_dim", "4", "--model.gen_dim", "8", "--model.fac_dim", "4",
                  "--data.batch_size", "8"]) == 0
-    ckpt = find_checkpoint(tmp_path / "runs" / "reach_nwb")
-    assert ckpt.is_relative_to(tmp_path / "runs" / "reach_nwb" / "version_0")
+    ckpt = find_checkpoint(tmp_path / "runs" / "reach_nwb").resolve()
+    assert ckpt.is_relative_to((tmp_path / "runs" / "reach_nwb" / "version_0").resolve())
 
     model, datamodule = load_model_and_data(ckpt)
     session = datamodule.sessions[0]

@@ -42,6 +42,7 @@ class DecoderOutput(NamedTuple):
     co_stds: Tensor
     inferred_inputs: Tensor  # the inputs u_t that drove the generator
     con_states: Tensor
+    gen_init: Tensor  # (batch, gen_dim): g_0
 
 
 def gru_step(gi: Tensor, h: Tensor, w_hh_t: Tensor, b_hh: Tensor, clip: float) -> Tensor:
@@ -127,7 +128,7 @@ class Decoder(nn.Module):
         """
         batch, n_steps = ext_input.shape[:2]
         gen, drop_p = self.generator, self.dropout_rate if self.training else 0.0
-        gen_h = self.ic_to_g0(self.dropout(ic))
+        gen_h = g0 = self.ic_to_g0(self.dropout(ic))
         fac_w = self.factor_weight()
         # Dropout masks for all steps at once (step 0 is the initial state).
         masks = keep_mask((n_steps + 1, batch, gen_h.shape[1]), drop_p, ic.device, gen_h.dtype) if drop_p > 0 else None
@@ -181,7 +182,7 @@ class Decoder(nn.Module):
         gen_states = torch.stack(gen_list, 1)
         dropped = torch.stack(drop_list, 1) if masks is not None else gen_states
         factors = dropped @ fac_w.t()
-        return DecoderOutput(gen_states, factors, co_means, co_stds, inferred, con_states)
+        return DecoderOutput(gen_states, factors, co_means, co_stds, inferred, con_states, g0)
 
     def _fused(
         self, gen_h: Tensor, ci: Tensor | None, ext_gates: Tensor, fac_w: Tensor, masks: Tensor | None, sample: bool
@@ -197,7 +198,7 @@ class Decoder(nn.Module):
                 dropped = states * masks[1:] if masks is not None else states
                 empty = gen_h.new_zeros(batch, n_steps, 0)
                 gen_states = states.transpose(0, 1)
-                return DecoderOutput(gen_states, dropped.transpose(0, 1) @ fac_w.t(), empty, empty, empty, empty)
+                return DecoderOutput(gen_states, dropped.transpose(0, 1) @ fac_w.t(), empty, empty, empty, empty, gen_h)
             con = self.controller
             c_w_ih = con.weight_ih
             ci_gates = nn.functional.linear(_full(ci), c_w_ih[:, : self.ci_dim], con.bias_ih).transpose(0, 1)
@@ -218,4 +219,5 @@ class Decoder(nn.Module):
             co_stds=torch.exp(0.5 * co_params[..., co:]),
             inferred_inputs=inferred.transpose(0, 1),
             con_states=con_states.transpose(0, 1),
+            gen_init=gen_h,
         )
