@@ -137,9 +137,10 @@ def _binning_from_args(args: argparse.Namespace) -> NWBBinning:
 def convert_command(argv: list[str]) -> int:
     """``lfads convert --nwb FILE [FILE ...] --out-dir DIR [--config YAML] [binning flags] [--overwrite]``.
 
-    Writes ``DIR/<NWB file stem>.h5`` per NWB file with :func:`lfads.data.nwb.convert_nwb_to_lfads`
-    (atomically). Every input and output is checked before anything is written: inputs must be NWB files
-    with distinct names, and no output may exist unless ``--overwrite`` is given.
+    Writes ``DIR/<NWB file stem>.h5`` per NWB file with :func:`lfads.data.nwb.convert_nwb_to_lfads`. All or
+    nothing: the arguments, the inputs (NWB files with distinct names) and the outputs (none may exist unless
+    ``--overwrite`` is given) are checked first; every session is then written to a temporary file in ``DIR``,
+    and only when all have been binned are they renamed onto their names. The NWB files are only read.
 
     Parameters
     ----------
@@ -152,7 +153,7 @@ def convert_command(argv: list[str]) -> int:
         0 on success. Bad arguments or data end the command with :class:`SystemExit` and a message naming the
         file and option at fault.
     """
-    from lfads.data.nwb import check_nwb_file, convert_nwb_to_lfads
+    from lfads.data.nwb import check_nwb_file
 
     args = _build_convert_parser().parse_args(argv)
     try:
@@ -162,12 +163,34 @@ def convert_command(argv: list[str]) -> int:
             check_nwb_file(source)
         targets = [args.out_dir / f"{source.stem}.h5" for source in sources]
         _check_targets(sources, targets, sources, args.overwrite, option="--out-dir")
-        for source, target in zip(sources, targets):
-            convert_nwb_to_lfads(source, target, binning)
-            print(f"{source} -> {target}: {_describe_h5(target)}")
+        print(f"binning: {binning}")
+        _convert_all_or_nothing(sources, targets, binning)
     except LFADSDataError as err:
         raise SystemExit(f"lfads convert: {err}") from err
+    for source, target in zip(sources, targets):
+        print(f"{source} -> {target}: {_describe_h5(target)}")
     return 0
+
+
+def _convert_all_or_nothing(sources: Sequence[Path], targets: Sequence[Path], binning: NWBBinning) -> None:
+    """Bin every source into a temporary file next to its target; rename them all only if all succeed."""
+    import tempfile
+
+    from lfads.data.nwb import convert_nwb_to_lfads
+
+    partial: list[Path] = []
+    try:
+        for source, target in zip(sources, targets):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".partial.h5", dir=target.parent)
+            os.close(fd)
+            partial.append(Path(tmp))
+            convert_nwb_to_lfads(source.resolve(), tmp, binning)  # absolute source_file attribute
+        for tmp, target in zip(partial, targets):
+            os.replace(tmp, target)
+    finally:
+        for tmp in partial:
+            tmp.unlink(missing_ok=True)
 
 
 def _describe_h5(path: Path) -> str:

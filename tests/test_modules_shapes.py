@@ -79,6 +79,8 @@ def test_forward_outputs_have_documented_shapes(name: str) -> None:
             "ic_mean": (b, hp.ic_dim),
             "ic_std": (b, hp.ic_dim),
             "ic_sample": (b, hp.ic_dim),
+            "gen_init": (b, hp.gen_dim),
+            "gen_inputs": (b, t, co + hp.ext_input_dim),
         }
         assert set(expected) == set(o._fields)
         for field, shape in expected.items():

@@ -92,13 +92,15 @@ def test_convert_writes_the_session_that_nwb_binning_gives(reach_files, tmp_path
                 np.testing.assert_array_equal(converted.splits[split].extras[key], data.extras[key])
         assert converted.bin_size == pytest.approx(0.020)
         assert converted.attrs["window_start"] == pytest.approx(-0.25)
-        assert find_nwb_source(converted) == path  # the converted file remembers its source
+        assert find_nwb_source(converted) == path.resolve()  # the converted file remembers its source
         assert sha256(path) == digest
 
 
-def test_convert_splits_follow_the_trials_split_column(reach_files, tmp_path):
+def test_convert_splits_follow_the_trials_split_column(reach_files, tmp_path, monkeypatch):
     path = reach_files[0][0]
-    convert_command(["--nwb", str(path), "--out-dir", str(tmp_path), "--config", str(CONFIG)])
+    monkeypatch.chdir(path.parent)
+    convert_command(["--nwb", path.name, "--out-dir", str(tmp_path), "--config", str(CONFIG)])  # relative input
+    assert find_nwb_source(load_lfads_h5(tmp_path / f"{path.stem}.h5")) == path.resolve()
     labels = _trials_table(path)["split"].astype(str)
     with h5py.File(tmp_path / f"{path.stem}.h5", "r") as f:
         for split, label in (("train", "train"), ("valid", "val"), ("test", "test")):
@@ -141,6 +143,20 @@ def test_convert_reports_bad_inputs_before_writing_anything(reach_files, tmp_pat
     with pytest.raises(SystemExit, match="unknown option.*bin_size"):
         convert_command(["--nwb", str(path), "--out-dir", str(tmp_path / "out"), "--config", str(config)])
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_convert_writes_nothing_when_a_later_session_fails_to_bin(reach_files, tmp_path):
+    from nwb_helpers import write_nwb
+
+    good = reach_files[0][0]
+    # a valid NWB session without the 'hand_vel' TimeSeries the config asks for
+    no_behavior = write_nwb(tmp_path / "no_behavior.nwb", [[0.1, 0.5, 0.9], [0.2, 0.6]], {
+        "start_time": [0.0, 1.0], "stop_time": [1.0, 2.0], "move_onset_time": [0.4, 1.4],
+        "split": ["train", "val"], "condition": [0, 1]}, unit_columns={"heldout": [False, True]})
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="no TimeSeries named 'hand_vel'"):
+        convert_command(["--nwb", str(good), str(no_behavior), "--out-dir", str(out), "--config", str(CONFIG)])
+    assert list(out.iterdir()) == []  # the first session, binned fine, was not kept either
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -424,8 +424,9 @@ def test_fused_decoder_matches_autograd_decoder(case: str) -> None:
     (out_f, ic_f, ci_f, ext_f), (out_p, ic_p, ci_p, ext_p) = results
     co = c["co_dim"]
     for name, a, b in zip(out_f._fields, out_f, out_p):
-        expected_dim = {"gen_states": 5, "factors": 3, "con_states": c["con_dim"]}.get(name, co)
-        assert a.shape == (batch, n_steps, expected_dim), name
+        expected_dim = {"gen_states": 5, "gen_init": 5, "factors": 3, "con_states": c["con_dim"]}.get(name, co)
+        expected_shape = (batch, expected_dim) if name == "gen_init" else (batch, n_steps, expected_dim)
+        assert a.shape == expected_shape, name
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12, msg=lambda m: f"{name}: {m}")
     if c["clip"] < 1:
         assert (out_f.gen_states.abs() >= c["clip"] - 1e-12).any() and (out_f.gen_states.abs() < c["clip"]).any()

@@ -277,6 +277,7 @@ def _second_order_phase(
     max_iter: int,
     polish_steps: int,
     switch_window: int,
+    gn_iter: int,
     bar,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Batched damped (Gauss-)Newton with per-point damping and an active set.
@@ -303,7 +304,8 @@ def _second_order_phase(
     diag_scale = a0.diagonal(dim1=1, dim2=2).amax(1).clamp_min(1e-12) if idx.numel() else q_a
     mu = _MU_INIT * diag_scale
     nu = torch.full_like(mu, 2.0)
-    q_check = q_a.clone()
+    q_start = q_a.clone()
+    streak = torch.zeros_like(idx)
     polish = torch.zeros_like(idx)
     tiny = torch.finfo(h.dtype).tiny
 
@@ -329,11 +331,15 @@ def _second_order_phase(
         nu = torch.where(accept, torch.full_like(nu, 2.0), nu * 2.0)
         iters[idx] += 1
 
-        # Gauss-Newton points that stopped converging fast switch to the exact Hessian
-        switch = torch.zeros_like(accept)
-        if (it + 1) % switch_window == 0:
-            switch = ~newton & (q_a >= fixed_tol) & (torch.minimum(q_new, q_a) > 0.5 * q_check)
-            q_check = torch.minimum(q_new, q_a)
+        # Gauss-Newton points that stopped converging fast switch to the exact Hessian: q fell by less
+        # than half over `switch_window` consecutive accepted steps, or `gn_iter` iterations have passed
+        q_best = torch.minimum(q_new, q_a)
+        streak = torch.where(accept, streak + 1, torch.zeros_like(streak))
+        q_start = torch.where(accept, q_start, q_best)
+        switch = ~newton & (q_best >= fixed_tol)
+        switch &= ((streak >= switch_window) & (q_best > 0.5 * q_start)) | (iters[idx] >= gn_iter)
+        q_start = torch.where(streak >= switch_window, q_best, q_start)
+        streak = torch.where(streak >= switch_window, torch.zeros_like(streak), streak)
         newton = newton | switch
         update = accept | switch
         if bool(update.any()):
@@ -364,7 +370,8 @@ def _second_order_phase(
         if bool(leave.any()):
             stay = ~leave
             idx, q_a, g_a, a0, newton = idx[stay], q_a[stay], g_a[stay], a0[stay], newton[stay]
-            mu, nu, q_check, polish, diag_scale = mu[stay], nu[stay], q_check[stay], polish[stay], diag_scale[stay]
+            mu, nu, q_start, streak = mu[stay], nu[stay], q_start[stay], streak[stay]
+            polish, diag_scale = polish[stay], diag_scale[stay]
         if bar is not None:
             bar.update(1)
             bar.set_postfix(active=int(idx.numel()), newton=int(newton.sum()))
@@ -387,6 +394,7 @@ def minimize_speed(
     max_iter: int = 200,
     polish_steps: int = 2,
     switch_window: int = 3,
+    gn_iter: int = 10,
     progress: bool = False,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
@@ -412,9 +420,9 @@ def minimize_speed(
         Cap on second-order iterations per point.
     polish_steps : int
         Extra iterations after :math:`q <` ``fixed_tol`` (each squares the error near a regular root).
-    switch_window : int
+    switch_window, gn_iter : int
         A point switches from Gauss-Newton to the exact Hessian when :math:`q` fell by less than
-        half over this many iterations.
+        half over ``switch_window`` consecutive accepted steps, or after ``gn_iter`` iterations.
     progress : bool
         Show a tqdm progress bar.
     dtype, device
@@ -444,6 +452,7 @@ def minimize_speed(
                 max_iter=max_iter,
                 polish_steps=polish_steps,
                 switch_window=switch_window,
+                gn_iter=gn_iter,
                 bar=bar,
             )
     finally:
@@ -795,6 +804,7 @@ def find_fixed_points(
     max_iter: int = 200,
     polish_steps: int = 2,
     switch_window: int = 3,
+    gn_iter: int = 10,
     progress: bool = False,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
@@ -852,6 +862,7 @@ def find_fixed_points(
         max_iter=max_iter,
         polish_steps=polish_steps,
         switch_window=switch_window,
+        gn_iter=gn_iter,
         progress=progress,
     )
     h0 = np.asarray(initial_states.detach().cpu() if isinstance(initial_states, Tensor) else initial_states, dtype=np.float64)

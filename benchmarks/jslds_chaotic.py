@@ -1,0 +1,100 @@
+"""Co-trained LFADS-JSLDS against plain LFADS on the chaotic-RNN input-pulse data.
+
+Generates the input-pulse variant of the chaotic-RNN data (seeded), fits plain LFADS with
+``configs/chaotic_rnn_inputs.yaml`` and LFADS with a co-trained JSLDS (the same config plus
+``--model.jslds true``) for the same time budget, and prints on the validation trials:
+
+- rate R2 against the true rates for both (target: JSLDS within 0.05 of plain LFADS),
+- the JSLDS one-step relative error ``||a_t - g_t|| / ||g_t||`` (target < 1%),
+- the JSLDS rollout relative error (the switching linear system run on its own from ``g_0``),
+- the expansion points' fixed-point residual ``||F(e*) - e*|| / ||e*||``.
+
+Usage::
+
+    python benchmarks/jslds_chaotic.py --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CONFIG = ROOT / "configs" / "chaotic_rnn_inputs.yaml"
+
+
+def fit(name: str, data: Path, workdir: Path, minutes: float, extra: list[str]) -> Path:
+    from lfads.cli import find_checkpoint
+
+    total = int(minutes * 60)
+    max_time = f"00:{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+    logger = f'[{{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {{"save_dir": "{workdir}", "name": "{name}"}}}}]'
+    cmd = [sys.executable, "-m", "lfads", "fit", "--config", str(CONFIG), "--data.data_paths", str(data),
+           "--trainer.max_time", max_time, "--trainer.enable_progress_bar", "false", "--trainer.logger", logger, *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:])
+        raise SystemExit(f"lfads fit failed for {name}")
+    return find_checkpoint(workdir / name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget of each model")
+    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--workdir")
+    args = parser.parse_args()
+
+    from lfads.cli import load_model_and_data
+    from lfads.metrics import rate_r2
+    from lfads.sampling import sample_posteriors
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        data = workdir / "chaotic_rnn_inputs.h5"
+        subprocess.run([sys.executable, "-m", "datasets.chaotic_rnn", "--input-pulse", "--out", str(data)], cwd=ROOT,
+                       check=True, stdout=subprocess.DEVNULL)
+        results = {}
+        for name, extra in (("plain", []), ("jslds", ["--model.jslds", "true"])):
+            ckpt = fit(name, data, workdir, args.minutes, extra)
+            model, dm = load_model_and_data(ckpt)
+            session = dm.sessions[0]
+            valid = session.splits["valid"]
+            rates = sample_posteriors(model, dm, n_samples=args.samples, splits=("valid",), progress=False)[session.name]["valid"]["rates"]
+            results[name] = {"rate_r2": rate_r2(rates, valid.truth)}
+            if name == "jslds":
+                model.eval()
+                encod = torch.as_tensor(valid.encod_data)
+                ext = torch.as_tensor(valid.ext_input)
+                out = model.jslds_outputs(0, encod, ext, sample=False)
+                e, image = out["expansion_points"], out["expansion_images"]
+                results[name].update(
+                    one_step=float(out["one_step_error"].mean()),
+                    rollout=float(out["rollout_error"].mean()),
+                    fp_residual=float(((image - e).norm(dim=-1) / e.norm(dim=-1).clamp_min(1e-12)).mean()),
+                    approx_rate_r2=rate_r2(out["approx_rates"].numpy(), valid.truth),
+                    rollout_rate_r2=rate_r2(out["rollout_rates"].numpy(), valid.truth),
+                )
+    plain, jslds = results["plain"], results["jslds"]
+    print(f"chaotic RNN with input pulses, {args.minutes:g} min per model (validation trials)")
+    print(f"  plain LFADS rate R2            {plain['rate_r2']:.4f}")
+    print(f"  LFADS-JSLDS rate R2            {jslds['rate_r2']:.4f}   (difference {plain['rate_r2'] - jslds['rate_r2']:+.4f}, target <= 0.05)")
+    print(f"  JSLDS one-step relative error  {jslds['one_step']:.4%}   (target < 1%)")
+    print(f"  JSLDS rollout relative error   {jslds['rollout']:.4%}")
+    print(f"  expansion-point residual       {jslds['fp_residual']:.4%}  ||F(e*) - e*|| / ||e*||")
+    print(f"  rate R2 of one-step / rollout JSLDS states: {jslds['approx_rate_r2']:.4f} / {jslds['rollout_rate_r2']:.4f}")
+    ok = plain["rate_r2"] - jslds["rate_r2"] <= 0.05 and jslds["one_step"] < 0.01
+    print(f"  {'PASS' if ok else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()

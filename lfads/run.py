@@ -1,0 +1,363 @@
+"""Everything about a finished ``lfads fit`` run in one object: config, best model, data, metrics, posteriors.
+
+A run directory ``{save_dir}/{name}/version_{N}/`` (see :mod:`lfads.cli`) holds ``config.yaml``,
+``metrics.csv``, ``checkpoints/`` and, once sampled, ``posterior_samples.h5``. :func:`load_run` gathers
+them so that an analysis starts with one line::
+
+    run = load_run("runs/lorenz")            # newest version_* folder, best checkpoint
+    out = run.outputs("valid")               # posterior-averaged rates, factors, ... (trials, time, dim)
+    data = run.data("valid")                 # the split's counts, truth and extras
+
+Posterior outputs are the averages over ``n_samples`` posterior draws per trial
+(:func:`lfads.sampling.sample_posteriors`),
+
+.. math::
+
+    \\hat r_t = \\frac{1}{S}\\sum_{s=1}^{S} r_t\\big(z^{(s)}, u^{(s)}_{1:t}\\big),
+
+read from ``posterior_samples.h5`` when the run has one (the file ``lfads sample --run`` writes) and
+otherwise sampled with a fixed seed and saved there atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from lfads.errors import LFADSDataError
+
+__all__ = ["POSTERIOR_FILE", "Run", "compute_co_prior_tau", "load_metrics", "load_run", "resolve_run_dir"]
+
+POSTERIOR_FILE = "posterior_samples.h5"
+"""Name of the posterior-samples file inside a run's version folder (as written by ``lfads sample --run``)."""
+
+
+@dataclass
+class Run:
+    """A trained LFADS run, loaded by :func:`load_run`.
+
+    Attributes
+    ----------
+    run_dir : Path
+        The version folder (``.../version_N``) the checkpoint belongs to.
+    checkpoint : Path
+        The best checkpoint (by ``valid/recon_smth``).
+    config : dict
+        The resolved ``config.yaml`` of the fit (empty if the file is missing).
+    model : lfads.model.LFADS
+        The model from ``checkpoint``, on the CPU, in evaluation mode.
+    datamodule : lfads.data.datamodule.LFADSDataModule
+        The data module rebuilt from the checkpoint's hyperparameters.
+    metrics : dict of str to np.ndarray
+        ``metrics.csv`` as one float array per column (``(rows,)``, NaN where a row has no value); see
+        :func:`load_metrics`.
+    posteriors : dict
+        ``{session: {split: {name: array}}}`` posterior averages: ``rates``, ``factors``, ``gen_states``,
+        ``inferred_inputs``, ``co_means``, ``co_stds`` ``(trials, time, dim)``; ``ic_mean``, ``ic_std``
+        ``(trials, ic_dim)``. Rates are expected counts per bin.
+    posterior_path : Path
+        Where the posteriors were read from or written to.
+    """
+
+    run_dir: Path
+    checkpoint: Path
+    config: dict
+    model: Any
+    datamodule: Any
+    metrics: dict[str, np.ndarray]
+    posteriors: dict[str, dict[str, dict[str, np.ndarray]]]
+    posterior_path: Path
+
+    @property
+    def session_names(self) -> list[str]:
+        """Session names in data-module order."""
+        return list(self.datamodule.session_names)
+
+    @property
+    def bin_size(self) -> float | None:
+        """Bin width in seconds, where the data state it."""
+        return self.datamodule.bin_size
+
+    def _session_name(self, session: int | str) -> str:
+        names = self.session_names
+        if isinstance(session, str):
+            if session not in names:
+                raise LFADSDataError(f"run {self.run_dir}: no session '{session}'; the sessions are {names}.")
+            return session
+        if not -len(names) <= session < len(names):
+            raise LFADSDataError(f"run {self.run_dir}: session index {session} out of range ({len(names)} sessions).")
+        return names[session]
+
+    def outputs(self, split: str = "valid", session: int | str = 0) -> dict[str, np.ndarray]:
+        """Posterior averages of one split of one session (see :attr:`posteriors`).
+
+        Raises
+        ------
+        LFADSDataError
+            If the split was not sampled.
+        """
+        name = self._session_name(session)
+        by_split = self.posteriors.get(name, {})
+        if split not in by_split:
+            raise LFADSDataError(
+                f"{self.posterior_path}: no posterior outputs for session '{name}', split '{split}' (it holds "
+                f"{sorted(by_split)}); load the run with splits including '{split}' and resample=True."
+            )
+        return by_split[split]
+
+    def data(self, split: str = "valid", session: int | str = 0):
+        """The :class:`lfads.data.batch.SplitData` of one split (counts, truth in counts per bin, extras)."""
+        name = self._session_name(session)
+        sess = self.datamodule.sessions[self.session_names.index(name)]
+        if split not in sess.splits:
+            raise LFADSDataError(f"{sess.path}: no '{split}' split (has {sorted(sess.splits)}).")
+        return sess.splits[split]
+
+    def co_prior_tau(self) -> np.ndarray:
+        """AR(1) timescales ``tau`` of the inferred-input prior, in bins, ``(co_dim,)`` (empty if autonomous).
+
+        The prior is :math:`u_t = \\alpha u_{t-1} + \\epsilon_t` with :math:`\\alpha = e^{-1/\\tau}`.
+        """
+        return compute_co_prior_tau(self.model)
+
+
+def compute_co_prior_tau(model) -> np.ndarray:
+    """Learned AR(1) timescales :math:`\\tau = e^{\\log\\tau}` (bins) of a model's ``co_prior``, ``(co_dim,)``.
+
+    Returns an empty array when the model has no controller (``co_prior`` is ``None``).
+    """
+    prior = getattr(model, "co_prior", None)
+    if prior is None:
+        return np.zeros(0)
+    return np.exp(prior.log_tau.detach().cpu().double().numpy())
+
+
+def _version_number(path: Path) -> int:
+    tail = path.name.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def resolve_run_dir(run_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """The version folder of a run and its best checkpoint.
+
+    ``run_dir`` may be a version folder (``runs/lorenz/version_3``) or the folder above the versions
+    (``runs/lorenz``: the newest ``version_*`` with checkpoints is used), as in ``lfads sample --run``.
+    The best checkpoint is the one ``last.ckpt`` records as best (looked up by file name inside this run's
+    ``checkpoints/`` folder, so a copied or moved run never points back at the original), else the newest
+    other ``.ckpt``, else ``last.ckpt``.
+
+    Returns
+    -------
+    version_dir, checkpoint : Path
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``run_dir`` does not exist or has no checkpoint.
+    """
+    import torch
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(
+            f"run directory {run_dir} does not exist (working folder {Path.cwd()}); train one with "
+            f"`lfads fit --config ...` or pass the path of an existing runs/<name> folder."
+        )
+    candidates = [run_dir] + sorted(run_dir.glob("version_*"), key=_version_number, reverse=True)
+    version_dir = next((d for d in candidates if any((d / "checkpoints").glob("*.ckpt"))), None)
+    if version_dir is None:
+        raise FileNotFoundError(f"No checkpoints in {run_dir}/checkpoints or in any {run_dir}/version_*/checkpoints.")
+    ckpt_dir = version_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        for key, cb in state.get("callbacks", {}).items():
+            best = cb.get("best_model_path") if isinstance(cb, dict) else None
+            if key.startswith("ModelCheckpoint") and best and (ckpt_dir / Path(best).name).exists():
+                return version_dir, ckpt_dir / Path(best).name
+    others = sorted((p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return version_dir, (others[-1] if others else last)
+
+
+def load_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a Lightning ``metrics.csv`` into one float64 array per column.
+
+    Lightning writes one row per logging call, so training and validation values of an epoch sit on
+    different rows; cells without a value become NaN. Select a curve with
+    ``ok = np.isfinite(m[key]); m["epoch"][ok], m[key][ok]``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The CSV file (or a run's version folder holding ``metrics.csv``).
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        Column name -> ``(rows,)`` float64 array, in file column order.
+
+    Raises
+    ------
+    LFADSDataError
+        If the file is missing, empty, or holds a cell that is not a number.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.csv"
+    if not path.exists():
+        raise LFADSDataError(f"{path}: metrics file not found; the CSV logger writes it during `lfads fit`.")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise LFADSDataError(f"{path}: empty metrics file (no header row).")
+    header, body = rows[0], rows[1:]
+    table = np.full((len(body), len(header)), np.nan)
+    for i, row in enumerate(body):
+        for j, cell in enumerate(row[: len(header)]):
+            if cell.strip() == "":
+                continue
+            try:
+                table[i, j] = float(cell)
+            except ValueError as err:
+                raise LFADSDataError(
+                    f"{path}: row {i + 2}, column '{header[j]}' holds {cell!r}, not a number."
+                ) from err
+    return {name: table[:, j].copy() for j, name in enumerate(header)}
+
+
+def _resolve_data_paths(data_paths: Any, version_dir: Path) -> Any:
+    """Relative data paths recorded at fit time, resolved against the working folder or the run's ancestors.
+
+    A fit records ``data_paths`` as given on its command line, relative to the folder it ran in (usually the
+    repository root, an ancestor of the run folder). A relative path that does not exist from the working
+    folder is looked up from each ancestor of the version folder, nearest first; if none has it the path is
+    left as is (and the data module reports it missing).
+    """
+    items = [data_paths] if isinstance(data_paths, (str, os.PathLike)) else list(data_paths)
+    resolved = []
+    for item in items:
+        p = Path(os.path.expanduser(os.fspath(item)))
+        if p.is_absolute() or p.exists() or set(os.fspath(item)) & set("*?["):
+            resolved.append(os.fspath(item))
+            continue
+        hit = next((anc / p for anc in version_dir.resolve().parents if (anc / p).exists()), None)
+        resolved.append(os.fspath(hit) if hit is not None else os.fspath(item))
+    return resolved
+
+
+def _stored_data_paths(ckpt: Path) -> Any:
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    return state.get("datamodule_hyper_parameters", {}).get("data_paths")
+
+
+def _sample_and_save(model, datamodule, path: Path, ckpt: Path, n_samples: int, splits: Sequence[str], seed: int,
+                     progress: bool) -> dict:
+    import torch
+
+    from lfads.sampling import sample_posteriors, save_samples, score_samples
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        results = sample_posteriors(model, datamodule, n_samples, tuple(splits), progress=progress)
+    scores = score_samples(results, datamodule)
+    save_samples(path, results, scores, attrs={"checkpoint": str(ckpt), "n_samples": n_samples, "seed": seed})
+    return results
+
+
+def load_run(
+    run_dir: str | os.PathLike,
+    *,
+    n_samples: int = 50,
+    splits: Sequence[str] = ("train", "valid", "test"),
+    data_paths: str | Sequence[str] | None = None,
+    resample: bool = False,
+    seed: int = 0,
+    progress: bool = False,
+) -> Run:
+    """Load a trained run: resolved config, best model (eval mode), data module, metrics and posterior outputs.
+
+    Parameters
+    ----------
+    run_dir : str or PathLike
+        A version folder or the folder above the versions (its newest version is used).
+    n_samples : int
+        Posterior samples averaged per trial when sampling (ignored when the samples file is read).
+    splits : sequence of str
+        Splits to sample (those a session lacks are skipped).
+    data_paths : str or sequence of str, optional
+        Data files to use instead of those recorded in the checkpoint. Recorded relative paths are resolved
+        from the working folder, else from the nearest ancestor of the run folder that has them.
+    resample : bool
+        Sample again and replace ``posterior_samples.h5`` even if it exists.
+    seed : int
+        Seed of the posterior draws (torch's global generator is restored afterwards).
+    progress : bool
+        Show a progress bar while sampling.
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``run_dir`` does not exist or holds no checkpoint.
+
+    Notes
+    -----
+    A samples file written from another checkpoint (its ``checkpoint`` attribute names a different file)
+    is still read, with a warning; pass ``resample=True`` to replace it.
+    """
+    import h5py
+    import yaml
+
+    from lfads.cli import load_model_and_data
+    from lfads.sampling import load_samples
+
+    version_dir, ckpt = resolve_run_dir(run_dir)
+    config_path = version_dir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    config = config or {}
+    paths = data_paths
+    if paths is None:
+        stored = _stored_data_paths(ckpt)
+        if stored is not None:
+            paths = _resolve_data_paths(stored, version_dir)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [os.fspath(paths)]
+    model, datamodule = load_model_and_data(ckpt, list(paths) if paths else None)
+    model = model.cpu().eval()
+    metrics_path = version_dir / "metrics.csv"
+    metrics = load_metrics(metrics_path) if metrics_path.exists() else {}
+
+    posterior_path = version_dir / POSTERIOR_FILE
+    if posterior_path.exists() and not resample:
+        with h5py.File(posterior_path, "r") as f:
+            source = f.attrs.get("checkpoint")
+        if source is not None and Path(str(source)).name != ckpt.name:
+            warnings.warn(
+                f"{posterior_path} was sampled from {source}, not from the best checkpoint {ckpt}; pass "
+                "resample=True to replace it.",
+                stacklevel=2,
+            )
+        posteriors = load_samples(posterior_path)
+    else:
+        posteriors = _sample_and_save(model, datamodule, posterior_path, ckpt, n_samples, splits, seed, progress)
+    return Run(
+        run_dir=version_dir,
+        checkpoint=ckpt,
+        config=config,
+        model=model,
+        datamodule=datamodule,
+        metrics=metrics,
+        posteriors=posteriors,
+        posterior_path=posterior_path,
+    )
