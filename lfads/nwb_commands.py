@@ -57,7 +57,7 @@ def load_nwb_binning_config(path: str | os.PathLike) -> dict[str, Any]:
     Returns
     -------
     dict
-        Field name -> value; ``window_ms`` as a tuple.
+        Field name -> value; ``window_ms`` as a tuple of floats, whole numbers of float fields as floats.
 
     Raises
     ------
@@ -85,6 +85,10 @@ def load_nwb_binning_config(path: str | os.PathLike) -> dict[str, Any]:
     if unknown:
         raise LFADSDataError(f"{path}: 'data.nwb' holds unknown option(s) {unknown}; the options are {known}.")
     options = dict(section)
+    for f in fields(NWBBinning):  # YAML reads 20 as an int; store floats as jsonargparse would
+        value = options.get(f.name)
+        if str(f.type) == "float" and isinstance(value, int) and not isinstance(value, bool):
+            options[f.name] = float(value)
     if options.get("window_ms") is not None:
         options["window_ms"] = tuple(float(v) for v in options["window_ms"])
     return options

@@ -258,18 +258,21 @@ def _stored_data_paths(ckpt: Path) -> Any:
     return state.get("datamodule_hyper_parameters", {}).get("data_paths")
 
 
-def _sample_and_save(model, datamodule, path: Path, ckpt: Path, n_samples: int, splits: Sequence[str], seed: int,
-                     progress: bool) -> dict:
+def _sample(model, datamodule, n_samples: int, splits: Sequence[str], seed: int, progress: bool) -> dict:
     import torch
 
-    from lfads.sampling import sample_posteriors, save_samples, score_samples
+    from lfads.sampling import sample_posteriors
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        results = sample_posteriors(model, datamodule, n_samples, tuple(splits), progress=progress)
+        return sample_posteriors(model, datamodule, n_samples, tuple(splits), progress=progress)
+
+
+def _save(path: Path, results: dict, datamodule, ckpt: Path, n_samples: int, seed: int) -> None:
+    from lfads.sampling import save_samples, score_samples
+
     scores = score_samples(results, datamodule)
     save_samples(path, results, scores, attrs={"checkpoint": str(ckpt), "n_samples": n_samples, "seed": seed})
-    return results
 
 
 def load_run(
@@ -313,8 +316,10 @@ def load_run(
 
     Notes
     -----
-    A samples file written from another checkpoint (its ``checkpoint`` attribute names a different file)
-    is still read, with a warning; pass ``resample=True`` to replace it.
+    Splits requested but missing from an existing samples file are sampled with the file's ``n_samples``
+    and ``seed`` and added to it (the file is rewritten atomically). A samples file written from another
+    checkpoint (its ``checkpoint`` attribute names a different file) is still read, with a warning; pass
+    ``resample=True`` to replace it.
     """
     import h5py
     import yaml
@@ -342,6 +347,8 @@ def load_run(
     if posterior_path.exists() and not resample:
         with h5py.File(posterior_path, "r") as f:
             source = f.attrs.get("checkpoint")
+            n_samples = int(f.attrs.get("n_samples", n_samples))
+            seed = int(f.attrs.get("seed", seed))
         if source is not None and Path(str(source)).name != ckpt.name:
             warnings.warn(
                 f"{posterior_path} was sampled from {source}, not from the best checkpoint {ckpt}; pass "
@@ -349,8 +356,15 @@ def load_run(
                 stacklevel=2,
             )
         posteriors = load_samples(posterior_path)
+        missing = [split for split in splits
+                   if any(split in s.splits and split not in posteriors.get(s.name, {}) for s in datamodule.sessions)]
+        if missing:  # requested splits the file lacks: sample them alike and add them to the file
+            for name, by_split in _sample(model, datamodule, n_samples, missing, seed, progress).items():
+                posteriors.setdefault(name, {}).update(by_split)
+            _save(posterior_path, posteriors, datamodule, ckpt, n_samples, seed)
     else:
-        posteriors = _sample_and_save(model, datamodule, posterior_path, ckpt, n_samples, splits, seed, progress)
+        posteriors = _sample(model, datamodule, n_samples, splits, seed, progress)
+        _save(posterior_path, posteriors, datamodule, ckpt, n_samples, seed)
     return Run(
         run_dir=version_dir,
         checkpoint=ckpt,

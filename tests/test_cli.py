@@ -116,3 +116,18 @@ def test_fit_rejects_bad_data_before_training(tmp_path, small_lorenz, monkeypatc
     with pytest.raises(LFADSDataError, match=r"bad\.h5.*valid_recon_data|valid_recon_data.*bad\.h5"):
         main(fit_args(bad, tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()
+
+
+def test_two_sessions_with_different_neurons_share_dynamics(tmp_path, monkeypatch):
+    from datasets.lorenz import write_lorenz
+
+    write_lorenz(tmp_path / "sess_a.h5", n_conditions=8, trials_per_condition=5, n_time=20, n_heldin=12, n_heldout=4, seed=1)
+    write_lorenz(tmp_path / "sess_b.h5", n_conditions=8, trials_per_condition=5, n_time=20, n_heldin=9, n_heldout=0, seed=2)
+    monkeypatch.setattr(sys, "argv", ["lfads"])
+    main(fit_args(str(tmp_path / "sess_*.h5"), tmp_path / "runs", "--model.readin_dim", "6", "--trainer.max_epochs", "1"))
+    out = tmp_path / "samples.h5"
+    main(["sample", "--run", str(tmp_path / "runs" / "tiny"), "--out", str(out), "--samples", "2", "--no-progress"])
+    with h5py.File(out) as f:
+        assert set(f) == {"sess_a", "sess_b"}
+        assert f["sess_a/valid/rates"].shape == (8, 20, 16) and f["sess_b/valid/rates"].shape == (8, 20, 9)
+        assert f["sess_a/valid/factors"].shape[-1] == f["sess_b/valid/factors"].shape[-1] == 4

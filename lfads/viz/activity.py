@@ -167,13 +167,14 @@ def plot_psths(
     check_same_shape({"rates": rates, "spikes": spikes, "truth": truth}, LAYOUT)
     conditions = check_leading(conditions, "conditions", rates.shape[0], "rates")
     neuron_idx = check_indices(neurons, rates.shape[2], "neurons", "neuron")
-    labels, colors = condition_colors(conditions, cmap)
+    labels = np.unique(conditions)
     if show_conditions is not None:
         wanted = np.atleast_1d(np.asarray(show_conditions))
         missing = [c for c in wanted.tolist() if c not in set(labels.tolist())]
         if missing:
             raise LFADSDataError(f"show_conditions holds {missing}, not among the conditions {labels.tolist()}.")
         labels = wanted
+    _, colors = condition_colors(labels, cmap)  # colours spread over the conditions drawn
     fig, axes = make_axes(ax, 1, neuron_idx.size, figsize=(3.8 * neuron_idx.size, 3.0))
     scale, unit = rate_scale(bin_size)
     t, t_label = time_values(rates.shape[1], bin_size)
