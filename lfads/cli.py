@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from lfads.errors import LFADSDataError
 from lfads.runtime import configure_threads
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
@@ -137,6 +138,7 @@ def load_model_and_data(ckpt: str | os.PathLike, data_paths: list[str] | None = 
 
 
 def sample_command(argv: list[str]) -> int:
+    from lfads.nwb_commands import resolve_nwb_output_paths, write_nwb_outputs_for_samples
     from lfads.sampling import format_scores, sample_posteriors, save_samples, score_samples
 
     parser = argparse.ArgumentParser(prog="lfads sample", description="Write posterior-averaged outputs of a trained model.")
@@ -147,7 +149,12 @@ def sample_command(argv: list[str]) -> int:
     parser.add_argument("--data", nargs="+", help="data files to sample instead of those the model was trained on")
     parser.add_argument("--samples", type=int, default=50, help="posterior samples averaged per trial (default 50)")
     parser.add_argument("--splits", nargs="+", default=["train", "valid", "test"])
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument(
+        "--nwb-out",
+        help="also write the outputs into a copy of each session's source NWB file (.nwb; the session name is "
+        "appended when there are several); the source is never modified",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     ckpt = Path(args.ckpt) if args.ckpt else find_checkpoint(args.run)
@@ -158,16 +165,29 @@ def sample_command(argv: list[str]) -> int:
         raise SystemExit(f"Refusing to write {out}: it is one of the input data files.")
     if out.exists() and not args.overwrite:
         raise SystemExit(f"{out} exists; pass --overwrite to replace it or choose another --out.")
+    try:
+        nwb_plan = resolve_nwb_output_paths(datamodule, args.nwb_out, overwrite=args.overwrite) if args.nwb_out else {}
+    except LFADSDataError as err:
+        raise SystemExit(str(err)) from err
     print(f"Sampling {args.samples} posterior samples per trial from {ckpt}")
     results = sample_posteriors(model, datamodule, args.samples, tuple(args.splits), progress=not args.no_progress)
     scores = score_samples(results, datamodule)
     save_samples(out, results, scores, attrs={"checkpoint": str(ckpt), "n_samples": args.samples})
     print(format_scores(scores))
     print(f"Wrote {out}")
+    for path in write_nwb_outputs_for_samples(results, datamodule, args.nwb_out, overwrite=args.overwrite) if nwb_plan else []:
+        print(f"Wrote {path}")
     return 0
 
 
-SUBCOMMANDS = {"sample": sample_command}
+def convert_command(argv: list[str]) -> int:
+    """``lfads convert``: NWB files to the LFADS HDF5 layout (see :mod:`lfads.nwb_commands`)."""
+    from lfads.nwb_commands import convert_command as run
+
+    return run(argv)
+
+
+SUBCOMMANDS = {"sample": sample_command, "convert": convert_command}
 
 
 def main(argv: list[str] | None = None) -> int:

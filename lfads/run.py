@@ -231,23 +231,25 @@ def load_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {name: table[:, j].copy() for j, name in enumerate(header)}
 
 
-def _resolve_data_paths(data_paths: Any, version_dir: Path) -> Any:
-    """Relative data paths recorded at fit time, resolved against the working folder or the run's ancestors.
+def _resolve_data_paths(data_paths: Any, version_dir: Path) -> list[str]:
+    """Relative data paths recorded at fit time, resolved against the run's ancestors, else the working folder.
 
-    A fit records ``data_paths`` as given on its command line, relative to the folder it ran in (usually the
-    repository root, an ancestor of the run folder). A relative path that does not exist from the working
-    folder is looked up from each ancestor of the version folder, nearest first; if none has it the path is
-    left as is (and the data module reports it missing).
+    A fit records ``data_paths`` as given on its command line, relative to the folder it ran in: usually the
+    repository root, an ancestor of the run folder (``runs/<name>/version_N``). A relative path is looked up
+    from each ancestor of the version folder, nearest first; if none has it, it is left relative to the
+    working folder (where the data module reports it missing if it is not there either). Absolute paths and
+    glob patterns are kept as they are.
     """
     items = [data_paths] if isinstance(data_paths, (str, os.PathLike)) else list(data_paths)
     resolved = []
     for item in items:
-        p = Path(os.path.expanduser(os.fspath(item)))
-        if p.is_absolute() or p.exists() or set(os.fspath(item)) & set("*?["):
-            resolved.append(os.fspath(item))
+        text = os.fspath(item)
+        p = Path(os.path.expanduser(text))
+        if p.is_absolute() or set(text) & set("*?["):
+            resolved.append(text)
             continue
         hit = next((anc / p for anc in version_dir.resolve().parents if (anc / p).exists()), None)
-        resolved.append(os.fspath(hit) if hit is not None else os.fspath(item))
+        resolved.append(os.fspath(hit) if hit is not None else text)
     return resolved
 
 
@@ -297,7 +299,8 @@ def load_run(
         Splits to sample (those a session lacks are skipped).
     data_paths : str or sequence of str, optional
         Data files to use instead of those recorded in the checkpoint. Recorded relative paths are resolved
-        from the working folder, else from the nearest ancestor of the run folder that has them.
+        from the nearest ancestor of the run folder that has them (the folder the fit ran in), else from the
+        working folder.
     resample : bool
         Sample again and replace ``posterior_samples.h5`` even if it exists.
     seed : int

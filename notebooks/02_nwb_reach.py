@@ -192,8 +192,7 @@ cm = plt.get_cmap("hsv")
 labels = np.unique(all_conditions)
 color_of = {c: cm(i / labels.size) for i, c in enumerate(labels)}
 paths = {"true": vel_eval, **{name: decoded[name] for name in list(decoded)[::2]}}
-fig, axes = plt.subplots(1, len(paths), figsize=(3.6 * len(paths), 3.6), layout="constrained", sharex=True,
-                         sharey=True)
+fig, axes = plt.subplots(1, len(paths), figsize=(3.6 * len(paths), 3.6), layout="constrained")
 for a, (name, vel) in zip(axes, paths.items()):
     pos = np.cumsum(vel, axis=1) * bin_size
     for i in range(pos.shape[0]):

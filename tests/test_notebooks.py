@@ -50,7 +50,8 @@ def fit_tiny(name: str, config: str, data: str, save_dir: str, *extra: str) -> P
 @pytest.fixture(scope="module")
 def tiny_runs(small_lorenz, tmp_path_factory):
     """Run folders of three tiny fits. The Lorenz fit runs inside a project folder with relative paths (as
-    ``lfads fit`` is used from a repository root), so loading it elsewhere resolves its data path."""
+    ``lfads fit`` is used from a repository root), so loading it from elsewhere exercises the resolution of
+    its recorded data path. The input-pulse fit co-trains a JSLDS."""
     from datasets.chaotic_rnn import write_chaotic_rnn
     from datasets.reach_nwb import write_reach_nwb
 
@@ -69,7 +70,8 @@ def tiny_runs(small_lorenz, tmp_path_factory):
                           input_pulse=True, require_chaos=False, seed=0)
         write_reach_nwb(data / "reach.nwb", seed=0, n_trials=48, n_units=20)
         runs["inputs"] = fit_tiny("inputs", "chaotic_rnn_inputs.yaml", str(data / "pulses.h5"), str(project / "runs"),
-                                  "--data.batch_size", "8", "--model.con_dim", "8")
+                                  "--data.batch_size", "8", "--model.con_dim", "8", "--model.jslds", "true",
+                                  "--model.jslds_hidden_dim", "16")
         runs["reach"] = fit_tiny("reach", "reach_nwb.yaml", str(data / "reach.nwb"), str(project / "runs"),
                                  "--data.batch_size", "4", "--model.con_dim", "8")
     finally:
@@ -92,8 +94,13 @@ def test_there_are_three_notebooks():
     assert [p.name for p in NOTEBOOKS] == ["01_inspect_factors.py", "02_nwb_reach.py", "03_dynamics.py"]
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_headless_and_every_figure_has_data(notebook, tiny_runs, kernel_env, tmp_path, monkeypatch):
+CASES = [(p, "lorenz") for p in NOTEBOOKS] + [(p, "inputs") for p in NOTEBOOKS if p.stem == "03_dynamics"]
+
+
+@pytest.mark.parametrize(("notebook", "dynamics_run"), CASES, ids=[f"{p.stem}-{run}" for p, run in CASES])
+def test_notebook_runs_headless_and_every_figure_has_data(notebook, dynamics_run, tiny_runs, kernel_env, tmp_path,
+                                                         monkeypatch):
+    """03_dynamics runs twice: on the autonomous Lorenz generator and on the input-driven one with a JSLDS."""
     import jupytext
     import nbformat
     from nbclient import NotebookClient
@@ -104,9 +111,10 @@ def test_notebook_runs_headless_and_every_figure_has_data(notebook, tiny_runs, k
         "LFADS_LORENZ_RUN": str(tiny_runs["lorenz"]),
         "LFADS_INPUTS_RUN": str(tiny_runs["inputs"]),
         "LFADS_REACH_RUN": str(tiny_runs["reach"]),
-        "LFADS_DYNAMICS_RUN": str(tiny_runs["lorenz"]),
+        "LFADS_DYNAMICS_RUN": str(tiny_runs[dynamics_run]),
         "LFADS_N_SAMPLES": "3",
         "LFADS_N_INITIAL_STATES": "32",
+        "LFADS_EXPANSION_STEPS": "50",
         "LFADS_FIGURE_DIR": str(figures),
         "LFADS_NUM_THREADS": "1",
         "MPLBACKEND": "Agg",

@@ -229,7 +229,7 @@ def test_fit_sample_and_write_nwb_end_to_end(tmp_path, monkeypatch):
 
     from datasets.reach_nwb import write_reach_nwb
     from lfads.cli import find_checkpoint, load_model_and_data, main
-    from lfads.sampling import load_samples, sample_posteriors, save_samples
+    from lfads.sampling import load_samples
 
     torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)  # the config's data/reach.nwb and runs/ resolve here
@@ -248,9 +248,13 @@ def test_fit_sample_and_write_nwb_end_to_end(tmp_path, monkeypatch):
     model, datamodule = load_model_and_data(ckpt)
     session = datamodule.sessions[0]
     assert datamodule.hparams["nwb"]["bin_ms"] == 20.0 and session.bin_size == pytest.approx(0.02)
-    results = sample_posteriors(model, datamodule, n_samples=3, progress=False)
-    save_samples(tmp_path / "samples.h5", results)
-    (out,) = write_nwb_outputs_for_samples(results, datamodule, tmp_path / "reach_lfads.nwb")
+    out = tmp_path / "reach_lfads.nwb"
+    assert main(["sample", "--ckpt", str(ckpt), "--out", str(tmp_path / "samples.h5"), "--nwb-out", str(out),
+                 "--samples", "3", "--no-progress"]) == 0
+    with pytest.raises(SystemExit, match="exist"):  # neither output is replaced without --overwrite
+        main(["sample", "--ckpt", str(ckpt), "--out", str(tmp_path / "other.h5"), "--nwb-out", str(out),
+              "--samples", "3", "--no-progress"])
+    assert not (tmp_path / "other.h5").exists()
 
     assert sha256(source) == digest
     assert _serious_findings(out) - _serious_findings(source) == set()

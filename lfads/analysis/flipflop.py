@@ -93,12 +93,16 @@ def train_flipflop_rnn(
     lr: float = 1e-2,
     pulse_prob: float = 0.05,
     input_noise: float = 0.0,
+    carry_state: bool = False,
     seed: int = 0,
 ) -> tuple[FlipFlopRNN, list[float]]:
     """Train a :class:`FlipFlopRNN` with Adam on the mean squared error (fresh random trials each step).
 
     Gaussian noise of standard deviation ``input_noise`` is added to the inputs during training;
     it makes the memory states robust attractors rather than slow points.
+    With ``carry_state`` each batch continues the trials of the previous one (final states and
+    memories carried over, gradients truncated at batch boundaries), so memories must be held
+    for many batches, longer than any single trial.
 
     Returns
     -------
@@ -113,12 +117,15 @@ def train_flipflop_rnn(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps, eta_min=lr * 0.05)
     losses = []
+    h0, memory = None, None
     for _ in range(n_steps):
-        data = generate_flipflop_data(batch_size, n_time, n_bits, pulse_prob, generator=gen)
+        data = generate_flipflop_data(batch_size, n_time, n_bits, pulse_prob, generator=gen, initial_targets=memory)
         noisy = data.inputs
         if input_noise > 0:
             noisy = noisy + input_noise * torch.randn(noisy.shape, generator=gen)
-        out, _ = model(noisy)
+        out, states = model(noisy, h0)
+        if carry_state:
+            h0, memory = states[:, -1].detach(), data.targets[:, -1]
         loss = torch.mean((out - data.targets) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
