@@ -3,9 +3,11 @@
 Two networks:
 
 (a) ``flipflop``: a 64-unit GRU trained on the 3-bit flip-flop task (trained here, seeded; the
-    weights are cached in ``benchmarks/.cache/``, which git ignores). Its 8 memory states are
-    attractors; the check is that the finder returns a stable fixed point for each of the 8
-    sign patterns of the readout, and that >= 95% of the initial states converge.
+    weights are cached in ``benchmarks/.cache/``, which git ignores). Ground truth: each of the 8
+    memories is set with a pulse and the map is run for 20000 steps with zero input; the
+    converged states are the 8 attractors (a seed whose network holds a memory only as a slow
+    transient is skipped). The checks: the finder returns a stable fixed point within 1e-6 of
+    each simulated attractor, and >= 95% of the initial states converge.
 (b) ``random``: a 128-unit GRU with random weights and strong recurrence (recurrent weights
     ~ N(0, (2/sqrt(128))^2)), with the same convergence check.
 
@@ -57,22 +59,57 @@ def _fmt_q(q: np.ndarray) -> str:
     return "  ".join(f"p{int(100 * p)}={v:.1e}" for p, v in zip(QUANTILES, vals))
 
 
-def get_flipflop_model(hidden: int, seed: int, steps: int, retrain: bool) -> FlipFlopRNN:
-    """Train (or load from the cache) the flip-flop GRU; prints the training time."""
-    path = _cache_dir() / f"flipflop_gru{hidden}_seed{seed}_steps{steps}.pt"
-    model = FlipFlopRNN(3, hidden)
-    if path.exists() and not retrain:
-        model.load_state_dict(torch.load(path, weights_only=True))
-        print(f"[flipflop] loaded cached weights from {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
-        return model.eval()
-    t0 = time.perf_counter()
-    model, losses = train_flipflop_rnn(
-        hidden_size=hidden, n_steps=steps, batch_size=64, n_time=100, lr=1e-2, pulse_prob=0.03, seed=seed
-    )
-    print(f"[flipflop] trained {hidden}-unit GRU: {steps} Adam steps in {time.perf_counter() - t0:.1f} s, "
-          f"final loss {np.mean(losses[-20:]):.4f}")
-    torch.save(model.state_dict(), path)
-    return model.eval()
+PATTERNS = torch.tensor([[a, b, c] for a in (-1.0, 1.0) for b in (-1.0, 1.0) for c in (-1.0, 1.0)])
+
+
+def find_true_attractors(model: FlipFlopRNN, hold_steps: int = 20000) -> torch.Tensor:
+    """Ground truth by simulation: set each of the 8 memories with a pulse, then run the map with zero input.
+
+    Returns the ``(k, H)`` final states (float64) of the memories whose state has converged
+    (``q < 1e-20``) with the readout still showing the stored pattern (every |output| > 0.5).
+    """
+    dyn = as_dynamics(model.gru)
+    x = torch.zeros(8, 10, 3)
+    x[:, 5] = PATTERNS
+    with torch.no_grad():
+        _, states = model(x)
+        h = states[:, -1].to(torch.float64)
+        u = torch.zeros(8, 3, dtype=torch.float64)
+        for _ in range(hold_steps):
+            h = dyn.step(h, u)
+        r = dyn.step(h, u) - h
+        out = model.readout(h.float())
+    ok = (0.5 * (r * r).sum(1) < 1e-20) & (torch.sign(out) == PATTERNS).all(1) & (out.abs() > 0.5).all(1)
+    return h[ok]
+
+
+def get_flipflop_model(hidden: int, seed: int, steps: int, retrain: bool) -> tuple[FlipFlopRNN, int]:
+    """Train (or load from the cache) a flip-flop GRU whose 8 memories are true attractors.
+
+    Seeds ``seed, seed + 1, ...`` are tried until :func:`find_true_attractors` confirms all 8
+    (networks trained on finite trials sometimes hold a memory as a slow transient instead).
+    Prints the training time. Returns the model and the seed used.
+    """
+    for s in range(seed, seed + 10):
+        path = _cache_dir() / f"flipflop_gru{hidden}_seed{s}_steps{steps}.pt"
+        model = FlipFlopRNN(3, hidden)
+        if path.exists() and not retrain:
+            model.load_state_dict(torch.load(path, weights_only=True))
+            model.eval()
+            print(f"[flipflop] loaded cached weights {path.name}")
+        else:
+            t0 = time.perf_counter()
+            model, losses = train_flipflop_rnn(
+                hidden_size=hidden, n_steps=steps, batch_size=32, n_time=64, lr=2e-2, pulse_prob=0.03, seed=s
+            )
+            print(f"[flipflop] trained {hidden}-unit GRU (seed {s}): {steps} Adam steps in "
+                  f"{time.perf_counter() - t0:.1f} s, final loss {np.mean(losses[-20:]):.4f}")
+            torch.save(model.state_dict(), path)
+        n_true = find_true_attractors(model).shape[0]
+        print(f"[flipflop] ground truth by simulation (20000 steps per memory): {n_true}/8 memories are attractors")
+        if n_true == 8:
+            return model, s
+    raise RuntimeError("no seed in 10 gave a flip-flop network with 8 attractors; change --seed or --ff-steps")
 
 
 def random_gru(hidden: int, inputs: int, gain: float, seed: int) -> nn.GRUCell:
@@ -134,8 +171,9 @@ def report(name: str, fps: FixedPoints, wall: float, cell: nn.Module, h0: torch.
 
 
 def bench_flipflop(args: argparse.Namespace) -> None:
-    model = get_flipflop_model(args.ff_hidden, args.seed, args.ff_steps, args.retrain)
-    gen = torch.Generator().manual_seed(args.seed + 1)
+    model, seed = get_flipflop_model(args.ff_hidden, args.seed, args.ff_steps, args.retrain)
+    truth = find_true_attractors(model).numpy()
+    gen = torch.Generator().manual_seed(seed + 1)
     data = generate_flipflop_data(128, 200, 3, 0.03, generator=gen)
     with torch.no_grad():
         _, states = model(data.inputs)
@@ -148,8 +186,11 @@ def bench_flipflop(args: argparse.Namespace) -> None:
     with torch.no_grad():
         out = model.readout(torch.as_tensor(stable.states, dtype=torch.float32))
     patterns = {tuple(int(v) for v in torch.sign(o)) for o in out if bool((o.abs() > 0.5).all())}
+    dist = np.linalg.norm(stable.states[:, None, :] - truth[None, :, :], axis=2).min(axis=0) if len(stable) else np.full(8, np.inf)
+    found = int((dist < 1e-6).sum())
     print(f"[flipflop] stable points: {len(stable)}, max|lambda| among them {stable.max_abs_eigenvalue.max():.4f}; "
-          f"memory patterns covered by a stable point: {len(patterns)}/8 -> {'PASS' if len(patterns) == 8 else 'FAIL'}")
+          f"memory patterns covered by a stable point: {len(patterns)}/8; simulated attractors matched within 1e-6: "
+          f"{found}/8 (largest distance {dist.max():.1e}) -> {'PASS' if found == 8 else 'FAIL'}")
 
 
 def bench_random(args: argparse.Namespace) -> None:
@@ -180,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--noise", type=float, default=0.1, help="std of the noise added to sampled states")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ff-hidden", type=int, default=64)
-    parser.add_argument("--ff-steps", type=int, default=1000)
+    parser.add_argument("--ff-steps", type=int, default=300)
     parser.add_argument("--rand-hidden", type=int, default=128)
     parser.add_argument("--gain", type=float, default=2.0, help="recurrent weight std times sqrt(hidden)")
     parser.add_argument("--baseline-iters", type=int, default=5000, help="0 skips the Adam baseline")

@@ -101,9 +101,10 @@ def find_checkpoint(run: str | os.PathLike) -> Path:
         state = torch.load(last, map_location="cpu", weights_only=False)
         for key, cb in state.get("callbacks", {}).items():
             best = cb.get("best_model_path") if isinstance(cb, dict) else None
-            if key.startswith("ModelCheckpoint") and best and Path(best).exists():
-                return Path(best)
-    candidates = sorted(p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt")
+            # Look the file name up in this run's own folder: a copied or moved run stays self-contained.
+            if key.startswith("ModelCheckpoint") and best and (ckpt_dir / Path(best).name).exists():
+                return ckpt_dir / Path(best).name
+    candidates = sorted((p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt"), key=lambda p: p.stat().st_mtime)
     if candidates:
         return candidates[-1]
     if last.exists():

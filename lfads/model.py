@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lfads.data.batch import SessionBatch
 from lfads.modules.augmentations import coordinated_dropout_masks
@@ -346,7 +346,8 @@ class LFADS(pl.LightningModule):
         )
         loss = recon + kl_ramp * (hp.kl_ic_scale * kl_ic + hp.kl_co_scale * kl_co) + l2_ramp * l2
         n_trials = sum(b.encod_data.shape[0] for b in batch.values())
-        log = dict(on_step=False, on_epoch=True, batch_size=n_trials, sync_dist=not training)
+        # Epoch-level values, reduced over processes once per epoch (a no-op in a single process).
+        log = dict(on_step=False, on_epoch=True, batch_size=n_trials, sync_dist=True)
         if self.jslds is not None:
             fp, approx, j_recon, rel = (sum(t[i] for t in jslds_terms) / n_sess for i in range(4))
             loss = loss + hp.jslds_fp_scale * fp + hp.jslds_approx_scale * approx + hp.jslds_recon_scale * j_recon
@@ -425,10 +426,18 @@ class LFADS(pl.LightningModule):
             self._valid_smoothed = current if self._valid_smoothed is None else a * current + (1 - a) * self._valid_smoothed
         value = self._valid_smoothed if self._valid_smoothed is not None else float("inf")
         self.log("valid/recon_smth", torch.tensor(value, device=self.device), sync_dist=True)
-        if self._valid_cache:
+        cache = self._valid_cache
+        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Each process validated a shard of the trials: score their union (the same on every process),
+            # since R2 and bits/spike of the whole split are not the mean of the shards' values.
+            shards: list = [None] * self.trainer.world_size
+            local = [(s, SessionBatch(*(None if t is None else t.cpu() for t in b)), r.cpu()) for s, b, r in cache]
+            torch.distributed.all_gather_object(shards, local)
+            cache = [item for shard in shards for item in shard]
+        if cache:
             from lfads.evaluation import validation_metrics
 
-            for name, val in validation_metrics(self._valid_cache).items():
+            for name, val in validation_metrics(cache).items():
                 self.log(f"valid/{name}", torch.tensor(val, dtype=torch.float32, device=self.device), sync_dist=True)
         self._valid_cache = []
 

@@ -26,11 +26,14 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from lfads.errors import LFADSDataError
+
+if TYPE_CHECKING:
+    from lfads.data.batch import SplitData
 
 __all__ = ["POSTERIOR_FILE", "Run", "compute_co_prior_tau", "load_metrics", "load_run", "resolve_run_dir"]
 
@@ -107,11 +110,12 @@ class Run:
         if split not in by_split:
             raise LFADSDataError(
                 f"{self.posterior_path}: no posterior outputs for session '{name}', split '{split}' (it holds "
-                f"{sorted(by_split)}); load the run with splits including '{split}' and resample=True."
+                f"{sorted(by_split)}); call load_run with splits including '{split}' (missing splits are sampled and "
+                "added to the file)."
             )
         return by_split[split]
 
-    def data(self, split: str = "valid", session: int | str = 0):
+    def data(self, split: str = "valid", session: int | str = 0) -> SplitData:
         """The :class:`lfads.data.batch.SplitData` of one split (counts, truth in counts per bin, extras)."""
         name = self._session_name(session)
         sess = self.datamodule.sessions[self.session_names.index(name)]
@@ -127,7 +131,7 @@ class Run:
         return compute_co_prior_tau(self.model)
 
 
-def compute_co_prior_tau(model) -> np.ndarray:
+def compute_co_prior_tau(model: Any) -> np.ndarray:
     """Learned AR(1) timescales :math:`\\tau = e^{\\log\\tau}` (bins) of a model's ``co_prior``, ``(co_dim,)``.
 
     Returns an empty array when the model has no controller (``co_prior`` is ``None``).
@@ -136,11 +140,6 @@ def compute_co_prior_tau(model) -> np.ndarray:
     if prior is None:
         return np.zeros(0)
     return np.exp(prior.log_tau.detach().cpu().double().numpy())
-
-
-def _version_number(path: Path) -> int:
-    tail = path.name.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else -1
 
 
 def resolve_run_dir(run_dir: str | os.PathLike) -> tuple[Path, Path]:
@@ -161,7 +160,7 @@ def resolve_run_dir(run_dir: str | os.PathLike) -> tuple[Path, Path]:
     FileNotFoundError
         If ``run_dir`` does not exist or has no checkpoint.
     """
-    import torch
+    from lfads.cli import find_checkpoint
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -169,20 +168,8 @@ def resolve_run_dir(run_dir: str | os.PathLike) -> tuple[Path, Path]:
             f"run directory {run_dir} does not exist (working folder {Path.cwd()}); train one with "
             f"`lfads fit --config ...` or pass the path of an existing runs/<name> folder."
         )
-    candidates = [run_dir] + sorted(run_dir.glob("version_*"), key=_version_number, reverse=True)
-    version_dir = next((d for d in candidates if any((d / "checkpoints").glob("*.ckpt"))), None)
-    if version_dir is None:
-        raise FileNotFoundError(f"No checkpoints in {run_dir}/checkpoints or in any {run_dir}/version_*/checkpoints.")
-    ckpt_dir = version_dir / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
-    if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
-        for key, cb in state.get("callbacks", {}).items():
-            best = cb.get("best_model_path") if isinstance(cb, dict) else None
-            if key.startswith("ModelCheckpoint") and best and (ckpt_dir / Path(best).name).exists():
-                return version_dir, ckpt_dir / Path(best).name
-    others = sorted((p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt"), key=lambda p: p.stat().st_mtime)
-    return version_dir, (others[-1] if others else last)
+    checkpoint = find_checkpoint(run_dir)
+    return checkpoint.parent.parent, checkpoint
 
 
 def load_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:

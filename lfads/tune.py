@@ -564,6 +564,7 @@ def _train_round(setup: TrialSetup, config: dict, trial: str, index: int, start_
             "--seed_everything", str(seed),
             "--trainer.max_epochs", str(target), "--trainer.max_time", "null",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", str(start_epoch == 0).lower(),
+            "--trainer.num_sanity_val_steps", "2" if start_epoch == 0 else "0",
             "--trainer.logger", _logger_override(setup.logger_template, setup.tune_dir, trial)]
     for name, value in config.items():
         args += [f"--model.{name}", repr(float(value))]
@@ -608,6 +609,9 @@ def train_trial(config: dict, setup: TrialSetup) -> None:
     from lfads.runtime import configure_threads
 
     configure_threads(setup.threads)
+    import lightning_fabric  # noqa: F401  (importing them sets their loggers to INFO; quieten them after)
+    import pytorch_lightning  # noqa: F401
+
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
@@ -669,6 +673,8 @@ class TuneOutcome:
         Its lfads run directory (``lfads sample --run``).
     final : dict
         Final metric of every trial.
+    failed : list of str
+        Errors of trials that failed (their results up to the failure are kept).
     """
 
     tune_dir: Path
@@ -677,6 +683,7 @@ class TuneOutcome:
     best_value: float
     best_run_dir: Path
     final: dict
+    failed: list = dataclasses.field(default_factory=list)
 
 
 def _strip_tune_sections(config_paths: Sequence[Path], work: Path) -> list[str]:
@@ -782,6 +789,7 @@ def run_population_based_training(
         cli = _instantiate_cli(args)  # validates the config and loads the data before any trial starts
     template, log_save_dir, log_name = _logger_template(cli)
     data_paths = [str(Path(s.path).resolve()) for s in cli.datamodule.sessions]
+    accelerator = str(cli.config.get("trainer", {}).get("accelerator", "auto"))
     seed = cli.config.get("seed_everything")
     seed = int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0
     root = Path(settings.save_dir or log_save_dir or "runs") / (settings.name or log_name or "lfads")
@@ -792,10 +800,18 @@ def run_population_based_training(
     del cli
 
     resources = dict(settings.resources_per_trial)
+    device_args = ["--trainer.devices", "1"]  # one device per trial; Ray places the trials
+    if resources.get("gpu", 0) == 0:
+        if accelerator not in ("auto", "cpu"):
+            raise LFADSDataError(f"trainer.accelerator is '{accelerator}' but tune.resources_per_trial gives a trial "
+                                 "no GPU; set tune.resources_per_trial.gpu (1, or 0.5 to share a GPU between two "
+                                 "trials) or trainer.accelerator: cpu.")
+        device_args += ["--trainer.accelerator", "cpu"]  # 'auto' would take a GPU Ray did not assign
     setup = TrialSetup(
         tune_dir=str(tune_dir),
         base_config=str(base_config),
-        cli_overrides=("--data.data_paths", json.dumps(data_paths) if len(data_paths) > 1 else data_paths[0]),
+        cli_overrides=("--data.data_paths", json.dumps(data_paths) if len(data_paths) > 1 else data_paths[0],
+                       *device_args),
         logger_template=tuple(template),
         perturbation_interval=settings.perturbation_interval,
         max_epochs=settings.max_epochs,
@@ -855,12 +871,12 @@ def run_population_based_training(
         raise RuntimeError(f"no trial reported a result; see the trial logs under {tune_dir / 'ray'}"
                            + (f" (first error: {errors[0]})" if errors else "."))
     best, value, final = select_best_trial(history.rows, settings.metric, settings.mode)
-    outcome = TuneOutcome(tune_dir, history.rows, best, value, tune_dir / best, final)
-    _write_summary(outcome, settings, len(errors))
+    outcome = TuneOutcome(tune_dir, history.rows, best, value, tune_dir / best, final, [str(e) for e in errors])
+    _write_summary(outcome, settings)
     return outcome
 
 
-def _write_summary(outcome: TuneOutcome, settings: TuneSettings, n_errors: int) -> None:
+def _write_summary(outcome: TuneOutcome, settings: TuneSettings) -> None:
     from lfads.cli import find_checkpoint
 
     try:
@@ -876,7 +892,7 @@ def _write_summary(outcome: TuneOutcome, settings: TuneSettings, n_errors: int) 
         "best_checkpoint": best_ckpt,
         "final": outcome.final,
         "exploits": sum(1 for r in outcome.history if r["exploited_from"]),
-        "failed_trials": n_errors,
+        "failed_trials": outcome.failed,
     }
     tmp = outcome.tune_dir / (SUMMARY_FILE + ".tmp")
     tmp.write_text(json.dumps(summary, indent=2))
@@ -889,6 +905,8 @@ def format_summary(outcome: TuneOutcome, metric: str) -> str:
     for trial, value in outcome.final.items():
         lines.append(f"  {trial:<12} {value: .5f}{'   <- best' if trial == outcome.best_trial else ''}")
     exploits = sum(1 for r in outcome.history if r["exploited_from"])
+    if outcome.failed:
+        lines.append(f"{len(outcome.failed)} trial(s) failed; see {outcome.tune_dir / 'ray'} (first: {outcome.failed[0]})")
     lines += [f"Exploits: {exploits}; history: {outcome.tune_dir / HISTORY_FILE}",
               f"Best trial: {outcome.best_trial} ({metric} = {outcome.best_value:.5f})",
               f"Best run directory: {outcome.best_run_dir}",
@@ -904,7 +922,7 @@ def _split_tune_argv(argv: Sequence[str]) -> tuple[list[str], dict, list[str]]:
     while i < len(args):
         arg = args[i]
         key, eq, value = arg.partition("=")
-        if key in ("--config", "--tune.") or key.startswith("--tune."):
+        if key == "--config" or key.startswith("--tune."):
             if not eq:
                 if i + 1 >= len(args):
                     raise SystemExit(f"lfads tune: {arg} needs a value.")
@@ -948,5 +966,7 @@ def tune_command(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(tune_command(sys.argv[1:]))
+if __name__ == "__main__":  # python -m lfads.tune: run the importable module's command (trials pickle by reference)
+    from lfads.tune import tune_command as _tune_command
+
+    sys.exit(_tune_command(sys.argv[1:]))

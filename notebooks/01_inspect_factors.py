@@ -172,7 +172,7 @@ save(fig, "lorenz_ic_embedding")
 
 # %%
 r2_lfads = rate_r2(out_valid["rates"], valid.truth)
-sigmas = [1.0, 2.0, 4.0, 6.0, 8.0]
+sigmas = [1.0, 2.0, 4.0, 8.0, 12.0, 16.0]
 best_sigma = max(sigmas, key=lambda s: rate_r2(smooth_spikes(train.recon_data, s), train.truth))
 r2_smooth = rate_r2(smooth_spikes(valid.recon_data, best_sigma), valid.truth)
 print(f"rate R2 (validation): LFADS {r2_lfads:.3f}; spike smoothing (sigma = {best_sigma:g} bins) {r2_smooth:.3f}")

@@ -128,12 +128,20 @@ save(fig, "reach_ic_embedding")
 
 # %%
 ev = data[EVAL_SPLIT]
-fig = viz.plot_raster_and_rates(ev.recon_data, out[EVAL_SPLIT]["rates"], trials=[0, 1], bin_size=bin_size)
+centre0 = window_start + bin_size / 2  # centre of bin 0, relative to movement onset
+fig = viz.plot_raster_and_rates(ev.recon_data, out[EVAL_SPLIT]["rates"], trials=[0, 1], bin_size=bin_size,
+                                start_time=centre0)
+for a in fig.axes:
+    if a.get_xlabel():
+        a.set_xlabel("time from movement onset (s)")
 save(fig, "reach_raster_rates")
 all_rates = np.concatenate([out[s]["rates"] for s in splits])
 all_counts = np.concatenate([data[s].recon_data for s in splits])
 fig = viz.plot_psths(all_rates, all_counts, all_conditions, neurons=[0, n_in], bin_size=bin_size, smooth_sigma=1.0,
-                     cmap="hsv")
+                     start_time=centre0, cmap="hsv")
+for a in fig.axes:
+    a.set_xlabel("time from movement onset (s)")
+    a.axvline(0.0, color="0.5", lw=0.8, ls="--")
 save(fig, "reach_psths")
 print(f"PSTH R2 of the rates against the spikes' PSTHs (all trials): "
       f"held-in {psth_r2(all_rates[..., :n_in], all_counts[..., :n_in], all_conditions):.3f}, "
@@ -176,7 +184,7 @@ for name, score in scores.items():
 # trial, coloured by reach direction.
 
 # %%
-t = window_start + (np.arange(T) + 0.5) * bin_size
+t = centre0 + np.arange(T) * bin_size
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained")
 for k, comp in enumerate("xy"):
     axes[k].plot(t, vel_eval[0, :, k], color="k", lw=2, label="true")

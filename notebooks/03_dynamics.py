@@ -115,18 +115,18 @@ if len(fps):
               f"{lam_max[i]:.4f} (time constant {tau_ms[i]:.0f} ms), merged from {fps.count[i]} starts")
 
 # %% [markdown]
-# The points on the principal components of the trajectories (stable: filled circles, saddles: crosses,
-# unstable: open circles), with each unstable mode drawn through its point. How close is each point to
-# the states the generator actually visits?
+# The points on the principal components of the trajectories (colour: stability class; circles: fixed
+# points, squares: slow points), with each unstable mode drawn through its point. How close is each point
+# to the states the generator actually visits?
 
 # %%
 pca = compute_pca(gen_states, 3)
-fig = viz.plot_fixed_points(fps, gen_states, conditions=conditions, pca=pca)
-save(fig, "dynamics_fixed_points")
-fig = viz.plot_fixed_points(fps, gen_states, conditions=conditions, pca=pca, n_components=3)
-save(fig, "dynamics_fixed_points_3d")
 visited = gen_states.reshape(-1, gen_states.shape[-1])
-radius = float(np.sqrt(((visited - visited.mean(0)) ** 2).sum(1).mean()))
+radius = float(np.sqrt(((visited - visited.mean(0)) ** 2).sum(1).mean()))  # RMS distance from the centre
+fig = viz.plot_fixed_points(fps, gen_states, conditions=conditions, pca=pca, mode_scale=0.3 * radius)
+save(fig, "dynamics_fixed_points")
+fig = viz.plot_fixed_points(fps, gen_states, conditions=conditions, pca=pca, n_components=3, mode_scale=0.3 * radius)
+save(fig, "dynamics_fixed_points_3d")
 if len(fps):
     nearest = np.sqrt(((fps.states[:, None, :] - visited[None, ::7, :]) ** 2).sum(-1)).min(1)
     print("distance to the nearest visited state / RMS radius of the trajectories:",

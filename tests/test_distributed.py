@@ -51,6 +51,7 @@ class RecordRank(Callback):
 
     def on_train_end(self, trainer, pl_module):
         torch.save({
+            "train_metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")},
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,
             "train_batches": trainer.num_training_batches,
@@ -115,6 +116,12 @@ def test_smoothed_validation_cost_is_identical_on_all_ranks(ddp_run):
     assert smth0[1] == pytest.approx(a * recon[1] + (1 - a) * smth0[0], rel=1e-6)
     for name in VALID_METRICS:  # every validation metric is reduced to one value shared by the ranks
         assert [e["metrics"][name] for e in rank0["epochs"]] == [e["metrics"][name] for e in rank1["epochs"]]
+
+
+def test_training_metrics_are_averaged_over_both_processes(ddp_run):
+    _, _, (rank0, rank1) = ddp_run
+    assert {"train/loss", "train/recon", "train/kl_ic"} <= set(rank0["train_metrics"])
+    assert rank0["train_metrics"] == rank1["train_metrics"]
 
 
 def test_logged_validation_metrics_match_a_single_process_evaluation(ddp_run):

@@ -182,3 +182,18 @@ def test_load_run_reports_a_missing_run_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="No checkpoints"):
         load_run(tmp_path / "empty")
+
+
+def test_co_prior_tau_is_the_exponential_of_the_learned_log_timescale():
+    from types import SimpleNamespace
+
+    import torch
+
+    from lfads.modules.priors import AutoregressivePrior
+    from lfads.run import compute_co_prior_tau
+
+    prior = AutoregressivePrior(2, tau=3.0)
+    with torch.no_grad():
+        prior.log_tau[1] = np.log(7.5)
+    np.testing.assert_allclose(compute_co_prior_tau(SimpleNamespace(co_prior=prior)), [3.0, 7.5])
+    assert compute_co_prior_tau(SimpleNamespace(co_prior=None)).shape == (0,)

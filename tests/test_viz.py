@@ -63,8 +63,9 @@ def test_raster_has_one_tick_per_nonzero_bin_and_rates_as_images(spikes_and_rate
 
 def test_raster_rejects_rates_of_another_shape(spikes_and_rates):
     spikes, rates, _, _ = spikes_and_rates
-    with pytest.raises(ValueError, match=r"rates has shape \(6, 19, 5\) but spikes has shape \(6, 20, 5\)"):
+    with pytest.raises(LFADSDataError, match=r"rates has shape \(6, 19, 5\) but spikes has shape \(6, 20, 5\)"):
         viz.plot_raster_and_rates(spikes, rates[:, :19])
+    assert issubclass(LFADSDataError, ValueError)
     with pytest.raises(ValueError, match="spikes must be"):
         viz.plot_raster_and_rates(spikes[0], rates[0])
     with pytest.raises(ValueError, match=r"trials holds \[6\], out of range for 6 trials"):
@@ -99,9 +100,12 @@ def test_psth_subset_of_conditions_and_smoothing():
     rates = np.ones((4, 30, 2))
     spikes = np.zeros((4, 30, 2))
     spikes[:, 15, 0] = 1.0  # one spike per trial in the middle bin
-    fig = viz.plot_psths(rates, spikes, np.array([5, 5, 7, 7]), neurons=[0], show_conditions=[7], smooth_sigma=2.0)
+    fig = viz.plot_psths(rates, spikes, np.array([5, 5, 7, 7]), neurons=[0], show_conditions=[7], smooth_sigma=2.0,
+                         start_time=-10)
     ax = fig.axes[0]
     assert len(ax.lines) == 2
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), np.arange(-10, 20))  # bins from start_time
+    assert ax.get_xlabel() == "time (bins)" and ax.get_ylabel() == "rate (spikes / bin)"
     data = ax.lines[1].get_ydata()
     kernel = np.exp(-0.5 * (np.arange(-8, 9) / 2.0) ** 2)
     np.testing.assert_allclose(data[7:24], kernel / kernel.sum(), atol=1e-12)  # a normalized Gaussian bump
@@ -297,62 +301,80 @@ def test_training_curves_name_missing_columns(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- dynamics
-def test_eigenvalues_on_the_unit_circle_by_stability_class():
+def test_eigenvalues_on_the_unit_circle_coloured_by_stability_class():
     lam = np.array([[0.5 + 0.5j, 0.5 - 0.5j, 0.2], [1.2, 0.9j, -0.9j], [1.5, -1.1, 2.0]])
-    fig = viz.plot_eigenvalues(lam, ["stable", "saddle", "unstable"])
+    fig = viz.plot_eigenvalues(lam)  # classes from the eigenvalues: stable, saddle, unstable
     ax = fig.axes[0]
     circle = ax.lines[0]
     np.testing.assert_allclose(np.hypot(circle.get_xdata(), circle.get_ydata()), 1.0)
-    stable, saddle, unstable = scatters(ax)
-    np.testing.assert_allclose(stable.get_offsets(), np.c_[lam[0].real, lam[0].imag])
-    assert len(saddle.get_offsets()) == 3 and len(unstable.get_offsets()) == 3
-    assert ax.get_xlabel() == "Re $\\lambda$" and ax.get_ylabel() == "Im $\\lambda$"
+    per_point = scatters(ax)
+    assert len(per_point) == 3
+    np.testing.assert_allclose(per_point[0].get_offsets(), np.c_[lam[0].real, lam[0].imag])
+    colors = [tuple(p.get_facecolors()[0].round(4)) for p in per_point]
+    assert len(set(colors)) == 3  # three classes, three colours
+    legend = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {"stable", "saddle", "unstable"} <= legend
+    assert ax.get_xlabel() == "Re λ" and ax.get_ylabel() == "Im λ"
+    two = viz.plot_eigenvalues(lam, ["stable", "stable", "stable"], points=[0, 2])
+    assert len(scatters(two.axes[0])) == 2
     with pytest.raises(ValueError, match=r"stability has shape \(2,\) but there are 3 points"):
         viz.plot_eigenvalues(lam, ["stable", "saddle"])
     with pytest.raises(ValueError, match=r"stability holds \['wobbly'\]"):
         viz.plot_eigenvalues(lam, ["stable", "saddle", "wobbly"])
 
 
-def fake_fixed_points():
-    """Two points in 4-D: a stable one and a saddle with a real unstable mode along e0 and a complex pair."""
-    states = np.array([[0.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]])
-    eig = np.array([[0.5, 0.4, 0.3, 0.2], [1.3, 1.1 + 0.2j, 1.1 - 0.2j, 0.5]])
-    vec = np.zeros((2, 4, 4), dtype=complex)
-    vec[:, :, :] = np.eye(4)
-    vec[1, :, 1] = np.array([0, 1, 1j, 0]) / np.sqrt(2)
-    vec[1, :, 2] = np.array([0, 1, -1j, 0]) / np.sqrt(2)
-    return SimpleNamespace(states=states, stability=np.array(["stable", "saddle"]), eigenvalues=eig,
-                           right_eigenvectors=vec)
+@pytest.fixture(scope="module")
+def cubic_fixed_points():
+    """Fixed points of h0 -> h0 + (h0 - h0^3) / 2, h_j -> h_j / 2 (j > 0): stable at h0 = +-1 (lambda 0 and 1/2),
+    a saddle at 0 whose one unstable mode (lambda = 3/2) is e0."""
+    import torch
+
+    from lfads.analysis.fixed_points import find_fixed_points
+
+    def step(u, h):
+        return torch.cat([h[:, :1] + 0.5 * (h[:, :1] - h[:, :1] ** 3), 0.5 * h[:, 1:]], 1)
+
+    init = np.array([[-1.2, 0.3, 0.1], [-0.1, 0.2, -0.2], [0.05, -0.1, 0.3], [0.9, 0.1, 0.1], [1.3, -0.2, 0.0]])
+    fps = find_fixed_points(step, init, hidden_size=3, input_size=0)
+    assert sorted(fps.stability.tolist()) == ["saddle", "stable", "stable"]
+    return fps
 
 
-def test_fixed_points_over_trajectories_with_unstable_modes():
-    fps = fake_fixed_points()
+def test_fixed_points_over_trajectories_with_the_unstable_mode(cubic_fixed_points):
+    fps = cubic_fixed_points
     rng = np.random.default_rng(0)
-    traj = rng.normal(size=(3, 30, 4)) * np.array([3.0, 2.0, 0.1, 0.1])
-    fig = viz.plot_fixed_points(fps, traj, conditions=np.array([0, 1, 2]), mode_length=0.5)
+    traj = rng.normal(size=(3, 30, 3)) * np.array([1.0, 0.5, 0.05])
+    fig = viz.plot_fixed_points(fps, traj, conditions=np.array([0, 1, 2]), mode_scale=0.3)
     ax = fig.axes[0]
-    # 3 trajectories + 2 unstable modes of the saddle (the complex pair drawn once)
-    assert len(ax.lines) == 5
-    stable, saddle = scatters(ax)
+    # 3 trajectories + 1 unstable mode (of the saddle)
+    assert len(ax.lines) == 4
+    assert len({ln.get_color() for ln in ax.lines[:3]}) == 3  # coloured by condition
     pca = compute_pca(traj, 2)
-    np.testing.assert_allclose(saddle.get_offsets()[0], pca.transform(fps.states[1]))
-    mode = ax.lines[3]
-    seg = np.c_[mode.get_xdata(), mode.get_ydata()]
-    np.testing.assert_allclose(seg.mean(0), pca.transform(fps.states[1]))
-    np.testing.assert_allclose(np.linalg.norm(seg[1] - seg[0]), 1.0)
-    direction = pca.transform_directions(np.eye(4)[0])
-    np.testing.assert_allclose(abs(np.dot((seg[1] - seg[0]), direction) / np.linalg.norm(direction)), 1.0)
-    assert "unstable mode" in [t.get_text() for t in ax.get_legend().get_texts()]
+    points = np.concatenate([p.get_offsets() for p in scatters(ax)])
+    expected = pca.transform(fps.states)
+    assert len(points) == 3
+    for e in expected:
+        assert np.min(np.linalg.norm(points - e, axis=1)) < 1e-9
+    seg = np.c_[ax.lines[3].get_xdata(), ax.lines[3].get_ydata()]
+    saddle = fps.states[fps.stability == "saddle"][0]
+    np.testing.assert_allclose(seg.mean(0), pca.transform(saddle), atol=1e-9)
+    # the segment is saddle +- 0.3 e0 (the unstable eigenvector), projected; its sign is arbitrary
+    target = 0.6 * pca.transform_directions(np.eye(3)[0])
+    delta = seg[1] - seg[0]
+    assert np.allclose(delta, target, atol=1e-6) or np.allclose(delta, -target, atol=1e-6)
+    assert ax.get_xlabel().startswith("PC1")
 
 
-def test_fixed_points_without_trajectories_and_bad_inputs():
-    fps = fake_fixed_points()
+def test_fixed_points_without_trajectories_and_bad_inputs(cubic_fixed_points):
+    fps = cubic_fixed_points
     fig = viz.plot_fixed_points(fps, show_unstable_modes=False)
-    assert len(scatters(fig.axes[0])) == 2 and not fig.axes[0].lines
-    with pytest.raises(ValueError, match="trajectories have 3 units but fixed_points.states have 4"):
-        viz.plot_fixed_points(fps, np.zeros((2, 5, 3)))
-    with pytest.raises(ValueError, match="fixed_points has no 'eigenvalues'"):
-        viz.plot_fixed_points(SimpleNamespace(states=fps.states, stability=fps.stability))
+    assert len(scatters(fig.axes[0])) >= 2 and not fig.axes[0].lines
+    with pytest.raises(ValueError, match="trajectories have 2 units but fixed_points.states have 3"):
+        viz.plot_fixed_points(fps, np.zeros((2, 5, 2)))
+    with pytest.raises(ValueError, match="fixed_points has no 'kind'"):
+        viz.plot_fixed_points(SimpleNamespace(states=fps.states, stability=fps.stability, eigenvalues=fps.eigenvalues))
+    with pytest.raises(ValueError, match="pca was fitted to states of size 2 but states have size 3"):
+        viz.plot_fixed_points(fps, pca=compute_pca(np.random.default_rng(0).normal(size=(10, 2)), 2))
 
 
 def test_jslds_error_mean_and_standard_error_band():

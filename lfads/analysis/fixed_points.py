@@ -8,24 +8,22 @@ solve :math:`F(h, u^*) = h`. They are found as minima of the speed
     q(h) = \\tfrac12 \\|r(h)\\|^2,\\quad r(h) = F(h, u^*) - h,\\quad
     \\nabla q = J^T r,\\quad J = \\partial F / \\partial h - I,
 
-from many initial states at once (rows of a batch), in float64, in three phases:
+from many initial states at once (rows of a batch), in float64, in two phases:
 
 1. **Adam** on :math:`q` for ``adam_steps`` steps (a short first-order phase that moves
-   noisy initial states off steep regions; the gradient is the closed-form
-   :math:`J^T r` for GRUs, no Jacobian is formed).
+   noisy initial states off steep regions; for GRUs the gradient is the closed-form
+   :math:`J^T r`, no Jacobian is formed).
 2. **Levenberg-Marquardt** (damped Gauss-Newton) with one damping :math:`\\mu` per point:
-   solve :math:`(J^T J + \\mu I)\\,\\Delta = -J^T r` (batched ``torch.linalg.solve``), accept
-   the step where :math:`q` decreases, and update :math:`\\mu` from the ratio of actual to
-   predicted decrease (Nielsen's rule). Near a fixed point this is Newton's method and
-   converges quadratically; points leave the active batch once :math:`q <` ``fixed_tol``
-   (after ``polish_steps`` further steps) or once they stall: :math:`q` decreased by less than a
-   fraction ``stall_rtol`` over ``stall_window`` iterations, :math:`\\mu` exceeded its cap, or
-   ``max_iter`` was reached.
-3. **Newton on q** for the stalled points, with the exact Hessian
-   :math:`\\nabla^2 q = J^T J + \\sum_i r_i \\nabla^2 F_i` (``torch.func``), regularised by
-   shifting its eigenvalues to be positive, for up to ``max_newton_iter`` iterations.
-   Gauss-Newton alone converges slowly to minima with :math:`q > 0`, where :math:`J` is
-   singular; the exact Hessian restores quadratic convergence and certifies the minimum.
+   solve :math:`(J^T J + \\mu I)\\,\\Delta = -J^T r` (batched Cholesky), accept the step where
+   :math:`q` decreases, and update :math:`\\mu` from the ratio :math:`\\rho` of actual to
+   predicted decrease (Nielsen's rule: :math:`\\mu \\leftarrow \\mu \\max(1/3, 1 - (2\\rho - 1)^3)`
+   on success, :math:`\\mu \\leftarrow \\mu \\nu,\\ \\nu \\leftarrow 2\\nu` on failure). Near a regular
+   fixed point this is Newton's method and converges quadratically. Points leave the active
+   batch (so later iterations cost less) once :math:`q <` ``fixed_tol`` and ``polish_steps``
+   further steps are done, once :math:`\\|\\nabla q\\| <` ``grad_tol`` (then the exact Hessian of
+   :math:`q`, :math:`J^T J + \\sum_i r_i \\nabla^2 F_i`, in closed form for GRUs, decides whether
+   the point is a local minimum, and two exact Newton steps polish it), once :math:`\\mu` exceeds
+   its cap, or after ``max_iter`` iterations.
 
 Each initial state ends as one *kind*:
 
@@ -186,8 +184,6 @@ class SpeedMinimization:
         ``(n,)`` second-order iterations (Levenberg-Marquardt plus Newton) spent on each point.
     kind : np.ndarray
         ``(n,)`` strings from :data:`KINDS`.
-    exact_hessian : np.ndarray
-        ``(n,)`` bool, points that switched from Gauss-Newton to the exact Hessian.
     adam_steps : int
         First-order steps taken (shared by all points).
     wall_time : float
@@ -200,7 +196,6 @@ class SpeedMinimization:
     grad_norm: np.ndarray
     iterations: np.ndarray
     kind: np.ndarray
-    exact_hessian: np.ndarray
     adam_steps: int
     wall_time: float
 
@@ -233,23 +228,12 @@ def _adam_phase(dyn: Dynamics, h: Tensor, u: Tensor, steps: int, lr: float, bar)
     return x.detach()
 
 
-def _system(dyn: Dynamics, h: Tensor, u: Tensor, newton: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(q, grad, A)`` at ``h`` ``(B, H)``: ``A`` is ``J^T J`` (Gauss-Newton rows) or the exact Hessian (``newton`` rows)."""
-    if not bool(newton.any()):
-        f, jac, _ = dyn.jacobians(h, u, wrt_input=False)
-        jac.diagonal(dim1=1, dim2=2).sub_(1.0)
-        r = f - h
-        return 0.5 * (r * r).sum(1), (jac.mT @ r.unsqueeze(2)).squeeze(2), jac.mT @ jac
-    if bool(newton.all()):
-        _, q, grad, hess = dyn.speed_hessian(h, u)
-        return q, grad, hess
-    q = h.new_empty(h.shape[0])
-    grad = torch.empty_like(h)
-    a = h.new_empty(h.shape[0], h.shape[1], h.shape[1])
-    for sel in (newton, ~newton):
-        rows = torch.nonzero(sel).squeeze(1)
-        q[rows], grad[rows], a[rows] = _system(dyn, h[rows], u[rows], newton[rows])
-    return q, grad, a
+def _gauss_newton_system(dyn: Dynamics, h: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(q, J^T r, J^T J)`` at ``h`` ``(B, H)`` with ``r = F(h, u) - h`` and ``J = dF/dh - I``."""
+    f, jac, _ = dyn.jacobians(h, u, wrt_input=False)
+    jac.diagonal(dim1=1, dim2=2).sub_(1.0)
+    r = f - h
+    return 0.5 * (r * r).sum(1), (jac.mT @ r.unsqueeze(2)).squeeze(2), jac.mT @ jac
 
 
 def _speed(dyn: Dynamics, h: Tensor, u: Tensor) -> Tensor:
@@ -258,15 +242,34 @@ def _speed(dyn: Dynamics, h: Tensor, u: Tensor) -> Tensor:
     return torch.where(torch.isfinite(q), q, torch.full_like(q, math.inf))
 
 
-def _is_local_minimum(dyn: Dynamics, h: Tensor, u: Tensor, hess_tol: float) -> Tensor:
-    """``(B,)`` bool: smallest eigenvalue of the exact Hessian of ``q`` >= ``-hess_tol * max(1, ||Hess||_2)``."""
-    _, _, _, hess = dyn.speed_hessian(h, u)
-    lam = torch.linalg.eigvalsh(hess)
-    scale = lam.abs().amax(1).clamp_min(1.0)
-    return lam[:, 0] >= -hess_tol * scale
+def _certify_slow_points(
+    dyn: Dynamics, h: Tensor, u: Tensor, hess_tol: float, newton_steps: int = 2
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Polish stationary points of ``q`` with exact Newton steps and test that they are local minima.
+
+    Each step solves :math:`\\nabla^2 q\\, \\Delta = -\\nabla q` and is kept only where it lowers ``q``;
+    a point is a minimum when the smallest eigenvalue of :math:`\\nabla^2 q` is at least
+    ``-hess_tol * max(1, ||Hess||_2)``. Returns ``(h, q, grad_norm, is_minimum)``.
+    """
+    h = h.clone()
+    for k in range(newton_steps + 1):
+        _, q, grad, hess = dyn.speed_hessian(h, u)
+        lam, vec = torch.linalg.eigh(hess)
+        scale = lam.abs().amax(1).clamp_min(1.0)
+        is_min = lam[:, 0] >= -hess_tol * scale
+        if k == newton_steps:
+            break
+        # Newton step in the eigenbasis, restricted to directions of clearly positive curvature
+        coef = (vec.mT @ grad.unsqueeze(2)).squeeze(2)
+        ok = lam > 1e-12 * scale.unsqueeze(1)
+        step = -(vec @ torch.where(ok, coef / torch.where(ok, lam, torch.ones_like(lam)), 0.0).unsqueeze(2)).squeeze(2)
+        q_new = _speed(dyn, h + step, u)
+        better = is_min & (q_new < q)
+        h = torch.where(better.unsqueeze(1), h + step, h)
+    return h, q, grad.norm(dim=1), is_min
 
 
-def _second_order_phase(
+def _levenberg_marquardt(
     dyn: Dynamics,
     h: Tensor,
     u: Tensor,
@@ -276,46 +279,40 @@ def _second_order_phase(
     hess_tol: float,
     max_iter: int,
     polish_steps: int,
-    switch_window: int,
-    gn_iter: int,
     bar,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Batched damped (Gauss-)Newton with per-point damping and an active set.
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Batched Levenberg-Marquardt with per-point damping and an active set.
 
-    Returns ``(h, q, grad_norm, iterations, status, newton)``; ``newton`` marks the points that
-    switched to the exact Hessian.
+    Returns ``(h, q, grad_norm, iterations, status)``.
     """
-    n, hidden = h.shape
+    n = h.shape[0]
     dev = h.device
     h = h.clone()
     status = torch.full((n,), _ACTIVE, dtype=torch.long, device=dev)
     iters = torch.zeros(n, dtype=torch.long, device=dev)
-    switched = torch.zeros(n, dtype=torch.bool, device=dev)
 
     idx = torch.arange(n, device=dev)
-    newton = torch.zeros(n, dtype=torch.bool, device=dev)
-    q_a, g_a, a0 = _system(dyn, h, u, newton)
+    q_a, g_a, a0 = _gauss_newton_system(dyn, h, u)
     q = q_a.clone()
     gnorm = g_a.norm(dim=1)
     bad = ~(torch.isfinite(q_a) & torch.isfinite(a0).flatten(1).all(1))
     status[bad] = _UNCONVERGED
     keep = ~bad
-    idx, q_a, g_a, a0, newton = idx[keep], q_a[keep], g_a[keep], a0[keep], newton[keep]
+    idx, q_a, g_a, a0 = idx[keep], q_a[keep], g_a[keep], a0[keep]
     diag_scale = a0.diagonal(dim1=1, dim2=2).amax(1).clamp_min(1e-12) if idx.numel() else q_a
     mu = _MU_INIT * diag_scale
     nu = torch.full_like(mu, 2.0)
-    q_start = q_a.clone()
-    streak = torch.zeros_like(idx)
     polish = torch.zeros_like(idx)
     tiny = torch.finfo(h.dtype).tiny
 
-    for it in range(max_iter):
+    for _ in range(max_iter):
         if idx.numel() == 0:
             break
         ha, ua = h[idx], u[idx]
-        a = a0.clone()
-        a.diagonal(dim1=1, dim2=2).add_(mu.unsqueeze(1))
-        chol, info = torch.linalg.cholesky_ex(a)
+        diag = a0.diagonal(dim1=1, dim2=2)
+        diag.add_(mu.unsqueeze(1))  # in place (and undone below) to avoid copying (B, H, H) per iteration
+        chol, info = torch.linalg.cholesky_ex(a0)
+        diag.sub_(mu.unsqueeze(1))
         pd = info == 0
         y = torch.linalg.solve_triangular(chol, -g_a.unsqueeze(2), upper=False)
         dx = torch.linalg.solve_triangular(chol.mT, y, upper=True).squeeze(2)
@@ -325,30 +322,17 @@ def _second_order_phase(
         pred = 0.5 * (dx * (mu.unsqueeze(1) * dx - g_a)).sum(1)
         rho = (q_a - q_new) / pred.clamp_min(tiny)
         accept = pd & (q_new < q_a) & torch.isfinite(dx).all(1)
-        # Nielsen's damping update; an indefinite Newton system counts as a rejection
+        # Nielsen's damping update (a numerically indefinite system counts as a rejection)
         factor = torch.clamp(1.0 - (2.0 * rho - 1.0) ** 3, min=1.0 / 3.0)
-        mu = torch.where(accept, mu * factor, torch.where(pd, mu * nu, torch.maximum(mu * nu, 1e-6 * a0.diagonal(dim1=1, dim2=2).abs().amax(1))))
+        mu = torch.where(accept, mu * factor, mu * nu)
         nu = torch.where(accept, torch.full_like(nu, 2.0), nu * 2.0)
         iters[idx] += 1
 
-        # Gauss-Newton points that stopped converging fast switch to the exact Hessian: q fell by less
-        # than half over `switch_window` consecutive accepted steps, or `gn_iter` iterations have passed
-        q_best = torch.minimum(q_new, q_a)
-        streak = torch.where(accept, streak + 1, torch.zeros_like(streak))
-        q_start = torch.where(accept, q_start, q_best)
-        switch = ~newton & (q_best >= fixed_tol)
-        switch &= ((streak >= switch_window) & (q_best > 0.5 * q_start)) | (iters[idx] >= gn_iter)
-        q_start = torch.where(streak >= switch_window, q_best, q_start)
-        streak = torch.where(streak >= switch_window, torch.zeros_like(streak), streak)
-        newton = newton | switch
-        update = accept | switch
-        if bool(update.any()):
-            rows = torch.nonzero(update).squeeze(1)
-            acc_rows = accept[rows]
-            h_rows = torch.where(acc_rows.unsqueeze(1), h_new[rows], ha[rows])
+        if bool(accept.any()):
+            rows = torch.nonzero(accept).squeeze(1)
+            h_rows = h_new[rows]
             h[idx[rows]] = h_rows
-            q_r, g_r, a_r = _system(dyn, h_rows, ua[rows], newton[rows])
-            q_a[rows], g_a[rows], a0[rows] = q_r, g_r, a_r
+            q_a[rows], g_a[rows], a0[rows] = _gauss_newton_system(dyn, h_rows, ua[rows])
         q[idx] = q_a
         gn_a = g_a.norm(dim=1)
         gnorm[idx] = gn_a
@@ -360,25 +344,23 @@ def _second_order_phase(
         stationary = ~reached & (gn_a < grad_tol)
         if bool(stationary.any()):
             rows = torch.nonzero(stationary).squeeze(1)
-            is_min = _is_local_minimum(dyn, h[idx[rows]], ua[rows], hess_tol)
-            status[idx[rows]] = torch.where(is_min, _SLOW, _UNCONVERGED)
+            pts = idx[rows]
+            h[pts], q[pts], gnorm[pts], is_min = _certify_slow_points(dyn, h[pts], ua[rows], hess_tol)
+            status[pts] = torch.where(is_min, torch.where(q[pts] < fixed_tol, _FIXED, _SLOW), _UNCONVERGED)
         blown = ~reached & ~stationary & (mu > _MU_CAP * diag_scale)
         status[idx[done_fixed]] = _FIXED
         status[idx[blown]] = _UNCONVERGED
         leave = done_fixed | stationary | blown
-        switched[idx] = newton
         if bool(leave.any()):
             stay = ~leave
-            idx, q_a, g_a, a0, newton = idx[stay], q_a[stay], g_a[stay], a0[stay], newton[stay]
-            mu, nu, q_start, streak = mu[stay], nu[stay], q_start[stay], streak[stay]
-            polish, diag_scale = polish[stay], diag_scale[stay]
+            idx, q_a, g_a, a0 = idx[stay], q_a[stay], g_a[stay], a0[stay]
+            mu, nu, polish, diag_scale = mu[stay], nu[stay], polish[stay], diag_scale[stay]
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(active=int(idx.numel()), newton=int(newton.sum()))
-    status[idx] = _UNCONVERGED
-    # polishing points that ran out of iterations still count if below the tolerance
-    status[idx[q[idx] < fixed_tol]] = _FIXED
-    return h, q, gnorm, iters, status, switched
+            bar.set_postfix(active=int(idx.numel()))
+    # points still active ran out of iterations; those polishing below the tolerance count as fixed
+    status[idx] = torch.where(q[idx] < fixed_tol, _FIXED, _UNCONVERGED)
+    return h, q, gnorm, iters, status
 
 
 def minimize_speed(
@@ -393,8 +375,6 @@ def minimize_speed(
     adam_lr: float = 1e-2,
     max_iter: int = 200,
     polish_steps: int = 2,
-    switch_window: int = 3,
-    gn_iter: int = 10,
     progress: bool = False,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
@@ -420,9 +400,6 @@ def minimize_speed(
         Cap on second-order iterations per point.
     polish_steps : int
         Extra iterations after :math:`q <` ``fixed_tol`` (each squares the error near a regular root).
-    switch_window, gn_iter : int
-        A point switches from Gauss-Newton to the exact Hessian when :math:`q` fell by less than
-        half over ``switch_window`` consecutive accepted steps, or after ``gn_iter`` iterations.
     progress : bool
         Show a tqdm progress bar.
     dtype, device
@@ -442,7 +419,7 @@ def minimize_speed(
     try:
         with torch.no_grad():
             h = _adam_phase(dyn, h0, u, adam_steps, adam_lr, bar)
-            h, q, gnorm, iters, status, switched = _second_order_phase(
+            h, q, gnorm, iters, status = _levenberg_marquardt(
                 dyn,
                 h,
                 u,
@@ -451,8 +428,6 @@ def minimize_speed(
                 hess_tol=hess_tol,
                 max_iter=max_iter,
                 polish_steps=polish_steps,
-                switch_window=switch_window,
-                gn_iter=gn_iter,
                 bar=bar,
             )
     finally:
@@ -466,7 +441,6 @@ def minimize_speed(
         grad_norm=gnorm.cpu().numpy(),
         iterations=iters.cpu().numpy(),
         kind=kind,
-        exact_hessian=switched.cpu().numpy(),
         adam_steps=int(adam_steps),
         wall_time=time.perf_counter() - start,
     )
@@ -803,8 +777,6 @@ def find_fixed_points(
     adam_lr: float = 1e-2,
     max_iter: int = 200,
     polish_steps: int = 2,
-    switch_window: int = 3,
-    gn_iter: int = 10,
     progress: bool = False,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
@@ -861,8 +833,6 @@ def find_fixed_points(
         adam_lr=adam_lr,
         max_iter=max_iter,
         polish_steps=polish_steps,
-        switch_window=switch_window,
-        gn_iter=gn_iter,
         progress=progress,
     )
     h0 = np.asarray(initial_states.detach().cpu() if isinstance(initial_states, Tensor) else initial_states, dtype=np.float64)

@@ -97,7 +97,7 @@ class JSLDS(nn.Module):
         shape = prev.shape
         flat_prev = prev.reshape(-1, shape[-1])
         e = self.expansion(flat_prev)
-        image, tangent = linearized_step(cell, e, flat_prev - e, inputs.reshape(-1, inputs.shape[-1]))
+        image, tangent = linearized_step(cell, e, flat_prev - e, inputs.reshape(flat_prev.shape[0], inputs.shape[-1]))
         approx = e + tangent
         return JSLDSOutput(e.view(shape), image.view(shape), approx.view(shape))
 

@@ -115,12 +115,13 @@ def _is_cyclic(cm: Colormap) -> bool:
     return cm.name in ("hsv", "twilight", "twilight_shifted")
 
 
-def time_values(n_time: int, bin_size: float | None, offset_bins: float = 0.0) -> tuple[np.ndarray, str]:
-    """Bin times ``(k - offset) * bin_size`` in seconds (or bin indices without ``bin_size``) and an axis label."""
-    k = np.arange(n_time) - offset_bins
+def time_values(n_time: int, bin_size: float | None, start_time: float = 0.0) -> tuple[np.ndarray, str]:
+    """Times of the bins, ``start_time + k * bin_size`` in seconds (``start_time + k`` in bins without ``bin_size``),
+    and an axis label."""
+    k = np.arange(n_time, dtype=np.float64)
     if bin_size is None:
-        return k.astype(np.float64), "time (bins)"
-    return k * float(bin_size), "time (s)"
+        return start_time + k, "time (bins)"
+    return start_time + k * float(bin_size), "time (s)"
 
 
 def rate_scale(bin_size: float | None) -> tuple[float, str]:

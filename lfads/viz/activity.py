@@ -39,6 +39,7 @@ def plot_raster_and_rates(
     truth: np.ndarray | None = None,
     neurons: Sequence[int] | None = None,
     bin_size: float | None = None,
+    start_time: float = 0.0,
     ax: Sequence[Axes] | np.ndarray | None = None,
 ) -> Figure:
     """Spike raster next to the inferred rates (and the true rates) of chosen trials.
@@ -61,6 +62,8 @@ def plot_raster_and_rates(
         Neurons to draw, top to bottom (all by default).
     bin_size : float, optional
         Bin width in seconds: time in s and rates in spikes/s (bins and counts per bin otherwise).
+    start_time : float
+        Time of bin 0 (s, or bins without ``bin_size``), e.g. the window start relative to an alignment event.
     ax : array of Axes, optional
         ``len(trials) x (2 or 3)`` axes to draw into (row by row); a new figure by default.
 
@@ -82,7 +85,7 @@ def plot_raster_and_rates(
     ncols = 2 if truth is None else 3
     fig, axes = make_axes(ax, trial_idx.size, ncols, figsize=(3.6 * ncols, 2.6 * trial_idx.size))
     scale, unit = rate_scale(bin_size)
-    t, t_label = time_values(spikes.shape[1], bin_size)
+    t, t_label = time_values(spikes.shape[1], bin_size, start_time)
     dt = t[1] - t[0] if t.size > 1 else 1.0
     extent = (t[0] - dt / 2, t[-1] + dt / 2, neuron_idx.size - 0.5, -0.5)
     for row, i in enumerate(trial_idx):
@@ -122,6 +125,7 @@ def plot_psths(
     show_conditions: Sequence | None = None,
     bin_size: float | None = None,
     smooth_sigma: float = 0.0,
+    start_time: float = 0.0,
     cmap: str | Colormap | None = None,
     ax: Axes | Sequence[Axes] | np.ndarray | None = None,
 ) -> Figure:
@@ -150,6 +154,8 @@ def plot_psths(
         Bin width in seconds (time in s, rates in spikes/s).
     smooth_sigma : float
         Gaussian smoothing of the data PSTH, in bins (0: none).
+    start_time : float
+        Time of bin 0 (s, or bins without ``bin_size``).
     cmap : str or Colormap, optional
         Condition colours (see :func:`lfads.viz._common.condition_colors`).
     ax : Axes or array of Axes, optional
@@ -177,7 +183,7 @@ def plot_psths(
     _, colors = condition_colors(labels, cmap)  # colours spread over the conditions drawn
     fig, axes = make_axes(ax, 1, neuron_idx.size, figsize=(3.8 * neuron_idx.size, 3.0))
     scale, unit = rate_scale(bin_size)
-    t, t_label = time_values(rates.shape[1], bin_size)
+    t, t_label = time_values(rates.shape[1], bin_size, start_time)
     data = smooth_spikes(spikes, smooth_sigma) if smooth_sigma > 0 else spikes
     for col, n in enumerate(neuron_idx):
         a = axes[0, col]

@@ -2,8 +2,9 @@
 
 For a map :math:`h_t = F(h_{t-1}, u)` linearised at a fixed point :math:`h^*`
 (:mod:`lfads.analysis.linearization`), mode :math:`k` grows when :math:`|\\lambda_k| > 1`, so the unit
-circle separates decaying from growing modes. Points are marked by stability class: ``stable`` (every
-:math:`|\\lambda| < 1`), ``saddle`` (some :math:`|\\lambda| > 1`) and ``unstable`` (all).
+circle separates decaying from growing modes. The fixed-point and spectrum drawings are those of
+:mod:`lfads.analysis.plots` (stability colours, fixed/slow markers, unstable-mode segments); the
+functions here add argument checks, condition-coloured trajectories and a returned Figure.
 """
 
 from __future__ import annotations
@@ -13,30 +14,35 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
+from lfads.analysis import plots as analysis_plots
+from lfads.analysis.linearization import STABILITY_CLASSES, classify_stability
 from lfads.analysis.projection import PCA, compute_pca
 from lfads.errors import LFADSDataError
 from lfads.viz._common import as_array, check_indices, make_axes, time_values
-from lfads.viz.latents import _check_pca, _pc_labels, plot_trajectories
+from lfads.viz.latents import _check_pca, plot_trajectories
 
-__all__ = ["STABILITY_STYLES", "plot_eigenvalues", "plot_fixed_points", "plot_jslds_error"]
+__all__ = ["plot_eigenvalues", "plot_fixed_points", "plot_jslds_error"]
 
-STABILITY_STYLES: dict[str, dict[str, Any]] = {
-    "stable": {"marker": "o", "facecolors": "k", "edgecolors": "k", "color": "k"},
-    "saddle": {"marker": "X", "facecolors": "C1", "edgecolors": "k", "color": "C1"},
-    "unstable": {"marker": "o", "facecolors": "none", "edgecolors": "C3", "color": "C3"},
-}
-"""Marker style of each stability class (``color`` is the class colour used for eigenvalues)."""
+
+class _Spectra:
+    """Eigenvalues and stability classes in the form :func:`lfads.analysis.plots.plot_eigenvalue_spectra` reads."""
+
+    def __init__(self, eigenvalues: np.ndarray, stability: np.ndarray) -> None:
+        self.eigenvalues = eigenvalues
+        self.stability = stability
+
+    def __len__(self) -> int:
+        return int(self.eigenvalues.shape[0])
 
 
 def _stability_array(stability: Any, n: int, name: str) -> np.ndarray:
     arr = np.asarray(stability).astype(str)
     if arr.shape != (n,):
         raise LFADSDataError(f"{name} has shape {arr.shape} but there are {n} points; give one class per point.")
-    unknown = sorted(set(arr.tolist()) - set(STABILITY_STYLES))
+    unknown = sorted(set(arr.tolist()) - set(STABILITY_CLASSES))
     if unknown:
-        raise LFADSDataError(f"{name} holds {unknown}; the classes are {list(STABILITY_STYLES)}.")
+        raise LFADSDataError(f"{name} holds {unknown}; the classes are {list(STABILITY_CLASSES)}.")
     return arr
 
 
@@ -49,13 +55,17 @@ def plot_eigenvalues(
 ) -> Figure:
     """Eigenvalues :math:`\\lambda` of linearisations in the complex plane, with the unit circle.
 
+    Drawn by :func:`lfads.analysis.plots.plot_eigenvalue_spectra`: one scatter per point, coloured by its
+    stability class (stable: every :math:`|\\lambda| < 1`; saddle: some; unstable: all :math:`> 1`).
+
     Parameters
     ----------
     eigenvalues : np.ndarray or FixedPoints
         ``(points, H)`` (or ``(H,)``) complex eigenvalues, or a
-        :class:`lfads.analysis.fixed_points.FixedPoints` (its ``eigenvalues`` and ``stability`` are used).
+        :class:`lfads.analysis.fixed_points.FixedPoints` (its ``eigenvalues`` and ``stability``).
     stability : sequence of str, optional
-        ``(points,)`` class per point (colours: stable black, saddle orange, unstable red).
+        ``(points,)`` class per point; classified from the eigenvalues
+        (:func:`lfads.analysis.linearization.classify_stability`) when not given.
     points : sequence of int, optional
         Points to draw (all by default).
     ax : Axes, optional
@@ -68,31 +78,13 @@ def plot_eigenvalues(
         if stability is None:
             stability = getattr(eigenvalues, "stability", None)
         eigenvalues = eigenvalues.eigenvalues
-    lam = as_array(eigenvalues, "eigenvalues", (1, 2), "(points, H) or (H,) complex")
+    lam = as_array(eigenvalues, "eigenvalues", (1, 2), "(points, H) or (H,) complex").astype(np.complex128)
     if lam.ndim == 1:
         lam = lam[None]
+    stab = classify_stability(lam)[0] if stability is None else _stability_array(stability, lam.shape[0], "stability")
     sel = check_indices(points, lam.shape[0], "points", "point")
-    fig, axes = make_axes(ax, 1, 1, figsize=(4.2, 4.0))
-    a = axes[0, 0]
-    theta = np.linspace(0.0, 2.0 * np.pi, 361)
-    a.plot(np.cos(theta), np.sin(theta), color="0.5", lw=0.8, ls="--")
-    if stability is None:
-        vals = lam[sel].ravel()
-        a.scatter(vals.real, vals.imag, s=14, color="C0", alpha=0.8, edgecolors="none")
-    else:
-        stab = _stability_array(stability, lam.shape[0], "stability")[sel]
-        for cls, style in STABILITY_STYLES.items():
-            mask = stab == cls
-            if mask.any():
-                vals = lam[sel][mask].ravel()
-                a.scatter(vals.real, vals.imag, s=14, color=style["color"], alpha=0.8, edgecolors="none",
-                          label=f"{cls} ({int(mask.sum())} pt)")
-        a.legend(fontsize="small", frameon=False)
-    a.set_aspect("equal", adjustable="datalim")
-    a.axhline(0.0, color="0.8", lw=0.5)
-    a.axvline(0.0, color="0.8", lw=0.5)
-    a.set_xlabel("Re $\\lambda$")
-    a.set_ylabel("Im $\\lambda$")
+    fig, axes = make_axes(ax, 1, 1, figsize=(4.4, 4.2))
+    analysis_plots.plot_eigenvalue_spectra(_Spectra(lam, stab), indices=[int(i) for i in sel], ax=axes[0, 0])
     return fig
 
 
@@ -105,22 +97,22 @@ def plot_fixed_points(
     n_components: int = 2,
     trials: Sequence[int] | None = None,
     show_unstable_modes: bool = True,
-    mode_length: float | None = None,
+    mode_scale: float = 0.25,
     ax: Axes | None = None,
 ) -> Figure:
-    """Fixed points over state trajectories on their principal components, marked by stability.
+    """Fixed points over state trajectories on the trajectories' principal components.
 
-    Each unstable mode (:math:`|\\lambda_k| > 1`, one per complex-conjugate pair) is drawn as a segment
-    through its point along the projection of :math:`\\mathrm{Re}\\, v_k` (the right eigenvector), of half
-    length ``mode_length`` (default 10% of the largest extent of the drawn states).
+    Trajectories are drawn by :func:`lfads.viz.plot_trajectories` (coloured by condition), the points by
+    :func:`lfads.analysis.plots.plot_fixed_points`: colour by stability class, circles for fixed and
+    squares for slow points, and each unstable mode :math:`v_k` (:math:`|\\lambda_k| > 1`, real part, unit
+    norm) as the segment :math:`h^* \\pm s\\, v_k` projected, :math:`s` = ``mode_scale``.
 
     Parameters
     ----------
-    fixed_points : FixedPoints
-        :class:`lfads.analysis.fixed_points.FixedPoints` (``states`` ``(N, H)``, ``stability``,
-        ``eigenvalues``, ``right_eigenvectors``).
+    fixed_points : lfads.analysis.fixed_points.FixedPoints
+        From :func:`lfads.analysis.fixed_points.find_fixed_points`.
     trajectories : np.ndarray, optional
-        ``(trials, time, H)`` states (e.g. generator states) drawn as thin lines.
+        ``(trials, time, H)`` states, e.g. generator states.
     conditions : np.ndarray, optional
         ``(trials,)`` labels colouring the trajectories.
     pca : lfads.analysis.projection.PCA, optional
@@ -128,23 +120,26 @@ def plot_fixed_points(
     n_components : int
         2 or 3.
     trials : sequence of int, optional
-        Trajectories to draw.
+        Trajectories to draw (all by default).
     show_unstable_modes : bool
         Draw the unstable eigenvectors.
-    mode_length : float, optional
-        Half length of the eigenvector segments in PC units.
+    mode_scale : float
+        Half length :math:`s` of the mode segments, in state units.
     ax : Axes, optional
+        Where to draw (3-D for ``n_components=3``); a new figure by default.
 
     Returns
     -------
     Figure
     """
-    for attr in ("states", "stability", "eigenvalues", "right_eigenvectors"):
+    for attr in ("states", "stability", "eigenvalues", "kind", "n_unstable", "unstable_modes"):
         if not hasattr(fixed_points, attr):
             raise LFADSDataError(f"fixed_points has no '{attr}'; pass a lfads.analysis.fixed_points.FixedPoints.")
     states = as_array(fixed_points.states, "fixed_points.states", 2, "(points, H)")
     n_points, hidden = states.shape
-    stab = _stability_array(fixed_points.stability, n_points, "fixed_points.stability")
+    _stability_array(fixed_points.stability, n_points, "fixed_points.stability")
+    if n_components not in (2, 3):
+        raise LFADSDataError(f"n_components must be 2 or 3; got {n_components}.")
     traj = None
     if trajectories is not None:
         traj = as_array(trajectories, "trajectories", 3, "(trials, time, H)")
@@ -152,50 +147,24 @@ def plot_fixed_points(
             raise LFADSDataError(f"trajectories have {traj.shape[2]} units but fixed_points.states have {hidden}; "
                                  "both must live in the same state space.")
     if pca is None:
-        source = traj if traj is not None else states
         if traj is None and n_points < 2:
-            raise LFADSDataError("with one fixed point and no trajectories there is nothing to fit a projection to; "
-                                 "pass trajectories or pca.")
-        pca = compute_pca(source, n_components)
+            raise LFADSDataError("with fewer than two fixed points and no trajectories there is nothing to fit a "
+                                 "projection to; pass trajectories or pca.")
+        pca = compute_pca(traj if traj is not None else states, n_components)
     _check_pca(pca, hidden, n_components, "pca")
     if traj is not None:
         fig = plot_trajectories(traj, conditions, n_components=n_components, pca=pca, trials=trials, events={},
                                 alpha=0.35, linewidth=0.8, ax=ax)
-        a = fig.axes[0] if ax is None else ax
+        axis = fig.axes[0] if ax is None else ax
     else:
         if ax is None:
             fig, axes = make_axes(None, 1, 1, figsize=(5.0, 4.4),
                                   **({"projection": "3d"} if n_components == 3 else {}))
-            a = axes[0, 0]
+            axis = axes[0, 0]
         else:
-            a, fig = ax, ax.figure
-        _pc_labels(a, pca, n_components)
-    proj = pca.transform(states)[:, :n_components]
-    if mode_length is None:
-        drawn = pca.transform(traj)[..., :n_components].reshape(-1, n_components) if traj is not None else proj
-        extent = float(np.max(np.ptp(drawn, axis=0))) if drawn.shape[0] > 1 else 1.0
-        mode_length = 0.1 * (extent if extent > 0 else 1.0)
-    for cls, style in STABILITY_STYLES.items():
-        mask = stab == cls
-        if mask.any():
-            a.scatter(*proj[mask].T, marker=style["marker"], facecolors=style["facecolors"],
-                      edgecolors=style["edgecolors"], s=60, linewidths=1.2, zorder=4, label=f"{cls} ({int(mask.sum())})")
-    if show_unstable_modes:
-        lam = np.asarray(fixed_points.eigenvalues)
-        vec = np.asarray(fixed_points.right_eigenvectors)
-        for i in range(n_points):
-            for k in np.flatnonzero((np.abs(lam[i]) > 1.0) & (lam[i].imag >= 0)):
-                d = pca.transform_directions(np.real(vec[i][:, k]))[:n_components]
-                norm = np.linalg.norm(d)
-                if norm == 0:
-                    continue
-                d = d / norm * mode_length
-                seg = np.stack([proj[i] - d, proj[i] + d])
-                a.plot(*seg.T, color="C3", lw=2.0, zorder=3)
-    handles, _ = a.get_legend_handles_labels()
-    if show_unstable_modes:
-        handles.append(Line2D([], [], color="C3", lw=2.0, label="unstable mode"))
-    a.legend(handles=handles, fontsize="small", frameon=False)
+            axis, fig = ax, ax.figure
+    analysis_plots.plot_fixed_points(fixed_points, None, pca=pca, n_components=n_components, ax=axis,
+                                     mode_scale=mode_scale, show_unstable_modes=show_unstable_modes)
     return fig
 
 
