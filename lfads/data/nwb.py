@@ -366,7 +366,6 @@ def _bin_behavior(
     times_ns: np.ndarray, data: np.ndarray, window_starts_ns: np.ndarray, n_bins: int, bin_ns: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bin a sampled signal per trial; return ``(trials, n_bins, B)`` values and a ``(trials,)`` ok mask."""
-    n_trials = len(window_starts_ns)
     edges = window_starts_ns[:, None] + bin_ns * np.arange(n_bins + 1, dtype=np.int64)[None, :]
     step = int(np.median(np.diff(times_ns)))
     covered = (edges[:, 0] >= times_ns[0]) & (edges[:, -1] <= times_ns[-1] + step)
