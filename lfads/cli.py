@@ -56,8 +56,9 @@ def _build_cli_class():
 
         def after_fit(self) -> None:
             ckpt = next((c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+            log_dir = self.trainer.log_dir  # collective under DDP: every process must ask
             if self.trainer.is_global_zero:
-                print(f"\nRun directory: {self.trainer.log_dir}")
+                print(f"\nRun directory: {log_dir}")
                 if ckpt is not None and ckpt.best_model_path:
                     print(f"Best checkpoint ({ckpt.monitor} = {float(ckpt.best_model_score):.5f}): {ckpt.best_model_path}")
                     print(f"Next: lfads sample --ckpt {ckpt.best_model_path} --out <file.h5>")
@@ -188,7 +189,14 @@ def convert_command(argv: list[str]) -> int:
     return run(argv)
 
 
-SUBCOMMANDS = {"sample": sample_command, "convert": convert_command}
+def tune_command(argv: list[str]) -> int:
+    """``lfads tune``: population-based training on Ray Tune (see :mod:`lfads.tune`)."""
+    from lfads.tune import tune_command as run
+
+    return run(argv)
+
+
+SUBCOMMANDS = {"sample": sample_command, "convert": convert_command, "tune": tune_command}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -441,6 +441,12 @@ class LFADS(pl.LightningModule):
                 self.log(f"valid/{name}", torch.tensor(val, dtype=torch.float32, device=self.device), sync_dist=True)
         self._valid_cache = []
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["valid_recon_smoothed"] = self._valid_smoothed
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._valid_smoothed = checkpoint.get("valid_recon_smoothed")
+
     def configure_optimizers(self):
         hp = self.hparams
         opt = torch.optim.AdamW(

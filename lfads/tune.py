@@ -45,8 +45,8 @@ The ``tune:`` section of the config (removed before the rest goes to the Lightni
       num_cpus: null                # CPUs of the Ray instance started here (default: all)
       address: null                 # or the address of a running Ray cluster (results dir must be shared)
       search_space:
-        lr_init: {distribution: loguniform, low: 1.0e-4, high: 1.0e-2}
-        dropout_rate: {distribution: uniform, low: 0.0, high: 0.6}
+        lr_init: {distribution: loguniform, low: 1.0e-3, high: 1.0e-2}
+        dropout_rate: {distribution: uniform, low: 0.0, high: 0.3}
 
 Any ``tune`` key can be overridden on the command line as ``--tune.<key> VALUE`` (YAML value).
 Ray Tune is optional: ``pip install 'lfads[tune]'``.

@@ -209,7 +209,7 @@ def test_inputs_held_per_point_give_the_fixed_point_of_each_input():
     torch.manual_seed(3)
     cell = nn.GRUCell(2, 6)
     u = torch.tensor([[0.0, 0.0], [1.0, -0.5], [-1.0, 0.5]], dtype=DT).repeat_interleave(8, 0)
-    fps = find_fixed_points(cell, torch.randn(24, 6, dtype=DT) * 0.5, u)
+    fps = find_fixed_points(cell, torch.randn(24, 6, dtype=DT) * 0.5, u, progress=True)
     dyn = as_dynamics(cell)
     h, us = torch.tensor(fps.states), torch.tensor(fps.inputs)
     torch.testing.assert_close(dyn.step(h, us), h, atol=1e-10, rtol=0)
@@ -346,6 +346,10 @@ def test_projections_on_pca_and_on_given_weights(flipflop):
     np.testing.assert_allclose(np.abs(proj), np.abs(expected), atol=1e-8)  # components up to sign
     w = np.random.default_rng(0).normal(size=(4, 24))
     np.testing.assert_allclose(fps.project(w), fps.states @ w.T, atol=1e-12)
+    layer = nn.Linear(24, 4)  # factor weights straight from a module
+    np.testing.assert_allclose(
+        fps.project(layer.weight), fps.states @ layer.weight.detach().double().numpy().T, atol=1e-12
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ def _affine_system(seed: int = 0, n: int = 4, m: int = 2):
 
 def _readout(n: int, seed: int = 0) -> Readout:
     rng = np.random.default_rng(seed)
-    return Readout(rng.normal(size=(3, n)) * 0.3, rng.normal(size=3) * 0.1, rng.normal(size=(5, 3)) * 0.5, np.full(5, -1.0))
+    return Readout(
+        rng.normal(size=(3, n)) * 0.3, rng.normal(size=3) * 0.1, rng.normal(size=(5, 3)) * 0.5, np.full(5, -1.0)
+    )
 
 
 def test_jslds_is_exact_for_an_affine_map_in_every_mode():
@@ -45,7 +47,8 @@ def test_jslds_is_exact_for_an_affine_map_in_every_mode():
     net, _ = fit_expansion_point_network(f, torch.randn(50, 4, generator=g, dtype=DT), n_steps=20, **kw)
     arbitrary = torch.randn(7, 4, generator=g, dtype=DT)  # exact even around points that are not fixed
     for expansion in (fps, net, arbitrary):
-        res = simulate_jslds(f, h0, u, expansion, input_star=torch.tensor([0.3, -0.2], dtype=DT), readout=_readout(4), **kw)
+        u_star = torch.tensor([0.3, -0.2], dtype=DT)
+        res = simulate_jslds(f, h0, u, expansion, input_star=u_star, readout=_readout(4), **kw)
         assert res.one_step_error_total < 1e-13 and res.rollout_error_total < 1e-13
         assert max(res.errors.values()) < 1e-12
     # the reference is the nonlinear rollout itself
@@ -78,7 +81,9 @@ def test_expansion_network_learns_the_closed_form_minimiser_for_an_affine_map():
     beta = 0.5
     g = torch.Generator().manual_seed(5)
     states = torch.randn(2000, 3, generator=g, dtype=DT) * 0.5
-    net, losses = fit_expansion_point_network(f, states, beta=beta, n_steps=800, lr=1e-2, width=32, hidden_size=3, input_size=1)
+    net, losses = fit_expansion_point_network(
+        f, states, beta=beta, n_steps=800, lr=1e-2, width=32, hidden_size=3, input_size=1
+    )
     assert losses[-1] < 0.5 * losses[0]
     m = a - torch.eye(3, dtype=DT)
     x = states[:200]
@@ -123,6 +128,16 @@ def test_nearest_mode_switches_to_the_nearest_point_of_a_bistable_system():
     np.testing.assert_array_equal(res.one_step_expansion, stable.states[nearest])
     assert len(np.unique(res.one_step_index)) > 1
     assert res.one_step_error_total < 0.1
+
+
+def test_readout_maps_states_to_factors_and_exp_rates_from_module_weights():
+    fac, out = nn.Linear(4, 3, bias=False), nn.Linear(3, 5)
+    readout = Readout(fac.weight, None, out.weight, out.bias)
+    h = torch.randn(2, 6, 4, dtype=DT)
+    with torch.no_grad():
+        expected = torch.exp(out.double()(fac.double()(h)))
+    np.testing.assert_allclose(readout.rates(h), expected.numpy(), rtol=1e-12)
+    assert Readout(np.eye(4)).rates(h) is None
 
 
 def test_relative_errors_follow_their_definitions():

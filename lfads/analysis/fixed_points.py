@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from lfads.analysis.jacobians import Dynamics, GRUDynamics, as_dynamics, broadcast_inputs
 from lfads.analysis.linearization import classify_stability, compute_eigendecomposition
-from lfads.analysis.projection import PCA, compute_pca, project_states
+from lfads.analysis.projection import PCA, compute_pca, project_states, to_numpy
 from lfads.data.hdf5 import save_h5_atomic
 from lfads.errors import LFADSDataError
 
@@ -71,6 +71,7 @@ __all__ = [
     "sample_initial_states",
     "deduplicate_points",
     "find_distance_outliers",
+    "build_fixed_points",
 ]
 
 KINDS: tuple[str, ...] = ("fixed", "slow", "unconverged")
@@ -181,7 +182,7 @@ class SpeedMinimization:
     grad_norm : np.ndarray
         ``(n,)`` :math:`\\|J^T r\\|`.
     iterations : np.ndarray
-        ``(n,)`` second-order iterations (Levenberg-Marquardt plus Newton) spent on each point.
+        ``(n,)`` Levenberg-Marquardt iterations spent on each point.
     kind : np.ndarray
         ``(n,)`` strings from :data:`KINDS`.
     adam_steps : int
@@ -262,7 +263,8 @@ def _certify_slow_points(
         # Newton step in the eigenbasis, restricted to directions of clearly positive curvature
         coef = (vec.mT @ grad.unsqueeze(2)).squeeze(2)
         ok = lam > 1e-12 * scale.unsqueeze(1)
-        step = -(vec @ torch.where(ok, coef / torch.where(ok, lam, torch.ones_like(lam)), 0.0).unsqueeze(2)).squeeze(2)
+        coef = torch.where(ok, coef / torch.where(ok, lam, torch.ones_like(lam)), 0.0)
+        step = -(vec @ coef.unsqueeze(2)).squeeze(2)
         q_new = _speed(dyn, h + step, u)
         better = is_min & (q_new < q)
         h = torch.where(better.unsqueeze(1), h + step, h)
@@ -628,6 +630,11 @@ class FixedPoints:
         return np.abs(self.eigenvalues).max(axis=1)
 
     @property
+    def converged(self) -> np.ndarray:
+        """``(N,)`` bool: the point is a fixed point or a certified slow point."""
+        return self.kind != "unconverged"
+
+    @property
     def converged_fraction(self) -> float:
         """Fraction of initial states that ended as a fixed or certified slow point."""
         if self.candidate_kind.size == 0:
@@ -661,18 +668,35 @@ class FixedPoints:
         return self.select(self.kind == "slow")
 
     def unstable_modes(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Eigenvalues ``(k,)`` and unit right eigenvectors ``(H, k)`` with :math:`|\\lambda| > 1` at point ``index``."""
+        """Eigenvalues ``(k,)`` and unit right eigenvectors ``(H, k)`` of the modes with :math:`|\\lambda| > 1`.
+
+        Parameters
+        ----------
+        index : int
+            Which point.
+        """
         sel = np.abs(self.eigenvalues[index]) > 1.0
         return self.eigenvalues[index][sel], self.right_eigenvectors[index][:, sel]
 
     # -- projections ---------------------------------------------------------------------------------------------
     def project(self, basis: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
-        """Coordinates ``(N, k)`` of the points in a basis ``(k, H)``, e.g. factor weights (see :func:`project_states`)."""
+        """Coordinates ``(N, k)`` of the points in a basis ``(k, H)``, e.g. factor weights (:func:`project_states`)."""
         return project_states(self.states, basis, center)
 
     def project_pca(self, pca_or_trajectories: PCA | np.ndarray, n_components: int = 3) -> np.ndarray:
-        """Coordinates ``(N, k)`` on the principal components of trajectories (a :class:`PCA` or states ``(..., H)``)."""
-        pca = pca_or_trajectories if isinstance(pca_or_trajectories, PCA) else compute_pca(pca_or_trajectories, n_components)
+        """Coordinates ``(N, k)`` on the principal components of trajectories.
+
+        Parameters
+        ----------
+        pca_or_trajectories : PCA or np.ndarray
+            A fitted :class:`PCA`, or states ``(..., H)`` to fit one on.
+        n_components : int
+            ``k`` when fitting.
+        """
+        if isinstance(pca_or_trajectories, PCA):
+            pca = pca_or_trajectories
+        else:
+            pca = compute_pca(pca_or_trajectories, n_components)
         return pca.transform(self.states)
 
     # -- text ----------------------------------------------------------------------------------------------------
@@ -689,17 +713,23 @@ class FixedPoints:
             )
         by_kind = ", ".join(f"{k}: {int((self.kind == k).sum())}" for k in KINDS if (self.kind == k).any())
         by_stab = ", ".join(
-            f"{s}: {int((self.stability == s).sum())}" for s in ("stable", "saddle", "unstable") if (self.stability == s).any()
+            f"{s}: {int((self.stability == s).sum())}"
+            for s in ("stable", "saddle", "unstable")
+            if (self.stability == s).any()
         )
         lines.append(f"by kind: {by_kind or 'none'}; by stability: {by_stab or 'none'}")
-        header = f"{'#':>4} {'kind':<6} {'stability':<9} {'n_unst':>6} {'n_marg':>6} {'max|lam|':>9} {'q':>10} {'count':>6}"
+        header = (
+            f"{'#':>4} {'kind':<6} {'stability':<9} {'n_unst':>6} {'n_marg':>6} {'max|lam|':>9} {'q':>9} "
+            f"{'|grad q|':>9} {'iters':>5} {'count':>6}"
+        )
         lines.append(header)
         lines.append("-" * len(header))
         mx = self.max_abs_eigenvalue
         for i in range(min(len(self), max_rows)):
             lines.append(
                 f"{i:>4} {self.kind[i]:<6} {self.stability[i]:<9} {self.n_unstable[i]:>6d} {self.n_marginal[i]:>6d} "
-                f"{mx[i]:>9.5f} {self.q[i]:>10.2e} {self.count[i]:>6d}"
+                f"{mx[i]:>9.5f} {self.q[i]:>9.2e} {self.grad_norm[i]:>9.2e} {self.iterations[i]:>5d} "
+                f"{self.count[i]:>6d}"
             )
         if len(self) > max_rows:
             lines.append(f"... {len(self) - max_rows} more")
@@ -744,7 +774,9 @@ class FixedPoints:
                 if fd.name == "settings":
                     continue
                 if fd.name not in f:
-                    raise LFADSDataError(f"{path}: dataset '{fd.name}' is missing; rewrite the file with FixedPoints.save.")
+                    raise LFADSDataError(
+                        f"{path}: dataset '{fd.name}' is missing; rewrite the file with FixedPoints.save."
+                    )
                 value = f[fd.name][()]
                 if fd.name in cls._STRING_FIELDS:
                     value = np.asarray(value).astype("U")
@@ -807,13 +839,24 @@ def find_fixed_points(
         Marginal directions: :math:`||\\lambda| - 1| \\le` ``marginal_tol``.
     keep_unconverged : bool
         Keep unconverged end states as points (kind ``"unconverged"``).
-    Other parameters
+
+    Other Parameters
+    ----------------
+    fixed_tol, grad_tol, hess_tol, adam_steps, adam_lr, max_iter, polish_steps
+        As in :func:`minimize_speed`.
+    progress, dtype, device, hidden_size, input_size
         As in :func:`minimize_speed`.
 
     Returns
     -------
     FixedPoints
         Sorted by kind (fixed first), then by increasing ``q``.
+
+    Notes
+    -----
+    The work is a few batched products and Cholesky factorisations of ``(M, H, H)`` matrices per
+    iteration. On a small or shared CPU one thread (``torch.set_num_threads(1)``) is often the
+    fastest; ``benchmarks/fixed_points.py --threads`` measures it.
 
     Examples
     --------
@@ -835,7 +878,7 @@ def find_fixed_points(
         polish_steps=polish_steps,
         progress=progress,
     )
-    h0 = np.asarray(initial_states.detach().cpu() if isinstance(initial_states, Tensor) else initial_states, dtype=np.float64)
+    h0 = to_numpy(initial_states)
     return build_fixed_points(
         dyn,
         result,

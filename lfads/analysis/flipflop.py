@@ -2,8 +2,10 @@
 
 Each of :math:`N` input channels carries sparse pulses of :math:`\\pm 1`; the target of output
 channel :math:`k` at time :math:`t` is the sign of the latest pulse on channel :math:`k` up to
-:math:`t` (``0`` before the first one). A network that solves it must hold :math:`2^N` stable
-states (one per memory pattern) with saddles between them (Sussillo & Barak 2013).
+:math:`t` (``0`` before the first one). A network that holds the memories indefinitely has
+:math:`2^N` attractors (one per memory pattern) with saddles between them (Sussillo & Barak
+2013). Networks trained on finite trials sometimes hold a memory only as a slow transient
+instead; simulating the map long after a pulse tells which.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -286,7 +286,6 @@ class GRUDynamics:
         :math:`\\phi_{nn} = v (1 - z) n''` chained through :math:`a_n(a_r, g)`. Units where the clip
         is active contribute nothing (``v`` is masked).
         """
-        H = self.hidden_size
         r_gate, z, n, g, pre, mask = self._gates(h, u)
         f = self._clamp(pre)
         res = f - h
@@ -501,7 +500,7 @@ def compute_jacobians(
     cell: nn.Module | Callable[[Tensor, Tensor], Tensor] | Dynamics,
     states: Tensor,
     inputs: Tensor | None = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> tuple[Tensor, Tensor]:
     """Jacobians of ``F`` w.r.t. state and input at a batch of points.
 

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from lfads.analysis.fixed_points import FixedPoints
 from lfads.analysis.jacobians import Dynamics, as_dynamics, broadcast_inputs
+from lfads.analysis.projection import to_numpy
 from lfads.data.hdf5 import save_h5_atomic
 from lfads.errors import LFADSDataError
 
@@ -80,18 +81,25 @@ class Readout:
     readout_weight: np.ndarray | None = None
     readout_bias: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        # accept tensors (e.g. model parameters); keep float64 numpy copies
+        for name in ("factor_weight", "factor_bias", "readout_weight", "readout_bias"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, to_numpy(value))
+
     def factors(self, states: np.ndarray) -> np.ndarray:
         """``(..., factors)`` from states ``(..., H)``."""
-        f = np.asarray(states, dtype=np.float64) @ np.asarray(self.factor_weight, dtype=np.float64).T
-        return f if self.factor_bias is None else f + np.asarray(self.factor_bias, dtype=np.float64)
+        f = to_numpy(states) @ self.factor_weight.T
+        return f if self.factor_bias is None else f + self.factor_bias
 
     def rates(self, states: np.ndarray) -> np.ndarray | None:
         """``(..., neurons)`` rates :math:`\\exp(W f + b)`, or ``None`` without a readout weight."""
         if self.readout_weight is None:
             return None
-        logr = self.factors(states) @ np.asarray(self.readout_weight, dtype=np.float64).T
+        logr = self.factors(states) @ self.readout_weight.T
         if self.readout_bias is not None:
-            logr = logr + np.asarray(self.readout_bias, dtype=np.float64)
+            logr = logr + self.readout_bias
         return np.exp(logr)
 
 
@@ -224,7 +232,8 @@ def compute_relative_errors(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndar
     Returns
     -------
     per_point : np.ndarray
-        ``(trials, time)`` :math:`\\|\\hat x - x\\| / \\|x\\|` (``inf`` where :math:`x = 0 \\ne \\hat x`, 0 where both are 0).
+        ``(trials, time)`` :math:`\\|\\hat x - x\\| / \\|x\\|` (``inf`` where :math:`x = 0 \\ne \\hat x`, ``0``
+        where both are 0).
     per_time : np.ndarray
         ``(time,)`` :math:`\\sqrt{\\sum_{trials} \\|\\hat x - x\\|^2} / \\sqrt{\\sum_{trials} \\|x\\|^2}`.
     overall : float
@@ -303,7 +312,8 @@ class JSLDSResult:
     def summary(self) -> str:
         """Overall errors as text."""
         lines = [
-            f"JSLDS ({self.mode}), {self.states.shape[0]} trials x {self.states.shape[1]} steps, {self.states.shape[2]} units",
+            f"JSLDS ({self.mode}), {self.states.shape[0]} trials x {self.states.shape[1]} steps, "
+            f"{self.states.shape[2]} units",
             f"relative state error: one-step {self.one_step_error_total:.3e}, rollout {self.rollout_error_total:.3e}",
         ]
         for key, value in self.errors.items():
@@ -458,8 +468,8 @@ def simulate_jslds(
         pts_u = _as_tensor(expansion.inputs, dyn) if expansion.inputs.shape[1] == dyn.input_size else None
         if pts_u is None:
             raise LFADSDataError(
-                f"simulate_jslds: the fixed points were found with {expansion.inputs.shape[1]} inputs but the cell takes "
-                f"{dyn.input_size}; use fixed points of this cell."
+                f"simulate_jslds: the fixed points were found with {expansion.inputs.shape[1]} inputs but the cell "
+                f"takes {dyn.input_size}; use fixed points of this cell."
             )
         expander: _NearestExpansion | _NetworkExpansion = _NearestExpansion(dyn, pts, pts_u)
     elif isinstance(expansion, nn.Module):

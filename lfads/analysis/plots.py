@@ -13,19 +13,22 @@ circle, the stability boundary of a discrete-time map.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from lfads.analysis.fixed_points import FixedPoints
-from lfads.analysis.projection import PCA, compute_pca
+from lfads.analysis.projection import PCA, compute_pca, to_numpy
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["STABILITY_COLORS", "plot_fixed_points", "plot_eigenvalue_spectra"]
 
 STABILITY_COLORS: dict[str, str] = {"stable": "black", "saddle": "tab:red", "unstable": "tab:orange"}
 
 
-def _new_axes(n_components: int):
+def _new_axes(n_components: int) -> "Axes":
     import matplotlib.pyplot as plt
 
     fig = plt.figure(figsize=(5.5, 5))
@@ -40,11 +43,11 @@ def plot_fixed_points(
     *,
     pca: PCA | None = None,
     n_components: int = 2,
-    ax=None,
+    ax: "Axes | None" = None,
     mode_scale: float = 0.25,
     max_trajectories: int = 50,
     show_unstable_modes: bool = True,
-):
+) -> "Axes":
     """Fixed points (and trajectories) on the first 2 or 3 principal components.
 
     Parameters
@@ -81,7 +84,7 @@ def plot_fixed_points(
     ax = _new_axes(n_components) if ax is None else ax
 
     if trajectories is not None:
-        traj = np.asarray(trajectories, dtype=np.float64)
+        traj = to_numpy(trajectories)
         if traj.ndim == 2:
             traj = traj[None]
         for tr in traj[:max_trajectories]:
@@ -126,7 +129,9 @@ def plot_fixed_points(
     return ax
 
 
-def plot_eigenvalue_spectra(fixed_points: FixedPoints, indices: Sequence[int] | None = None, *, ax=None):
+def plot_eigenvalue_spectra(
+    fixed_points: FixedPoints, indices: Sequence[int] | None = None, *, ax: "Axes | None" = None
+) -> "Axes":
     """Eigenvalues of :math:`J_h` at the selected points with the unit circle.
 
     Parameters

@@ -9,12 +9,24 @@ With trajectory states :math:`X` ``(points, H)``, mean :math:`\\mu` and the SVD
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
 
 from lfads.errors import LFADSDataError
 
-__all__ = ["PCA", "compute_pca", "project_states"]
+__all__ = ["PCA", "compute_pca", "project_states", "to_numpy"]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A float64 numpy copy of an array or tensor (detached from autograd, moved to the CPU)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.is_complex():
+            return x.numpy().astype(np.complex128)
+        x = x.to(torch.float64)
+    return np.asarray(x, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -40,15 +52,16 @@ class PCA:
 
     def transform(self, states: np.ndarray) -> np.ndarray:
         """Project ``(..., H)`` states to ``(..., k)`` coordinates."""
-        return (np.asarray(states, dtype=np.float64) - self.mean) @ self.components.T
+        return (to_numpy(states) - self.mean) @ self.components.T
 
     def transform_directions(self, vectors: np.ndarray) -> np.ndarray:
         """Project ``(..., H)`` direction vectors (no centering) to ``(..., k)``."""
-        return np.asarray(vectors) @ self.components.T
+        v = vectors.detach().cpu().numpy() if isinstance(vectors, torch.Tensor) else np.asarray(vectors)
+        return v @ self.components.T
 
 
 def _as_points(states: np.ndarray, name: str) -> np.ndarray:
-    x = np.asarray(states, dtype=np.float64)
+    x = to_numpy(states)
     if x.ndim < 2:
         raise LFADSDataError(f"{name} must be (..., H) with at least two dimensions; got shape {x.shape}.")
     x = x.reshape(-1, x.shape[-1])
@@ -79,7 +92,12 @@ def compute_pca(states: np.ndarray, n_components: int = 3) -> PCA:
     var = s**2 / (x.shape[0] - 1)
     total = var.sum()
     ratio = var / total if total > 0 else np.zeros_like(var)
-    return PCA(mean=mean, components=vt[:k].copy(), explained_variance=var[:k].copy(), explained_variance_ratio=ratio[:k].copy())
+    return PCA(
+        mean=mean,
+        components=vt[:k].copy(),
+        explained_variance=var[:k].copy(),
+        explained_variance_ratio=ratio[:k].copy(),
+    )
 
 
 def project_states(states: np.ndarray, basis: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
@@ -94,10 +112,12 @@ def project_states(states: np.ndarray, basis: np.ndarray, center: np.ndarray | N
     center : np.ndarray, optional
         ``(H,)`` subtracted first (none by default, so factors come out as ``W_fac h``).
     """
-    x = np.asarray(states, dtype=np.float64)
-    b = np.asarray(basis, dtype=np.float64)
+    x = to_numpy(states)
+    b = to_numpy(basis)
     if b.ndim != 2 or b.shape[1] != x.shape[-1]:
-        raise LFADSDataError(f"basis must be (k, {x.shape[-1]}) to project states of size {x.shape[-1]}; got {b.shape}.")
+        raise LFADSDataError(
+            f"basis must be (k, {x.shape[-1]}) to project states of size {x.shape[-1]}; got {b.shape}."
+        )
     if center is not None:
-        x = x - np.asarray(center, dtype=np.float64)
+        x = x - to_numpy(center)
     return x @ b.T
