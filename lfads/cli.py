@@ -55,7 +55,7 @@ def _build_cli_class():
                         lg._version = version
 
         def after_fit(self) -> None:
-            ckpt = next((c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+            ckpt = next((c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
             log_dir = self.trainer.log_dir  # collective under DDP: every process must ask
             if self.trainer.is_global_zero:
                 print(f"\nRun directory: {log_dir}")
@@ -75,7 +75,11 @@ def run_lightning(args: list[str]):
         seed_everything_default=0,
         save_config_kwargs={"overwrite": False},
         trainer_defaults={
-            "callbacks": [ModelCheckpoint(monitor="valid/recon_smth", mode="min", save_last=True, save_top_k=1)],
+            "callbacks": [
+                # the best by the smoothed validation cost, and last.ckpt rewritten after every epoch
+                ModelCheckpoint(monitor="valid/recon_smth", mode="min", save_top_k=1),
+                ModelCheckpoint(filename="last", monitor=None, save_top_k=1),
+            ],
             "default_root_dir": "runs",
         },
     )
