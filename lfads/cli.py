@@ -200,7 +200,52 @@ def tune_command(argv: list[str]) -> int:
     return run(argv)
 
 
-SUBCOMMANDS = {"sample": sample_command, "convert": convert_command, "tune": tune_command}
+def analyze_command(argv: list[str]) -> int:
+    """``lfads analyze``: fixed points, linearization and a JSLDS of a trained generator."""
+    from lfads.analysis.pipeline import analyze_model
+
+    parser = argparse.ArgumentParser(prog="lfads analyze", description=analyze_command.__doc__)
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="checkpoint file")
+    src.add_argument("--run", help="run directory (uses its best checkpoint)")
+    parser.add_argument("--out", help="output HDF5 file (default: analysis.h5 in the run directory)")
+    parser.add_argument("--data", nargs="+", help="data files to use instead of those the model was trained on")
+    parser.add_argument("--split", default="valid", help="split whose generator trajectories seed the search")
+    parser.add_argument("--session", type=int, default=0, help="session index (multi-session models)")
+    parser.add_argument("--n-initial", type=int, default=1024, help="initial states for the fixed-point search")
+    parser.add_argument("--noise", type=float, default=0.05, help="noise added to initial states, x state std")
+    parser.add_argument("--max-trials", type=int, default=200, help="trials whose trajectories are used")
+    parser.add_argument("--no-jslds", action="store_true", help="skip the post-hoc JSLDS")
+    parser.add_argument("--expansion-steps", type=int, default=1000, help="training steps of the expansion network")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    ckpt = Path(args.ckpt) if args.ckpt else find_checkpoint(args.run)
+    out = Path(args.out) if args.out else ckpt.parent.parent / "analysis.h5"
+    if out.exists() and not args.overwrite:
+        raise SystemExit(f"{out} exists; pass --overwrite to replace it or choose another --out.")
+    model, datamodule = load_model_and_data(ckpt, args.data)
+    if args.split not in datamodule.sessions[args.session].splits:
+        raise SystemExit(f"Split {args.split!r} is not in the data; choose one of {sorted(datamodule.sessions[args.session].splits)}.")
+    result = analyze_model(
+        model, datamodule, split=args.split, session=args.session, n_initial=args.n_initial, noise_scale=args.noise,
+        max_trials=args.max_trials, jslds=not args.no_jslds, expansion_steps=args.expansion_steps, seed=args.seed,
+        progress=not args.no_progress,
+    )
+    result.info["checkpoint"] = str(ckpt)
+    result.save(out)
+    print(result.summary())
+    print(f"Wrote {out}")
+    return 0
+
+
+SUBCOMMANDS = {
+    "sample": sample_command,
+    "analyze": analyze_command,
+    "convert": convert_command,
+    "tune": tune_command,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

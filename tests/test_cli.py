@@ -131,3 +131,28 @@ def test_two_sessions_with_different_neurons_share_dynamics(tmp_path, monkeypatc
         assert set(f) == {"sess_a", "sess_b"}
         assert f["sess_a/valid/rates"].shape == (8, 20, 16) and f["sess_b/valid/rates"].shape == (8, 20, 9)
         assert f["sess_a/valid/factors"].shape[-1] == f["sess_b/valid/factors"].shape[-1] == 4
+
+
+def test_analyze_writes_a_file_the_result_object_loads_back_identically(tiny_run, tmp_path, capsys):
+    import numpy as np
+
+    from lfads.analysis.pipeline import AnalysisResult
+
+    out = tmp_path / "analysis.h5"
+    assert main(["analyze", "--run", str(tiny_run), "--out", str(out), "--n-initial", "64",
+                 "--expansion-steps", "50", "--no-progress"]) == 0
+    assert "Wrote" in capsys.readouterr().out
+    result = AnalysisResult.load(out)
+    assert len(result.fixed_points) >= 1 and result.jslds is not None
+    assert result.info["split"] == "valid" and result.info["n_initial"] == 64
+    again = tmp_path / "again.h5"
+    result.save(again)
+    reloaded = AnalysisResult.load(again)
+    for a, b in ((result.fixed_points.to_h5()[0], reloaded.fixed_points.to_h5()[0]),
+                 (result.jslds.to_h5()[0], reloaded.jslds.to_h5()[0])):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert reloaded.info == result.info
+    with pytest.raises(SystemExit, match="exists"):
+        main(["analyze", "--run", str(tiny_run), "--out", str(out), "--no-progress"])

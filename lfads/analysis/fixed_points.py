@@ -739,8 +739,8 @@ class FixedPoints:
         return self.summary()
 
     # -- storage -------------------------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write to HDF5 atomically (one dataset per array, settings as root attributes)."""
+    def to_h5(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The arrays (one per field) and attributes (format, settings) that :meth:`save` writes."""
         arrays = {}
         for f in fields(self):
             if f.name == "settings":
@@ -750,7 +750,35 @@ class FixedPoints:
                 value = np.asarray(value).astype("S")
             arrays[f.name] = value
         attrs = {"format": _FORMAT, **{f"settings.{k}": v for k, v in self.settings.items()}}
-        return save_h5_atomic(path, arrays, attrs)
+        return arrays, attrs
+
+    def save(self, path: str | Path) -> Path:
+        """Write to HDF5 atomically (one dataset per array, settings as root attributes)."""
+        return save_h5_atomic(path, *self.to_h5())
+
+    @classmethod
+    def from_h5(cls, node: Any, where: str = "") -> "FixedPoints":
+        """Read from an open HDF5 file or group written from :meth:`to_h5`; ``where`` names it in errors."""
+        if node.attrs.get("format") != _FORMAT:
+            raise LFADSDataError(
+                f"{where}: not a fixed-point file (attribute 'format' is {node.attrs.get('format')!r}, expected "
+                f"{_FORMAT!r}); write it with FixedPoints.save."
+            )
+        kwargs: dict[str, Any] = {}
+        for fd in fields(cls):
+            if fd.name == "settings":
+                continue
+            if fd.name not in node:
+                raise LFADSDataError(f"{where}: dataset '{fd.name}' is missing; rewrite the file with FixedPoints.save.")
+            value = node[fd.name][()]
+            if fd.name in cls._STRING_FIELDS:
+                value = np.asarray(value).astype("U")
+            kwargs[fd.name] = value
+        settings = {}
+        for key, value in node.attrs.items():
+            if key.startswith("settings."):
+                settings[key[len("settings.") :]] = value.item() if isinstance(value, np.generic) else value
+        return cls(**kwargs, settings=settings)
 
     @classmethod
     def load(cls, path: str | Path) -> "FixedPoints":
@@ -764,28 +792,7 @@ class FixedPoints:
         import h5py
 
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != _FORMAT:
-                raise LFADSDataError(
-                    f"{path}: not a fixed-point file (root attribute 'format' is {f.attrs.get('format')!r}, expected "
-                    f"{_FORMAT!r}); write it with FixedPoints.save."
-                )
-            kwargs: dict[str, Any] = {}
-            for fd in fields(cls):
-                if fd.name == "settings":
-                    continue
-                if fd.name not in f:
-                    raise LFADSDataError(
-                        f"{path}: dataset '{fd.name}' is missing; rewrite the file with FixedPoints.save."
-                    )
-                value = f[fd.name][()]
-                if fd.name in cls._STRING_FIELDS:
-                    value = np.asarray(value).astype("U")
-                kwargs[fd.name] = value
-            settings = {}
-            for key, value in f.attrs.items():
-                if key.startswith("settings."):
-                    settings[key[len("settings.") :]] = value.item() if isinstance(value, np.generic) else value
-        return cls(**kwargs, settings=settings)
+            return cls.from_h5(f, str(path))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

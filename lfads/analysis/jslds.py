@@ -320,8 +320,8 @@ class JSLDSResult:
             lines.append(f"relative {key.replace('_', ' ')} error: {value:.3e}")
         return "\n".join(lines)
 
-    def save(self, path: str | Path) -> Path:
-        """Write to HDF5 atomically (arrays as datasets, scalars and errors as root attributes)."""
+    def to_h5(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The arrays and attributes (format, scalars, errors) that :meth:`save` writes."""
         arrays = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -331,7 +331,32 @@ class JSLDSResult:
         attrs: dict[str, Any] = {"format": _FORMAT}
         attrs.update({name: getattr(self, name) for name in self._SCALARS})
         attrs.update({f"errors.{k}": v for k, v in self.errors.items()})
-        return save_h5_atomic(path, arrays, attrs)
+        return arrays, attrs
+
+    def save(self, path: str | Path) -> Path:
+        """Write to HDF5 atomically (arrays as datasets, scalars and errors as root attributes)."""
+        return save_h5_atomic(path, *self.to_h5())
+
+    @classmethod
+    def from_h5(cls, node: Any, where: str = "") -> "JSLDSResult":
+        """Read from an open HDF5 file or group written from :meth:`to_h5`; ``where`` names it in errors."""
+        if node.attrs.get("format") != _FORMAT:
+            raise LFADSDataError(
+                f"{where}: not a JSLDS result file (attribute 'format' is {node.attrs.get('format')!r}, expected "
+                f"{_FORMAT!r}); write it with JSLDSResult.save."
+            )
+        kwargs: dict[str, Any] = {}
+        for fd in fields(cls):
+            if fd.name in cls._SCALARS or fd.name == "errors":
+                continue
+            if fd.name in node:
+                kwargs[fd.name] = node[fd.name][()]
+        kwargs["one_step_error_total"] = float(node.attrs["one_step_error_total"])
+        kwargs["rollout_error_total"] = float(node.attrs["rollout_error_total"])
+        mode = node.attrs["mode"]
+        kwargs["mode"] = mode.decode() if isinstance(mode, bytes) else str(mode)
+        kwargs["errors"] = {k[len("errors.") :]: float(v) for k, v in node.attrs.items() if k.startswith("errors.")}
+        return cls(**kwargs)
 
     @classmethod
     def load(cls, path: str | Path) -> "JSLDSResult":
@@ -345,23 +370,7 @@ class JSLDSResult:
         import h5py
 
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != _FORMAT:
-                raise LFADSDataError(
-                    f"{path}: not a JSLDS result file (root attribute 'format' is {f.attrs.get('format')!r}, expected "
-                    f"{_FORMAT!r}); write it with JSLDSResult.save."
-                )
-            kwargs: dict[str, Any] = {}
-            for fd in fields(cls):
-                if fd.name in cls._SCALARS or fd.name == "errors":
-                    continue
-                if fd.name in f:
-                    kwargs[fd.name] = f[fd.name][()]
-            kwargs["one_step_error_total"] = float(f.attrs["one_step_error_total"])
-            kwargs["rollout_error_total"] = float(f.attrs["rollout_error_total"])
-            mode = f.attrs["mode"]
-            kwargs["mode"] = mode.decode() if isinstance(mode, bytes) else str(mode)
-            kwargs["errors"] = {k[len("errors.") :]: float(v) for k, v in f.attrs.items() if k.startswith("errors.")}
-        return cls(**kwargs)
+            return cls.from_h5(f, str(path))
 
 
 class _NearestExpansion:

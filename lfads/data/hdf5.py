@@ -15,8 +15,15 @@ from lfads.data.batch import SPLITS, SessionData, SplitData
 from lfads.errors import LFADSDataError
 
 
-def save_h5_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], attrs: Mapping | None = None) -> Path:
+def save_h5_atomic(
+    path: str | os.PathLike,
+    arrays: Mapping[str, np.ndarray],
+    attrs: Mapping | None = None,
+    group_attrs: Mapping[str, Mapping] | None = None,
+) -> Path:
     """Write ``arrays`` (name -> array; names may contain ``/`` for groups) to ``path`` atomically.
+
+    ``attrs`` become root attributes; ``group_attrs`` maps a group path to the attributes of that group.
 
     The file is written to a temporary file in the same folder and renamed onto ``path``,
     so a crash never leaves a half-written file and readers never see one.
@@ -36,6 +43,10 @@ def save_h5_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], at
                 f.create_dataset(key, data=value, **kwargs)
             for key, value in (attrs or {}).items():
                 f.attrs[key] = value
+            for group, group_values in (group_attrs or {}).items():
+                node = f.require_group(group)
+                for key, value in group_values.items():
+                    node.attrs[key] = value
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
