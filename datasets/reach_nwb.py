@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,6 +52,8 @@ import numpy as np
 
 if __package__ in (None, ""):  # executed as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lfads.data.atomic import atomic_output  # noqa: E402
 
 __all__ = ["generate_reach", "main", "write_reach_nwb"]
 
@@ -305,17 +306,8 @@ def write_reach_nwb(path: str | os.PathLike, seed: int = 0, **kwargs: object) ->
                                     "condition-independent movement signal."))
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.nwb", dir=path.parent)
-    os.close(fd)
-    try:
-        with NWBHDF5IO(tmp, "w") as io:
-            io.write(nwbfile)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_output(path, suffix=".tmp.nwb") as tmp, NWBHDF5IO(tmp, "w") as io:
+        io.write(nwbfile)
     return path
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import h5py
 import numpy as np
 
+from lfads.data.atomic import atomic_output
 from lfads.data.batch import SPLITS, SessionData, SplitData
 from lfads.errors import LFADSDataError
 
@@ -29,29 +29,17 @@ def save_h5_atomic(
     so a crash never leaves a half-written file and readers never see one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-    try:
-        with h5py.File(tmp, "w") as f:
-            for key, value in arrays.items():
-                value = np.asarray(value)
-                kwargs = {"compression": "gzip", "compression_opts": 4} if value.ndim >= 2 and value.size > 1024 else {}
-                f.create_dataset(key, data=value, **kwargs)
-            for key, value in (attrs or {}).items():
-                f.attrs[key] = value
-            for group, group_values in (group_attrs or {}).items():
-                node = f.require_group(group)
-                for key, value in group_values.items():
-                    node.attrs[key] = value
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, value in arrays.items():
+            value = np.asarray(value)
+            kwargs = {"compression": "gzip", "compression_opts": 4} if value.ndim >= 2 and value.size > 1024 else {}
+            f.create_dataset(key, data=value, **kwargs)
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+        for group, group_values in (group_attrs or {}).items():
+            node = f.require_group(group)
+            for key, value in group_values.items():
+                node.attrs[key] = value
     return path
 
 

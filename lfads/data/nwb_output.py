@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from lfads.data.atomic import atomic_output
 from lfads.data.nwb import check_nwb_file
 from lfads.errors import LFADSDataError
 
@@ -167,10 +167,7 @@ def write_nwb_outputs(
     units = dict(units or {})
     half_ns = int(round(bin_size * _NS_PER_S)) // 2
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tmp.nwb", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_output(out, suffix=".tmp.nwb") as tmp:
         with NWBHDF5IO(str(source), "r") as read_io:
             nwbfile = read_io.read()
             trials = nwbfile.trials
@@ -218,11 +215,6 @@ def write_nwb_outputs(
                     **timing))
             with NWBHDF5IO(tmp, "w") as write_io:
                 write_io.export(src_io=read_io, nwbfile=nwbfile)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return out
 
 
