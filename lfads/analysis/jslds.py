@@ -46,6 +46,7 @@ from lfads.analysis.fixed_points import FixedPoints
 from lfads.analysis.jacobians import Dynamics, as_dynamics, broadcast_inputs
 from lfads.analysis.projection import to_numpy
 from lfads.data.hdf5 import save_h5_atomic
+from lfads.modules.jslds import ExpansionPointNetwork
 from lfads.errors import LFADSDataError
 
 __all__ = [
@@ -101,38 +102,6 @@ class Readout:
         if self.readout_bias is not None:
             logr = logr + self.readout_bias
         return np.exp(logr)
-
-
-class ExpansionPointNetwork(nn.Module):
-    """:math:`e(h) = h + \\mathrm{MLP}(h)`, a tanh MLP whose last layer starts at zero (so :math:`e(h) = h` at start).
-
-    Parameters
-    ----------
-    hidden_size : int
-        ``H``.
-    width : int
-        Units per hidden layer.
-    depth : int
-        Number of hidden layers (>= 1).
-    """
-
-    def __init__(self, hidden_size: int, width: int = 64, depth: int = 2) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        size = hidden_size
-        for _ in range(max(1, depth)):
-            layers += [nn.Linear(size, width), nn.Tanh()]
-            size = width
-        last = nn.Linear(size, hidden_size)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        layers.append(last)
-        self.mlp = nn.Sequential(*layers)
-        self.hidden_size = hidden_size
-
-    def forward(self, h: Tensor) -> Tensor:
-        """Expansion points ``(batch, H)`` for states ``(batch, H)``."""
-        return h + self.mlp(h)
 
 
 def _as_tensor(x: Tensor | np.ndarray, dyn: Dynamics) -> Tensor:

@@ -60,16 +60,37 @@ def linearized_step(cell: ClippedGRUCell, e: Tensor, dh: Tensor, u: Tensor) -> t
 
 
 class ExpansionPointNetwork(nn.Module):
-    """``E(h)``: an MLP with a residual connection, ``E(h) = h + W_2 \\tanh(W_1 h + b_1) + b_2``."""
+    """:math:`e(h) = h + \mathrm{MLP}(h)`, a tanh MLP whose last layer starts at zero (so :math:`e(h) = h` at start).
 
-    def __init__(self, gen_dim: int, hidden_dim: int = 128) -> None:
+    Used both co-trained (:class:`JSLDS`) and fitted post hoc (:func:`lfads.analysis.jslds.fit_expansion_point_network`).
+
+    Parameters
+    ----------
+    hidden_size : int
+        ``H``, the generator size.
+    width : int
+        Units per hidden layer.
+    depth : int
+        Number of hidden layers (>= 1).
+    """
+
+    def __init__(self, hidden_size: int, width: int = 64, depth: int = 2) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(gen_dim, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, gen_dim))
-        nn.init.zeros_(self.net[2].weight)
-        nn.init.zeros_(self.net[2].bias)
+        layers: list[nn.Module] = []
+        size = hidden_size
+        for _ in range(max(1, depth)):
+            layers += [nn.Linear(size, width), nn.Tanh()]
+            size = width
+        last = nn.Linear(size, hidden_size)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        layers.append(last)
+        self.mlp = nn.Sequential(*layers)
+        self.hidden_size = hidden_size
 
     def forward(self, h: Tensor) -> Tensor:
-        return h + self.net(h)
+        """Expansion points ``(batch, H)`` for states ``(batch, H)``."""
+        return h + self.mlp(h)
 
 
 class JSLDS(nn.Module):
@@ -85,7 +106,7 @@ class JSLDS(nn.Module):
 
     def __init__(self, gen_dim: int, hidden_dim: int = 128) -> None:
         super().__init__()
-        self.expansion = ExpansionPointNetwork(gen_dim, hidden_dim)
+        self.expansion = ExpansionPointNetwork(gen_dim, hidden_dim, depth=1)
 
     def one_step(self, cell: ClippedGRUCell, gen_states: Tensor, g0: Tensor, inputs: Tensor) -> JSLDSOutput:
         """Expansion about ``E(g_{t-1})`` for every step at once.
