@@ -1,11 +1,12 @@
 """Process-wide runtime settings: the number of CPU threads torch uses.
 
 Default: ``LFADS_NUM_THREADS`` if set, else 1 thread on machines with at most 4
-cores and torch's own default above that. On small machines the recurrent loop
-issues many small matrix products; splitting each one over two threads costs
-more in synchronization than it saves, and a second thread competes with the
-data loader and the rest of the system (``benchmarks/throughput.py`` measures
-this). GPU training is unaffected.
+cores and torch's own default above that. The recurrent loop issues many small
+matrix products in sequence; on a 2-core machine a second thread helps only
+while the other core is idle (1.57x at batch 256, 1.08x at batch 32) and makes
+every step wait for a busy core otherwise (10-14x slower when another process
+runs), so one thread is the robust default (``benchmarks/throughput.py``
+measures both). GPU training is unaffected.
 """
 
 from __future__ import annotations
