@@ -13,7 +13,8 @@ This file also holds the two helpers the synthetic generators share:
 
 from __future__ import annotations
 
-from typing import Mapping
+import inspect
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -124,3 +125,14 @@ def assemble_layout(
             out[f"{split}_{name}"] = values[idx]
     out["conversion_factor"] = np.asarray(conversion_factor, dtype=np.float64)
     return out
+
+
+def resolve_parameters(generator: Callable[..., Any], kwargs: dict[str, Any], what: str) -> dict[str, Any]:
+    """``generator``'s defaults updated with ``kwargs``; unknown names raise a ``TypeError`` naming ``what``."""
+    signature = inspect.signature(generator)
+    unknown = set(kwargs) - set(signature.parameters)
+    if unknown:
+        raise TypeError(f"unknown {what} parameter(s): {sorted(unknown)}; valid: {list(signature.parameters)}")
+    params = {name: p.default for name, p in signature.parameters.items()}
+    params.update(kwargs)
+    return params

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,7 @@ import numpy as np
 if __package__ in (None, ""):  # executed as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets import assemble_layout, split_trials_by_condition  # noqa: E402
+from datasets import assemble_layout, resolve_parameters, split_trials_by_condition  # noqa: E402
 from lfads.data.hdf5 import save_h5_atomic  # noqa: E402
 
 __all__ = [
@@ -464,12 +463,7 @@ def write_chaotic_rnn(path: str | Path, **kwargs: Any) -> Path:
         The written file. Root attributes: ``bin_size``, ``seed``, ``conversion_factor``,
         ``description`` and every generator parameter (``pulse_window`` as a 2-vector when set).
     """
-    signature = inspect.signature(generate_chaotic_rnn)
-    unknown = set(kwargs) - set(signature.parameters)
-    if unknown:
-        raise TypeError(f"unknown chaotic-RNN parameter(s): {sorted(unknown)}; valid: {list(signature.parameters)}")
-    params = {name: p.default for name, p in signature.parameters.items()}
-    params.update(kwargs)
+    params = resolve_parameters(generate_chaotic_rnn, kwargs, "chaotic-RNN")
     arrays = generate_chaotic_rnn(**params)
     pulse_text = (
         f" Each trial has one input pulse u={params['pulse_amplitude']} lasting {params['pulse_width']} bin(s) "

@@ -39,7 +39,6 @@ Run ``python -m datasets.lorenz --out data/lorenz.h5`` (see ``--help``).
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ import numpy as np
 if __package__ in (None, ""):  # executed as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets import assemble_layout, split_trials_by_condition  # noqa: E402
+from datasets import assemble_layout, resolve_parameters, split_trials_by_condition  # noqa: E402
 from lfads.data.hdf5 import save_h5_atomic  # noqa: E402
 
 __all__ = ["generate_lorenz", "integrate_lorenz", "lorenz_derivative", "main", "write_lorenz"]
@@ -222,7 +221,7 @@ def write_lorenz(path: str | Path, **kwargs: Any) -> Path:
         The written file. Root attributes: ``bin_size``, ``seed``, ``conversion_factor``,
         ``description`` and every generator parameter.
     """
-    params = _lorenz_params(**kwargs)
+    params = resolve_parameters(generate_lorenz, kwargs, "Lorenz dataset")
     arrays = generate_lorenz(**params)
     description = (
         "Lorenz-system latents (sigma=10, rho=28, beta=8/3, RK4) driving Poisson neurons with "
@@ -234,16 +233,6 @@ def write_lorenz(path: str | Path, **kwargs: Any) -> Path:
     attrs = {"description": description, "conversion_factor": 1.0 / params["bin_size"], "generator": "datasets.lorenz"}
     attrs.update(params)
     return save_h5_atomic(path, arrays, attrs)
-
-
-def _lorenz_params(**kwargs: Any) -> dict[str, Any]:
-    signature = inspect.signature(generate_lorenz)
-    unknown = set(kwargs) - set(signature.parameters)
-    if unknown:
-        raise TypeError(f"unknown Lorenz dataset parameter(s): {sorted(unknown)}; valid: {list(signature.parameters)}")
-    params = {name: p.default for name, p in signature.parameters.items()}
-    params.update(kwargs)
-    return params
 
 
 def main(argv: list[str] | None = None) -> int:
