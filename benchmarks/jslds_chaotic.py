@@ -11,7 +11,8 @@ Generates the input-pulse variant of the chaotic-RNN data (seeded), fits plain L
 
 Usage::
 
-    python benchmarks/jslds_chaotic.py --minutes 10
+    python benchmarks/jslds_chaotic.py --minutes 10              # one model after the other
+    python benchmarks/jslds_chaotic.py --minutes 10 --parallel   # both at once, a core each (2-core box)
 """
 
 from __future__ import annotations
@@ -30,17 +31,22 @@ sys.path.insert(0, str(ROOT))
 CONFIG = ROOT / "configs" / "chaotic_rnn_inputs.yaml"
 
 
-def fit(name: str, data: Path, workdir: Path, minutes: float, extra: list[str]) -> Path:
-    from lfads.cli import find_checkpoint
-
+def start_fit(name: str, data: Path, workdir: Path, minutes: float, extra: list[str]) -> subprocess.Popen:
+    """Start ``lfads fit`` for one model in its own process (output kept in ``workdir/name.log``)."""
     total = int(minutes * 60)
     max_time = f"00:{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
     logger = f'[{{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {{"save_dir": "{workdir}", "name": "{name}"}}}}]'
     cmd = [sys.executable, "-m", "lfads", "fit", "--config", str(CONFIG), "--data.data_paths", str(data),
            "--trainer.max_time", max_time, "--trainer.enable_progress_bar", "false", "--trainer.logger", logger, *extra]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(proc.stdout[-3000:], proc.stderr[-3000:])
+    log = open(workdir / f"{name}.log", "w")
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def finish_fit(name: str, proc: subprocess.Popen, workdir: Path) -> Path:
+    from lfads.cli import find_checkpoint
+
+    if proc.wait() != 0:
+        print((workdir / f"{name}.log").read_text()[-3000:])
         raise SystemExit(f"lfads fit failed for {name}")
     return find_checkpoint(workdir / name)
 
@@ -50,6 +56,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget of each model")
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--workdir")
+    parser.add_argument("--parallel", action="store_true",
+                        help="train both models at once, one core (one thread) each, instead of one after the other")
+    parser.add_argument("--jslds-args", default="", help="extra command-line overrides for the JSLDS model only")
     args = parser.parse_args()
 
     from lfads.cli import load_model_and_data
@@ -63,8 +72,15 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "datasets.chaotic_rnn", "--input-pulse", "--out", str(data)], cwd=ROOT,
                        check=True, stdout=subprocess.DEVNULL)
         results = {}
-        for name, extra in (("plain", []), ("jslds", ["--model.jslds", "true"])):
-            ckpt = fit(name, data, workdir, args.minutes, extra)
+        runs = {"plain": [], "jslds": ["--model.jslds", "true", *args.jslds_args.split()]}
+        procs = {}
+        for name, extra in runs.items():
+            procs[name] = start_fit(name, data, workdir, args.minutes, extra)
+            if not args.parallel:
+                procs[name] = finish_fit(name, procs[name], workdir)
+        for name in runs:
+            proc = procs[name]
+            ckpt = proc if isinstance(proc, Path) else finish_fit(name, proc, workdir)
             model, dm = load_model_and_data(ckpt)
             session = dm.sessions[0]
             valid = session.splits["valid"]

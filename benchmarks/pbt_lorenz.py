@@ -5,7 +5,8 @@ then, one after the other and each for ``--minutes`` of wall-clock time:
 
 - ``lfads tune --config configs/pbt_lorenz.yaml`` with a population of ``--population`` trials sharing
   ``--cpus`` CPUs (one per running trial), rounds of ``--interval`` epochs;
-- ``lfads fit --config configs/lorenz.yaml`` (one process; torch uses 1 thread on machines with <= 4 cores).
+- ``lfads fit --config configs/lorenz.yaml`` with the population's model (autonomous, 10 factors) and the
+  config's plateau schedule (one process; torch uses 1 thread on machines with <= 4 cores).
 
 The PBT winner is the trial with the best final ``valid/recon_smth`` (chosen without the true rates).
 For it and for the single fit, the best checkpoint's posterior-mean rates (``--samples`` samples per
@@ -97,7 +98,9 @@ def main() -> None:
         max_time = f"00:{hh:02d}:{rest // 60:02d}:{rest % 60:02d}"
         logger = json.dumps([{"class_path": "pytorch_lightning.loggers.CSVLogger",
                               "init_args": {"save_dir": str(work / "single"), "name": "lorenz"}}])
-        fit_cmd = [sys.executable, "-m", "lfads", "fit", "--config", "configs/lorenz.yaml",
+        # the population's (autonomous) model, trained once with the default plateau schedule
+        same_model = ["--model.con_dim", "0", "--model.co_dim", "0", "--model.ci_enc_dim", "64", "--model.fac_dim", "10"]
+        fit_cmd = [sys.executable, "-m", "lfads", "fit", "--config", "configs/lorenz.yaml", *same_model,
                    "--data.data_paths", str(data), "--trainer.max_time", max_time, "--trainer.max_epochs", "100000",
                    "--trainer.enable_progress_bar", "false", "--trainer.logger", logger]
         fit_wall = run(fit_cmd, work / "fit.log")

@@ -7,13 +7,15 @@ trained model.
 
 Run directory of a fit: ``{save_dir}/{name}/version_{N}/`` with ``config.yaml``
 (the fully resolved config), ``metrics.csv`` and TensorBoard events, and
-``checkpoints/`` (the best by ``valid/recon_smth`` and ``last.ckpt``). A new
+``checkpoints/`` (the best by ``valid/recon_smth_ramped``, the smoothed validation cost once the
+KL/L2 ramps are complete, and ``last.ckpt``). A new
 fit never reuses a version folder, so earlier runs are never overwritten.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -76,8 +78,9 @@ def run_lightning(args: list[str]):
         save_config_kwargs={"overwrite": False},
         trainer_defaults={
             "callbacks": [
-                # the best by the smoothed validation cost, and last.ckpt rewritten after every epoch
-                ModelCheckpoint(monitor="valid/recon_smth", mode="min", save_top_k=1),
+                # the best by the smoothed validation cost once the KL/L2 ramps are complete (see
+                # LFADS.ramps_complete), and last.ckpt rewritten after every epoch
+                ModelCheckpoint(monitor="valid/recon_smth_ramped", mode="min", save_top_k=1),
                 ModelCheckpoint(filename="last", monitor=None, save_top_k=1),
             ],
             "default_root_dir": "runs",
@@ -106,6 +109,9 @@ def find_checkpoint(run: str | os.PathLike) -> Path:
         state = torch.load(last, map_location="cpu", weights_only=False)
         for key, cb in state.get("callbacks", {}).items():
             best = cb.get("best_model_path") if isinstance(cb, dict) else None
+            score = cb.get("best_model_score") if isinstance(cb, dict) else None
+            if key.startswith("ModelCheckpoint") and score is not None and not math.isfinite(float(score)):
+                return last  # the run ended before its ramps did: no scored checkpoint, the newest is best
             # Look the file name up in this run's own folder: a copied or moved run stays self-contained.
             if key.startswith("ModelCheckpoint") and best and (ckpt_dir / Path(best).name).exists():
                 return ckpt_dir / Path(best).name

@@ -125,11 +125,15 @@ class LFADS(pl.LightningModule):
     lr_adam_beta1, lr_adam_beta2, lr_adam_epsilon, weight_decay : float
         Adam(W) settings.
     lr_scheduler : bool
-        Reduce the learning rate when ``valid/recon_smth`` plateaus.
+        Reduce the learning rate when ``valid/recon_smth`` plateaus. The schedule is held while the
+        KL/L2 ramps run (the cost rises as the penalties phase in, which is not a plateau).
     lr_decay, lr_patience, lr_stop : float, int, float
         Plateau schedule factor, patience (epochs) and minimum learning rate.
     smoothing : float
         Exponential smoothing of the validation cost (``valid/recon_smth``), weight of the newest epoch.
+        ``valid/recon_smth_ramped`` equals it once the ramps are complete and is ``inf`` before; the best
+        checkpoint is chosen by it, so a model that bought a low reconstruction cost with a not yet
+        penalized posterior (early in the KL ramp) is never the one kept.
     fused_recurrence : bool
         Run the recurrent loops through the hand-differentiated kernels of
         :mod:`lfads.modules.recurrence` (fast); False uses plain autograd loops (same results).
@@ -139,6 +143,12 @@ class LFADS(pl.LightningModule):
         Hidden size of the expansion-point network.
     jslds_fp_scale, jslds_approx_scale, jslds_recon_scale : float
         Weights of the fixed-point, approximation and JSLDS reconstruction costs.
+    jslds_start_epoch, jslds_increase_epoch : int
+        Linear ramp of the three JSLDS costs (like the KL ramp; 0, 0 = full weight from the start).
+    jslds_step_fraction : float
+        Fraction of time steps, drawn at random for each training batch, on which the JSLDS costs are
+        evaluated (unbiased estimates of the per-step means at a fraction of the cost); validation
+        always uses every step.
     """
 
     def __init__(
@@ -192,6 +202,9 @@ class LFADS(pl.LightningModule):
         jslds_fp_scale: float = 1.0,
         jslds_approx_scale: float = 1.0,
         jslds_recon_scale: float = 1.0,
+        jslds_start_epoch: int = 0,
+        jslds_increase_epoch: int = 0,
+        jslds_step_fraction: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -228,6 +241,8 @@ class LFADS(pl.LightningModule):
         self.ic_prior = MultivariateNormalPrior(ic_dim, ic_prior_var)
         self.co_prior = AutoregressivePrior(co_dim, co_prior_tau, co_prior_var) if use_con else None
         self.input_dropout = FastDropout(dropout_rate)
+        if not 0.0 < jslds_step_fraction <= 1.0:
+            raise ValueError(f"jslds_step_fraction must be in (0, 1]; got {jslds_step_fraction}.")
         self.jslds = JSLDS(gen_dim, jslds_hidden_dim) if jslds else None
         self._valid_smoothed: float | None = None
         self._valid_cache: list = []
@@ -330,7 +345,7 @@ class LFADS(pl.LightningModule):
             means = self(encod, ext, sample=False)
             self._valid_cache.extend((s, b, means[s].rates.detach()) for s, b in batch.items())
         if self.jslds is not None:
-            jslds_terms = [self._jslds_costs(s, b, out[s]) for s, b in batch.items()]
+            jslds_terms = [self._jslds_costs(s, b, out[s], training) for s, b in batch.items()]
         n_sess = len(recon_terms)
         recon = sum(recon_terms) / n_sess
         kl_ic = sum(kl_ic_terms) / n_sess
@@ -350,7 +365,8 @@ class LFADS(pl.LightningModule):
         log = dict(on_step=False, on_epoch=True, batch_size=n_trials, sync_dist=True)
         if self.jslds is not None:
             fp, approx, j_recon, rel = (sum(t[i] for t in jslds_terms) / n_sess for i in range(4))
-            loss = loss + hp.jslds_fp_scale * fp + hp.jslds_approx_scale * approx + hp.jslds_recon_scale * j_recon
+            j_ramp = linear_ramp(epoch, hp.jslds_start_epoch, hp.jslds_increase_epoch)
+            loss = loss + j_ramp * (hp.jslds_fp_scale * fp + hp.jslds_approx_scale * approx + hp.jslds_recon_scale * j_recon)
             for name, value in (("fp", fp), ("approx", approx), ("recon", j_recon), ("rel_err", rel)):
                 self.log(f"{split}/jslds_{name}", value, **log)
         self.log(f"{split}/loss", loss, prog_bar=True, **log)
@@ -365,14 +381,22 @@ class LFADS(pl.LightningModule):
             self.log("valid/sv_nll", sv_nll / sv_count.clamp_min(1.0), **log)
         return loss
 
-    def _jslds_costs(self, session: int, batch: SessionBatch, out: SessionOutput) -> tuple[Tensor, ...]:
+    def _jslds_costs(
+        self, session: int, batch: SessionBatch, out: SessionOutput, training: bool = False
+    ) -> tuple[Tensor, ...]:
         """Fixed-point, approximation and reconstruction costs of the co-trained JSLDS, and its one-step error."""
-        j = self.jslds.one_step(self.decoder.generator, out.gen_states, out.gen_init, out.gen_inputs)
+        n_steps = out.gen_states.shape[1]
+        gen_states, recon, steps = out.gen_states, batch.recon_data, None
+        if training and self.hparams.jslds_step_fraction < 1.0:
+            k = max(1, round(self.hparams.jslds_step_fraction * n_steps))
+            steps = torch.randperm(n_steps, device=gen_states.device)[:k]
+            gen_states, recon = gen_states[:, steps], recon[:, steps]
+        j = self.jslds.one_step(self.decoder.generator, out.gen_states, out.gen_init, out.gen_inputs, steps)
         fp = (j.expansion_images - j.expansion_points).pow(2).mean()
-        approx = (out.gen_states - j.approx_states).pow(2).mean()
+        approx = (gen_states - j.approx_states).pow(2).mean()
         params = self.readout(session, j.approx_states @ self.decoder.factor_weight().t()).float()
-        j_recon = self.likelihood.nll(params, batch.recon_data, full=False).mean()
-        rel = relative_error(j.approx_states, out.gen_states).mean().detach()
+        j_recon = self.likelihood.nll(params, recon, full=False).mean()
+        rel = relative_error(j.approx_states, gen_states).mean().detach()
         return fp, approx, j_recon, rel
 
     @torch.no_grad()
@@ -426,6 +450,8 @@ class LFADS(pl.LightningModule):
             self._valid_smoothed = current if self._valid_smoothed is None else a * current + (1 - a) * self._valid_smoothed
         value = self._valid_smoothed if self._valid_smoothed is not None else float("inf")
         self.log("valid/recon_smth", torch.tensor(value, device=self.device), sync_dist=True)
+        ramped = value if self.ramps_complete() else float("inf")
+        self.log("valid/recon_smth_ramped", torch.tensor(ramped, device=self.device), sync_dist=True)
         cache = self._valid_cache
         if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             # Each process validated a shard of the trials: score their union (the same on every process),
@@ -440,6 +466,21 @@ class LFADS(pl.LightningModule):
             for name, val in validation_metrics(cache).items():
                 self.log(f"valid/{name}", torch.tensor(val, dtype=torch.float32, device=self.device), sync_dist=True)
         self._valid_cache = []
+
+    def ramps_complete(self) -> bool:
+        """Whether the current epoch trained with the KL (and any L2 or JSLDS) costs at full weight."""
+        hp = self.hparams
+        epoch = self._epoch_progress()
+        kl_done = linear_ramp(epoch, hp.kl_start_epoch, hp.kl_increase_epoch) >= 1.0
+        l2_used = any(getattr(hp, f"l2_{c}_scale") > 0 for c in ("gen", "con", "ic_enc", "ci_enc"))
+        l2_done = not l2_used or linear_ramp(epoch, hp.l2_start_epoch, hp.l2_increase_epoch) >= 1.0
+        jslds_done = not hp.jslds or linear_ramp(epoch, hp.jslds_start_epoch, hp.jslds_increase_epoch) >= 1.0
+        return kl_done and l2_done and jslds_done
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Step the plateau schedule only once the ramps are complete."""
+        if self.ramps_complete():
+            super().lr_scheduler_step(scheduler, metric)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["valid_recon_smoothed"] = self._valid_smoothed

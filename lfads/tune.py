@@ -25,7 +25,7 @@ so far is kept.
 Results (``{save_dir}/{name}/tune_{YYYYmmdd-HHMMSS}/``):
 
 - ``trial_NN/``: one lfads run directory per trial (``config.yaml`` of its latest round,
-  ``metrics.csv`` over all rounds, ``checkpoints/`` with the best by ``valid/recon_smth`` and
+  ``metrics.csv`` over all rounds, ``checkpoints/`` with the best by ``valid/recon_smth_ramped`` and
   ``last.ckpt``), usable with ``lfads sample --run``;
 - ``pbt_history.csv``: one row per round and trial (epoch, hyperparameters, metrics, the trial whose
   checkpoint the round started from when it exploited one);
@@ -434,7 +434,7 @@ def _instantiate_cli(args: list[str], extra_callbacks: list | None = None):
     from lfads.cli import _build_cli_class
 
     LFADSCLI, LFADS, LFADSDataModule, ModelCheckpoint, _ = _build_cli_class()
-    callbacks = [ModelCheckpoint(monitor="valid/recon_smth", mode="min", save_last=True, save_top_k=1)]
+    callbacks = [ModelCheckpoint(monitor="valid/recon_smth_ramped", mode="min", save_last=True, save_top_k=1)]
     with warnings.catch_warnings():  # `args` is the whole command line here; sys.argv is the caller's
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
         return LFADSCLI(

@@ -30,7 +30,8 @@ def fit_args(data, save_dir, *extra):
 def tiny_run(small_lorenz, tmp_path_factory, monkeypatch_module):
     save_dir = tmp_path_factory.mktemp("runs")
     monkeypatch_module.setattr(sys, "argv", ["lfads"])
-    main(fit_args(small_lorenz, save_dir))
+    # KL ramp over epoch 0 only: epoch 1 is the first whose validation cost can pick the best checkpoint
+    main(fit_args(small_lorenz, save_dir, "--model.kl_increase_epoch", "1"))
     return save_dir / "tiny"
 
 
@@ -60,6 +61,21 @@ def test_fit_writes_a_complete_run_directory(tiny_run):
 def test_best_checkpoint_is_found_from_the_run_directory(tiny_run):
     best = find_checkpoint(tiny_run)
     assert best.name != "last.ckpt" and best.parent.parent.name == "version_0"
+
+
+def test_best_checkpoint_comes_from_after_the_kl_ramp(tiny_run):
+    import csv
+
+    rows = [r for r in csv.DictReader(open(tiny_run / "version_0" / "metrics.csv")) if r.get("valid/recon_smth_ramped")]
+    ramped = {int(r["epoch"]): float(r["valid/recon_smth_ramped"]) for r in rows}
+    assert ramped[0] == float("inf") and ramped[1] < float("inf")
+    assert find_checkpoint(tiny_run).name.startswith("epoch=1-")
+
+
+def test_run_ending_inside_the_kl_ramp_uses_its_last_checkpoint(small_lorenz, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["lfads"])
+    main(fit_args(small_lorenz, tmp_path, "--model.kl_increase_epoch", "50", "--trainer.max_epochs", "1"))
+    assert find_checkpoint(tmp_path / "tiny").name == "last.ckpt"
 
 
 def test_sample_writes_posterior_averages_for_every_split(tiny_run, tmp_path, capsys):
@@ -103,7 +119,8 @@ def test_print_config_layers_configs_and_overrides(small_lorenz, tmp_path, monke
               "--model.ic_dim", "7", "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["gen_dim"] == 33 and printed["model"]["co_dim"] == 2 and printed["model"]["ic_dim"] == 7
-    assert printed["model"]["fac_dim"] == 10  # from the base config
+    base = yaml.safe_load(open("configs/lorenz.yaml"))["model"]
+    assert printed["model"]["fac_dim"] == base["fac_dim"]  # from the base config
 
 
 def test_fit_rejects_bad_data_before_training(tmp_path, small_lorenz, monkeypatch):

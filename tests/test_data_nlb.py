@@ -13,7 +13,7 @@ from lfads.data.hdf5 import save_h5_atomic
 from lfads.data.nlb import NLB_DEFAULT_BIN_SIZE, is_nlb_file, load_nlb_h5
 from lfads.errors import LFADSDataError
 
-MC_MAZE_SMALL = Path("/work/shared/data/real/nlb_mc_maze_small/mc_maze_small_full.h5")
+MC_MAZE_SMALL = Path(__file__).resolve().parents[1] / "datasets" / "mc_maze_small" / "mc_maze_small_full.h5"
 needs_real_file = pytest.mark.skipif(not MC_MAZE_SMALL.exists(), reason="MC_Maze_Small NLB file not available")
 
 

@@ -40,3 +40,26 @@ def test_cotraining_makes_expansion_points_fixed_and_one_step_error_small(tmp_pa
     for key in ("approx_rates", "rollout_rates", "rollout_error"):
         assert torch.isfinite(out[key]).all()
     assert out["approx_rates"].shape == out["rates"].shape
+
+
+def test_one_step_on_chosen_steps_equals_the_full_expansion_at_those_steps():
+    from lfads.modules.gru import ClippedGRUCell
+    from lfads.modules.jslds import JSLDS
+
+    torch.manual_seed(0)
+    cell, jslds = ClippedGRUCell(2, 6, clip_value=5.0), JSLDS(6, 8)
+    nn_init = torch.nn.init
+    nn_init.normal_(jslds.expansion.mlp[-1].weight, std=0.3)  # a non-trivial E(h)
+    states, g0, inputs = torch.randn(3, 7, 6), torch.randn(3, 6), torch.randn(3, 7, 2)
+    full = jslds.one_step(cell, states, g0, inputs)
+    steps = torch.tensor([5, 0, 3])
+    part = jslds.one_step(cell, states, g0, inputs, steps)
+    for a, b in zip(part, full):
+        torch.testing.assert_close(a, b[:, steps])
+
+
+def test_jslds_step_fraction_outside_unit_interval_is_rejected():
+    import pytest
+
+    with pytest.raises(ValueError, match="jslds_step_fraction"):
+        LFADS([3], [3], 5, 5, jslds=True, jslds_step_fraction=0.0)

@@ -286,3 +286,45 @@ def test_step_draws_no_coordinated_dropout_masks_outside_training(monkeypatch) -
     model.forward = recorder
     model._step({0: batch}, "valid")
     torch.testing.assert_close(recorder.calls[0][0][0], batch.encod_data)
+
+
+# ---------------------------------------------------------------------------- ramps, checkpoints and LR schedule
+def _ramp_model(**kwargs) -> LFADS:
+    return LFADS(
+        encod_data_dims=[N_IN], recon_data_dims=[N_REC], encod_seq_len=T_ENC, recon_seq_len=T_REC,
+        ic_enc_dim=4, ci_enc_dim=4, con_dim=0, co_dim=0, ic_dim=3, gen_dim=6, fac_dim=3, **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("epoch", "kwargs", "expected"),
+    [
+        (0, dict(kl_start_epoch=0, kl_increase_epoch=3), False),
+        (2, dict(kl_start_epoch=0, kl_increase_epoch=3), False),
+        (3, dict(kl_start_epoch=0, kl_increase_epoch=3), True),
+        (4, dict(kl_start_epoch=2, kl_increase_epoch=3), False),
+        (5, dict(kl_start_epoch=2, kl_increase_epoch=3), True),
+        # an L2 ramp counts only when some L2 cost is on
+        (3, dict(kl_increase_epoch=3, l2_increase_epoch=10), True),
+        (3, dict(kl_increase_epoch=3, l2_increase_epoch=10, l2_gen_scale=1.0), False),
+        (10, dict(kl_increase_epoch=3, l2_increase_epoch=10, l2_gen_scale=1.0), True),
+    ],
+)
+def test_ramps_complete_once_every_active_penalty_is_at_full_weight(epoch, kwargs, expected, monkeypatch) -> None:
+    model = _ramp_model(**kwargs)
+    monkeypatch.setattr(model, "_epoch_progress", lambda: float(epoch))
+    assert model.ramps_complete() is expected
+
+
+def test_plateau_schedule_waits_for_the_ramps(monkeypatch) -> None:
+    model = _ramp_model(kl_increase_epoch=3, lr_scheduler=True, lr_patience=0, lr_decay=0.5, lr_init=1.0)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    sched.step(1.0)  # the first value is the best so far: no decay
+    epoch = {"e": 0.0}
+    monkeypatch.setattr(model, "_epoch_progress", lambda: epoch["e"])
+    model.lr_scheduler_step(sched, 2.0)  # worse, but inside the KL ramp: ignored
+    assert opt.param_groups[0]["lr"] == 1.0
+    epoch["e"] = 3.0
+    model.lr_scheduler_step(sched, 2.0)  # worse after the ramp: decays
+    assert opt.param_groups[0]["lr"] == 0.5

@@ -108,13 +108,19 @@ class JSLDS(nn.Module):
         super().__init__()
         self.expansion = ExpansionPointNetwork(gen_dim, hidden_dim, depth=1)
 
-    def one_step(self, cell: ClippedGRUCell, gen_states: Tensor, g0: Tensor, inputs: Tensor) -> JSLDSOutput:
+    def one_step(
+        self, cell: ClippedGRUCell, gen_states: Tensor, g0: Tensor, inputs: Tensor, steps: Tensor | None = None
+    ) -> JSLDSOutput:
         """Expansion about ``E(g_{t-1})`` for every step at once.
 
         ``gen_states`` ``(batch, time, gen_dim)`` are the generator's states after each step, ``g0``
         ``(batch, gen_dim)`` its initial state, ``inputs`` ``(batch, time, input_dim)`` the generator inputs.
+        ``steps`` (1-D indices into time) restricts the expansion to those steps; the outputs then have
+        ``len(steps)`` time entries.
         """
         prev = torch.cat([g0.unsqueeze(1), gen_states[:, :-1]], 1)
+        if steps is not None:
+            prev, inputs = prev[:, steps], inputs[:, steps]
         shape = prev.shape
         flat_prev = prev.reshape(-1, shape[-1])
         e = self.expansion(flat_prev)
