@@ -1,8 +1,8 @@
 """Co-trained LFADS-JSLDS against plain LFADS on the chaotic-RNN input-pulse data.
 
 Generates the input-pulse variant of the chaotic-RNN data (seeded), fits plain LFADS with
-``configs/chaotic_rnn_inputs.yaml`` and LFADS with a co-trained JSLDS (the same config plus
-``--model.jslds true``) for the same time budget, and prints on the validation trials:
+``configs/chaotic_rnn_inputs.yaml`` and LFADS with a co-trained JSLDS (the same config with
+``configs/jslds.yaml`` layered on top) for the same time budget, and prints on the validation trials:
 
 - rate R2 against the true rates for both (target: JSLDS within 0.05 of plain LFADS),
 - the JSLDS one-step relative error ``||a_t - g_t|| / ||g_t||`` (target < 1%),
@@ -29,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CONFIG = ROOT / "configs" / "chaotic_rnn_inputs.yaml"
+JSLDS_LAYER = ROOT / "configs" / "jslds.yaml"
 
 
 def start_fit(name: str, data: Path, workdir: Path, minutes: float, extra: list[str]) -> subprocess.Popen:
@@ -72,7 +73,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "datasets.chaotic_rnn", "--input-pulse", "--out", str(data)], cwd=ROOT,
                        check=True, stdout=subprocess.DEVNULL)
         results = {}
-        runs = {"plain": [], "jslds": ["--model.jslds", "true", *args.jslds_args.split()]}
+        runs = {"plain": [], "jslds": ["--config", str(JSLDS_LAYER), *args.jslds_args.split()]}
         procs = {}
         for name, extra in runs.items():
             procs[name] = start_fit(name, data, workdir, args.minutes, extra)

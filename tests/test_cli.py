@@ -123,6 +123,18 @@ def test_print_config_layers_configs_and_overrides(small_lorenz, tmp_path, monke
     assert printed["model"]["fac_dim"] == base["fac_dim"]  # from the base config
 
 
+def test_jslds_layer_turns_on_cotraining_over_a_model_config(small_lorenz, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["lfads"])
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "configs/chaotic_rnn_inputs.yaml", "--config", "configs/jslds.yaml",
+              "--data.data_paths", str(small_lorenz), "--print_config"])
+    model = yaml.safe_load(capsys.readouterr().out)["model"]
+    layer = yaml.safe_load(open("configs/jslds.yaml"))["model"]
+    base = yaml.safe_load(open("configs/chaotic_rnn_inputs.yaml"))["model"]
+    assert all(model[k] == v for k, v in layer.items())
+    assert model["gen_dim"] == base["gen_dim"] and model["co_dim"] == base["co_dim"]
+
+
 def test_fit_rejects_bad_data_before_training(tmp_path, small_lorenz, monkeypatch):
     bad = tmp_path / "bad.h5"
     with h5py.File(small_lorenz) as src, h5py.File(bad, "w") as dst:
