@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -165,7 +166,11 @@ def measure(impl: str, batch: int, threads: int, steps: int) -> dict:
             return model.loss(x, y)
 
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if impl == "lfads":  # the model's own optimizer (fused AdamW on a CPU)
+        opt = model.configure_optimizers()
+        opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -204,6 +209,9 @@ def main() -> None:
         print(json.dumps(measure(impl, int(batch), int(threads), int(steps))))
         return
     steps = {256: 3 if args.quick else 6, 32: 5 if args.quick else 15}
+    # Both implementations run with the allocator setting that `import lfads` applies (see lfads.runtime).
+    env = dict(os.environ, THP_MEM_ALLOC_ENABLE=os.environ.get("THP_MEM_ALLOC_ENABLE", "1"))
+    print(f"THP_MEM_ALLOC_ENABLE={env['THP_MEM_ALLOC_ENABLE']} for both implementations")
     print(f"torch {torch.__version__}; sgemm (1024^3): " + ", ".join(f"{t} thread(s) {sgemm_rate(t):.1f} GFLOP/s" for t in (1, 2)))
     print(f"{'impl':<10}{'batch':>6}{'threads':>8}{'ms/step':>10}{'trials/s':>10}{'GFLOP/s':>9}{'peak MB':>9}")
     best: dict = {}
@@ -212,7 +220,7 @@ def main() -> None:
             for threads in (1, 2):
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", f"{impl},{batch},{threads},{steps[batch]}"],
-                    capture_output=True, text=True, check=True,
+                    capture_output=True, text=True, check=True, env=env,
                 )
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"{impl:<10}{batch:>6}{threads:>8}{r['sec_per_step'] * 1e3:>10.1f}{r['trials_per_s']:>10.1f}"

@@ -1,6 +1,10 @@
 """lfads: infer latent dynamics from neural spiking data with LFADS, then reverse-engineer them."""
 
+from lfads.runtime import enable_huge_pages as _enable_huge_pages
+
 __version__ = "0.1.0"
+
+_enable_huge_pages()  # before torch's first allocation; see lfads.runtime
 
 
 def load_run(*args, **kwargs):

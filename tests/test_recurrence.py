@@ -19,12 +19,35 @@ from torch.autograd import gradcheck
 from lfads.modules.decoder import Decoder, gru_step
 from lfads.modules.encoder import BidirectionalGRUEncoder, Encoder, run_bidirectional
 from lfads.modules.gru import ClippedGRUCell
+from lfads.modules import native
 from lfads.modules.recurrence import ControllerGeneratorLoop, GRUSequence, gru_sequence
 
 torch.set_num_threads(1)
 
 F64 = torch.float64
 INF = float("inf")
+
+
+@pytest.fixture(autouse=True, params=["python", "compiled"])
+def loop_backend(request, monkeypatch) -> str:
+    """Every test here runs twice: on the Python loops and on the compiled loops of :mod:`lfads.modules.native`."""
+    monkeypatch.setenv("LFADS_NATIVE", "0" if request.param == "python" else "1")
+    if request.param == "compiled":
+        assert native.load() is not None, "the compiled recurrent loops did not build"
+    return request.param
+
+
+def test_compiled_loops_run_for_cpu_float_tensors_and_python_loops_otherwise(loop_backend, monkeypatch) -> None:
+    calls = []
+    if loop_backend == "compiled":
+        lib = native.load()
+        original = lib.gru_sequence_forward
+        monkeypatch.setattr(lib, "gru_sequence_forward", lambda *a: calls.append(a[0].dtype) or original(*a))
+    for dtype in (torch.float32, torch.float64):
+        gates, h0 = torch.randn(3, 1, 2, 12, dtype=dtype), torch.zeros(1, 2, 4, dtype=dtype)
+        gru_sequence(gates, h0, torch.randn(1, 12, 4, dtype=dtype), torch.zeros(1, 12, dtype=dtype))
+    assert calls == ([torch.float32, torch.float64] if loop_backend == "compiled" else [])
+    assert native.usable(torch.zeros(1, dtype=torch.float16)) is None
 
 
 # ---------------------------------------------------------------------------- references
@@ -348,6 +371,24 @@ def test_controller_generator_loop_gradcheck_with_unused_outputs() -> None:
     assert gradcheck(run, diff, eps=1e-6, atol=1e-6, fast_mode=True)
 
 
+def test_controller_generator_loop_with_bias_only_external_gates_equals_broadcast_gates() -> None:
+    """Without external inputs the loop takes the generator's input bias ``(3Gd,)`` instead of ``(T, B, 3Gd)``."""
+    diff, eps, masks = _loop_inputs(11, 1.5, True, True)
+    bias = torch.randn(diff[1].shape[-1], dtype=F64, requires_grad=True)
+    broadcast = [*diff[:1], bias.expand_as(diff[1]), *diff[2:]]
+    with_bias = [*diff[:1], bias, *diff[2:]]
+    got = ControllerGeneratorLoop.apply(*with_bias, eps, masks, 0.5)
+    expected = ControllerGeneratorLoop.apply(*broadcast, eps, masks, 0.5)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    loss, ref_loss = (sum(o.pow(2).sum() for o in out) for out in (got, expected))
+    leaves = [bias, *diff[2:]]
+    for a, b in zip(torch.autograd.grad(loss, leaves), torch.autograd.grad(ref_loss, leaves)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    run = lambda *a: ControllerGeneratorLoop.apply(*a, eps, masks, 0.5)  # noqa: E731
+    assert gradcheck(run, with_bias, eps=1e-6, atol=1e-6, fast_mode=True)
+
+
 def test_controller_generator_loop_without_masks_returns_generator_states_twice() -> None:
     diff, eps, _ = _loop_inputs(10, 1.0, True, False)
     gen, dropped, *_ = ControllerGeneratorLoop.apply(*diff, eps, None, INF)
@@ -386,6 +427,7 @@ def _compare_grads(fused: nn.Module, plain: nn.Module, extra: list[tuple[Tensor,
 DECODER_CASES = {
     "controller_train_sampled": dict(con_dim=4, co_dim=2, ext=2, clip=5.0, train=True, sample=True, scale=1.0),
     "controller_eval_means": dict(con_dim=4, co_dim=2, ext=0, clip=5.0, train=False, sample=False, scale=1.0),
+    "controller_train_no_ext": dict(con_dim=4, co_dim=2, ext=0, clip=5.0, train=True, sample=True, scale=1.0),
     "controller_clip_active": dict(con_dim=4, co_dim=2, ext=2, clip=0.3, train=True, sample=True, scale=3.0),
     "autonomous_train": dict(con_dim=0, co_dim=0, ext=2, clip=5.0, train=True, sample=True, scale=1.0),
     "autonomous_clip_active": dict(con_dim=0, co_dim=0, ext=0, clip=0.3, train=True, sample=True, scale=3.0),

@@ -134,9 +134,9 @@ class Decoder(nn.Module):
         masks = keep_mask((n_steps + 1, batch, gen_h.shape[1]), drop_p, ic.device, gen_h.dtype) if drop_p > 0 else None
         co = self.co_dim
         g_w_ih = gen.weight_ih
-        ext_gates = nn.functional.linear(ext_input, g_w_ih[:, co:], gen.bias_ih)
         if self.fused:
-            return self._fused(gen_h, ci, ext_gates, fac_w, masks, sample)
+            return self._fused(gen_h, ci, ext_input, fac_w, masks, sample)
+        ext_gates = nn.functional.linear(ext_input, g_w_ih[:, co:], gen.bias_ih)
         if masks is not None:
             masks = masks.unbind(0)
         ext_gates = ext_gates.unbind(1)
@@ -185,13 +185,22 @@ class Decoder(nn.Module):
         return DecoderOutput(gen_states, factors, co_means, co_stds, inferred, con_states, g0)
 
     def _fused(
-        self, gen_h: Tensor, ci: Tensor | None, ext_gates: Tensor, fac_w: Tensor, masks: Tensor | None, sample: bool
+        self, gen_h: Tensor, ci: Tensor | None, ext_input: Tensor, fac_w: Tensor, masks: Tensor | None, sample: bool
     ) -> DecoderOutput:
-        """The same loop through the hand-differentiated kernels of :mod:`lfads.modules.recurrence` (float32)."""
+        """The same loop through the hand-differentiated kernels of :mod:`lfads.modules.recurrence` (float32).
+
+        Everything entering the loop is made time-major by transposing the narrow inputs (external
+        inputs, CI encodings) before their projections, not the wide gate tensors after them.
+        """
         gen, co, clip = self.generator, self.co_dim, self.cell_clip
-        batch, n_steps = ext_gates.shape[:2]
+        batch, n_steps = ext_input.shape[:2]
         with torch.autocast(device_type=gen_h.device.type, enabled=False):
-            gen_h, ext_gates, fac_w = _full(gen_h), _full(ext_gates).transpose(0, 1), _full(fac_w)
+            gen_h, fac_w = _full(gen_h), _full(fac_w)
+            ext_w, ext_b = _full(gen.weight_ih[:, co:]), _full(gen.bias_ih)
+            if self.ext_input_dim == 0 and self.use_con:
+                ext_gates = ext_b  # no external inputs: the loop adds the bias at each step
+            else:
+                ext_gates = nn.functional.linear(_full(ext_input).transpose(0, 1), ext_w, ext_b)
             if not self.use_con:
                 states = gru_sequence(ext_gates.unsqueeze(1).contiguous(), gen_h.unsqueeze(0),
                                       gen.weight_hh.unsqueeze(0), gen.bias_hh.unsqueeze(0), clip)[:, 0]
@@ -201,7 +210,7 @@ class Decoder(nn.Module):
                 return DecoderOutput(gen_states, dropped.transpose(0, 1) @ fac_w.t(), empty, empty, empty, empty, gen_h)
             con = self.controller
             c_w_ih = con.weight_ih
-            ci_gates = nn.functional.linear(_full(ci), c_w_ih[:, : self.ci_dim], con.bias_ih).transpose(0, 1)
+            ci_gates = nn.functional.linear(_full(ci).transpose(0, 1), c_w_ih[:, : self.ci_dim], con.bias_ih)
             cf_t = (c_w_ih[:, self.ci_dim :] @ fac_w).t()
             eps = torch.randn(n_steps, batch, co, device=gen_h.device, dtype=gen_h.dtype) if sample else None
             c0 = self.con_h0.expand(batch, -1)

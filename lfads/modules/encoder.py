@@ -60,20 +60,26 @@ def run_bidirectional(encoders: list[BidirectionalGRUEncoder], x: Tensor) -> lis
     exactly as :meth:`BidirectionalGRUEncoder.forward` would.
     """
     batch, n_steps, _ = x.shape
-    params = [p for enc in encoders for p in enc.direction_params()]
-    hidden = params[0][1].shape[1]
-    n_groups = len(params)
-    w_ih = torch.cat([p[0] for p in params])
-    b_ih = torch.cat([p[2] for p in params])
-    gates = nn.functional.linear(x, w_ih, b_ih).view(batch, n_steps, n_groups, 3 * hidden).permute(1, 2, 0, 3)
-    gates = torch.stack([gates[:, i] if i % 2 == 0 else gates[:, i].flip(0) for i in range(n_groups)], 1)
-    h0 = torch.cat([enc.h0 for enc in encoders]).expand(-1, batch, -1)
-    w_hh = torch.stack([p[1] for p in params])
-    b_hh = torch.stack([p[3] for p in params])
+    n_enc = len(encoders)
+    # Groups: the forward directions of all encoders, then their backward directions. The backward
+    # directions read the time-reversed input, so no gate tensor is ever flipped or re-stacked.
+    fwd_params = [enc.direction_params()[0] for enc in encoders]
+    bwd_params = [enc.direction_params()[1] for enc in encoders]
+    hidden = fwd_params[0][1].shape[1]
+    x_tm = x.transpose(0, 1)  # (time, batch, input): transposing the narrow input is cheap
+
+    def gates_of(params, inp):
+        g = nn.functional.linear(inp, torch.cat([p[0] for p in params]), torch.cat([p[2] for p in params]))
+        return g.view(n_steps, batch, n_enc, 3 * hidden).transpose(1, 2)
+
+    gates = torch.cat([gates_of(fwd_params, x_tm), gates_of(bwd_params, x_tm.flip(0))], 1)
+    h0 = torch.cat([enc.h0[i : i + 1] for i in (0, 1) for enc in encoders]).expand(-1, batch, -1)
+    w_hh = torch.stack([p[1] for p in fwd_params + bwd_params])
+    b_hh = torch.stack([p[3] for p in fwd_params + bwd_params])
     states = gru_sequence(gates, h0, w_hh, b_hh)  # (time, groups, batch, hidden)
     results = []
-    for e in range(len(encoders)):
-        fwd, bwd = states[:, 2 * e], states[:, 2 * e + 1]
+    for e in range(n_enc):
+        fwd, bwd = states[:, e], states[:, n_enc + e]
         out = torch.cat([fwd, bwd.flip(0)], -1).transpose(0, 1)
         results.append((out, torch.cat([fwd[-1], bwd[-1]], -1)))
     return results

@@ -36,6 +36,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lfads.modules import native
+
 
 def _affine(h: Tensor, w_t: Tensor, b: Tensor) -> Tensor:
     """``h @ w_t + b`` for 2-D ``h`` ``(B, H)`` or grouped 3-D ``h`` ``(G, B, H)``."""
@@ -87,12 +89,22 @@ def gru_backward(
 
 def _weight_grad(dgates: Tensor, inputs: Tensor) -> Tensor:
     """``sum_t dgates_t^T inputs_t`` over time and batch: ``(T, ..., B, K)`` x ``(T, ..., B, H)`` -> ``(..., K, H)``."""
+    # The narrower operand goes first: BLAS is several times slower on a (K, N) x (N, 4) product
+    # than on (4, N) x (N, K) for the same result.
     if dgates.dim() == 3:
-        return dgates.reshape(-1, dgates.shape[-1]).t() @ inputs.reshape(-1, inputs.shape[-1])
+        d, x = dgates.reshape(-1, dgates.shape[-1]), inputs.reshape(-1, inputs.shape[-1])
+        return (x.t() @ d).t() if x.shape[-1] <= d.shape[-1] else d.t() @ x
     g = dgates.shape[1]
     d = dgates.transpose(0, 1).reshape(g, -1, dgates.shape[-1])
     x = inputs.transpose(0, 1).reshape(g, -1, inputs.shape[-1])
-    return d.transpose(1, 2) @ x
+    return (x.transpose(1, 2) @ d).transpose(1, 2) if x.shape[-1] <= d.shape[-1] else d.transpose(1, 2) @ x
+
+
+def _sum_leading(x: Tensor, n: int) -> Tensor:
+    """Sum over the first ``n`` axes one at a time (a leading-axis sum is a fast vectorized add)."""
+    for _ in range(n):
+        x = x.sum(0)
+    return x
 
 
 class GRUSequence(torch.autograd.Function):
@@ -104,12 +116,17 @@ class GRUSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gates: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor, clip: float) -> Tensor:
+        ctx.native, ctx.clip = native.usable(gates, h0, w_hh, b_hh), clip
+        if ctx.native is not None:
+            states, ctx.caches = ctx.native.gru_sequence_forward(gates.contiguous(), h0, w_hh, b_hh, float(clip))
+            ctx.save_for_backward(states, w_hh)
+            return states
         w_hh_t = w_hh.transpose(1, 2)
         states = gates.new_empty((gates.shape[0] + 1, *h0.shape))
         states[0] = h0
         caches = [gru_forward(gates[t], states[t], w_hh_t, b_hh, clip, states[t + 1]) for t in range(gates.shape[0])]
         ctx.save_for_backward(states, w_hh)
-        ctx.caches, ctx.clip = caches, clip
+        ctx.caches = caches
         return states
 
     @staticmethod
@@ -121,13 +138,16 @@ class GRUSequence(torch.autograd.Function):
     def _backward(ctx, d_states: Tensor):
         states, w_hh = ctx.saved_tensors
         caches, clip = ctx.caches, ctx.clip
+        if ctx.native is not None:
+            da, dgh, dh = ctx.native.gru_sequence_backward(d_states, states, caches, w_hh, float(clip))
+            return da, dh, _weight_grad(dgh, states[:-1]), _sum_leading(dgh, 1).sum(1), None
         n_steps = states.shape[0] - 1
         da = d_states.new_empty((n_steps, *states.shape[1:-1], 3 * states.shape[-1]))
         dgh = torch.empty_like(da)
         dh = d_states[n_steps]
         for t in range(n_steps - 1, -1, -1):
             dh = gru_backward(dh, states[t + 1], caches[t], w_hh, clip, da[t], dgh[t]) + d_states[t]
-        return da, dh, _weight_grad(dgh, states[:-1]), dgh.sum((0, 2)), None
+        return da, dh, _weight_grad(dgh, states[:-1]), _sum_leading(dgh, 1).sum(1), None
 
 
 def full_precision(x: Tensor) -> Tensor:
@@ -146,7 +166,7 @@ class ControllerGeneratorLoop(torch.autograd.Function):
     """The LFADS decoder loop (see :mod:`lfads.modules.decoder` for the equations).
 
     Inputs (``T`` steps, batch ``B``; controller size ``C``, generator size ``Gd``):
-    ``ci_gates (T, B, 3C)``, ``ext_gates (T, B, 3Gd)``, ``g0 (B, Gd)``, ``c0 (B, C)``,
+    ``ci_gates (T, B, 3C)``, ``ext_gates (T, B, 3Gd)`` or ``(3Gd,)`` (no external inputs: the bias alone), ``g0 (B, Gd)``, ``c0 (B, C)``,
     ``cf_t (Gd, 3C)`` (dropped generator state -> controller gates), ``wc_hh (3C, C)``, ``bc_hh (3C)``,
     ``wco (2co, C)``, ``bco (2co)``, ``wu (3Gd, co)``, ``wg_hh (3Gd, Gd)``, ``bg_hh (3Gd)``,
     ``eps (T, B, co)`` or None (posterior means), ``masks (T + 1, B, Gd)`` or None (no dropout), ``clip``.
@@ -158,6 +178,15 @@ class ControllerGeneratorLoop(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ci_gates, ext_gates, g0, c0, cf_t, wc_hh, bc_hh, wco, bco, wu, wg_hh, bg_hh, eps, masks, clip):
+        ctx.native = native.usable(ci_gates, ext_gates, g0, c0, cf_t, wc_hh, wg_hh, wu)
+        if ctx.native is not None:
+            gen, drop, con, cop, u_all, std_all, cache_c, cache_g = ctx.native.controller_generator_forward(
+                ci_gates.contiguous(), ext_gates.contiguous(), g0, c0, cf_t, wc_hh, bc_hh, wco, bco, wu, wg_hh,
+                bg_hh, eps, masks, float(clip),
+            )
+            ctx.save_for_backward(gen, gen if drop is None else drop, con, u_all, cf_t, wc_hh, wco, wu, wg_hh)
+            ctx.extra = (eps, masks, std_all, cache_c, cache_g, clip, ext_gates.dim() == 1)
+            return gen, (gen.clone() if drop is None else drop), con, cop, u_all
         n_steps, batch = ci_gates.shape[:2]
         co = wu.shape[1]
         wc_hh_t, wco_t, wu_t, wg_hh_t = wc_hh.t(), wco.t(), wu.t(), wg_hh.t()
@@ -181,11 +210,12 @@ class ControllerGeneratorLoop(torch.autograd.Function):
                 torch.addcmul(cop[t, :, :co], std_all[t], eps[t], out=u_all[t])
             else:
                 u_all[t] = cop[t, :, :co]
-            cache_g.append(gru_forward(torch.addmm(ext_gates[t], u_all[t], wu_t), gen[t], wg_hh_t, bg_hh, clip, gen[t + 1]))
+            ext_t = ext_gates if ext_gates.dim() == 1 else ext_gates[t]
+            cache_g.append(gru_forward(torch.addmm(ext_t, u_all[t], wu_t), gen[t], wg_hh_t, bg_hh, clip, gen[t + 1]))
             if masks is not None:
                 torch.mul(gen[t + 1], masks[t + 1], out=drop[t + 1])
         ctx.save_for_backward(gen, drop, con, u_all, cf_t, wc_hh, wco, wu, wg_hh)
-        ctx.extra = (eps, masks, std_all, cache_c, cache_g, clip)
+        ctx.extra = (eps, masks, std_all, cache_c, cache_g, clip, ext_gates.dim() == 1)
         return gen, (gen.clone() if masks is None else drop), con, cop, u_all
 
     @staticmethod
@@ -196,7 +226,14 @@ class ControllerGeneratorLoop(torch.autograd.Function):
     @staticmethod
     def _backward(ctx, d_gen, d_drop, d_con, d_cop, d_u):
         gen, drop, con, u_all, cf_t, wc_hh, wco, wu, wg_hh = ctx.saved_tensors
-        eps, masks, std_all, cache_c, cache_g, clip = ctx.extra
+        eps, masks, std_all, cache_c, cache_g, clip, ext_is_bias = ctx.extra
+        if ctx.native is not None:
+            da_c, dgh_c, da_g, dgh_g, dps, dg, dc = ctx.native.controller_generator_backward(
+                d_gen, d_drop, d_con, d_cop, d_u, gen, con, cache_c, cache_g, cf_t, wc_hh, wco, wu, wg_hh,
+                eps, std_all, masks, float(clip),
+            )
+            return ControllerGeneratorLoop._grads(da_c, dgh_c, da_g, dgh_g, dps, dg, dc, drop, con, u_all, gen,
+                                                  ext_is_bias)
         n_steps, co = u_all.shape[0], wu.shape[1]
         cf = cf_t.t()
         da_c = con.new_empty((n_steps, *con.shape[1:-1], 3 * con.shape[-1]))
@@ -233,19 +270,24 @@ class ControllerGeneratorLoop(torch.autograd.Function):
             if d_con is not None:
                 dc = dc + d_con[t]
             dg = grad_gen(t, da_c[t] @ cf) + dg_prev
+        return ControllerGeneratorLoop._grads(da_c, dgh_c, da_g, dgh_g, dps, dg, dc, drop, con, u_all, gen, ext_is_bias)
+
+    @staticmethod
+    def _grads(da_c, dgh_c, da_g, dgh_g, dps, dg, dc, drop, con, u_all, gen, ext_is_bias):
+        """Input gradients from the per-step gate gradients: weight gradients as one product over all steps."""
         return (
             da_c,
-            da_g,
+            _sum_leading(da_g, 2) if ext_is_bias else da_g,
             dg,
             dc,
             _weight_grad(da_c, drop[:-1]).t(),
             _weight_grad(dgh_c, con[:-1]),
-            dgh_c.sum((0, 1)),
+            _sum_leading(dgh_c, 2),
             _weight_grad(dps, con[1:]),
-            dps.sum((0, 1)),
+            _sum_leading(dps, 2),
             _weight_grad(da_g, u_all),
             _weight_grad(dgh_g, gen[:-1]),
-            dgh_g.sum((0, 1)),
+            _sum_leading(dgh_g, 2),
             None,
             None,
             None,

@@ -1,0 +1,92 @@
+"""The compiled CPU time loops (``recurrence_native.cpp``), built on first use.
+
+The recurrent loops of :mod:`lfads.modules.recurrence` run one Python-dispatched
+tensor operation per gate per step; at the small batches of real datasets that
+dispatch, not arithmetic, is most of a training step on a CPU. The C++ versions
+run the same loops in one call each, with every GRU step's elementwise work
+fused into one vectorized pass, and are checked against the Python loops by the
+tests.
+
+The extension is compiled with the system C++ compiler the first time it is
+needed (about 30 s, once; torch caches it under ``TORCH_EXTENSIONS_DIR``, by
+default ``~/.cache/torch_extensions``). Where no compiler is available the
+Python loops are used, with one warning. ``LFADS_NATIVE=0`` turns the compiled
+loops off; they are only used for CPU tensors of dtype float32 or float64.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+_SOURCE = Path(__file__).with_name("recurrence_native.cpp")
+_FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd", "-march=native"]
+_state: dict[str, ModuleType | None] = {}
+
+
+def enabled() -> bool:
+    """Whether the compiled loops may be used (``LFADS_NATIVE`` is not ``0``)."""
+    return os.environ.get("LFADS_NATIVE", "1") != "0"
+
+
+def load() -> ModuleType | None:
+    """The compiled module, building it on first call; ``None`` if disabled or it cannot be built."""
+    if not enabled():
+        return None
+    if "module" not in _state:
+        _state["module"] = _build()
+    return _state["module"]
+
+
+def _build() -> ModuleType | None:
+    from torch.utils import cpp_extension
+
+    try:
+        _put_ninja_on_path()
+        if not cpp_extension.is_ninja_available():
+            raise RuntimeError("ninja is not installed")
+        print("lfads: loading the compiled recurrent loops (the first time, compiling takes ~30 s)",
+              file=sys.stderr, flush=True)
+        # -ffast-math only at compile time: linking with it would set flush-to-zero for the whole process.
+        return cpp_extension.load(
+            name="lfads_recurrence_native",
+            sources=[str(_SOURCE)],
+            extra_cflags=_FLAGS,
+            extra_ldflags=[],
+            verbose=False,
+        )
+    except Exception as err:  # no compiler, no ninja, a build error: fall back to the Python loops
+        lines = str(err).splitlines()
+        reason = next((line for line in lines if "error" in line.lower() and ".cpp" in line), lines[0] if lines else "")
+        warnings.warn(
+            f"lfads: could not build the compiled recurrent loops ({type(err).__name__}: {reason[:400]}); "
+            "using the Python loops, which are slower on a CPU. Set LFADS_NATIVE=0 to skip this attempt.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def _put_ninja_on_path() -> None:
+    """torch runs ``ninja`` from PATH; a virtual environment's own (the ``ninja`` package) is not on it unless activated."""
+    if shutil.which("ninja") is not None:
+        return
+    try:
+        import ninja
+    except ImportError:
+        return
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+
+
+def usable(*tensors: torch.Tensor) -> ModuleType | None:
+    """The compiled module if every tensor is a CPU float32/float64 tensor (and it is available), else None."""
+    for t in tensors:
+        if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+            return None
+    return load()
