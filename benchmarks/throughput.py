@@ -12,7 +12,11 @@ The reference is the same architecture written the plain way: every RNN
 Python loop over a GRU cell built from ``nn.Linear`` layers, the controller
 reads concatenated inputs, and the factors are computed inside the loop. Each
 implementation runs at 1 and 2 threads, in a fresh process per measurement,
-and is compared at its best thread count.
+and is compared at its best thread count. The model runs as shipped: compiled
+CPU loops (``lfads.modules.native``, unless ``LFADS_NATIVE=0``) and its own fused
+AdamW; the reference uses ``torch.optim.Adam``. Both run with the huge-page
+allocator setting that ``import lfads`` applies (``THP_MEM_ALLOC_ENABLE=1``,
+unless set otherwise in the environment).
 
 Usage::
 

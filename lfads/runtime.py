@@ -14,7 +14,7 @@ Threads:
 Default: ``LFADS_NUM_THREADS`` if set, else 1 thread on machines with at most 4
 cores and torch's own default above that. The recurrent loop issues many small
 matrix products in sequence; on a 2-core machine a second thread helps only
-while the other core is idle (1.57x at batch 256, 1.08x at batch 32) and makes
+while the other core is idle (1.48x at batch 256, 1.37x at batch 32) and makes
 every step wait for a busy core otherwise (5-18x slower when another process
 runs), so one thread is the robust default (``benchmarks/throughput.py``
 measures both). GPU training is unaffected.

@@ -26,6 +26,7 @@ from types import ModuleType
 import torch
 
 _SOURCE = Path(__file__).with_name("recurrence_native.cpp")
+_NAME = "lfads_recurrence_native"
 _FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd", "-march=native"]
 _state: dict[str, ModuleType | None] = {}
 
@@ -51,11 +52,11 @@ def _build() -> ModuleType | None:
         _put_ninja_on_path()
         if not cpp_extension.is_ninja_available():
             raise RuntimeError("ninja is not installed")
-        print("lfads: loading the compiled recurrent loops (the first time, compiling takes ~30 s)",
-              file=sys.stderr, flush=True)
+        if not _is_cached():
+            print("lfads: compiling the CPU recurrent loops (once, about 30 s)", file=sys.stderr, flush=True)
         # -ffast-math only at compile time: linking with it would set flush-to-zero for the whole process.
         return cpp_extension.load(
-            name="lfads_recurrence_native",
+            name=_NAME,
             sources=[str(_SOURCE)],
             extra_cflags=_FLAGS,
             extra_ldflags=[],
@@ -71,6 +72,17 @@ def _build() -> ModuleType | None:
             stacklevel=3,
         )
         return None
+
+
+def _is_cached() -> bool:
+    """Whether a built library is already in torch's extension cache (a changed source still rebuilds)."""
+    from torch.utils import cpp_extension
+
+    try:
+        folder = Path(cpp_extension._get_build_directory(_NAME, verbose=False))
+    except Exception:
+        return False
+    return any(folder.glob(f"{_NAME}*.so")) or any(folder.glob(f"{_NAME}*.pyd"))
 
 
 def _put_ninja_on_path() -> None:
