@@ -29,6 +29,11 @@ Its backward, for an incoming gradient ``\\bar h'`` and ``m = 1[|h'_{pre}| \\le 
   sampling, generator, factor feedback).
 
 Both are checked against plain autograd loops by ``torch.autograd.gradcheck``.
+
+On a CPU both Functions hand their time loops to the compiled versions in
+``recurrence_native.cpp`` (see :mod:`lfads.modules.native`), which do the same
+arithmetic in one call per sequence; the Python loops here are the reference
+and the fallback (GPUs, half precision, no compiler, ``LFADS_NATIVE=0``).
 """
 
 from __future__ import annotations
