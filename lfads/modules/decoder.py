@@ -196,11 +196,11 @@ class Decoder(nn.Module):
         batch, n_steps = ext_input.shape[:2]
         with torch.autocast(device_type=gen_h.device.type, enabled=False):
             gen_h, fac_w = _full(gen_h), _full(fac_w)
-            ext_w, ext_b = _full(gen.weight_ih[:, co:]), _full(gen.bias_ih)
+            ext_b = _full(gen.bias_ih)
             if self.ext_input_dim == 0 and self.use_con:
                 ext_gates = ext_b  # no external inputs: the loop adds the bias at each step
             else:
-                ext_gates = nn.functional.linear(_full(ext_input).transpose(0, 1), ext_w, ext_b)
+                ext_gates = nn.functional.linear(_full(ext_input).transpose(0, 1), _full(gen.weight_ih[:, co:]), ext_b)
             if not self.use_con:
                 states = gru_sequence(ext_gates.unsqueeze(1).contiguous(), gen_h.unsqueeze(0),
                                       gen.weight_hh.unsqueeze(0), gen.bias_hh.unsqueeze(0), clip)[:, 0]

@@ -63,8 +63,7 @@ def run_bidirectional(encoders: list[BidirectionalGRUEncoder], x: Tensor) -> lis
     n_enc = len(encoders)
     # Groups: the forward directions of all encoders, then their backward directions. The backward
     # directions read the time-reversed input, so no gate tensor is ever flipped or re-stacked.
-    fwd_params = [enc.direction_params()[0] for enc in encoders]
-    bwd_params = [enc.direction_params()[1] for enc in encoders]
+    fwd_params, bwd_params = (list(d) for d in zip(*(enc.direction_params() for enc in encoders)))
     hidden = fwd_params[0][1].shape[1]
     x_tm = x.transpose(0, 1)  # (time, batch, input): transposing the narrow input is cheap
 
