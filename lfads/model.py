@@ -133,7 +133,8 @@ class LFADS(pl.LightningModule):
         Exponential smoothing of the validation cost (``valid/recon_smth``), weight of the newest epoch.
         ``valid/recon_smth_ramped`` equals it once the ramps are complete and is ``inf`` before; the best
         checkpoint is chosen by it, so a model that bought a low reconstruction cost with a not yet
-        penalized posterior (early in the KL ramp) is never the one kept.
+        penalized posterior (early in the KL ramp) is never the one kept. The average restarts at the
+        first full-weight epoch, so the value that selects checkpoints holds no ramp-time cost.
     fused_recurrence : bool
         Run the recurrent loops through the hand-differentiated kernels of
         :mod:`lfads.modules.recurrence` (fast); False uses plain autograd loops (same results).
@@ -142,7 +143,9 @@ class LFADS(pl.LightningModule):
     jslds_hidden_dim : int
         Hidden size of the expansion-point network.
     jslds_fp_scale, jslds_approx_scale, jslds_recon_scale : float
-        Weights of the fixed-point, approximation and JSLDS reconstruction costs.
+        Weights of the fixed-point, approximation and JSLDS reconstruction costs. The reconstruction
+        cost is on the same per-entry scale as the LFADS one; ``configs/jslds.yaml`` weighs it twice
+        as much (measured best on the chaotic input-pulse data).
     jslds_start_epoch, jslds_increase_epoch : int
         Linear ramp of the three JSLDS costs (like the KL ramp; 0, 0 = full weight from the start).
     jslds_step_fraction : float
@@ -245,6 +248,7 @@ class LFADS(pl.LightningModule):
             raise ValueError(f"jslds_step_fraction must be in (0, 1]; got {jslds_step_fraction}.")
         self.jslds = JSLDS(gen_dim, jslds_hidden_dim) if jslds else None
         self._valid_smoothed: float | None = None
+        self._smoothed_ramped = False  # whether _valid_smoothed averages only full-weight epochs
         self._valid_cache: list = []
 
     # ------------------------------------------------------------------ forward
@@ -444,13 +448,19 @@ class LFADS(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         """Smoothed validation cost (for checkpoints and the LR schedule) and NLB-style metrics."""
         metrics = self.trainer.callback_metrics
+        ramped_epoch = self.ramps_complete()
         if "valid/recon" in metrics and not self.trainer.sanity_checking:
             current = float(metrics["valid/recon"])
             a = self.hparams.smoothing
-            self._valid_smoothed = current if self._valid_smoothed is None else a * current + (1 - a) * self._valid_smoothed
+            # The average restarts at the first epoch trained at full cost weights, so that costs
+            # from under-regularized epochs (a controller fitting noise before its KL is on) do not
+            # linger in the value that selects checkpoints.
+            restart = self._valid_smoothed is None or (ramped_epoch and not self._smoothed_ramped)
+            self._valid_smoothed = current if restart else a * current + (1 - a) * self._valid_smoothed
+            self._smoothed_ramped = ramped_epoch
         value = self._valid_smoothed if self._valid_smoothed is not None else float("inf")
         self.log("valid/recon_smth", torch.tensor(value, device=self.device), sync_dist=True)
-        ramped = value if self.ramps_complete() else float("inf")
+        ramped = value if ramped_epoch else float("inf")
         self.log("valid/recon_smth_ramped", torch.tensor(ramped, device=self.device), sync_dist=True)
         cache = self._valid_cache
         if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -484,9 +494,11 @@ class LFADS(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["valid_recon_smoothed"] = self._valid_smoothed
+        checkpoint["valid_recon_smoothed_ramped"] = self._smoothed_ramped
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._valid_smoothed = checkpoint.get("valid_recon_smoothed")
+        self._smoothed_ramped = bool(checkpoint.get("valid_recon_smoothed_ramped", False))
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -72,6 +72,17 @@ def test_best_checkpoint_comes_from_after_the_kl_ramp(tiny_run):
     assert find_checkpoint(tiny_run).name.startswith("epoch=1-")
 
 
+def test_checkpoint_cost_average_restarts_at_the_first_full_weight_epoch(tiny_run):
+    import csv
+
+    rows = [r for r in csv.DictReader(open(tiny_run / "version_0" / "metrics.csv")) if r.get("valid/recon_smth")]
+    by_epoch = {int(r["epoch"]): (float(r["valid/recon"]), float(r["valid/recon_smth"])) for r in rows}
+    (recon0, smth0), (recon1, smth1) = by_epoch[0], by_epoch[1]
+    assert smth0 == pytest.approx(recon0) and recon1 != pytest.approx(recon0)
+    # epoch 0 ran inside the KL ramp: its cost is not averaged into the value that selects checkpoints
+    assert smth1 == pytest.approx(recon1)
+
+
 def test_run_ending_inside_the_kl_ramp_uses_its_last_checkpoint(small_lorenz, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["lfads"])
     main(fit_args(small_lorenz, tmp_path, "--model.kl_increase_epoch", "50", "--trainer.max_epochs", "1"))
