@@ -126,10 +126,22 @@ def bits_per_spike(rates: np.ndarray, counts: np.ndarray) -> float:
             "evaluate on more trials or neurons."
         )
     flat_counts = counts.reshape(-1, counts.shape[-1])
+    flat_rates = rates.reshape(-1, rates.shape[-1])
+    observed = ~np.isnan(flat_counts)
+    all_observed = bool(observed.all())
     with np.errstate(invalid="ignore"):
-        null_rate = np.nanmean(flat_counts, axis=0)  # (neurons,); all-NaN neurons give NaN but are never used
-    null_rates = np.broadcast_to(np.nan_to_num(null_rate), counts.shape)
-    return float((poisson_nll(null_rates, counts) - poisson_nll(rates, counts)) / (total * np.log(2.0)))
+        # (neurons,); all-NaN neurons give NaN but are never used
+        null_rate = flat_counts.mean(axis=0) if all_observed else np.nanmean(flat_counts, axis=0)
+    if np.isnan(flat_rates if all_observed else flat_rates[observed]).any():
+        raise LFADSDataError("rates contain NaN where counts are observed; predict a rate for every observed bin.")
+    # NLL(null) - NLL(model) = sum_obs (lam0 - lam) + sum_obs n (log lam - log lam0); the log n! terms of
+    # the two NLLs are equal and cancel, and the logarithms are only needed where there are spikes.
+    lam = np.maximum(flat_rates, RATE_FLOOR)
+    lam0 = np.maximum(np.nan_to_num(null_rate, nan=1.0), RATE_FLOOR)
+    rate_terms = observed.sum(axis=0) @ lam0 - (lam.sum() if all_observed else lam[observed].sum())
+    rows, cols = np.nonzero(flat_counts > 0)  # NaN > 0 is False
+    spike_terms = flat_counts[rows, cols] @ (np.log(lam[rows, cols]) - np.log(lam0[cols]))
+    return float((rate_terms + spike_terms) / (total * np.log(2.0)))
 
 
 def co_bps(rates: np.ndarray, counts: np.ndarray, n_heldin: int, n_enc_time: int | None = None) -> float:

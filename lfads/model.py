@@ -129,6 +129,10 @@ class LFADS(pl.LightningModule):
         KL/L2 ramps run (the cost rises as the penalties phase in, which is not a plateau).
     lr_decay, lr_patience, lr_stop : float, int, float
         Plateau schedule factor, patience (epochs) and minimum learning rate.
+    lr_cosine_epochs : int
+        If > 0, anneal the learning rate instead along a half cosine from ``lr_init`` at epoch 0 to
+        ``lr_stop`` at this epoch, then hold it. Suits time-boxed fits (``trainer.max_time``): set it to
+        about the number of epochs the budget allows. Not combinable with ``lr_scheduler``.
     smoothing : float
         Exponential smoothing of the validation cost (``valid/recon_smth``), weight of the newest epoch.
         ``valid/recon_smth_ramped`` equals it once the ramps are complete and is ``inf`` before; the best
@@ -198,6 +202,7 @@ class LFADS(pl.LightningModule):
         lr_decay: float = 0.95,
         lr_patience: int = 6,
         lr_stop: float = 1e-5,
+        lr_cosine_epochs: int = 0,
         smoothing: float = 0.3,
         fused_recurrence: bool = True,
         jslds: bool = False,
@@ -218,6 +223,11 @@ class LFADS(pl.LightningModule):
                 raise ValueError(f"recon_data_dims ({n_rec}) must be >= encod_data_dims ({n_in}) for every session.")
         if recon_seq_len < encod_seq_len:
             raise ValueError(f"recon_seq_len ({recon_seq_len}) must be >= encod_seq_len ({encod_seq_len}).")
+        if lr_cosine_epochs < 0 or (lr_cosine_epochs > 0 and lr_scheduler):
+            raise ValueError(
+                f"lr_cosine_epochs ({lr_cosine_epochs}) must be >= 0, and > 0 only with lr_scheduler false "
+                "(the cosine and plateau schedules are alternatives)."
+            )
         if not 0 <= ic_enc_seq_len < encod_seq_len:
             raise ValueError(f"ic_enc_seq_len must be in [0, encod_seq_len), got {ic_enc_seq_len}.")
         self.likelihood = make_likelihood(reconstruction)
@@ -273,6 +283,10 @@ class LFADS(pl.LightningModule):
         sample : bool
             Sample the IC and inferred inputs from their posteriors (True) or use the means.
         """
+        return self._decode(self._encode(encod, ext_input), sample)
+
+    def _encode(self, encod: dict[int, Tensor], ext_input: dict[int, Tensor] | None) -> tuple:
+        """Read-in, input dropout and encoders for all sessions at once (the part of :meth:`forward` before sampling)."""
         sessions = list(encod)
         sizes = [encod[s].shape[0] for s in sessions]
         x = torch.cat([self.readin(s, encod[s]) for s in sessions], 0)
@@ -283,6 +297,11 @@ class LFADS(pl.LightningModule):
         else:
             ext = torch.cat([ext_input[s] for s in sessions], 0).to(x.dtype)
         ic_mean, ic_std, ci = self.encoder(x)
+        return sessions, sizes, ext, ic_mean, ic_std, ci
+
+    def _decode(self, encoded: tuple, sample: bool) -> dict[int, SessionOutput]:
+        """Sample (or take the means of) the posteriors of :meth:`_encode`'s output, run the decoder and read out."""
+        sessions, sizes, ext, ic_mean, ic_std, ci = encoded
         ic = ic_mean + ic_std * torch.randn_like(ic_std) if sample else ic_mean
         dec = self.decoder(ic, ci, ext, sample=sample)
         outputs = {}
@@ -327,7 +346,8 @@ class LFADS(pl.LightningModule):
                 weight = weight * cd_weight
             encod[s], loss_weights[s] = inp, weight
         ext = {s: b.ext_input for s, b in batch.items()}
-        out = self(encod, ext, sample=True)
+        encoded = self._encode(encod, ext)
+        out = self._decode(encoded, sample=True)
         recon_terms, kl_ic_terms, kl_co_terms, sv_nll, sv_count = [], [], [], 0.0, 0.0
         for s, b in batch.items():
             o = out[s]
@@ -346,7 +366,7 @@ class LFADS(pl.LightningModule):
                 sv_nll = sv_nll + (nll_in * held).sum()
                 sv_count = sv_count + held.sum()
         if not training:
-            means = self(encod, ext, sample=False)
+            means = self._decode(encoded, sample=False)  # the encoders are deterministic outside training
             self._valid_cache.extend((s, b, means[s].rates.detach()) for s, b in batch.items())
         if self.jslds is not None:
             jslds_terms = [self._jslds_costs(s, b, out[s], training) for s, b in batch.items()]
@@ -488,8 +508,9 @@ class LFADS(pl.LightningModule):
         return kl_done and l2_done and jslds_done
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
-        """Step the plateau schedule only once the ramps are complete."""
-        if self.ramps_complete():
+        """Step the plateau schedule only once the ramps are complete (the cosine schedule every epoch)."""
+        plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if not plateau or self.ramps_complete():
             super().lr_scheduler_step(scheduler, metric)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -513,6 +534,12 @@ class LFADS(pl.LightningModule):
             weight_decay=hp.weight_decay,
             fused=fused or None,
         )
+        if hp.lr_cosine_epochs > 0:
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.lr_cosine_epochs, eta_min=hp.lr_stop)
+            # Past T_max the closed form would rise again: hold the floor instead.
+            hold = torch.optim.lr_scheduler.ConstantLR(opt, factor=hp.lr_stop / hp.lr_init, total_iters=10**9)
+            sched = torch.optim.lr_scheduler.SequentialLR(opt, [cosine, hold], milestones=[hp.lr_cosine_epochs])
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         if not hp.lr_scheduler:
             return opt
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(

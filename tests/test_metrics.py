@@ -77,6 +77,20 @@ def test_bits_per_spike_is_positive_for_true_rates_and_negative_for_shuffled_one
     assert bits_per_spike(shuffled, counts) < 0
 
 
+def test_bits_per_spike_equals_the_difference_of_scipy_nlls_with_nan_counts_and_zero_rates() -> None:
+    rng = np.random.default_rng(2)
+    rates = rng.uniform(0.05, 2.0, size=(6, 9, 4))
+    counts = rng.poisson(rates).astype(float)
+    counts[0, :3, 1] = np.nan
+    rates[1, 2, 2] = 0.0  # floored at 1e-9
+    observed = ~np.isnan(counts)
+    null = np.broadcast_to(np.nanmean(counts.reshape(-1, 4), axis=0), counts.shape)
+    nll = -stats.poisson.logpmf(counts[observed], np.maximum(rates, 1e-9)[observed]).sum()
+    nll_null = -stats.poisson.logpmf(counts[observed], null[observed]).sum()
+    expected = (nll_null - nll) / np.nansum(counts) / np.log(2.0)
+    assert bits_per_spike(rates, counts) == pytest.approx(expected, rel=1e-10)
+
+
 def test_bits_per_spike_rejects_mismatched_shapes_and_silent_data() -> None:
     with pytest.raises(LFADSDataError, match="shape"):
         bits_per_spike(np.ones((2, 3, 4)), np.ones((2, 3, 5)))

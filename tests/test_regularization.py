@@ -328,3 +328,25 @@ def test_plateau_schedule_waits_for_the_ramps(monkeypatch) -> None:
     epoch["e"] = 3.0
     model.lr_scheduler_step(sched, 2.0)  # worse after the ramp: decays
     assert opt.param_groups[0]["lr"] == 0.5
+
+
+def test_cosine_schedule_anneals_from_lr_init_to_lr_stop_then_holds_even_inside_the_ramps(monkeypatch) -> None:
+    model = _ramp_model(kl_increase_epoch=50, lr_init=0.01, lr_stop=1e-4, lr_cosine_epochs=4)
+    conf = model.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert conf["lr_scheduler"]["interval"] == "epoch"
+    monkeypatch.setattr(model, "_epoch_progress", lambda: 0.0)  # inside the KL ramp: the cosine still steps
+    lrs = []
+    for _ in range(7):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        model.lr_scheduler_step(sched, None)
+    expected = [1e-4 + 0.5 * (0.01 - 1e-4) * (1 + math.cos(math.pi * e / 4)) for e in range(4)] + [1e-4] * 3
+    assert lrs == pytest.approx(expected, rel=1e-9)
+
+
+def test_cosine_and_plateau_schedules_are_exclusive() -> None:
+    with pytest.raises(ValueError, match="lr_cosine_epochs"):
+        _ramp_model(lr_scheduler=True, lr_cosine_epochs=10)
+    with pytest.raises(ValueError, match="lr_cosine_epochs"):
+        _ramp_model(lr_cosine_epochs=-1)
