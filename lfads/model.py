@@ -346,8 +346,7 @@ class LFADS(pl.LightningModule):
                 weight = weight * cd_weight
             encod[s], loss_weights[s] = inp, weight
         ext = {s: b.ext_input for s, b in batch.items()}
-        encoded = self._encode(encod, ext)
-        out = self._decode(encoded, sample=True)
+        out = self(encod, ext, sample=True)
         recon_terms, kl_ic_terms, kl_co_terms, sv_nll, sv_count = [], [], [], 0.0, 0.0
         for s, b in batch.items():
             o = out[s]
@@ -366,7 +365,7 @@ class LFADS(pl.LightningModule):
                 sv_nll = sv_nll + (nll_in * held).sum()
                 sv_count = sv_count + held.sum()
         if not training:
-            means = self._decode(encoded, sample=False)  # the encoders are deterministic outside training
+            means = self(encod, ext, sample=False)
             self._valid_cache.extend((s, b, means[s].rates.detach()) for s, b in batch.items())
         if self.jslds is not None:
             jslds_terms = [self._jslds_costs(s, b, out[s], training) for s, b in batch.items()]
