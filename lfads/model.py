@@ -283,10 +283,6 @@ class LFADS(pl.LightningModule):
         sample : bool
             Sample the IC and inferred inputs from their posteriors (True) or use the means.
         """
-        return self._decode(self._encode(encod, ext_input), sample)
-
-    def _encode(self, encod: dict[int, Tensor], ext_input: dict[int, Tensor] | None) -> tuple:
-        """Read-in, input dropout and encoders for all sessions at once (the part of :meth:`forward` before sampling)."""
         sessions = list(encod)
         sizes = [encod[s].shape[0] for s in sessions]
         x = torch.cat([self.readin(s, encod[s]) for s in sessions], 0)
@@ -297,11 +293,6 @@ class LFADS(pl.LightningModule):
         else:
             ext = torch.cat([ext_input[s] for s in sessions], 0).to(x.dtype)
         ic_mean, ic_std, ci = self.encoder(x)
-        return sessions, sizes, ext, ic_mean, ic_std, ci
-
-    def _decode(self, encoded: tuple, sample: bool) -> dict[int, SessionOutput]:
-        """Sample (or take the means of) the posteriors of :meth:`_encode`'s output, run the decoder and read out."""
-        sessions, sizes, ext, ic_mean, ic_std, ci = encoded
         ic = ic_mean + ic_std * torch.randn_like(ic_std) if sample else ic_mean
         dec = self.decoder(ic, ci, ext, sample=sample)
         outputs = {}
