@@ -36,6 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from datasets import rk4_step  # noqa: E402
 from datasets.chaotic_rnn import make_chaotic_rnn_weights  # noqa: E402
 from lfads.metrics import rate_r2  # noqa: E402
 
@@ -50,11 +51,7 @@ def expected_counts(x0: torch.Tensor, coupling: torch.Tensor, spec: dict, n_bins
     states, x = [x0], x0
     for _ in range(n_bins - 1):
         for _ in range(substeps):
-            k1 = derivative(x)
-            k2 = derivative(x + 0.5 * h * k1)
-            k3 = derivative(x + 0.5 * h * k2)
-            k4 = derivative(x + h * k3)
-            x = x + h / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+            x = rk4_step(derivative, x, h)
         states.append(x)
     return spec["max_rate"] * (torch.tanh(torch.stack(states, 1)) + 1.0) / 2.0 * spec["bin_size"]
 

@@ -3,12 +3,13 @@
 Each module is runnable as ``python -m datasets.<name>`` (or ``python datasets/<name>.py``)
 and exposes ``generate_<name>(...) -> dict[str, np.ndarray]`` plus ``write_<name>(path, ...)``.
 
-This file also holds the two helpers the synthetic generators share:
+This file also holds the helpers the synthetic generators share:
 
 - :func:`split_trials_by_condition` assigns every trial to ``train`` / ``valid`` / ``test``,
   stratified by condition so each split sees every condition.
 - :func:`assemble_layout` turns full-length trial arrays into the layout's
   ``{split}_encod_data`` / ``{split}_recon_data`` / ``{split}_truth`` / extras.
+- :func:`rk4_step` is the fixed-step integrator of their dynamical systems.
 """
 
 from __future__ import annotations
@@ -18,9 +19,22 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["SPLITS", "assemble_layout", "split_trials_by_condition"]
+__all__ = ["SPLITS", "assemble_layout", "rk4_step", "split_trials_by_condition"]
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+
+def rk4_step(derivative: Callable[[Any], Any], state: Any, h: float) -> Any:
+    r"""One classical Runge-Kutta step :math:`s + \tfrac{h}{6}(k_1 + 2k_2 + 2k_3 + k_4)` of :math:`\dot s = f(s)`.
+
+    ``state`` may be a NumPy array or a torch tensor (``derivative`` must accept and return the same kind),
+    so the same step serves the generators and differentiable fits of their initial states.
+    """
+    k1 = derivative(state)
+    k2 = derivative(state + 0.5 * h * k1)
+    k3 = derivative(state + 0.5 * h * k2)
+    k4 = derivative(state + h * k3)
+    return state + h / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
 
 
 def split_trials_by_condition(

@@ -60,7 +60,7 @@ import numpy as np
 if __package__ in (None, ""):  # executed as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets import assemble_layout, resolve_parameters, split_trials_by_condition  # noqa: E402
+from datasets import assemble_layout, resolve_parameters, rk4_step, split_trials_by_condition  # noqa: E402
 from lfads.data.hdf5 import save_h5_atomic  # noqa: E402
 
 __all__ = [
@@ -95,11 +95,7 @@ def _rk4_step(state: np.ndarray, coupling: np.ndarray, drive: np.ndarray | float
     def derivative(x: np.ndarray) -> np.ndarray:
         return (-x + np.tanh(x) @ coupling + drive) / tau
 
-    k1 = derivative(state)
-    k2 = derivative(state + 0.5 * h * k1)
-    k3 = derivative(state + 0.5 * h * k2)
-    k4 = derivative(state + h * k3)
-    return state + h / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+    return rk4_step(derivative, state, h)
 
 
 def estimate_lyapunov_exponent(

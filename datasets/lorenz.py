@@ -48,7 +48,7 @@ import numpy as np
 if __package__ in (None, ""):  # executed as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets import assemble_layout, resolve_parameters, split_trials_by_condition  # noqa: E402
+from datasets import assemble_layout, resolve_parameters, rk4_step, split_trials_by_condition  # noqa: E402
 from lfads.data.hdf5 import save_h5_atomic  # noqa: E402
 
 __all__ = ["generate_lorenz", "integrate_lorenz", "lorenz_derivative", "main", "write_lorenz"]
@@ -98,11 +98,7 @@ def integrate_lorenz(initial: np.ndarray, n_steps: int, dt: float) -> np.ndarray
     out = np.empty((state.shape[0], n_steps + 1, 3))
     out[:, 0] = state
     for k in range(n_steps):
-        k1 = lorenz_derivative(state)
-        k2 = lorenz_derivative(state + 0.5 * dt * k1)
-        k3 = lorenz_derivative(state + 0.5 * dt * k2)
-        k4 = lorenz_derivative(state + dt * k3)
-        state = state + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        state = rk4_step(lorenz_derivative, state, dt)
         out[:, k + 1] = state
     return out
 
