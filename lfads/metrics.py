@@ -57,6 +57,12 @@ def _check_same_shape(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> N
 # --------------------------------------------------------------------------------------------------
 
 
+def _require_rates_where_observed(rates: np.ndarray, observed: np.ndarray) -> None:
+    """Raise if ``rates`` is NaN where ``observed`` (the non-NaN counts) is True."""
+    if np.isnan(rates if observed.all() else rates[observed]).any():
+        raise LFADSDataError("rates contain NaN where counts are observed; predict a rate for every observed bin.")
+
+
 def poisson_nll(rates: np.ndarray, counts: np.ndarray) -> float:
     r"""Summed Poisson negative log-likelihood.
 
@@ -82,8 +88,7 @@ def poisson_nll(rates: np.ndarray, counts: np.ndarray) -> float:
     counts = np.asarray(counts, dtype=np.float64)
     _check_same_shape(rates, counts, ("rates", "counts"))
     observed = ~np.isnan(counts)
-    if np.isnan(rates[observed]).any():
-        raise LFADSDataError("rates contain NaN where counts are observed; predict a rate for every observed bin.")
+    _require_rates_where_observed(rates, observed)
     lam = np.maximum(rates[observed], RATE_FLOOR)
     n = counts[observed]
     return float(np.sum(lam - n * np.log(lam) + gammaln(n + 1.0)))
@@ -132,8 +137,7 @@ def bits_per_spike(rates: np.ndarray, counts: np.ndarray) -> float:
     with np.errstate(invalid="ignore"):
         # (neurons,); all-NaN neurons give NaN but are never used
         null_rate = flat_counts.mean(axis=0) if all_observed else np.nanmean(flat_counts, axis=0)
-    if np.isnan(flat_rates if all_observed else flat_rates[observed]).any():
-        raise LFADSDataError("rates contain NaN where counts are observed; predict a rate for every observed bin.")
+    _require_rates_where_observed(flat_rates, observed)
     # NLL(null) - NLL(model) = sum_obs (lam0 - lam) + sum_obs n (log lam - log lam0); the log n! terms of
     # the two NLLs are equal and cancel, and the logarithms are only needed where there are spikes.
     lam = np.maximum(flat_rates, RATE_FLOOR)
