@@ -7,7 +7,7 @@ trained model.
 
 Run directory of a fit: ``{save_dir}/{name}/version_{N}/`` with ``config.yaml``
 (the fully resolved config), ``metrics.csv`` and TensorBoard events, and
-``checkpoints/`` (the best by ``valid/recon_smth_ramped``, the smoothed validation cost once the
+``checkpoints/`` (the best by ``valid/loss_smth_ramped``, the smoothed validation objective once the
 KL/L2 ramps are complete, and ``last.ckpt``). A new
 fit never reuses a version folder, so earlier runs are never overwritten.
 """
@@ -62,8 +62,15 @@ def _build_cli_class():
             if self.trainer.is_global_zero:
                 print(f"\nRun directory: {log_dir}")
                 if ckpt is not None and ckpt.best_model_path:
-                    print(f"Best checkpoint ({ckpt.monitor} = {float(ckpt.best_model_score):.5f}): {ckpt.best_model_path}")
-                    print(f"Next: lfads sample --ckpt {ckpt.best_model_path} --out <file.h5>")
+                    path, score = ckpt.best_model_path, float(ckpt.best_model_score)
+                    if math.isfinite(score):
+                        print(f"Best checkpoint ({ckpt.monitor} = {score:.5f}): {path}")
+                    else:  # as find_checkpoint does: no epoch was scored, the newest checkpoint stands in
+                        newest = [c.best_model_path for c in self.trainer.callbacks
+                                  if isinstance(c, ModelCheckpoint) and not c.monitor and c.best_model_path]
+                        path = newest[0] if newest else path
+                        print(f"No checkpoint was scored (the run ended before its KL/L2 ramps did); newest: {path}")
+                    print(f"Next: lfads sample --ckpt {path} --out <file.h5>")
 
     return LFADSCLI, LFADS, LFADSDataModule, ModelCheckpoint, pl
 
@@ -78,9 +85,9 @@ def run_lightning(args: list[str]):
         save_config_kwargs={"overwrite": False},
         trainer_defaults={
             "callbacks": [
-                # the best by the smoothed validation cost once the KL/L2 ramps are complete (see
-                # LFADS.ramps_complete), and last.ckpt rewritten after every epoch
-                ModelCheckpoint(monitor="valid/recon_smth_ramped", mode="min", save_top_k=1),
+                # the best by the smoothed validation objective once the KL/L2 ramps are complete (see
+                # LFADS.ramps_complete and LFADS's `smoothing`), and last.ckpt rewritten after every epoch
+                ModelCheckpoint(monitor="valid/loss_smth_ramped", mode="min", save_top_k=1),
                 ModelCheckpoint(filename="last", monitor=None, save_top_k=1),
             ],
             "default_root_dir": "runs",

@@ -134,11 +134,15 @@ class LFADS(pl.LightningModule):
         ``lr_stop`` at this epoch, then hold it. Suits time-boxed fits (``trainer.max_time``): set it to
         about the number of epochs the budget allows. Not combinable with ``lr_scheduler``.
     smoothing : float
-        Exponential smoothing of the validation cost (``valid/recon_smth``), weight of the newest epoch.
-        ``valid/recon_smth_ramped`` equals it once the ramps are complete and is ``inf`` before; the best
-        checkpoint is chosen by it, so a model that bought a low reconstruction cost with a not yet
-        penalized posterior (early in the KL ramp) is never the one kept. The average restarts at the
-        first full-weight epoch, so the value that selects checkpoints holds no ramp-time cost.
+        Weight of the newest epoch in the exponential averages of the validation costs:
+        ``valid/recon_smth`` (reconstruction cost; the plateau schedule and population-based training
+        use it, since it stays comparable when cost weights change) and ``valid/loss_smth`` (the whole
+        objective, reconstruction plus KL and any L2 or JSLDS costs). The ``..._ramped`` versions equal
+        them once the ramps are complete and are ``inf`` before. The best checkpoint is chosen by
+        ``valid/loss_smth_ramped``: the KL terms keep a model whose inferred inputs pass spike noise to
+        the generator (low reconstruction cost, worse rates) from being the one kept, and no model from
+        inside the KL ramp counts. The averages restart at the first full-weight epoch, so the values
+        that select checkpoints hold no ramp-time cost.
     fused_recurrence : bool
         Run the recurrent loops through the hand-differentiated kernels of
         :mod:`lfads.modules.recurrence` (fast); False uses plain autograd loops (same results).
@@ -257,8 +261,9 @@ class LFADS(pl.LightningModule):
         if not 0.0 < jslds_step_fraction <= 1.0:
             raise ValueError(f"jslds_step_fraction must be in (0, 1]; got {jslds_step_fraction}.")
         self.jslds = JSLDS(gen_dim, jslds_hidden_dim) if jslds else None
-        self._valid_smoothed: float | None = None
-        self._smoothed_ramped = False  # whether _valid_smoothed averages only full-weight epochs
+        self._valid_smoothed: float | None = None  # valid/recon_smth
+        self._valid_loss_smoothed: float | None = None  # valid/loss_smth
+        self._smoothed_ramped = False  # whether the averages hold only full-weight epochs
         self._valid_cache: list = []
 
     # ------------------------------------------------------------------ forward
@@ -460,18 +465,23 @@ class LFADS(pl.LightningModule):
         metrics = self.trainer.callback_metrics
         ramped_epoch = self.ramps_complete()
         if "valid/recon" in metrics and not self.trainer.sanity_checking:
-            current = float(metrics["valid/recon"])
             a = self.hparams.smoothing
-            # The average restarts at the first epoch trained at full cost weights, so that costs
+            # The averages restart at the first epoch trained at full cost weights, so that costs
             # from under-regularized epochs (a controller fitting noise before its KL is on) do not
-            # linger in the value that selects checkpoints.
+            # linger in the values that select checkpoints.
             restart = self._valid_smoothed is None or (ramped_epoch and not self._smoothed_ramped)
-            self._valid_smoothed = current if restart else a * current + (1 - a) * self._valid_smoothed
+
+            def average(current: float, previous: float | None) -> float:
+                return current if restart or previous is None else a * current + (1 - a) * previous
+
+            self._valid_smoothed = average(float(metrics["valid/recon"]), self._valid_smoothed)
+            self._valid_loss_smoothed = average(float(metrics["valid/loss"]), self._valid_loss_smoothed)
             self._smoothed_ramped = ramped_epoch
-        value = self._valid_smoothed if self._valid_smoothed is not None else float("inf")
-        self.log("valid/recon_smth", torch.tensor(value, device=self.device), sync_dist=True)
-        ramped = value if ramped_epoch else float("inf")
-        self.log("valid/recon_smth_ramped", torch.tensor(ramped, device=self.device), sync_dist=True)
+        for name, value in (("recon", self._valid_smoothed), ("loss", self._valid_loss_smoothed)):
+            value = value if value is not None else float("inf")
+            self.log(f"valid/{name}_smth", torch.tensor(value, device=self.device), sync_dist=True)
+            ramped = value if ramped_epoch else float("inf")
+            self.log(f"valid/{name}_smth_ramped", torch.tensor(ramped, device=self.device), sync_dist=True)
         cache = self._valid_cache
         if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             # Each process validated a shard of the trials: score their union (the same on every process),
@@ -505,10 +515,12 @@ class LFADS(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["valid_recon_smoothed"] = self._valid_smoothed
+        checkpoint["valid_loss_smoothed"] = self._valid_loss_smoothed
         checkpoint["valid_recon_smoothed_ramped"] = self._smoothed_ramped
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._valid_smoothed = checkpoint.get("valid_recon_smoothed")
+        self._valid_loss_smoothed = checkpoint.get("valid_loss_smoothed")
         self._smoothed_ramped = bool(checkpoint.get("valid_recon_smoothed_ramped", False))
 
     def configure_optimizers(self):

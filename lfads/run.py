@@ -50,7 +50,7 @@ class Run:
     run_dir : Path
         The version folder (``.../version_N``) the checkpoint belongs to.
     checkpoint : Path
-        The best checkpoint (by ``valid/recon_smth_ramped``, see :func:`lfads.cli.find_checkpoint`).
+        The best checkpoint (by ``valid/loss_smth_ramped``, see :func:`lfads.cli.find_checkpoint`).
     config : dict
         The resolved ``config.yaml`` of the fit (empty if the file is missing).
     model : lfads.model.LFADS

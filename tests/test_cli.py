@@ -30,8 +30,8 @@ def fit_args(data, save_dir, *extra):
 def tiny_run(small_lorenz, tmp_path_factory, monkeypatch_module):
     save_dir = tmp_path_factory.mktemp("runs")
     monkeypatch_module.setattr(sys, "argv", ["lfads"])
-    # KL ramp over epoch 0 only: epoch 1 is the first whose validation cost can pick the best checkpoint
-    main(fit_args(small_lorenz, save_dir, "--model.kl_increase_epoch", "1"))
+    # KL ramp over epoch 0 only: epochs 1 and 2 are the ones whose validation cost can pick the best checkpoint
+    main(fit_args(small_lorenz, save_dir, "--model.kl_increase_epoch", "1", "--trainer.max_epochs", "3"))
     return save_dir / "tiny"
 
 
@@ -54,7 +54,7 @@ def test_fit_writes_a_complete_run_directory(tiny_run):
     hparams = yaml.safe_load((version / "hparams.yaml").read_text())  # dimensions linked from the data
     assert hparams["encod_data_dims"] == [12] and hparams["recon_data_dims"] == [16]
     header = (version / "metrics.csv").read_text().splitlines()[0]
-    for metric in ("valid/recon_smth", "valid/rate_r2", "valid/co_bps", "train/loss"):
+    for metric in ("valid/recon_smth", "valid/loss_smth", "valid/rate_r2", "valid/co_bps", "train/loss"):
         assert metric in header
 
 
@@ -63,30 +63,46 @@ def test_best_checkpoint_is_found_from_the_run_directory(tiny_run):
     assert best.name != "last.ckpt" and best.parent.parent.name == "version_0"
 
 
-def test_best_checkpoint_comes_from_after_the_kl_ramp(tiny_run):
+def _valid_rows(run, key: str) -> dict[int, dict[str, str]]:
     import csv
 
-    rows = [r for r in csv.DictReader(open(tiny_run / "version_0" / "metrics.csv")) if r.get("valid/recon_smth_ramped")]
-    ramped = {int(r["epoch"]): float(r["valid/recon_smth_ramped"]) for r in rows}
-    assert ramped[0] == float("inf") and ramped[1] < float("inf")
-    assert find_checkpoint(tiny_run).name.startswith("epoch=1-")
+    return {int(r["epoch"]): r for r in csv.DictReader(open(run / "version_0" / "metrics.csv")) if r.get(key)}
+
+
+def test_best_checkpoint_comes_from_after_the_kl_ramp(tiny_run):
+    rows = _valid_rows(tiny_run, "valid/loss_smth_ramped")
+    for name in ("loss", "recon"):
+        ramped = {e: float(r[f"valid/{name}_smth_ramped"]) for e, r in rows.items()}
+        assert ramped[0] == float("inf") and ramped[1] < float("inf") and ramped[2] < float("inf")
+    assert not find_checkpoint(tiny_run).name.startswith("epoch=0-")
+
+
+def test_best_checkpoint_has_the_lowest_smoothed_validation_objective(tiny_run):
+    rows = _valid_rows(tiny_run, "valid/loss_smth_ramped")
+    objective = {e: float(r["valid/loss_smth_ramped"]) for e, r in rows.items()}
+    best_epoch = min(objective, key=objective.get)
+    assert find_checkpoint(tiny_run).name.startswith(f"epoch={best_epoch}-")
 
 
 def test_checkpoint_cost_average_restarts_at_the_first_full_weight_epoch(tiny_run):
-    import csv
+    rows = _valid_rows(tiny_run, "valid/loss_smth")
+    for name in ("recon", "loss"):
+        raw = {e: float(r[f"valid/{name}"]) for e, r in rows.items()}
+        smoothed = {e: float(r[f"valid/{name}_smth"]) for e, r in rows.items()}
+        assert smoothed[0] == pytest.approx(raw[0]) and raw[1] != pytest.approx(raw[0])
+        # epoch 0 ran inside the KL ramp: its cost is not averaged into the value that selects checkpoints
+        assert smoothed[1] == pytest.approx(raw[1])
+        # then the exponential average with the default weight 0.3 of the newest epoch
+        assert smoothed[2] == pytest.approx(0.3 * raw[2] + 0.7 * smoothed[1])
 
-    rows = [r for r in csv.DictReader(open(tiny_run / "version_0" / "metrics.csv")) if r.get("valid/recon_smth")]
-    by_epoch = {int(r["epoch"]): (float(r["valid/recon"]), float(r["valid/recon_smth"])) for r in rows}
-    (recon0, smth0), (recon1, smth1) = by_epoch[0], by_epoch[1]
-    assert smth0 == pytest.approx(recon0) and recon1 != pytest.approx(recon0)
-    # epoch 0 ran inside the KL ramp: its cost is not averaged into the value that selects checkpoints
-    assert smth1 == pytest.approx(recon1)
 
-
-def test_run_ending_inside_the_kl_ramp_uses_its_last_checkpoint(small_lorenz, tmp_path, monkeypatch):
+def test_run_ending_inside_the_kl_ramp_uses_its_last_checkpoint(small_lorenz, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["lfads"])
     main(fit_args(small_lorenz, tmp_path, "--model.kl_increase_epoch", "50", "--trainer.max_epochs", "1"))
     assert find_checkpoint(tmp_path / "tiny").name == "last.ckpt"
+    printed = capsys.readouterr().out
+    assert "No checkpoint was scored" in printed
+    assert f"Next: lfads sample --ckpt {find_checkpoint(tmp_path / 'tiny')} " in printed
 
 
 def test_sample_writes_posterior_averages_for_every_split(tiny_run, tmp_path, capsys):
