@@ -50,6 +50,24 @@ def test_compiled_loops_run_for_cpu_float_tensors_and_python_loops_otherwise(loo
     assert native.usable(torch.zeros(1, dtype=torch.float16)) is None
 
 
+def test_each_copy_of_the_source_gets_its_own_extension_cache(tmp_path) -> None:
+    """ninja rebuilds when the source path in its build file changes, so two checkouts must not share a cache folder."""
+    import importlib.util
+    import shutil
+
+    def name_for(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(native.__file__, folder / "native.py")
+        spec = importlib.util.spec_from_file_location(f"native_copy_{folder.name}", folder / "native.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module._NAME
+
+    first, second = name_for(tmp_path / "a"), name_for(tmp_path / "b")
+    assert first != second and first == name_for(tmp_path / "a")
+    assert native._NAME not in (first, second)
+
+
 # ---------------------------------------------------------------------------- references
 def ref_gru_step(a: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor, clip: float) -> tuple[Tensor, Tensor]:
     """Plain-autograd GRU step from input gates ``a`` ``(..., B, 3H)``; returns (clipped, pre-clip) states.

@@ -8,14 +8,18 @@ fused into one vectorized pass, and are checked against the Python loops by the
 tests.
 
 The extension is compiled with the system C++ compiler the first time it is
-needed (about 30 s, once; torch caches it under ``TORCH_EXTENSIONS_DIR``, by
-default ``~/.cache/torch_extensions``). Where no compiler is available the
+needed (about 30 s, once per copy of the source; torch caches it under
+``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``). The cache folder is
+named after the source file's location: ninja rebuilds whenever the source path in
+its build file changes, so two checkouts sharing one folder would silently rebuild
+each other's library (30 s and over 1.5 GB of compiler memory) at every switch. Where no compiler is available the
 Python loops are used, with one warning. ``LFADS_NATIVE=0`` turns the compiled
 loops off; they are only used for CPU tensors of dtype float32 or float64.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -26,7 +30,8 @@ from types import ModuleType
 import torch
 
 _SOURCE = Path(__file__).with_name("recurrence_native.cpp")
-_NAME = "lfads_recurrence_native"
+# One name (and cache folder) per location of the source: see the module docstring.
+_NAME = "lfads_recurrence_native_" + hashlib.sha1(str(_SOURCE.resolve()).encode()).hexdigest()[:10]
 _FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd", "-march=native"]
 _state: dict[str, ModuleType | None] = {}
 
