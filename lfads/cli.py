@@ -62,13 +62,11 @@ def _build_cli_class():
             if self.trainer.is_global_zero:
                 print(f"\nRun directory: {log_dir}")
                 if ckpt is not None and ckpt.best_model_path:
-                    path, score = ckpt.best_model_path, float(ckpt.best_model_score)
+                    # the checkpoint `lfads sample --run` will use (the newest one if no epoch was scored)
+                    path, score = find_checkpoint(Path(ckpt.dirpath).parent), float(ckpt.best_model_score)
                     if math.isfinite(score):
                         print(f"Best checkpoint ({ckpt.monitor} = {score:.5f}): {path}")
-                    else:  # as find_checkpoint does: no epoch was scored, the newest checkpoint stands in
-                        newest = [c.best_model_path for c in self.trainer.callbacks
-                                  if isinstance(c, ModelCheckpoint) and not c.monitor and c.best_model_path]
-                        path = newest[0] if newest else path
+                    else:
                         print(f"No checkpoint was scored (the run ended before its KL/L2 ramps did); newest: {path}")
                     print(f"Next: lfads sample --ckpt {path} --out <file.h5>")
 
