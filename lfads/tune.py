@@ -27,7 +27,8 @@ Results (``{save_dir}/{name}/tune_{YYYYmmdd-HHMMSS}/``):
 - ``trial_NN/``: one lfads run directory per trial (``config.yaml`` of its latest round,
   ``metrics.csv`` over all rounds, ``checkpoints/`` with the best by ``valid/recon_smth_ramped`` (the
   reconstruction cost, not the whole objective as in ``lfads fit``: PBT changes the cost weights between
-  rounds, so only the reconstruction cost compares across them) and ``last.ckpt``), usable with ``lfads sample --run``;
+  rounds, so only the reconstruction cost compares across them) and ``last.ckpt``), usable with
+  ``lfads sample --run``;
 - ``pbt_history.csv``: one row per round and trial (epoch, hyperparameters, metrics, the trial whose
   checkpoint the round started from when it exploited one);
 - ``summary.json``: the final metric of every trial and the best trial's run directory;

@@ -9,12 +9,13 @@ tests.
 
 The extension is compiled with the system C++ compiler the first time it is
 needed (about 30 s, once per copy of the source; torch caches it under
-``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``). The cache folder is
-named after the source file's location: ninja rebuilds whenever the source path in
-its build file changes, so two checkouts sharing one folder would silently rebuild
-each other's library (30 s and over 1.5 GB of compiler memory) at every switch. Where no compiler is available the
-Python loops are used, with one warning. ``LFADS_NATIVE=0`` turns the compiled
-loops off; they are only used for CPU tensors of dtype float32 or float64.
+``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``). The cache
+folder is named after the source file's location: ninja rebuilds whenever the
+source path in its build file changes, so two checkouts sharing one folder would
+silently rebuild each other's library (30 s and over 1.5 GB of compiler memory)
+at every switch. Where no compiler is available the Python loops are used, with
+one warning. ``LFADS_NATIVE=0`` turns the compiled loops off; they are only used
+for CPU tensors of dtype float32 or float64.
 """
 
 from __future__ import annotations
