@@ -13,6 +13,12 @@ on the validation trials:
 - the model's bits/spike and that of the true rates (the ceiling), and their ratio,
 - seconds per epoch, training trials per second and the training process's peak memory.
 
+With ``--ensemble K`` each data set is fitted K times side by side (seeds 0 to K-1, the ``--threads``
+split between them, the same ``--minutes``), each member is scored as above, and a last row scores the
+average of the members' rates (:mod:`lfads.ensemble`; epochs and seconds per epoch are the members' mean,
+trials per second their sum). On a 2-core machine this spends the second core on a second model
+instead of on a second thread for one model.
+
 Targets (2-core CPU, 10 minutes of training each): Lorenz rate R2 >= 0.95 and >= 90% of the
 true-rate bits/spike; chaotic RNN rate R2 >= 0.85.
 
@@ -20,6 +26,7 @@ Usage::
 
     python benchmarks/fit_synthetic.py                 # both, 10 minutes each
     python benchmarks/fit_synthetic.py --minutes 3 --only lorenz
+    python benchmarks/fit_synthetic.py --only chaotic_rnn --ensemble 2   # two fits, a core each, and their average
 """
 
 from __future__ import annotations
@@ -47,15 +54,9 @@ DATASETS = {
 }
 
 
-def run_one(name: str, spec: dict, minutes: float, workdir: Path, samples: int, config: str | None = None,
-            threads: int | None = None) -> dict:
-    from lfads.cli import find_checkpoint, load_model_and_data
-    from lfads.metrics import bits_per_spike, rate_r2
-    from lfads.sampling import sample_posteriors
-
-    data = workdir / f"{name}.h5"
-    subprocess.run([sys.executable, "-m", spec["module"], "--out", str(data), *spec["args"]], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
+def start_fit(name: str, spec: dict, data: Path, minutes: float, workdir: Path, config: str | None, threads: int | None,
+              seed: int | None = None) -> subprocess.Popen:
+    """Start ``lfads fit`` in its own process (output in ``workdir/name.log``, run directory ``workdir/name``)."""
     hh, mm = divmod(int(minutes * 60), 3600)
     max_time = f"00:{hh:02d}:{mm // 60:02d}:{mm % 60:02d}"
     logger = f'[{{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {{"save_dir": "{workdir}", "name": "{name}"}}}}]'
@@ -64,16 +65,22 @@ def run_one(name: str, spec: dict, minutes: float, workdir: Path, samples: int, 
         "--data.data_paths", str(data), "--trainer.max_time", max_time, "--trainer.enable_progress_bar", "false",
         "--trainer.logger", logger,
     ]
+    if seed is not None:
+        cmd += ["--seed_everything", str(seed)]
     env = dict(os.environ)
     if threads:
         env["LFADS_NUM_THREADS"] = str(threads)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        print(proc.stdout[-3000:], proc.stderr[-3000:])
-        raise RuntimeError(f"lfads fit failed for {name}")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    with open(workdir / f"{name}.log", "w") as log:  # the child keeps its own handle
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def score_fit(name: str, workdir: Path, wall: float, samples: int) -> tuple[dict, np.ndarray, np.ndarray, object]:
+    """Figures of a finished fit on the validation trials, its sampled rates, its rates at the posterior means
+    and its data module."""
+    from lfads.cli import find_checkpoint, load_model_and_data
+    from lfads.metrics import bits_per_spike, rate_r2
+    from lfads.sampling import sample_posteriors
+
     run_dir = workdir / name
     metrics_csv = sorted(run_dir.glob("version_*/metrics.csv"))[-1]
     rows = list(csv.DictReader(open(metrics_csv)))
@@ -97,12 +104,58 @@ def run_one(name: str, spec: dict, minutes: float, workdir: Path, samples: int, 
         "epochs": epochs,
         "sec_per_epoch": wall / epochs,
         "trials_per_s": n_train * epochs / wall,
-        "peak_mb": peak_mb,
         "wall_s": wall,
         "ckpt": str(ckpt),
     }
     result["bps_ratio"] = result["bps"] / result["bps_true"]
-    return result
+    return result, rates, mean_rates, dm
+
+
+def run_one(name: str, spec: dict, minutes: float, workdir: Path, samples: int, config: str | None = None,
+            threads: int | None = None, members: int = 1) -> list[tuple[str, dict]]:
+    """Train ``members`` models side by side (seeds 0, 1, ...) and score each, plus their ensemble if several."""
+    from lfads.ensemble import ensemble_rates
+    from lfads.metrics import bits_per_spike, rate_r2
+
+    data = workdir / f"{name}.h5"
+    subprocess.run([sys.executable, "-m", spec["module"], "--out", str(data), *spec["args"]], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    names = [name] if members == 1 else [f"{name}[{k}]" for k in range(members)]
+    t0 = time.perf_counter()
+    procs = [start_fit(n, spec, data, minutes, workdir, config, threads, None if members == 1 else k)
+             for k, n in enumerate(names)]
+    codes = [p.wait() for p in procs]
+    wall = time.perf_counter() - t0
+    for n, code in zip(names, codes):
+        if code != 0:
+            print((workdir / f"{n}.log").read_text()[-3000:])
+            raise RuntimeError(f"lfads fit failed for {n}")
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest process
+    rows, sampled, at_means = [], [], []
+    for n in names:
+        result, rates, mean_rates, dm = score_fit(n, workdir, wall, samples)
+        result["peak_mb"] = peak_mb
+        rows.append((n, result))
+        sampled.append(rates)
+        at_means.append(mean_rates)
+    if members > 1:
+        session = dm.sessions[0]
+        valid = session.splits["valid"]
+
+        def average(member_rates: list[np.ndarray]) -> np.ndarray:
+            results = [{session.name: {"valid": {"rates": r}}} for r in member_rates]
+            return ensemble_rates(results)[session.name]["valid"]["rates"]
+
+        rates = average(sampled)
+        ens = dict(
+            rate_r2=rate_r2(rates, valid.truth), rate_r2_mean=rate_r2(average(at_means), valid.truth),
+            bps=bits_per_spike(rates, valid.recon_data), bps_true=rows[0][1]["bps_true"],
+            epochs=int(round(np.mean([r["epochs"] for _, r in rows]))), sec_per_epoch=np.mean([r["sec_per_epoch"] for _, r in rows]),
+            trials_per_s=sum(r["trials_per_s"] for _, r in rows), peak_mb=peak_mb,
+        )
+        ens["bps_ratio"] = ens["bps"] / ens["bps_true"]
+        rows.append((f"{name} ens{members}", ens))
+    return rows
 
 
 def main() -> None:
@@ -113,6 +166,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="torch threads of each fit (default: every core, as the fits run one at a time; "
                              "lfads's own default is 1 on machines with up to 4 cores, see lfads.runtime)")
+    parser.add_argument("--ensemble", type=int, default=1, metavar="K",
+                        help="train K models side by side (seeds 0..K-1, threads split between them) and also score "
+                             "the average of their rates (lfads.ensemble); default 1")
     parser.add_argument("--workdir", help="keep runs here (default: a temporary folder)")
     parser.add_argument("--config", action="append", default=[], metavar="NAME=PATH",
                         help="train data set NAME with another config (e.g. lorenz=my.yaml); repeatable")
@@ -125,16 +181,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        print(f"{'data set':<13}{'rate R2':>9}{'(means)':>9}{'bits/spk':>10}{'true b/s':>10}{'ratio':>7}{'epochs':>8}{'s/epoch':>9}"
+        print(f"{'data set':<17}{'rate R2':>9}{'(means)':>9}{'bits/spk':>10}{'true b/s':>10}{'ratio':>7}{'epochs':>8}{'s/epoch':>9}"
               f"{'trials/s':>10}{'peak MB':>9}  result")
         for name in names:
             spec = DATASETS[name]
-            r = run_one(name, spec, args.minutes, workdir, args.samples, configs.get(name), args.threads)
-            checks = [f"{k} {r[k]:.4f} >= {v}" for k, v in spec["targets"].items()]
-            ok = all(r[k] >= v for k, v in spec["targets"].items())
-            print(f"{name:<13}{r['rate_r2']:>9.4f}{r['rate_r2_mean']:>9.4f}{r['bps']:>10.4f}{r['bps_true']:>10.4f}{r['bps_ratio']:>7.3f}"
-                  f"{r['epochs']:>8d}{r['sec_per_epoch']:>9.3f}{r['trials_per_s']:>10.1f}{r['peak_mb']:>9.0f}  "
-                  f"{'PASS' if ok else 'FAIL'} ({'; '.join(checks)})", flush=True)
+            threads = args.threads if args.ensemble == 1 else max(1, args.threads // args.ensemble)
+            for label, r in run_one(name, spec, args.minutes, workdir, args.samples, configs.get(name), threads,
+                                    args.ensemble):
+                checks = [f"{k} {r[k]:.4f} >= {v}" for k, v in spec["targets"].items()]
+                ok = all(r[k] >= v for k, v in spec["targets"].items())
+                print(f"{label:<17}{r['rate_r2']:>9.4f}{r['rate_r2_mean']:>9.4f}{r['bps']:>10.4f}{r['bps_true']:>10.4f}{r['bps_ratio']:>7.3f}"
+                      f"{r['epochs']:>8d}{r['sec_per_epoch']:>9.3f}{r['trials_per_s']:>10.1f}{r['peak_mb']:>9.0f}  "
+                      f"{'PASS' if ok else 'FAIL'} ({'; '.join(checks)})", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ Run directory of a fit: ``{save_dir}/{name}/version_{N}/`` with ``config.yaml``
 (the fully resolved config), ``metrics.csv`` and TensorBoard events, and
 ``checkpoints/`` (the best by ``valid/loss_smth_ramped``, the smoothed validation objective once the
 KL/L2 ramps are complete, and ``last.ckpt``). A new
-fit never reuses a version folder, so earlier runs are never overwritten.
+fit never reuses a version folder (it claims one by creating it, see :func:`claim_run_version`), so
+earlier runs, and fits started at the same moment, are never overwritten.
+``lfads sample`` with several ``--run``/``--ckpt`` writes the rates averaged over an ensemble
+(:mod:`lfads.ensemble`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ def _build_cli_class():
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.cli import LightningCLI
-    from pytorch_lightning.loggers import CSVLogger
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+    from pytorch_lightning.utilities import rank_zero_only
 
     from lfads.data.datamodule import LFADSDataModule
     from lfads.model import LFADS
@@ -45,8 +49,10 @@ def _build_cli_class():
         def before_fit(self) -> None:
             trainer = self.trainer
             loggers = list(trainer.loggers)
+            first = loggers[0] if loggers else None
+            if isinstance(first, (CSVLogger, TensorBoardLogger)) and first._version is None and rank_zero_only.rank == 0:
+                first._version = claim_run_version(Path(first.root_dir))
             if loggers and not any(isinstance(lg, CSVLogger) for lg in loggers):
-                first = loggers[0]
                 loggers.append(CSVLogger(first.save_dir, name=first.name or "", version=first.version))
                 trainer.loggers = loggers
             # All loggers write into the first logger's version folder (the run directory).
@@ -71,6 +77,23 @@ def _build_cli_class():
                     print(f"Next: lfads sample --ckpt {path} --out <file.h5>")
 
     return LFADSCLI, LFADS, LFADSDataModule, ModelCheckpoint, pl
+
+
+def claim_run_version(root: Path) -> int:
+    """Create ``root/version_N`` for the first ``N`` above every existing version and return ``N``.
+
+    ``mkdir`` either creates the folder or fails, so fits started at the same moment under the same run
+    name (the members of an ensemble, say) each get a folder of their own instead of writing into one.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name[len("version_"):]) for p in root.glob("version_*") if p.name[len("version_"):].isdigit()]
+    version = max(taken, default=-1) + 1
+    while True:
+        try:
+            (root / f"version_{version}").mkdir()
+            return version
+        except FileExistsError:
+            version += 1
 
 
 def run_lightning(args: list[str]):
@@ -155,14 +178,19 @@ def load_model_and_data(ckpt: str | os.PathLike, data_paths: list[str] | None = 
 
 
 def sample_command(argv: list[str]) -> int:
+    from lfads.ensemble import check_same_trials, ensemble_rates
     from lfads.nwb_commands import resolve_nwb_output_paths, write_nwb_outputs_for_samples
     from lfads.sampling import format_scores, sample_posteriors, save_samples, score_samples
 
-    parser = argparse.ArgumentParser(prog="lfads sample", description="Write posterior-averaged outputs of a trained model.")
+    parser = argparse.ArgumentParser(
+        prog="lfads sample",
+        description="Write posterior-averaged outputs of a trained model, or the averaged rates of an ensemble "
+        "(several --run or --ckpt).",
+    )
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="checkpoint file")
-    src.add_argument("--run", help="run directory (uses its best checkpoint)")
-    parser.add_argument("--out", help="output HDF5 file (default: posterior_samples.h5 in the run directory)")
+    src.add_argument("--ckpt", action="append", help="checkpoint file (repeat for an ensemble)")
+    src.add_argument("--run", action="append", help="run directory, using its best checkpoint (repeat for an ensemble)")
+    parser.add_argument("--out", help="output HDF5 file (default for one model: posterior_samples.h5 in the run directory)")
     parser.add_argument("--data", nargs="+", help="data files to sample instead of those the model was trained on")
     parser.add_argument("--samples", type=int, default=50, help="posterior samples averaged per trial (default 50)")
     parser.add_argument("--splits", nargs="+", default=["train", "valid", "test"])
@@ -174,10 +202,20 @@ def sample_command(argv: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    ckpt = Path(args.ckpt) if args.ckpt else find_checkpoint(args.run)
-    out = Path(args.out) if args.out else ckpt.parent.parent / "posterior_samples.h5"
-    model, datamodule = load_model_and_data(ckpt, args.data)
-    inputs = {Path(s.path).resolve() for s in datamodule.sessions}
+    ckpts = [Path(c) for c in args.ckpt] if args.ckpt else [find_checkpoint(r) for r in args.run]
+    ensemble = len(ckpts) > 1
+    if ensemble and not args.out:
+        parser.error("an ensemble (several --run or --ckpt) needs --out")
+    if ensemble and args.nwb_out:
+        parser.error("--nwb-out writes one model's factors and inputs; sample ensemble members one at a time for it")
+    out = Path(args.out) if args.out else ckpts[0].parent.parent / "posterior_samples.h5"
+    members = [load_model_and_data(c, args.data) for c in ckpts]
+    datamodule = members[0][1]
+    try:
+        check_same_trials([dm for _, dm in members], [str(c) for c in ckpts])
+    except LFADSDataError as err:
+        raise SystemExit(str(err)) from err
+    inputs = {Path(s.path).resolve() for _, dm in members for s in dm.sessions}
     if out.resolve() in inputs:
         raise SystemExit(f"Refusing to write {out}: it is one of the input data files.")
     if out.exists() and not args.overwrite:
@@ -186,10 +224,18 @@ def sample_command(argv: list[str]) -> int:
         nwb_plan = resolve_nwb_output_paths(datamodule, args.nwb_out, overwrite=args.overwrite) if args.nwb_out else {}
     except LFADSDataError as err:
         raise SystemExit(str(err)) from err
-    print(f"Sampling {args.samples} posterior samples per trial from {ckpt}")
-    results = sample_posteriors(model, datamodule, args.samples, tuple(args.splits), progress=not args.no_progress)
+    member_results = []
+    for ckpt, (model, dm) in zip(ckpts, members):
+        print(f"Sampling {args.samples} posterior samples per trial from {ckpt}")
+        member_results.append(sample_posteriors(model, dm, args.samples, tuple(args.splits), progress=not args.no_progress))
+        if ensemble:
+            print(format_scores(score_samples(member_results[-1], dm)))
+    results = ensemble_rates(member_results) if ensemble else member_results[0]
     scores = score_samples(results, datamodule)
-    save_samples(out, results, scores, attrs={"checkpoint": str(ckpt), "n_samples": args.samples})
+    attrs = {"checkpoint": "\n".join(str(c) for c in ckpts), "n_samples": args.samples, "n_members": len(ckpts)}
+    save_samples(out, results, scores, attrs=attrs)
+    if ensemble:
+        print(f"Ensemble of {len(ckpts)} models (rates averaged):")
     print(format_scores(scores))
     print(f"Wrote {out}")
     for path in write_nwb_outputs_for_samples(results, datamodule, args.nwb_out, overwrite=args.overwrite) if nwb_plan else []:

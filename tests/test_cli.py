@@ -212,3 +212,67 @@ def test_analyze_writes_a_file_the_result_object_loads_back_identically(tiny_run
     assert reloaded.info == result.info
     with pytest.raises(SystemExit, match="exists"):
         main(["analyze", "--run", str(tiny_run), "--out", str(out), "--no-progress"])
+
+
+@pytest.fixture(scope="module")
+def tiny_run_other_seed(small_lorenz, tmp_path_factory, monkeypatch_module):
+    save_dir = tmp_path_factory.mktemp("runs_seed1")
+    monkeypatch_module.setattr(sys, "argv", ["lfads"])
+    main(fit_args(small_lorenz, save_dir, "--model.kl_increase_epoch", "1", "--trainer.max_epochs", "3",
+                  "--seed_everything", "1"))
+    return save_dir / "tiny"
+
+
+def test_sample_of_several_runs_writes_their_averaged_rates(tiny_run, tiny_run_other_seed, tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    from lfads.cli import load_model_and_data
+    from lfads.sampling import sample_posteriors
+
+    runs = [tiny_run, tiny_run_other_seed]
+    out = tmp_path / "ensemble.h5"
+    torch.manual_seed(7)
+    assert main(["sample", "--run", str(runs[0]), "--run", str(runs[1]), "--out", str(out), "--samples", "3",
+                 "--splits", "valid", "--no-progress"]) == 0
+    assert "Ensemble of 2 models" in capsys.readouterr().out
+    # the same draws, member by member: load both, then sample each in turn
+    torch.manual_seed(7)
+    members = [load_model_and_data(find_checkpoint(r)) for r in runs]
+    rates = [sample_posteriors(m, dm, 3, ("valid",), progress=False)["lorenz_small"]["valid"]["rates"] for m, dm in members]
+    assert not np.allclose(rates[0], rates[1])  # two different models
+    with h5py.File(out) as f:
+        assert set(f["lorenz_small"]["valid"]) == {"rates"}
+        np.testing.assert_allclose(f["lorenz_small"]["valid"]["rates"][()], (rates[0] + rates[1]) / 2, rtol=1e-5)
+        assert f.attrs["n_members"] == 2
+        assert f.attrs["checkpoint"].split("\n") == [str(find_checkpoint(r)) for r in runs]
+        assert "lorenz_small/valid/rate_r2" in f.attrs
+
+
+def test_sample_of_several_runs_needs_an_output_file_and_no_nwb(tiny_run, tiny_run_other_seed, tmp_path):
+    both = ["sample", "--run", str(tiny_run), "--run", str(tiny_run_other_seed), "--samples", "2", "--no-progress"]
+    with pytest.raises(SystemExit):
+        main(both)
+    with pytest.raises(SystemExit):
+        main(both + ["--out", str(tmp_path / "e.h5"), "--nwb-out", str(tmp_path / "e.nwb")])
+    assert not (tmp_path / "e.h5").exists()
+
+
+def test_each_fit_claims_a_run_directory_of_its_own(tmp_path, monkeypatch):
+    from lfads.cli import claim_run_version
+
+    root = tmp_path / "runs" / "tiny"
+    assert claim_run_version(root) == 0 and (root / "version_0").is_dir()
+    (root / "version_2").mkdir()
+    (root / "version_notes").mkdir()
+    assert claim_run_version(root) == 3
+    # a folder appearing between the listing and the mkdir (another fit starting at the same moment)
+    real_mkdir = type(root).mkdir
+
+    def racing_mkdir(self, *args, **kwargs):
+        if self.name == "version_4" and not self.exists():
+            real_mkdir(self)  # the other fit wins the race
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(root), "mkdir", racing_mkdir)
+    assert claim_run_version(root) == 5
