@@ -38,7 +38,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,31 +46,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.fits import fit_side_by_side  # noqa: E402
+
 DATASETS = {
     "lorenz": dict(config="configs/lorenz.yaml", module="datasets.lorenz", args=[], targets={"rate_r2": 0.95, "bps_ratio": 0.90}),
     "chaotic_rnn": dict(config="configs/chaotic_rnn.yaml", module="datasets.chaotic_rnn", args=["--n-conditions", "400"],
                         targets={"rate_r2": 0.85}),
 }
-
-
-def start_fit(name: str, spec: dict, data: Path, minutes: float, workdir: Path, config: str | None, threads: int | None,
-              seed: int | None = None) -> subprocess.Popen:
-    """Start ``lfads fit`` in its own process (output in ``workdir/name.log``, run directory ``workdir/name``)."""
-    hh, mm = divmod(int(minutes * 60), 3600)
-    max_time = f"00:{hh:02d}:{mm // 60:02d}:{mm % 60:02d}"
-    logger = f'[{{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {{"save_dir": "{workdir}", "name": "{name}"}}}}]'
-    cmd = [
-        sys.executable, "-m", "lfads", "fit", "--config", str(config or ROOT / spec["config"]),
-        "--data.data_paths", str(data), "--trainer.max_time", max_time, "--trainer.enable_progress_bar", "false",
-        "--trainer.logger", logger,
-    ]
-    if seed is not None:
-        cmd += ["--seed_everything", str(seed)]
-    env = dict(os.environ)
-    if threads:
-        env["LFADS_NUM_THREADS"] = str(threads)
-    with open(workdir / f"{name}.log", "w") as log:  # the child keeps its own handle
-        return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def score_fit(name: str, workdir: Path, wall: float, samples: int) -> tuple[dict, np.ndarray, np.ndarray, object]:
@@ -121,15 +102,7 @@ def run_one(name: str, spec: dict, minutes: float, workdir: Path, samples: int, 
     subprocess.run([sys.executable, "-m", spec["module"], "--out", str(data), *spec["args"]], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     names = [name] if members == 1 else [f"{name}[{k}]" for k in range(members)]
-    t0 = time.perf_counter()
-    procs = [start_fit(n, spec, data, minutes, workdir, config, threads, None if members == 1 else k)
-             for k, n in enumerate(names)]
-    codes = [p.wait() for p in procs]
-    wall = time.perf_counter() - t0
-    for n, code in zip(names, codes):
-        if code != 0:
-            print((workdir / f"{n}.log").read_text()[-3000:])
-            raise RuntimeError(f"lfads fit failed for {n}")
+    wall = fit_side_by_side(names, config or ROOT / spec["config"], data, workdir, minutes, threads)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest process
     rows, sampled, at_means = [], [], []
     for n in names:

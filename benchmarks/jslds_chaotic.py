@@ -28,19 +28,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.fits import start_fit  # noqa: E402
+
 CONFIG = ROOT / "configs" / "chaotic_rnn_inputs.yaml"
 JSLDS_LAYER = ROOT / "configs" / "jslds.yaml"
-
-
-def start_fit(name: str, data: Path, workdir: Path, minutes: float, extra: list[str]) -> subprocess.Popen:
-    """Start ``lfads fit`` for one model in its own process (output kept in ``workdir/name.log``)."""
-    total = int(minutes * 60)
-    max_time = f"00:{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
-    logger = f'[{{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {{"save_dir": "{workdir}", "name": "{name}"}}}}]'
-    cmd = [sys.executable, "-m", "lfads", "fit", "--config", str(CONFIG), "--data.data_paths", str(data),
-           "--trainer.max_time", max_time, "--trainer.enable_progress_bar", "false", "--trainer.logger", logger, *extra]
-    log = open(workdir / f"{name}.log", "w")
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
 def finish_fit(name: str, proc: subprocess.Popen, workdir: Path) -> Path:
@@ -76,7 +68,7 @@ def main() -> None:
         runs = {"plain": [], "jslds": ["--config", str(JSLDS_LAYER), *args.jslds_args.split()]}
         procs = {}
         for name, extra in runs.items():
-            procs[name] = start_fit(name, data, workdir, args.minutes, extra)
+            procs[name] = start_fit(name, CONFIG, data, workdir, args.minutes, extra)
             if not args.parallel:
                 procs[name] = finish_fit(name, procs[name], workdir)
         for name in runs:
