@@ -41,6 +41,8 @@ import numpy as np
 if __package__ in (None, ""):  # executed as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.fits import lightning_duration  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "reach_nwb.yaml"
 METRICS = ("co_bps", "vel_r2", "psth_r2")
@@ -89,8 +91,7 @@ def run_fit(budget_min: float, extra: list[str]) -> Path:
     """``lfads fit`` with the shipped config in the current folder; return the best checkpoint."""
     from lfads.cli import find_checkpoint, main
 
-    seconds = int(round(budget_min * 60))
-    max_time = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    max_time = lightning_duration(int(round(budget_min * 60)))
     args = ["fit", "--config", str(CONFIG), "--trainer.max_time", max_time, "--trainer.enable_progress_bar", "false",
             *extra]
     print("lfads " + " ".join(args), flush=True)

@@ -15,10 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def lightning_duration(seconds: int) -> str:
+    """Lightning's ``DD:HH:MM:SS`` (``trainer.max_time``) for a budget in whole seconds (under a day)."""
+    return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 def max_time(minutes: float) -> str:
-    """Lightning's ``DD:HH:MM:SS`` for a budget in minutes."""
-    total = int(minutes * 60)
-    return f"00:{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+    """Lightning's ``DD:HH:MM:SS`` for a budget in minutes (fractions of a second dropped)."""
+    return lightning_duration(int(minutes * 60))
 
 
 def start_fit(name: str, config: str | os.PathLike, data: str | os.PathLike, workdir: Path, minutes: float,

@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.fits import lightning_duration  # noqa: E402
+
 
 def run(cmd: list[str], log: Path) -> float:
     """Run ``cmd`` from the repository root, output to ``log``; return its wall-clock seconds."""
@@ -94,8 +96,7 @@ def main() -> None:
         summary_path = max((work / "pbt").glob("*/tune_*/summary.json"), key=lambda p: p.stat().st_mtime)
         summary = json.loads(summary_path.read_text())
 
-        hh, rest = divmod(budget_s, 3600)
-        max_time = f"00:{hh:02d}:{rest // 60:02d}:{rest % 60:02d}"
+        max_time = lightning_duration(budget_s)
         logger = json.dumps([{"class_path": "pytorch_lightning.loggers.CSVLogger",
                               "init_args": {"save_dir": str(work / "single"), "name": "lorenz"}}])
         # the population's (autonomous) model, trained once with the default plateau schedule
