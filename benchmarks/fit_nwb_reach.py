@@ -89,7 +89,8 @@ def score_rates(rates: dict[str, np.ndarray], session, truth: dict[str, np.ndarr
 
 def run_fit(budget_min: float, extra: list[str]) -> Path:
     """``lfads fit`` with the shipped config in the current folder; return the best checkpoint."""
-    from lfads.cli import find_checkpoint, main
+    from lfads.cli import main
+    from lfads.rundir import find_checkpoint
 
     max_time = lightning_duration(int(round(budget_min * 60)))
     args = ["fit", "--config", str(CONFIG), "--trainer.max_time", max_time, "--trainer.enable_progress_bar", "false",
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from datasets.reach_nwb import write_reach_nwb
     from lfads.baselines import smoothing_baseline
-    from lfads.cli import load_model_and_data
+    from lfads.rundir import load_model_and_data
     from lfads.data.nwb import NWBDropWarning
     from lfads.nwb_commands import write_nwb_outputs_for_samples
     from lfads.sampling import format_scores, sample_posteriors, save_samples, score_samples

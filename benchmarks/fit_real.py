@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from lfads.baselines import smoothing_baseline
-    from lfads.cli import find_checkpoint, load_model_and_data
+    from lfads.rundir import find_checkpoint, load_model_and_data
     from lfads.ensemble import ensemble_rates
     from lfads.metrics import bits_per_spike, vel_r2
     from lfads.sampling import sample_posteriors

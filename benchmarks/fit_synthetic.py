@@ -58,12 +58,12 @@ DATASETS = {
 def score_fit(name: str, workdir: Path, wall: float, samples: int) -> tuple[dict, np.ndarray, np.ndarray, object]:
     """Figures of a finished fit on the validation trials, its sampled rates, its rates at the posterior means
     and its data module."""
-    from lfads.cli import find_checkpoint, load_model_and_data
     from lfads.metrics import bits_per_spike, rate_r2
+    from lfads.rundir import find_checkpoint, load_model_and_data, version_dirs
     from lfads.sampling import sample_posteriors
 
     run_dir = workdir / name
-    metrics_csv = sorted(run_dir.glob("version_*/metrics.csv"))[-1]
+    metrics_csv = version_dirs(run_dir)[-1] / "metrics.csv"
     rows = list(csv.DictReader(open(metrics_csv)))
     epochs = max(int(r["epoch"]) for r in rows if r.get("epoch")) + 1
     ckpt = find_checkpoint(run_dir)

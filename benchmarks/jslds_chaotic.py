@@ -36,7 +36,7 @@ JSLDS_LAYER = ROOT / "configs" / "jslds.yaml"
 
 
 def finish_fit(name: str, proc: subprocess.Popen, workdir: Path) -> Path:
-    from lfads.cli import find_checkpoint
+    from lfads.rundir import find_checkpoint
 
     if proc.wait() != 0:
         print((workdir / f"{name}.log").read_text()[-3000:])
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--jslds-args", default="", help="extra command-line overrides for the JSLDS model only")
     args = parser.parse_args()
 
-    from lfads.cli import load_model_and_data
+    from lfads.rundir import load_model_and_data
     from lfads.metrics import rate_r2
     from lfads.sampling import sample_posteriors
 

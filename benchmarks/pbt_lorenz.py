@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.fits import lightning_duration  # noqa: E402
+from lfads.rundir import version_dirs  # noqa: E402
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -54,7 +55,7 @@ def epochs_trained(run_dir: Path) -> int:
 
 def score(run_dir: Path, samples: int) -> dict[str, float]:
     """Rate R2 and co-bps of the posterior-mean rates of ``run_dir``'s best checkpoint on the validation trials."""
-    from lfads.cli import find_checkpoint, load_model_and_data
+    from lfads.rundir import find_checkpoint, load_model_and_data
     from lfads.sampling import sample_posteriors, score_samples
 
     model, dm = load_model_and_data(find_checkpoint(run_dir))
@@ -105,7 +106,7 @@ def main() -> None:
                    "--data.data_paths", str(data), "--trainer.max_time", max_time, "--trainer.max_epochs", "100000",
                    "--trainer.enable_progress_bar", "false", "--trainer.logger", logger]
         fit_wall = run(fit_cmd, work / "fit.log")
-        single_dir = sorted((work / "single" / "lorenz").glob("version_*"))[-1]
+        single_dir = version_dirs(work / "single" / "lorenz")[-1]
 
         pbt = score(Path(summary["best_run_dir"]), args.samples)
         single = score(single_dir, args.samples)

@@ -9,7 +9,7 @@ Run directory of a fit: ``{save_dir}/{name}/version_{N}/`` with ``config.yaml``
 (the fully resolved config), ``metrics.csv`` and TensorBoard events, and
 ``checkpoints/`` (the best by ``valid/loss_smth_ramped``, the smoothed validation objective once the
 KL/L2 ramps are complete, and ``last.ckpt``). A new
-fit never reuses a version folder (it claims one by creating it, see :func:`claim_run_version`), so
+fit never reuses a version folder (it claims one by creating it, see :func:`lfads.rundir.claim_run_version`), so
 earlier runs, and fits started at the same moment, are never overwritten.
 ``lfads sample`` with several ``--run``/``--ckpt`` writes the rates averaged over an ensemble
 (:mod:`lfads.ensemble`).
@@ -18,163 +18,21 @@ earlier runs, and fits started at the same moment, are never overwritten.
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
 from pathlib import Path
 
 from lfads.errors import LFADSDataError
+from lfads.rundir import find_checkpoint, load_model_and_data
 from lfads.runtime import configure_threads
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
 
-def _build_cli_class():
-    import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.cli import LightningCLI
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-    from pytorch_lightning.utilities import rank_zero_only
-
-    from lfads.data.datamodule import LFADSDataModule
-    from lfads.model import LFADS
-
-    class LFADSCLI(LightningCLI):
-        """LightningCLI with the data dimensions linked from the data module into the model."""
-
-        def add_arguments_to_parser(self, parser) -> None:
-            for name in ("encod_data_dims", "recon_data_dims", "encod_seq_len", "recon_seq_len", "ext_input_dim"):
-                parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
-
-        def before_fit(self) -> None:
-            trainer = self.trainer
-            loggers = list(trainer.loggers)
-            first = loggers[0] if loggers else None
-            if isinstance(first, (CSVLogger, TensorBoardLogger)) and first._version is None and rank_zero_only.rank == 0:
-                first._version = claim_run_version(Path(first.root_dir))
-            if loggers and not any(isinstance(lg, CSVLogger) for lg in loggers):
-                loggers.append(CSVLogger(first.save_dir, name=first.name or "", version=first.version))
-                trainer.loggers = loggers
-            # All loggers write into the first logger's version folder (the run directory).
-            if len(loggers) > 1:
-                version = loggers[0].version
-                for lg in loggers[1:]:
-                    if hasattr(lg, "_version"):
-                        lg._version = version
-
-        def after_fit(self) -> None:
-            ckpt = next((c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
-            log_dir = self.trainer.log_dir  # collective under DDP: every process must ask
-            if self.trainer.is_global_zero:
-                print(f"\nRun directory: {log_dir}")
-                if ckpt is not None and ckpt.best_model_path:
-                    # the checkpoint `lfads sample --run` will use (the newest one if no epoch was scored)
-                    path, score = find_checkpoint(Path(ckpt.dirpath).parent), float(ckpt.best_model_score)
-                    if math.isfinite(score):
-                        print(f"Best checkpoint ({ckpt.monitor} = {score:.5f}): {path}")
-                    else:
-                        print(f"No checkpoint was scored (the run ended before its KL/L2 ramps did); newest: {path}")
-                    print(f"Next: lfads sample --ckpt {path} --out <file.h5>")
-
-    return LFADSCLI, LFADS, LFADSDataModule, ModelCheckpoint, pl
-
-
-def claim_run_version(root: Path) -> int:
-    """Create ``root/version_N`` for the first ``N`` above every existing version and return ``N``.
-
-    ``mkdir`` either creates the folder or fails, so fits started at the same moment under the same run
-    name (the members of an ensemble, say) each get a folder of their own instead of writing into one.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name[len("version_"):]) for p in root.glob("version_*") if p.name[len("version_"):].isdigit()]
-    version = max(taken, default=-1) + 1
-    while True:
-        try:
-            (root / f"version_{version}").mkdir()
-            return version
-        except FileExistsError:
-            version += 1
-
-
 def run_lightning(args: list[str]):
-    LFADSCLI, LFADS, LFADSDataModule, ModelCheckpoint, _ = _build_cli_class()
-    return LFADSCLI(
-        LFADS,
-        LFADSDataModule,
-        args=args,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": False},
-        trainer_defaults={
-            "callbacks": [
-                # the best by the smoothed validation objective once the KL/L2 ramps are complete (see
-                # LFADS.ramps_complete and LFADS's `smoothing`), and last.ckpt rewritten after every epoch
-                ModelCheckpoint(monitor="valid/loss_smth_ramped", mode="min", save_top_k=1),
-                ModelCheckpoint(filename="last", monitor=None, save_top_k=1),
-            ],
-            "default_root_dir": "runs",
-        },
-    )
+    """``lfads fit|validate|test``: the Lightning CLI (see :mod:`lfads.lightning_cli`)."""
+    from lfads.lightning_cli import build_lightning_cli
 
-
-# ---------------------------------------------------------------------------- sample
-def find_checkpoint(run: str | os.PathLike) -> Path:
-    """The best checkpoint of a run directory (or of its newest ``version_*`` folder)."""
-    import torch
-
-    run = Path(run)
-
-    def version_number(p: Path) -> int:
-        tail = p.name.rsplit("_", 1)[-1]
-        return int(tail) if tail.isdigit() else -1
-
-    candidates = [run] + sorted(run.glob("version_*"), key=version_number, reverse=True)
-    dirs = [d / "checkpoints" for d in candidates if any((d / "checkpoints").glob("*.ckpt"))]
-    if not dirs:
-        raise FileNotFoundError(f"No checkpoints in {run}/checkpoints or in any {run}/version_*/checkpoints.")
-    ckpt_dir = dirs[0]
-    last = ckpt_dir / "last.ckpt"
-    if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
-        for key, cb in state.get("callbacks", {}).items():
-            best = cb.get("best_model_path") if isinstance(cb, dict) else None
-            score = cb.get("best_model_score") if isinstance(cb, dict) else None
-            if key.startswith("ModelCheckpoint") and score is not None and not math.isfinite(float(score)):
-                return last  # the run ended before its ramps did: no scored checkpoint, the newest is best
-            # Look the file name up in this run's own folder: a copied or moved run stays self-contained.
-            if key.startswith("ModelCheckpoint") and best and (ckpt_dir / Path(best).name).exists():
-                return ckpt_dir / Path(best).name
-    candidates = sorted((p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if candidates:
-        return candidates[-1]
-    if last.exists():
-        return last
-    raise FileNotFoundError(f"No .ckpt files in {ckpt_dir}.")
-
-
-def load_model_and_data(ckpt: str | os.PathLike, data_paths: list[str] | None = None):
-    """Load a trained model and rebuild its data module from the checkpoint (optionally on other files)."""
-    import torch
-
-    from lfads.data.datamodule import LFADSDataModule
-    from lfads.model import LFADS
-
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    model = LFADS.load_from_checkpoint(ckpt, map_location="cpu")
-    dm_hparams = {k: v for k, v in state.get("datamodule_hyper_parameters", {}).items() if not k.startswith("_")}
-    if data_paths:
-        dm_hparams["data_paths"] = data_paths if len(data_paths) > 1 else data_paths[0]
-    if "data_paths" not in dm_hparams:
-        raise ValueError(f"{ckpt} does not record its data; pass --data FILE [FILE ...].")
-    datamodule = LFADSDataModule(**dm_hparams)
-    hp = model.hparams
-    if list(datamodule.encod_data_dims) != list(hp.encod_data_dims) or list(datamodule.recon_data_dims) != list(
-        hp.recon_data_dims
-    ):
-        raise ValueError(
-            f"The data ({datamodule.encod_data_dims} encoder / {datamodule.recon_data_dims} recon neurons) do not match "
-            f"the model in {ckpt} ({list(hp.encod_data_dims)} / {list(hp.recon_data_dims)})."
-        )
-    return model, datamodule
+    return build_lightning_cli(args)
 
 
 def sample_command(argv: list[str]) -> int:

@@ -1,6 +1,6 @@
 """Everything about a finished ``lfads fit`` run in one object: config, best model, data, metrics, posteriors.
 
-A run directory ``{save_dir}/{name}/version_{N}/`` (see :mod:`lfads.cli`) holds ``config.yaml``,
+A run directory ``{save_dir}/{name}/version_{N}/`` (see :mod:`lfads.rundir`) holds ``config.yaml``,
 ``metrics.csv``, ``checkpoints/`` and, once sampled, ``posterior_samples.h5``. :func:`load_run` gathers
 them so that an analysis starts with one line::
 
@@ -21,7 +21,6 @@ otherwise sampled with a fixed seed and saved there atomically.
 
 from __future__ import annotations
 
-import csv
 import os
 import warnings
 from dataclasses import dataclass
@@ -31,14 +30,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from lfads.errors import LFADSDataError
+from lfads.rundir import POSTERIOR_FILE, load_metrics, load_model_and_data, resolve_run_dir
 
 if TYPE_CHECKING:
     from lfads.data.batch import SplitData
 
 __all__ = ["POSTERIOR_FILE", "Run", "compute_co_prior_tau", "load_metrics", "load_run", "resolve_run_dir"]
 
-POSTERIOR_FILE = "posterior_samples.h5"
-"""Name of the posterior-samples file inside a run's version folder (as written by ``lfads sample --run``)."""
 
 
 @dataclass
@@ -50,7 +48,7 @@ class Run:
     run_dir : Path
         The version folder (``.../version_N``) the checkpoint belongs to.
     checkpoint : Path
-        The best checkpoint (by ``valid/loss_smth_ramped``, see :func:`lfads.cli.find_checkpoint`).
+        The best checkpoint (by ``valid/loss_smth_ramped``, see :func:`lfads.rundir.find_checkpoint`).
     config : dict
         The resolved ``config.yaml`` of the fit (empty if the file is missing).
     model : lfads.model.LFADS
@@ -142,111 +140,6 @@ def compute_co_prior_tau(model: Any) -> np.ndarray:
     return np.exp(prior.log_tau.detach().cpu().double().numpy())
 
 
-def resolve_run_dir(run_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """The version folder of a run and its best checkpoint.
-
-    ``run_dir`` may be a version folder (``runs/lorenz/version_3``) or the folder above the versions
-    (``runs/lorenz``: the newest ``version_*`` with checkpoints is used), as in ``lfads sample --run``.
-    The best checkpoint is the one ``last.ckpt`` records as best (looked up by file name inside this run's
-    ``checkpoints/`` folder, so a copied or moved run never points back at the original), else the newest
-    other ``.ckpt``, else ``last.ckpt``.
-
-    Returns
-    -------
-    version_dir, checkpoint : Path
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``run_dir`` does not exist or has no checkpoint.
-    """
-    from lfads.cli import find_checkpoint
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(
-            f"run directory {run_dir} does not exist (working folder {Path.cwd()}); train one with "
-            f"`lfads fit --config ...` or pass the path of an existing runs/<name> folder."
-        )
-    checkpoint = find_checkpoint(run_dir)
-    return checkpoint.parent.parent, checkpoint
-
-
-def load_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a Lightning ``metrics.csv`` into one float64 array per column.
-
-    Lightning writes one row per logging call, so training and validation values of an epoch sit on
-    different rows; cells without a value become NaN. Select a curve with
-    ``ok = np.isfinite(m[key]); m["epoch"][ok], m[key][ok]``.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        The CSV file (or a run's version folder holding ``metrics.csv``).
-
-    Returns
-    -------
-    dict of str to np.ndarray
-        Column name -> ``(rows,)`` float64 array, in file column order.
-
-    Raises
-    ------
-    LFADSDataError
-        If the file is missing, empty, or holds a cell that is not a number.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.csv"
-    if not path.exists():
-        raise LFADSDataError(f"{path}: metrics file not found; the CSV logger writes it during `lfads fit`.")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise LFADSDataError(f"{path}: empty metrics file (no header row).")
-    header, body = rows[0], rows[1:]
-    table = np.full((len(body), len(header)), np.nan)
-    for i, row in enumerate(body):
-        for j, cell in enumerate(row[: len(header)]):
-            if cell.strip() == "":
-                continue
-            try:
-                table[i, j] = float(cell)
-            except ValueError as err:
-                raise LFADSDataError(
-                    f"{path}: row {i + 2}, column '{header[j]}' holds {cell!r}, not a number."
-                ) from err
-    return {name: table[:, j].copy() for j, name in enumerate(header)}
-
-
-def _resolve_data_paths(data_paths: Any, version_dir: Path) -> list[str]:
-    """Relative data paths recorded at fit time, resolved against the run's ancestors, else the working folder.
-
-    A fit records ``data_paths`` as given on its command line, relative to the folder it ran in: usually the
-    repository root, an ancestor of the run folder (``runs/<name>/version_N``). A relative path is looked up
-    from each ancestor of the version folder, nearest first; if none has it, it is left relative to the
-    working folder (where the data module reports it missing if it is not there either). Absolute paths and
-    glob patterns are kept as they are.
-    """
-    items = [data_paths] if isinstance(data_paths, (str, os.PathLike)) else list(data_paths)
-    resolved = []
-    for item in items:
-        text = os.fspath(item)
-        p = Path(os.path.expanduser(text))
-        if p.is_absolute() or set(text) & set("*?["):
-            resolved.append(text)
-            continue
-        hit = next((anc / p for anc in version_dir.resolve().parents if (anc / p).exists()), None)
-        resolved.append(os.fspath(hit) if hit is not None else text)
-    return resolved
-
-
-def _stored_data_paths(ckpt: Path) -> Any:
-    import torch
-
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    return state.get("datamodule_hyper_parameters", {}).get("data_paths")
-
-
 def _sample(model, datamodule, n_samples: int, splits: Sequence[str], seed: int, progress: bool) -> dict:
     import torch
 
@@ -314,20 +207,13 @@ def load_run(
     import h5py
     import yaml
 
-    from lfads.cli import load_model_and_data
     from lfads.sampling import load_samples
 
     version_dir, ckpt = resolve_run_dir(run_dir)
     config_path = version_dir / "config.yaml"
     config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
     config = config or {}
-    paths = data_paths
-    if paths is None:
-        stored = _stored_data_paths(ckpt)
-        if stored is not None:
-            paths = _resolve_data_paths(stored, version_dir)
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [os.fspath(paths)]
+    paths = [os.fspath(data_paths)] if isinstance(data_paths, (str, os.PathLike)) else data_paths
     model, datamodule = load_model_and_data(ckpt, list(paths) if paths else None)
     model = model.cpu().eval()
     metrics_path = version_dir / "metrics.csv"

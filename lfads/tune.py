@@ -432,22 +432,17 @@ class TrialSetup:
 
 
 def _instantiate_cli(args: list[str], extra_callbacks: list | None = None):
-    """The ``lfads fit`` LightningCLI (same class, defaults and checkpoint callback), parsed without running."""
-    from lfads.cli import _build_cli_class
+    """The ``lfads fit`` LightningCLI (same class and defaults), parsed without running.
 
-    LFADSCLI, LFADS, LFADSDataModule, ModelCheckpoint, _ = _build_cli_class()
+    A trial keeps the best checkpoint by ``valid/recon_smth_ramped`` and ``last.ckpt``; its ``config.yaml``
+    describes its latest round.
+    """
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from lfads.lightning_cli import build_lightning_cli
+
     callbacks = [ModelCheckpoint(monitor="valid/recon_smth_ramped", mode="min", save_last=True, save_top_k=1)]
-    with warnings.catch_warnings():  # `args` is the whole command line here; sys.argv is the caller's
-        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-        return LFADSCLI(
-            LFADS,
-            LFADSDataModule,
-            args=args,
-            run=False,
-            seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},  # config.yaml of a trial describes its latest round
-            trainer_defaults={"callbacks": callbacks + list(extra_callbacks or []), "default_root_dir": "runs"},
-        )
+    return build_lightning_cli(args, run=False, callbacks=callbacks + list(extra_callbacks or []), overwrite_config=True)
 
 
 def _trial_index(trial_id: str) -> int:
@@ -879,7 +874,7 @@ def run_population_based_training(
 
 
 def _write_summary(outcome: TuneOutcome, settings: TuneSettings) -> None:
-    from lfads.cli import find_checkpoint
+    from lfads.rundir import find_checkpoint
 
     try:
         best_ckpt = str(find_checkpoint(outcome.best_run_dir))

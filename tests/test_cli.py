@@ -9,7 +9,8 @@ import h5py
 import pytest
 import yaml
 
-from lfads.cli import find_checkpoint, main
+from lfads.cli import main
+from lfads.rundir import find_checkpoint
 from lfads.errors import LFADSDataError
 
 
@@ -227,7 +228,7 @@ def test_sample_of_several_runs_writes_their_averaged_rates(tiny_run, tiny_run_o
     import numpy as np
     import torch
 
-    from lfads.cli import load_model_and_data
+    from lfads.rundir import load_model_and_data
     from lfads.sampling import sample_posteriors
 
     runs = [tiny_run, tiny_run_other_seed]
@@ -259,7 +260,7 @@ def test_sample_of_several_runs_needs_an_output_file_and_no_nwb(tiny_run, tiny_r
 
 
 def test_each_fit_claims_a_run_directory_of_its_own(tmp_path, monkeypatch):
-    from lfads.cli import claim_run_version
+    from lfads.rundir import claim_run_version
 
     root = tmp_path / "runs" / "tiny"
     assert claim_run_version(root) == 0 and (root / "version_0").is_dir()

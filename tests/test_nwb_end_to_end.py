@@ -228,7 +228,8 @@ def test_fit_sample_and_write_nwb_end_to_end(tmp_path, monkeypatch):
     import torch
 
     from datasets.reach_nwb import write_reach_nwb
-    from lfads.cli import find_checkpoint, load_model_and_data, main
+    from lfads.cli import main
+    from lfads.rundir import find_checkpoint, load_model_and_data
     from lfads.sampling import load_samples
 
     torch.set_num_threads(1)

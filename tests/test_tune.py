@@ -65,7 +65,7 @@ def _last_logged(run_dir, metric):
 
 def test_population_exploits_and_reports_its_best_trial(small_lorenz, tmp_path):
     pytest.importorskip("ray", reason="Ray Tune is optional: pip install 'lfads[tune]'")
-    from lfads.cli import find_checkpoint, load_model_and_data
+    from lfads.rundir import find_checkpoint, load_model_and_data
     from lfads.tune import run_population_based_training
 
     tiny = tmp_path / "tiny.yaml"
