@@ -85,7 +85,7 @@ class ScoringSlices:
     n_heldin: int
 
     @classmethod
-    def from_encod_shape(cls, encod_shape: tuple[int, ...]) -> "ScoringSlices":
+    def from_encod_shape(cls, encod_shape: tuple[int, ...]) -> ScoringSlices:
         """Blocks for data whose encoder input has shape ``(trials, n_enc_time, n_heldin)``."""
         n_enc_time, n_heldin = encod_shape[1:]
         return cls(int(n_enc_time), int(n_heldin))

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
+from typing import Self
 
 RECURRENCE_BACKENDS: tuple[str, ...] = ("auto", "reference", "python", "native")
 """Names accepted by :func:`set_recurrence_backend` and ``LFADS_RECURRENCE``."""
@@ -80,10 +81,12 @@ class set_recurrence_backend:
         self.previous = _chosen_backend[0]
         _chosen_backend[0] = None if name is None else _check_backend(name, "recurrence backend")
 
-    def __enter__(self) -> "set_recurrence_backend":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         _chosen_backend[0] = self.previous
 
 

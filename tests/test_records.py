@@ -74,9 +74,8 @@ def test_wrong_format_or_missing_field_is_an_error_naming_file_and_field(tmp_pat
         Outer.load(path)
     with h5py.File(path, "a") as f:
         del f["inner/values"]
-    with h5py.File(path, "r") as f:
-        with pytest.raises(LFADSDataError, match=r"x\.h5:/inner: 'values' is missing"):
-            Inner.from_h5(f["inner"], "x.h5:/inner")
+    with h5py.File(path, "r") as f, pytest.raises(LFADSDataError, match=r"x\.h5:/inner: 'values' is missing"):
+        Inner.from_h5(f["inner"], "x.h5:/inner")
 
 
 def test_failed_save_leaves_the_existing_file_untouched(tmp_path):

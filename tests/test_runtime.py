@@ -80,9 +80,8 @@ def test_each_backend_runs_the_loops_it_names(no_backend_env) -> None:
             assert recurrence.compiled_loops(cpu) is compiled
     with set_recurrence_backend("auto"):
         assert recurrence.compiled_loops(torch.zeros(2, dtype=torch.int64)) is None
-    with set_recurrence_backend("native"):
-        with pytest.raises(RuntimeError, match=r"backend is 'native'.*\('cpu', 'int64'\).*'auto' or 'python'"):
-            recurrence.compiled_loops(torch.zeros(2, dtype=torch.int64))
+    with set_recurrence_backend("native"), pytest.raises(RuntimeError, match=r"backend is 'native'.*\('cpu', 'int64'\)"):
+        recurrence.compiled_loops(torch.zeros(2, dtype=torch.int64))
 
 
 def test_checkpoints_with_the_former_fused_recurrence_hyperparameter_load(tmp_path, no_backend_env) -> None:

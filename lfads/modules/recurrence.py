@@ -42,10 +42,10 @@ Backends (chosen at run time, :func:`lfads.runtime.set_recurrence_backend` or
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import torch
 from torch import Tensor
-
-from types import ModuleType
 
 from lfads.modules import native
 from lfads.runtime import recurrence_backend

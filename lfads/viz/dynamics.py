@@ -19,7 +19,8 @@ condition and return the Figure, like the rest of :mod:`lfads.viz`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
