@@ -143,9 +143,6 @@ class LFADS(pl.LightningModule):
         the generator (low reconstruction cost, worse rates) from being the one kept, and no model from
         inside the KL ramp counts. The averages restart at the first full-weight epoch, so the values
         that select checkpoints hold no ramp-time cost.
-    fused_recurrence : bool
-        Run the recurrent loops through the hand-differentiated kernels of
-        :mod:`lfads.modules.recurrence` (fast); False uses plain autograd loops (same results).
     jslds : bool
         Co-train a Jacobian-switching linear dynamical system with the generator (see :mod:`lfads.modules.jslds`).
     jslds_hidden_dim : int
@@ -208,7 +205,6 @@ class LFADS(pl.LightningModule):
         lr_stop: float = 1e-5,
         lr_cosine_epochs: int = 0,
         smoothing: float = 0.3,
-        fused_recurrence: bool = True,
         jslds: bool = False,
         jslds_hidden_dim: int = 128,
         jslds_fp_scale: float = 1.0,
@@ -248,11 +244,9 @@ class LFADS(pl.LightningModule):
             recon_seq_len,
             dropout_rate,
             ic_post_var_min,
-            fused_recurrence,
         )
         self.decoder = Decoder(
             ic_dim, gen_dim, con_dim, co_dim, 2 * ci_enc_dim, ext_input_dim, fac_dim, cell_clip, dropout_rate,
-            fused_recurrence,
         )
         self.readout = ReadOut(fac_dim, recon_data_dims, self.likelihood.n_params)
         self.ic_prior = MultivariateNormalPrior(ic_dim, ic_prior_var)
