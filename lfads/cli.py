@@ -97,7 +97,9 @@ def claim_run_version(root: Path) -> int:
 
 
 def run_lightning(args: list[str]):
-    LFADSCLI, LFADS, LFADSDataModule, ModelCheckpoint, _ = _build_cli_class()
+    from lfads.callbacks import default_callbacks
+
+    LFADSCLI, LFADS, LFADSDataModule, _, _ = _build_cli_class()
     return LFADSCLI(
         LFADS,
         LFADSDataModule,
@@ -105,12 +107,8 @@ def run_lightning(args: list[str]):
         seed_everything_default=0,
         save_config_kwargs={"overwrite": False},
         trainer_defaults={
-            "callbacks": [
-                # the best by the smoothed validation objective once the KL/L2 ramps are complete (see
-                # LFADS.ramps_complete and LFADS's `smoothing`), and last.ckpt rewritten after every epoch
-                ModelCheckpoint(monitor="valid/loss_smth_ramped", mode="min", save_top_k=1),
-                ModelCheckpoint(filename="last", monitor=None, save_top_k=1),
-            ],
+            # smoothed validation costs, NLB metrics, the best checkpoint and last.ckpt
+            "callbacks": default_callbacks(),
             "default_root_dir": "runs",
         },
     )
