@@ -94,9 +94,14 @@ class SmoothedValidation(Callback):
         self.loss = state_dict.get("loss")
         self.ramped = bool(state_dict.get("ramped", False))
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        """Read the averages from a checkpoint written before this callback (Lightning then calls
-        :meth:`load_state_dict` with this callback's own state where the checkpoint has it)."""
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Read the averages from a checkpoint written before this callback.
+
+        Lightning calls this before :meth:`load_state_dict`, which then sets this callback's own state
+        where the checkpoint has it.
+        """
         if LEGACY_CHECKPOINT_KEYS["recon"] in checkpoint:
             self.load_state_dict({name: checkpoint.get(key) for name, key in LEGACY_CHECKPOINT_KEYS.items()})
 

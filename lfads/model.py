@@ -449,7 +449,7 @@ class LFADS(pl.LightningModule):
                   l2: Tensor | float, jslds: tuple[Tensor, ...] | None, ramps: RampWeights) -> None:
         """Log the step's costs as epoch means reduced over processes (``{split}/loss``, ``/recon``, ...)."""
         n_trials = sum(b.encod_data.shape[0] for b in batch.values())
-        log = dict(on_step=False, on_epoch=True, batch_size=n_trials, sync_dist=True)
+        log = {"on_step": False, "on_epoch": True, "batch_size": n_trials, "sync_dist": True}
         if jslds is not None:
             for name, value in zip(("fp", "approx", "recon", "rel_err"), jslds):
                 self.log(f"{split}/jslds_{name}", value, **log)
