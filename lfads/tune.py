@@ -98,7 +98,6 @@ HISTORY_FILE = "pbt_history.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "lfads.ckpt"
 META_FILE = "meta.json"
-_SMOOTHED_KEY = "lfads_tune_valid_smoothed"
 
 
 # ---------------------------------------------------------------------------------------------------- settings
@@ -439,9 +438,11 @@ def _instantiate_cli(args: list[str], extra_callbacks: list | None = None):
     """
     from pytorch_lightning.callbacks import ModelCheckpoint
 
+    from lfads.callbacks import metric_callbacks
     from lfads.lightning_cli import build_lightning_cli
 
-    callbacks = [ModelCheckpoint(monitor="valid/recon_smth_ramped", mode="min", save_last=True, save_top_k=1)]
+    callbacks = metric_callbacks() + [
+        ModelCheckpoint(monitor="valid/recon_smth_ramped", mode="min", save_last=True, save_top_k=1)]
     return build_lightning_cli(args, run=False, callbacks=callbacks + list(extra_callbacks or []), overwrite_config=True)
 
 
@@ -459,17 +460,8 @@ def _sha1(path: Path) -> str:
 
 
 def _tune_callbacks(lr_factor_from: float | None):
-    """Callbacks a round adds to ``lfads fit``'s: keep the smoothed validation cost across rounds; rescale the LR."""
+    """Callbacks a round adds to ``lfads fit``'s: rescale the LR after a resume with a perturbed ``lr_init``."""
     from pytorch_lightning.callbacks import Callback
-
-    class KeepSmoothedValidation(Callback):
-        """Stores ``LFADS._valid_smoothed`` (the state behind ``valid/recon_smth``) in checkpoints and restores it."""
-
-        def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-            checkpoint[_SMOOTHED_KEY] = pl_module._valid_smoothed
-
-        def on_load_checkpoint(self, trainer, pl_module, checkpoint):
-            pl_module._valid_smoothed = checkpoint.get(_SMOOTHED_KEY, pl_module._valid_smoothed)
 
     class ScaleLearningRate(Callback):
         """After the optimizer state is restored, scale every LR by ``lr_init(model) / lr_init(checkpoint)``."""
@@ -481,10 +473,7 @@ def _tune_callbacks(lr_factor_from: float | None):
                     for group in optimizer.param_groups:
                         group["lr"] = group["lr"] * factor
 
-    callbacks = [KeepSmoothedValidation()]
-    if lr_factor_from is not None:
-        callbacks.append(ScaleLearningRate())
-    return callbacks
+    return [] if lr_factor_from is None else [ScaleLearningRate()]
 
 
 def _merge_metrics_csv(previous: list[dict], run_dir: Path) -> None:
