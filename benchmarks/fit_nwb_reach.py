@@ -1,5 +1,7 @@
 r"""Fit LFADS to the synthetic reach NWB session and compare it with spike smoothing on held-out trials.
 
+Measured figures, with their protocol: ``docs/benchmarks.md``.
+
 Steps (all files under ``--out-dir``, default a new temporary folder):
 
 1. write the reach session (``datasets/reach_nwb.py``, ``--seed``) to ``data/reach.nwb``;

@@ -1,5 +1,7 @@
 """Fit LFADS to the real MC_Maze_Small recording and compare it with spike smoothing.
 
+Measured figures, with their protocol: ``docs/benchmarks.md``.
+
 Trains with ``configs/mc_maze_small.yaml`` (60 of the 75 NLB training trials for training, 15 for
 validation) for at most ``--minutes``, samples the posterior of the best checkpoint, and prints, next
 to the Neural Latents Benchmark spike-smoothing baseline computed in the same run (Gaussian kernel,
