@@ -137,19 +137,19 @@ def _parse_error(section: dict) -> str:
     ("quantile_fraction", 0.75, "pbt.yaml: tune.quantile_fraction must lie in (0, 0.5], got 0.75."),
     ("quantile_fraction", "half", "pbt.yaml: tune.quantile_fraction: expected a number, got 'half'."),
     ("resample_probability", 1.5, "pbt.yaml: tune.resample_probability must lie in [0, 1], got 1.5."),
-    ("perturbation_factors", [], "pbt.yaml: tune.perturbation_factors must be a list of numbers, e.g. [1.2, 0.8]; "
-                                 "got []."),
+    ("perturbation_factors", [], ("pbt.yaml: tune.perturbation_factors must be a list of numbers, e.g. [1.2, 0.8]; "
+                                 "got [].")),
     ("perturbation_factors", [1.2, 0], "pbt.yaml: tune.perturbation_factors[1] must be positive, got 0.0."),
     ("synch", "yes please", "pbt.yaml: tune.synch must be true or false, got 'yes please'."),
-    ("resources_per_trial", {"cpu": -1}, "pbt.yaml: tune.resources_per_trial: ['cpu'] must be non-negative "
-                                         "amounts, e.g. {cpu: 1, gpu: 0}."),
-    ("resources_per_trial", 2, "pbt.yaml: tune.resources_per_trial must map resource names to non-negative amounts, "
-                               "e.g. {cpu: 1, gpu: 0}; got 2."),
+    ("resources_per_trial", {"cpu": -1}, ("pbt.yaml: tune.resources_per_trial: ['cpu'] must be non-negative "
+                                         "amounts, e.g. {cpu: 1, gpu: 0}.")),
+    ("resources_per_trial", 2, ("pbt.yaml: tune.resources_per_trial must map resource names to non-negative amounts, "
+                               "e.g. {cpu: 1, gpu: 0}; got 2.")),
     ("num_cpus", 0, "pbt.yaml: tune.num_cpus must be a positive integer, got 0."),
-    ("address", "10.0.0.5", "pbt.yaml: tune.address: expected host:port (e.g. 10.0.0.5:6379), got '10.0.0.5'; "
-                            "it is the address `ray start --head` prints, or 'auto'."),
-    ("address", "host:99999", "pbt.yaml: tune.address: expected host:port (e.g. 10.0.0.5:6379), got 'host:99999'; "
-                              "it is the address `ray start --head` prints, or 'auto'."),
+    ("address", "10.0.0.5", ("pbt.yaml: tune.address: expected host:port (e.g. 10.0.0.5:6379), got '10.0.0.5'; "
+                            "it is the address `ray start --head` prints, or 'auto'.")),
+    ("address", "host:99999", ("pbt.yaml: tune.address: expected host:port (e.g. 10.0.0.5:6379), got 'host:99999'; "
+                              "it is the address `ray start --head` prints, or 'auto'.")),
     ("time_budget_s", -60, "pbt.yaml: tune.time_budget_s must be positive, got -60.0."),
     ("time_budget_s", float("inf"), "pbt.yaml: tune.time_budget_s: expected a finite number, got inf."),
     ("save_dir", 3, "pbt.yaml: tune.save_dir must be a non-empty string, got 3."),
@@ -165,13 +165,13 @@ def test_unknown_tune_setting_lists_the_known_ones():
 
 
 @pytest.mark.parametrize("space, message", [
-    (None, "pbt.yaml: tune.search_space must map model hyperparameters to {distribution: loguniform|uniform, "
-           "low: ..., high: ...}, e.g. lr_init: {distribution: loguniform, low: 1.0e-4, high: 1.0e-2}."),
+    (None, ("pbt.yaml: tune.search_space must map model hyperparameters to {distribution: loguniform|uniform, "
+           "low: ..., high: ...}, e.g. lr_init: {distribution: loguniform, low: 1.0e-4, high: 1.0e-2}.")),
     ({"lr_init": {"distribution": "normal", "low": 0.1, "high": 0.2}},
      "pbt.yaml: tune.search_space.lr_init.distribution: 'normal' is not one of ['uniform', 'loguniform']."),
     ({"lr_init": {"distribution": "uniform", "low": 0.1}},
-     "pbt.yaml: tune.search_space.lr_init: give exactly distribution, low and high, e.g. {distribution: uniform, "
-     "low: 0.0, high: 0.5}; got {'distribution': 'uniform', 'low': 0.1}."),
+     ("pbt.yaml: tune.search_space.lr_init: give exactly distribution, low and high, e.g. {distribution: uniform, "
+     "low: 0.0, high: 0.5}; got {'distribution': 'uniform', 'low': 0.1}.")),
     ({"lr_init": {"distribution": "uniform", "low": 0.2, "high": 0.1}},
      "pbt.yaml: tune.search_space.lr_init: low (0.2) must be smaller than high (0.1)."),
     ({"lr_init": {"distribution": "uniform", "low": "a", "high": 0.1}},
@@ -247,8 +247,8 @@ def test_argv_splits_into_configs_tune_settings_and_trial_arguments():
     (["--config", "a.yaml", "--tune.num_samples"],
      "command line: argument --tune.num_samples: expected one argument; see lfads tune --help."),
     (["--config", "a.yaml", "--tune.search_space", "{a: [1"],
-     "command line: argument --tune.search_space: not a YAML value: '{a: [1' (expected ',' or ']', but got '<stream "
-     "end>'); see lfads tune --help."),
+     ("command line: argument --tune.search_space: not a YAML value: '{a: [1' (expected ',' or ']', but got '<stream "
+     "end>'); see lfads tune --help.")),
 ])
 def test_argv_without_a_value_or_with_bad_yaml_is_an_error(argv, message):
     from lfads.tune import split_tune_argv
@@ -337,7 +337,8 @@ def _write_metrics(path, rows):
 def test_round_metrics_continue_the_earlier_rounds(tmp_path):
     from lfads.tune.rounds import _merge_metrics, _previous_metrics
 
-    _write_metrics(tmp_path / "metrics.csv", [{"epoch": "0", "valid/recon": "2.0"}, {"epoch": "1", "valid/recon": "1.5"}])
+    _write_metrics(tmp_path / "metrics.csv", [{"epoch": "0", "valid/recon": "2.0"},
+                                              {"epoch": "1", "valid/recon": "1.5"}])
     previous = _previous_metrics(tmp_path)
     assert not (tmp_path / "metrics.csv").exists() and (tmp_path / "metrics.csv.prev").exists()
     _write_metrics(tmp_path / "metrics.csv", [{"epoch": "2", "valid/recon": "1.2", "train/loss": "7"}])
@@ -384,3 +385,15 @@ def test_an_exploited_checkpoint_keeps_the_exploiting_trials_best_checkpoint_tra
     own = _prepare_resume(donor, "trial_00", donor.parent, work)
     assert own.exploited_from == "" and torch.load(own.resume, weights_only=False)["callbacks"][key] == {
         "best_model_path": "donor.ckpt"}
+
+
+def test_tune_without_a_config_says_to_pass_one():
+    with pytest.raises(LFADSDataError, match=r"^command line: pass --config CONFIG\.yaml"):
+        tune_command(["--model.gen_dim", "16"])
+
+
+def test_tune_help_prints_usage_and_the_trust_note(capsys):
+    assert tune_command(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: lfads tune [--config CONFIG.yaml]") and "--tune.num_samples VALUE" in out
+    assert "no authentication" in out

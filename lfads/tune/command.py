@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import yaml
 
@@ -82,8 +83,8 @@ def tune_command(argv: list[str]) -> int:
         return 0
     configs, overrides, rest = split_tune_argv(argv)
     if not configs:
-        raise SystemExit("lfads tune: pass --config CONFIG.yaml (a Lightning config with a 'tune:' section, e.g. "
-                         "configs/pbt_lorenz.yaml).")
+        raise LFADSDataError("command line: pass --config CONFIG.yaml (a Lightning config with a 'tune:' section, "
+                             "e.g. configs/pbt_lorenz.yaml).")
     from lfads.tune.driver import INSTALL_HINT
 
     try:

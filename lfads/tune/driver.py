@@ -16,9 +16,9 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import yaml
 
@@ -346,7 +346,7 @@ def _write_summary(outcome: TuneOutcome, settings: TuneSettings) -> None:
     from lfads.rundir import find_checkpoint
 
     try:
-        best_ckpt = str(find_checkpoint(outcome.best_run_dir))
+        best_ckpt = str(find_checkpoint(outcome.best_run_dir, trust=True))  # written by this population
     except FileNotFoundError:
         best_ckpt = None
     summary = {
@@ -370,7 +370,8 @@ def format_summary(outcome: TuneOutcome, metric: str) -> str:
         lines.append(f"  {trial:<12} {value: .5f}{'   <- best' if trial == outcome.best_trial else ''}")
     exploits = sum(1 for r in outcome.history if r["exploited_from"])
     if outcome.failed:
-        lines.append(f"{len(outcome.failed)} trial(s) failed; see {outcome.tune_dir / 'ray'} (first: {outcome.failed[0]})")
+        lines.append(f"{len(outcome.failed)} trial(s) failed; see {outcome.tune_dir / 'ray'} "
+                     f"(first: {outcome.failed[0]})")
     lines += [f"Exploits: {exploits}; history: {outcome.tune_dir / HISTORY_FILE}",
               f"Best trial: {outcome.best_trial} ({metric} = {outcome.best_value:.5f})",
               f"Best run directory: {outcome.best_run_dir}",

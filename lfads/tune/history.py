@@ -6,8 +6,9 @@ import csv
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lfads.data.atomic import atomic_output
 

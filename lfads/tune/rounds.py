@@ -29,9 +29,10 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lfads.data.atomic import atomic_output, atomic_write_text
 from lfads.errors import LFADSDataError
@@ -120,10 +121,10 @@ def _sha1(path: Path) -> str:
 
 
 def _read_own_checkpoint(path: Path) -> dict:
-    """A checkpoint this population wrote itself (a trial's ``last.ckpt`` or one it reported to Ray)."""
+    """A checkpoint this population wrote itself (a trial's ``last.ckpt`` or one it reported to Ray), so trusted."""
     from lfads.rundir import read_checkpoint
 
-    return read_checkpoint(path)
+    return read_checkpoint(path, trust=True)
 
 
 def _scale_learning_rate(lr_from: float):

@@ -11,8 +11,9 @@ import dataclasses
 import inspect
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 
@@ -40,7 +41,7 @@ SPEC_KEYS = {"distribution", "low", "high"}
 
 @dataclasses.dataclass(frozen=True)
 class SearchDimension:
-    r"""One searched model hyperparameter: :math:`h \sim \mathcal U(a, b)` or :math:`\log h \sim \mathcal U(\log a, \log b)`.
+    r"""A searched hyperparameter: :math:`h \sim \mathcal U(a, b)` or :math:`\log h \sim \mathcal U(\log a, \log b)`.
 
     Attributes
     ----------
