@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from lfads.baselines import smoothing_baseline
     from lfads.rundir import load_model_and_data
     from lfads.data.nwb import NWBDropWarning
-    from lfads.nwb_commands import write_nwb_outputs_for_samples
+    from lfads.data.nwb_output import write_nwb_outputs_for_samples
     from lfads.sampling import format_scores, sample_posteriors, save_samples, score_samples
 
     out_dir = (args.out_dir or Path(tempfile.mkdtemp(prefix="fit_nwb_reach_"))).resolve()

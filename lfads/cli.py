@@ -37,7 +37,7 @@ def run_lightning(args: list[str]):
 
 def sample_command(argv: list[str]) -> int:
     from lfads.ensemble import check_same_trials, ensemble_rates
-    from lfads.nwb_commands import resolve_nwb_output_paths, write_nwb_outputs_for_samples
+    from lfads.data.nwb_output import resolve_nwb_output_paths, write_nwb_outputs_for_samples
     from lfads.sampling import format_scores, sample_posteriors, save_samples, score_samples
 
     parser = argparse.ArgumentParser(
@@ -102,8 +102,8 @@ def sample_command(argv: list[str]) -> int:
 
 
 def convert_command(argv: list[str]) -> int:
-    """``lfads convert``: NWB files to the LFADS HDF5 layout (see :mod:`lfads.nwb_commands`)."""
-    from lfads.nwb_commands import convert_command as run
+    """``lfads convert``: NWB files to the LFADS HDF5 layout (see :mod:`lfads.commands.convert`)."""
+    from lfads.commands.convert import convert_command as run
 
     return run(argv)
 

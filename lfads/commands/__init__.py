@@ -1,0 +1,1 @@
+"""Subcommands of the ``lfads`` command line, one module each."""
