@@ -129,10 +129,9 @@ def _check_relations(hp: dict[str, Any]) -> None:
     if readin is not None:
         _check_int("readin_dim", readin, 1)
     reconstruction = hp.get("reconstruction")
-    if reconstruction is not None:
-        if reconstruction not in LIKELIHOODS:
-            raise _fail("reconstruction", reconstruction, "is not a known likelihood",
-                        f"choose one of {sorted(LIKELIHOODS)}")
+    if reconstruction is not None and reconstruction not in LIKELIHOODS:
+        raise _fail("reconstruction", reconstruction, "is not a known likelihood",
+                    f"choose one of {sorted(LIKELIHOODS)}")
 
 
 def check_hyperparameters(**hparams: Any) -> None:

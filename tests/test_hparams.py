@@ -16,8 +16,8 @@ from lfads.model import LFADS
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
-DATA_DIMS = dict(encod_data_dims=[5], recon_data_dims=[6], encod_seq_len=6, recon_seq_len=7, ext_input_dim=0)
-SMALL = dict(ic_enc_dim=4, ci_enc_dim=4, con_dim=4, co_dim=2, ic_dim=3, gen_dim=6, fac_dim=3)
+DATA_DIMS = {"encod_data_dims": [5], "recon_data_dims": [6], "encod_seq_len": 6, "recon_seq_len": 7, "ext_input_dim": 0}
+SMALL = {"ic_enc_dim": 4, "ci_enc_dim": 4, "con_dim": 4, "co_dim": 2, "ic_dim": 3, "gen_dim": 6, "fac_dim": 3}
 
 
 def _defaults() -> dict:
@@ -114,13 +114,13 @@ def test_inferred_inputs_need_a_controller_and_its_encoder(zero: str) -> None:
 
 
 @pytest.mark.parametrize("bad, name, words", [
-    (dict(encod_data_dims=[5], recon_data_dims=[4]), "recon_data_dims", "encod_data_dims"),
-    (dict(encod_data_dims=[5, 6], recon_data_dims=[6]), "recon_data_dims", "same sessions"),
-    (dict(encod_data_dims=[0], recon_data_dims=[3]), "encod_data_dims", ">= 1"),
-    (dict(encod_data_dims=[], recon_data_dims=[]), "encod_data_dims", "one neuron count per session"),
-    (dict(encod_seq_len=6, recon_seq_len=5), "recon_seq_len", "encod_seq_len"),
-    (dict(ic_enc_seq_len=6), "ic_enc_seq_len", "encod_seq_len"),
-    (dict(lr_cosine_epochs=10, lr_scheduler=True), "lr_cosine_epochs", "lr_scheduler false"),
+    ({"encod_data_dims": [5], "recon_data_dims": [4]}, "recon_data_dims", "encod_data_dims"),
+    ({"encod_data_dims": [5, 6], "recon_data_dims": [6]}, "recon_data_dims", "same sessions"),
+    ({"encod_data_dims": [0], "recon_data_dims": [3]}, "encod_data_dims", ">= 1"),
+    ({"encod_data_dims": [], "recon_data_dims": []}, "encod_data_dims", "one neuron count per session"),
+    ({"encod_seq_len": 6, "recon_seq_len": 5}, "recon_seq_len", "encod_seq_len"),
+    ({"ic_enc_seq_len": 6}, "ic_enc_seq_len", "encod_seq_len"),
+    ({"lr_cosine_epochs": 10, "lr_scheduler": True}, "lr_cosine_epochs", "lr_scheduler false"),
 ])
 def test_settings_that_contradict_each_other_are_refused(bad: dict, name: str, words: str) -> None:
     with pytest.raises(LFADSConfigError) as info:

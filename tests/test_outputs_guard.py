@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from lfads.data.atomic import atomic_output, check_output_dir, check_output_path, guarded_output, run_file_reason
+from lfads.data.atomic import (
+    atomic_output,
+    check_output_dir,
+    check_output_path,
+    guarded_output,
+    run_file_reason,
+)
 from lfads.errors import LFADSError, LFADSOutputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,13 +54,12 @@ def run_dir(tmp_path: Path) -> Path:
     return run
 
 
-def _write_and_fail(path: Path, **kwargs) -> None:
+def _write_and_fail(path: Path, **kwargs) -> str:
     """Run a guarded write that must be refused before its block runs."""
     ran = []
-    with pytest.raises(LFADSOutputError) as info:
-        with guarded_output(path, **kwargs) as tmp:
-            ran.append(tmp)
-            Path(tmp).write_bytes(b"output")
+    with pytest.raises(LFADSOutputError) as info, guarded_output(path, **kwargs) as tmp:
+        ran.append(tmp)
+        Path(tmp).write_bytes(b"output")
     assert ran == [], "the block ran although the target was refused"
     return str(info.value)
 
@@ -225,10 +230,9 @@ def test_an_exception_removes_the_temporary_and_leaves_the_target_alone(tmp_path
     out = tmp_path / "samples.h5"
     if overwrite:
         out.write_bytes(b"old")
-    with pytest.raises(RuntimeError, match="boom"):
-        with guarded_output(out, overwrite=overwrite) as tmp:
-            Path(tmp).write_bytes(b"half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), guarded_output(out, overwrite=overwrite) as tmp:
+        Path(tmp).write_bytes(b"half")
+        raise RuntimeError("boom")
     assert _leftovers(tmp_path) == []
     assert (out.read_bytes() == b"old") if overwrite else not out.exists()
 

@@ -24,9 +24,9 @@ import os
 import signal
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from lfads.errors import LFADSOutputError
 
@@ -233,7 +233,10 @@ def _link_new(tmp: str, path: Path, option: str) -> None:
     os.remove(tmp)
 
 
-def _remove_quietly(tmp: str) -> None:
+def _remove_quietly(tmp: str | None) -> None:
+    """Remove the temporary file ``tmp`` if it was made and still exists."""
+    if tmp is None:
+        return
     try:
         os.remove(tmp)
     except FileNotFoundError:
@@ -256,8 +259,9 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _interrupts_raise():
-        tmp = _make_temp(path, suffix, "output path")
+        tmp = None
         try:
+            tmp = _make_temp(path, suffix, "output path")
             yield tmp
             os.replace(tmp, path)
         except BaseException:
@@ -317,8 +321,9 @@ def guarded_output(
     path = check_output_path(path, protected=protected, overwrite=overwrite, what=what, option=option,
                              make_parents=make_parents)
     with _interrupts_raise():
-        tmp = _make_temp(path, suffix, option)
+        tmp = None
         try:
+            tmp = _make_temp(path, suffix, option)
             yield tmp
             if overwrite:
                 try:
