@@ -27,3 +27,18 @@ class CheckpointTrustError(CheckpointError):
 
     Loading it needs an explicit ``--trust-checkpoint`` (or ``LFADS_TRUST_CHECKPOINTS=1``).
     """
+
+
+class LFADSConfigError(LFADSError, ValueError):
+    """A setting (hyperparameter or option) is out of range or contradicts another.
+
+    The message names the setting as written in a config (``model.<name>``) and says what would fix it.
+    """
+
+
+class LFADSOutputError(LFADSError):
+    """An output path cannot or must not be written.
+
+    Raised before any work is done: the target is a folder, an input data file or a file of an existing run,
+    exists without ``overwrite``, or lies in a folder that is missing or not writable. The message names the path.
+    """

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from lfads.data.batch import SessionBatch
+from lfads.hparams import check_hyperparameters
 from lfads.modules.augmentations import coordinated_dropout_masks
 from lfads.modules.decoder import Decoder
 from lfads.modules.dropout import FastDropout
@@ -243,6 +244,7 @@ class LFADS(pl.LightningModule):
         jslds_increase_epoch: int = 0,
         jslds_step_fraction: float = 1.0,
     ) -> None:
+        check_hyperparameters(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
         super().__init__()
         self.save_hyperparameters()
         if len(encod_data_dims) != len(recon_data_dims):
