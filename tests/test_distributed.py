@@ -16,6 +16,8 @@ from lfads.callbacks import SmoothedValidation, ValidationMetrics, metric_callba
 from lfads.data.datamodule import LFADSDataModule
 from lfads.model import LFADS
 
+pytestmark = pytest.mark.slow  # two training processes
+
 BATCH_SIZE = 4  # the small Lorenz set has 8 validation trials = 2 processes x BATCH_SIZE: no sampler padding
 VALID_METRICS = ("valid/loss", "valid/recon", "valid/kl_ic", "valid/bps", "valid/co_bps", "valid/rate_r2")
 

@@ -63,6 +63,7 @@ def _last_logged(run_dir, metric):
     return values
 
 
+@pytest.mark.slow
 def test_population_exploits_and_reports_its_best_trial(small_lorenz, tmp_path):
     pytest.importorskip("ray", reason="Ray Tune is optional: pip install 'lfads[tune]'")
     from lfads.rundir import find_checkpoint, load_model_and_data
