@@ -1,10 +1,42 @@
-"""Exceptions raised by the ``lfads`` package."""
+"""Exceptions raised by the ``lfads`` package.
+
+Every error the package raises on purpose is an :class:`LFADSError`; its message names what is wrong,
+where (file, key, field or option) and what would fix it. The command line reports any of them as one
+line, ``lfads <command>: error: <message>``, with exit status 2 (see :mod:`lfads.commands.report`).
+
+========================  ==================================================================
+class                     raised when
+========================  ==================================================================
+:class:`LFADSDataError`   input data are missing, malformed or inconsistent
+:class:`LFADSConfigError` a config file or hyperparameter is invalid
+:class:`LFADSArgumentError`  a command-line argument is invalid (out of range, unknown name)
+:class:`LFADSOutputError` an output cannot or must not be written (exists, is a directory, ...)
+========================  ==================================================================
+"""
 
 from __future__ import annotations
 
+__all__ = ["LFADSArgumentError", "LFADSConfigError", "LFADSDataError", "LFADSError", "LFADSOutputError"]
 
-class LFADSDataError(ValueError):
+
+class LFADSError(Exception):
+    """Base class of the errors ``lfads`` raises on purpose; the message says what, where and the fix."""
+
+
+class LFADSDataError(LFADSError, ValueError):
     """Input data are missing, malformed or inconsistent.
 
     The message names the file and the key (dataset, column or field) at fault and says what would fix it.
     """
+
+
+class LFADSConfigError(LFADSError, ValueError):
+    """A config file or a hyperparameter is invalid; the message names the file or field and the valid range."""
+
+
+class LFADSArgumentError(LFADSError, ValueError):
+    """A command-line argument is invalid; the message names the option (``--samples``, ``--splits``, ...)."""
+
+
+class LFADSOutputError(LFADSError):
+    """An output file cannot or must not be written; the message names the path and what to pass instead."""

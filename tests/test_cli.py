@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from lfads.cli import main
-from lfads.rundir import find_checkpoint
+from lfads.commands import fit
 from lfads.errors import LFADSDataError
+from lfads.rundir import find_checkpoint
 
 
 def fit_args(data, save_dir, *extra):
@@ -171,7 +172,7 @@ def test_fit_rejects_bad_data_before_training(tmp_path, small_lorenz, monkeypatc
                 src.copy(key, dst)
     monkeypatch.setattr(sys, "argv", ["lfads"])
     with pytest.raises(LFADSDataError, match=r"bad\.h5.*valid_recon_data|valid_recon_data.*bad\.h5"):
-        main(fit_args(bad, tmp_path / "runs"))
+        fit.main(fit_args(bad, tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()
 
 
