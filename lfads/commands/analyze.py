@@ -11,6 +11,8 @@ from pathlib import Path
 from lfads.commands.checks import (
     check_splits,
     checkpoint_file,
+    data_files,
+    load_model_and_data,
     output_file,
     require_at_least,
     run_checkpoint,
@@ -18,7 +20,6 @@ from lfads.commands.checks import (
     session_index,
 )
 from lfads.commands.report import ArgumentParser
-from lfads.rundir import load_model_and_data
 
 __all__ = ["ANALYSIS_FILE", "build_parser", "main"]
 
@@ -66,6 +67,8 @@ def main(argv: list[str]) -> int:
     ckpt = checkpoint_file(args.ckpt) if args.ckpt else run_checkpoint(args.run)
     out = Path(args.out) if args.out else ckpt.parent.parent / ANALYSIS_FILE
     output_file(out, args.overwrite, protected=run_files([ckpt]), what="a run")
+    if args.data:
+        data_files(args.data)
 
     model, datamodule = load_model_and_data(ckpt, args.data)
     session_index(args.session, datamodule)

@@ -11,12 +11,15 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from lfads.errors import LFADSArgumentError, LFADSOutputError
+from lfads.errors import LFADSArgumentError, LFADSDataError, LFADSOutputError
 
 __all__ = [
     "check_splits",
     "checkpoint_file",
+    "data_files",
+    "load_model_and_data",
     "output_file",
+    "readable_hdf5",
     "require_at_least",
     "run_checkpoint",
     "run_files",
@@ -141,3 +144,54 @@ def session_index(index: int, datamodule: Any, option: str = "--session") -> int
         names = ", ".join(f"{i}: {name}" for i, name in enumerate(datamodule.session_names))
         raise LFADSArgumentError(f"{option} {index}: out of range; the data hold {n} session(s) ({names}).")
     return index
+
+
+def readable_hdf5(path: str | os.PathLike, source: str = "--data") -> Path:
+    """``path`` after opening it as HDF5 (nothing is read), so a truncated or foreign file is named at once."""
+    import h5py
+
+    path = Path(path)
+    if path.is_dir():
+        raise LFADSArgumentError(f"{source} {path}: is a directory; give HDF5 files, or a glob such as '{path}/*.h5'.")
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except FileNotFoundError as err:
+        raise LFADSArgumentError(f"{source} {path}: no such file (working folder {Path.cwd()}).") from err
+    except OSError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LFADSDataError(
+            f"{source} {path}: cannot be read as HDF5 ({reason}); the file is truncated or not HDF5 - "
+            f"copy or write it again."
+        ) from err
+    return path
+
+
+def data_files(patterns: Sequence[str]) -> list[Path]:
+    """The files ``--data`` names (globs expanded), each checked to open as HDF5."""
+    from lfads.data.datamodule import resolve_data_paths
+
+    return [readable_hdf5(p) for p in resolve_data_paths(list(patterns))]
+
+
+def load_model_and_data(ckpt: Path, data: Sequence[str] | None, **kwargs: Any) -> tuple[Any, Any]:
+    """:func:`lfads.rundir.load_model_and_data`, naming the data file at fault when HDF5 cannot open one.
+
+    h5py reports a truncated file as an ``OSError`` without its name; the files the checkpoint records (or
+    ``data``) are then opened one by one to find it.
+    """
+    from lfads import rundir
+
+    try:
+        return rundir.load_model_and_data(ckpt, list(data) if data else None, **kwargs)
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        if data:
+            data_files(data)
+        else:
+            recorded = rundir.stored_data_paths(rundir.read_checkpoint(ckpt, **kwargs))
+            for path in rundir.resolve_data_paths(recorded or [], ckpt.resolve().parent.parent):
+                if Path(path).is_file():
+                    readable_hdf5(path, source=f"data file recorded in {ckpt}:")
+        raise

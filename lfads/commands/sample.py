@@ -11,6 +11,8 @@ from pathlib import Path
 from lfads.commands.checks import (
     check_splits,
     checkpoint_file,
+    data_files,
+    load_model_and_data,
     output_file,
     require_at_least,
     run_checkpoint,
@@ -19,7 +21,7 @@ from lfads.commands.checks import (
 )
 from lfads.commands.report import ArgumentParser
 from lfads.errors import LFADSArgumentError
-from lfads.rundir import POSTERIOR_FILE, load_model_and_data
+from lfads.rundir import POSTERIOR_FILE
 
 __all__ = ["build_parser", "main"]
 
@@ -72,6 +74,8 @@ def main(argv: list[str]) -> int:
         )
     out = Path(args.out) if args.out else ckpts[0].parent.parent / POSTERIOR_FILE
     output_file(out, args.overwrite, protected=run_files(ckpts), what="a run")
+    if args.data:
+        data_files(args.data)
 
     members = [load_model_and_data(c, args.data) for c in ckpts]
     datamodule = members[0][1]
