@@ -1,5 +1,7 @@
 """How well can the chaotic-RNN rates be inferred from the spikes by an observer that knows the network?
 
+Measured figures, with their protocol: ``docs/benchmarks.md``.
+
 For each validation trial of a ``datasets.chaotic_rnn`` file this script finds the maximum a posteriori
 initial state under the *true* generative model (the network weights are rebuilt from the file's seed):
 

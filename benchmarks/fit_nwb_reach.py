@@ -1,5 +1,7 @@
 r"""Fit LFADS to the synthetic reach NWB session and compare it with spike smoothing on held-out trials.
 
+Measured figures, with their protocol: ``docs/benchmarks.md``.
+
 Steps (all files under ``--out-dir``, default a new temporary folder):
 
 1. write the reach session (``datasets/reach_nwb.py``, ``--seed``) to ``data/reach.nwb``;
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from lfads.baselines import smoothing_baseline
     from lfads.rundir import load_model_and_data
     from lfads.data.nwb import NWBDropWarning
-    from lfads.nwb_commands import write_nwb_outputs_for_samples
+    from lfads.data.nwb_output import write_nwb_outputs_for_samples
     from lfads.sampling import format_scores, sample_posteriors, save_samples, score_samples
 
     out_dir = (args.out_dir or Path(tempfile.mkdtemp(prefix="fit_nwb_reach_"))).resolve()

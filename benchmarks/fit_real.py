@@ -1,5 +1,7 @@
 """Fit LFADS to the real MC_Maze_Small recording and compare it with spike smoothing.
 
+Measured figures, with their protocol: ``docs/benchmarks.md``.
+
 Trains with ``configs/mc_maze_small.yaml`` (60 of the 75 NLB training trials for training, 15 for
 validation) for at most ``--minutes``, samples the posterior of the best checkpoint, and prints, next
 to the Neural Latents Benchmark spike-smoothing baseline computed in the same run (Gaussian kernel,
@@ -53,7 +55,7 @@ def main() -> None:
     from lfads.baselines import smoothing_baseline
     from lfads.rundir import find_checkpoint, load_model_and_data
     from lfads.ensemble import ensemble_rates
-    from lfads.metrics import bits_per_spike, vel_r2
+    from lfads.metrics import ScoringSlices, bits_per_spike, vel_r2
     from lfads.sampling import sample_posteriors
 
     members = args.ensemble
@@ -71,16 +73,16 @@ def main() -> None:
         session = dm.sessions[0]
 
     train, valid, test = (session.splits[s] for s in ("train", "valid", "test"))
-    t_enc, n_in = train.encod_data.shape[1:]
+    blocks = ScoringSlices.from_encod_shape(train.encod_data.shape)
     behavior75 = np.concatenate([train.extras["behavior"], valid.extras["behavior"]])
 
     def scores(rates: dict[str, np.ndarray]) -> tuple[float, float, float]:
         # co-bps on the NLB evaluation trials
-        co = bits_per_spike(rates["test"][:, :t_enc, n_in:], test.extras["spikes_heldout"])
+        co = bits_per_spike(rates["test"][blocks.heldout], test.extras["spikes_heldout"])
         # fp-bps on the validation trials
-        fp = bits_per_spike(rates["valid"][:, t_enc:], valid.recon_data[:, t_enc:])
+        fp = bits_per_spike(rates["valid"][blocks.forward], valid.recon_data[blocks.forward])
         # vel R2 over the 75 NLB training trials (train + valid), 5-fold CV over trials
-        rates75 = np.concatenate([rates["train"][:, :t_enc], rates["valid"][:, :t_enc]])
+        rates75 = np.concatenate([rates["train"][blocks.encoder], rates["valid"][blocks.encoder]])
         return co, fp, vel_r2(rates75, behavior75, n_folds=5)
 
     rows = [(f"LFADS{'' if members == 1 else f' seed {k}'}", scores({s: o[session.name][s]["rates"] for s in o[session.name]}))
@@ -89,14 +91,15 @@ def main() -> None:
         ens = ensemble_rates(outs)[session.name]
         rows.append((f"LFADS ensemble of {members}", scores({s: ens[s]["rates"] for s in ens})))
 
-    heldin75 = np.concatenate([train.recon_data[:, :t_enc, :n_in], valid.recon_data[:, :t_enc, :n_in]])
-    heldout75 = np.concatenate([train.recon_data[:, :t_enc, n_in:], valid.recon_data[:, :t_enc, n_in:]])
+    heldin75 = np.concatenate([train.recon_data[blocks.heldin], valid.recon_data[blocks.heldin]])
+    heldout75 = np.concatenate([train.recon_data[blocks.heldout], valid.recon_data[blocks.heldout]])
     smooth = smoothing_baseline(heldin75, heldout75, test.encod_data)
     smooth_co = bits_per_spike(smooth.eval_heldout_rates, test.extras["spikes_heldout"])
     smooth_rates75 = np.concatenate([smooth.train_heldin_rates, smooth.train_heldout_rates], axis=2)
     smooth_vel = vel_r2(smooth_rates75, behavior75, n_folds=5)
-    null_fp = np.broadcast_to(valid.recon_data[:, t_enc:].mean((0, 1), keepdims=True), valid.recon_data[:, t_enc:].shape)
-    smooth_fp = bits_per_spike(null_fp, valid.recon_data[:, t_enc:])
+    valid_fp = valid.recon_data[blocks.forward]
+    null_fp = np.broadcast_to(valid_fp.mean((0, 1), keepdims=True), valid_fp.shape)
+    smooth_fp = bits_per_spike(null_fp, valid_fp)
 
     print(f"MC_Maze_Small, {args.minutes:g} min budget: fit process(es) {wall:.0f} s, peak {peak_mb:.0f} MB, "
           f"{', '.join(c.name for c in ckpts)}")

@@ -1,5 +1,7 @@
 """Fit LFADS to synthetic data with known rates and print how close it gets.
 
+Measured figures, with their protocol: ``docs/benchmarks.md``.
+
 For each data set (Lorenz: 30 held-in + 10 held-out neurons, 100 bins, 400 train / 100 valid
 trials; chaotic RNN, gain 1.5, with the LFADS paper's 400 initial conditions x 10 trials, 3200 train /
 800 valid) this script generates the data (seeded), trains with the shipped

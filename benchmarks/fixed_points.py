@@ -1,5 +1,7 @@
 """Benchmark of the fixed-point finder (lfads.analysis) against plain Adam on the speed q.
 
+Measured figures, with their protocol: ``docs/benchmarks.md``.
+
 Two networks:
 
 (a) ``flipflop``: a 64-unit GRU trained on the 3-bit flip-flop task (trained here, seeded; the
@@ -11,8 +13,7 @@ Two networks:
 (b) ``random``: a 128-unit GRU with random weights and strong recurrence (all recurrent weights
     ~ N(0, (2/sqrt(128))^2), torch defaults elsewhere), with the same convergence check. With these
     weights the update gate keeps the map contracting: a single stable fixed point. ``--gain 3``
-    gives a chaotic network with hundreds of slow points, a much harder stress test (expect
-    about 90% convergence and minutes, not seconds).
+    gives a chaotic network with hundreds of slow points, a much harder stress test.
 
 Initial states: ``--n-init`` (1024) states sampled from the network's trajectories plus
 Gaussian noise (``--noise``). The finder runs with its defaults. The baseline is plain Adam on

@@ -1,5 +1,7 @@
 """Co-trained LFADS-JSLDS against plain LFADS on the chaotic-RNN input-pulse data.
 
+Measured figures, with their protocol: ``docs/benchmarks.md``.
+
 Generates the input-pulse variant of the chaotic-RNN data (seeded), fits plain LFADS with
 ``configs/chaotic_rnn_inputs.yaml`` and LFADS with a co-trained JSLDS (the same config with
 ``configs/jslds.yaml`` layered on top) for the same time budget, and prints on the validation trials:

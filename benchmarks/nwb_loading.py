@@ -1,5 +1,7 @@
 """Time :func:`lfads.data.nwb.bin_nwb` on a large synthetic NWB session.
 
+Measured figures, with their protocol: ``docs/benchmarks.md``.
+
 Builds (in a temporary folder, seeded) an NWB file with ``--units`` units firing as homogeneous Poisson
 processes (rates log-normal around ``--rate`` spikes/s) for ``--duration`` seconds and ``--trials`` evenly
 spread trials, then reads and bins it (5 ms bins, 700 ms window around ``move_onset_time``). Defaults:

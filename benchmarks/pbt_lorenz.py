@@ -1,5 +1,7 @@
 """Population-based training against a single default fit on the Lorenz set, for the same wall-clock budget.
 
+Measured figures, with their protocol: ``docs/benchmarks.md``.
+
 Generates the Lorenz data set (seeded; 400 train / 100 valid trials, 30 held-in + 10 held-out neurons),
 then, one after the other and each for ``--minutes`` of wall-clock time:
 

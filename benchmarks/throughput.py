@@ -1,5 +1,7 @@
 """Training-step throughput of the MC_Maze-sized LFADS model against a plain reference.
 
+Measured figures, with their protocol: ``docs/benchmarks.md``.
+
 Times full training steps (forward, loss, backward, optimizer step) on random
 Poisson counts for the MC_Maze-sized configuration (137 held-in / 182 total
 neurons, 35 + 10 forward bins, gen 200, con 64, ic 64, co 4, fac 100,

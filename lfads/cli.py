@@ -21,7 +21,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 SUBCOMMANDS = {
     "sample": "lfads.commands.sample:main",
     "analyze": "lfads.commands.analyze:main",
-    "convert": "lfads.nwb_commands:convert_command",
+    "convert": "lfads.commands.convert:convert_command",
     "tune": "lfads.commands.tune:main",
 }
 """Subcommand -> ``module:function`` taking the arguments after the subcommand (imported on use)."""

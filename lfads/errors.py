@@ -4,19 +4,25 @@ Every error the package raises on purpose is an :class:`LFADSError`; its message
 where (file, key, field or option) and what would fix it. The command line reports any of them as one
 line, ``lfads <command>: error: <message>``, with exit status 2 (see :mod:`lfads.commands.report`).
 
-========================  ==================================================================
-class                     raised when
-========================  ==================================================================
-:class:`LFADSDataError`   input data are missing, malformed or inconsistent
-:class:`LFADSConfigError` a config file or hyperparameter is invalid
-:class:`LFADSArgumentError`  a command-line argument is invalid (out of range, unknown name)
-:class:`LFADSOutputError` an output cannot or must not be written (exists, is a directory, ...)
-========================  ==================================================================
+- :class:`LFADSDataError`: input data are missing, malformed or inconsistent;
+- :class:`LFADSConfigError`: a config file or hyperparameter is invalid;
+- :class:`LFADSArgumentError`: a command-line argument is invalid (out of range, unknown name);
+- :class:`LFADSOutputError`: an output cannot or must not be written (exists, is a directory, ...);
+- :class:`CheckpointError`: a checkpoint file is missing, unreadable, or not an ``lfads`` checkpoint;
+  :class:`CheckpointTrustError` when it needs full unpickling, which was not allowed.
 """
 
 from __future__ import annotations
 
-__all__ = ["LFADSArgumentError", "LFADSConfigError", "LFADSDataError", "LFADSError", "LFADSOutputError"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointTrustError",
+    "LFADSArgumentError",
+    "LFADSConfigError",
+    "LFADSDataError",
+    "LFADSError",
+    "LFADSOutputError",
+]
 
 
 class LFADSError(Exception):
@@ -40,3 +46,14 @@ class LFADSArgumentError(LFADSError, ValueError):
 
 class LFADSOutputError(LFADSError):
     """An output file cannot or must not be written; the message names the path and what to pass instead."""
+
+
+class CheckpointError(LFADSError, ValueError):
+    """A checkpoint file is missing, unreadable, or not an ``lfads`` checkpoint."""
+
+
+class CheckpointTrustError(CheckpointError):
+    """A checkpoint holds objects that only full unpickling restores (which can run code stored in the file).
+
+    Loading it needs an explicit ``--trust-checkpoint`` (or ``LFADS_TRUST_CHECKPOINTS=1``).
+    """

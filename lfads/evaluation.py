@@ -1,7 +1,7 @@
 """Metrics of a model's rates on one split: bits/spike, co-bps, fp-bps and rate R2.
 
 The reconstructed array ``(trials, time, neurons)`` is cut into the blocks the
-Neural Latents Benchmark scores separately:
+Neural Latents Benchmark scores separately (:class:`lfads.metrics.ScoringSlices`):
 
 - held-in neurons over the encoder bins -> ``bps`` (bits/spike),
 - held-out neurons (columns past ``n_in``) over the encoder bins -> ``co_bps``,
@@ -23,12 +23,13 @@ def compute_split_metrics(
 ) -> dict[str, float]:
     """Metrics of ``rates`` ``(trials, time, neurons)`` against ``counts`` and ``truth`` (expected counts per bin)."""
     out: dict[str, float] = {}
+    blocks = metrics.ScoringSlices(t_enc, n_in)
     if counts is not None:
-        out["bps"] = float(metrics.bits_per_spike(rates[:, :t_enc, :n_in], counts[:, :t_enc, :n_in]))
-        if counts.shape[2] > n_in:
-            out["co_bps"] = float(metrics.bits_per_spike(rates[:, :t_enc, n_in:], counts[:, :t_enc, n_in:]))
-        if counts.shape[1] > t_enc:
-            out["fp_bps"] = float(metrics.bits_per_spike(rates[:, t_enc:], counts[:, t_enc:]))
+        out["bps"] = float(metrics.bits_per_spike(rates[blocks.heldin], counts[blocks.heldin]))
+        if blocks.has_heldout(counts.shape):
+            out["co_bps"] = float(metrics.bits_per_spike(rates[blocks.heldout], counts[blocks.heldout]))
+        if blocks.has_forward(counts.shape):
+            out["fp_bps"] = float(metrics.bits_per_spike(rates[blocks.forward], counts[blocks.forward]))
     if truth is not None:
         out["rate_r2"] = float(metrics.rate_r2(rates, truth))
     return out

@@ -22,17 +22,10 @@ LINKED_DATA_DIMS = ("encod_data_dims", "recon_data_dims", "encod_seq_len", "reco
 
 
 def default_fit_callbacks() -> list:
-    """The checkpoint callbacks of ``lfads fit``: the best by ``valid/loss_smth_ramped``, and ``last.ckpt``.
+    """The callbacks of ``lfads fit`` (see :func:`lfads.callbacks.default_callbacks`)."""
+    from lfads.callbacks import default_callbacks
 
-    The best is judged by the smoothed validation objective once the KL/L2 ramps are complete (see
-    ``LFADS.ramps_complete``); ``last.ckpt`` is rewritten after every epoch.
-    """
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
-    return [
-        ModelCheckpoint(monitor="valid/loss_smth_ramped", mode="min", save_top_k=1),
-        ModelCheckpoint(filename="last", monitor=None, save_top_k=1),
-    ]
+    return default_callbacks()
 
 
 def _cli_class():

@@ -4,6 +4,7 @@ All functions take and return numpy arrays / floats; rates passed to the likelih
 *expected counts per bin* (multiply spikes/s by the bin width first), arrays are ordered
 ``(trials, time, neurons)`` and NaN counts (unobserved bins) are ignored.
 
+- :class:`ScoringSlices`: the held-in, held-out and forward-prediction blocks the benchmark scores.
 - :func:`poisson_nll`, :func:`bits_per_spike`, :func:`co_bps`, :func:`fp_bps`: Poisson likelihood scores.
 - :func:`r2_score`, :func:`rate_r2`, :func:`psth_r2`: coefficient of determination variants.
 - :func:`fit_ridge`, :func:`fit_ridge_cv`, :func:`vel_r2`, :func:`vel_r2_train_test`: ridge decoding of
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_RIDGE_ALPHAS",
     "RATE_FLOOR",
     "RidgeFit",
+    "ScoringSlices",
     "bits_per_spike",
     "co_bps",
     "fit_ridge",
@@ -50,6 +52,68 @@ def _check_same_shape(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> N
             f"{names[0]} has shape {a.shape} but {names[1]} has shape {b.shape}; they must match "
             "(both (trials, time, neurons) or (samples, neurons))."
         )
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring blocks
+# --------------------------------------------------------------------------------------------------
+
+Index = tuple[slice, ...]
+
+
+@dataclass(frozen=True)
+class ScoringSlices:
+    """The blocks of a ``(trials, time, neurons)`` reconstruction that the Neural Latents Benchmark scores.
+
+    Columns ``:n_heldin`` are the held-in neurons (the encoders' input), the rest held out; bins
+    ``:n_enc_time`` are the encoder bins, the rest forward-prediction bins. For an array ``x``:
+
+    - ``x[s.encoder]`` = ``x[:, :n_enc_time]``: every neuron over the encoder bins,
+    - ``x[s.heldin]`` = ``x[:, :n_enc_time, :n_heldin]``: scored as bits/spike,
+    - ``x[s.heldout]`` = ``x[:, :n_enc_time, n_heldin:]``: scored as co-bps,
+    - ``x[s.forward]`` = ``x[:, n_enc_time:]``: every neuron over the forward bins, scored as fp-bps.
+
+    Attributes
+    ----------
+    n_enc_time : int or None
+        Encoder bins; ``None`` makes every bin an encoder bin (no forward-prediction block).
+    n_heldin : int
+        Held-in neurons.
+    """
+
+    n_enc_time: int | None
+    n_heldin: int
+
+    @classmethod
+    def from_encod_shape(cls, encod_shape: tuple[int, ...]) -> ScoringSlices:
+        """Blocks for data whose encoder input has shape ``(trials, n_enc_time, n_heldin)``."""
+        n_enc_time, n_heldin = encod_shape[1:]
+        return cls(int(n_enc_time), int(n_heldin))
+
+    @property
+    def encoder(self) -> Index:
+        return (slice(None), slice(None, self.n_enc_time))
+
+    @property
+    def heldin(self) -> Index:
+        return (slice(None), slice(None, self.n_enc_time), slice(None, self.n_heldin))
+
+    @property
+    def heldout(self) -> Index:
+        return (slice(None), slice(None, self.n_enc_time), slice(self.n_heldin, None))
+
+    @property
+    def forward(self) -> Index:
+        start = self.n_enc_time
+        return (slice(None), slice(start, None) if start is not None else slice(0, 0))
+
+    def has_heldout(self, shape: tuple[int, ...]) -> bool:
+        """Whether an array of ``shape`` ``(trials, time, neurons)`` has held-out neurons."""
+        return shape[2] > self.n_heldin
+
+    def has_forward(self, shape: tuple[int, ...]) -> bool:
+        """Whether an array of ``shape`` ``(trials, time, neurons)`` has forward-prediction bins."""
+        return self.n_enc_time is not None and shape[1] > self.n_enc_time
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,8 +240,8 @@ def co_bps(rates: np.ndarray, counts: np.ndarray, n_heldin: int, n_enc_time: int
             f"co_bps needs (trials, time, neurons) arrays with more than n_heldin={n_heldin} neurons; "
             f"got rates of shape {rates.shape}."
         )
-    t_end = rates.shape[1] if n_enc_time is None else n_enc_time
-    return bits_per_spike(rates[:, :t_end, n_heldin:], counts[:, :t_end, n_heldin:])
+    block = ScoringSlices(n_enc_time, n_heldin).heldout
+    return bits_per_spike(rates[block], counts[block])
 
 
 def fp_bps(rates: np.ndarray, counts: np.ndarray, n_enc_time: int) -> float:
@@ -203,7 +267,8 @@ def fp_bps(rates: np.ndarray, counts: np.ndarray, n_enc_time: int) -> float:
             f"fp_bps needs (trials, time, neurons) arrays with forward bins after n_enc_time={n_enc_time}; "
             f"got rates of shape {rates.shape}."
         )
-    return bits_per_spike(rates[:, n_enc_time:], counts[:, n_enc_time:])
+    block = ScoringSlices(n_enc_time, n_heldin=rates.shape[-1]).forward
+    return bits_per_spike(rates[block], counts[block])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -166,6 +166,7 @@ def load_run(
     resample: bool = False,
     seed: int = 0,
     progress: bool = False,
+    trust: bool | None = None,
 ) -> Run:
     """Load a trained run: resolved config, best model (eval mode), data module, metrics and posterior outputs.
 
@@ -187,6 +188,9 @@ def load_run(
         Seed of the posterior draws (torch's global generator is restored afterwards).
     progress : bool
         Show a progress bar while sampling.
+    trust : bool, optional
+        Load the checkpoint with full unpickling, which can run code stored in it (default: only when
+        ``LFADS_TRUST_CHECKPOINTS=1``); see :func:`lfads.rundir.checkpoint_loading`.
 
     Returns
     -------
@@ -196,6 +200,8 @@ def load_run(
     ------
     FileNotFoundError
         If ``run_dir`` does not exist or holds no checkpoint.
+    lfads.errors.CheckpointTrustError
+        If the checkpoint needs full unpickling and ``trust`` was not given.
 
     Notes
     -----
@@ -209,12 +215,12 @@ def load_run(
 
     from lfads.sampling import load_samples
 
-    version_dir, ckpt = resolve_run_dir(run_dir)
+    version_dir, ckpt = resolve_run_dir(run_dir, trust=trust)
     config_path = version_dir / "config.yaml"
     config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
     config = config or {}
     paths = [os.fspath(data_paths)] if isinstance(data_paths, (str, os.PathLike)) else data_paths
-    model, datamodule = load_model_and_data(ckpt, list(paths) if paths else None)
+    model, datamodule = load_model_and_data(ckpt, list(paths) if paths else None, trust=trust)
     model = model.cpu().eval()
     metrics_path = version_dir / "metrics.csv"
     metrics = load_metrics(metrics_path) if metrics_path.exists() else {}

@@ -19,15 +19,16 @@ the command line, from Python, and from any working folder:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from lfads.errors import LFADSDataError
+from lfads.errors import CheckpointError, CheckpointTrustError, LFADSDataError
 
 __all__ = [
     "POSTERIOR_FILE",
@@ -35,6 +36,9 @@ __all__ = [
     "find_checkpoint",
     "load_metrics",
     "load_model_and_data",
+    "TRUST_ENV",
+    "checkpoint_loading",
+    "checkpoints_trusted",
     "read_checkpoint",
     "resolve_data_paths",
     "resolve_run_dir",
@@ -78,11 +82,77 @@ def claim_run_version(root: str | os.PathLike) -> int:
             version += 1
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """The saved state of a checkpoint file, on the CPU."""
+TRUST_ENV = "LFADS_TRUST_CHECKPOINTS"
+"""Environment variable that, set to ``1``, loads checkpoints with full unpickling (``--trust-checkpoint``)."""
+
+
+def checkpoints_trusted(trust: bool | None = None) -> bool:
+    """``trust`` if given, else whether ``LFADS_TRUST_CHECKPOINTS`` is set to 1/true/yes."""
+    if trust is not None:
+        return bool(trust)
+    return os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _allowed_globals() -> list:
+    """Types an ``lfads`` checkpoint may hold besides tensors and plain Python data."""
+    import collections
+    import pathlib
+
+    from lightning_fabric.utilities.data import AttributeDict
+
+    from lfads.data.nwb import NWBBinning
+
+    return [pathlib.PosixPath, pathlib.WindowsPath, collections.OrderedDict, collections.defaultdict, AttributeDict,
+            NWBBinning]
+
+
+@contextlib.contextmanager
+def checkpoint_loading(path: str | os.PathLike, trust: bool | None = None) -> Iterator[bool]:
+    """Context in which ``torch.load`` of checkpoint ``path`` is safe; yields ``weights_only``.
+
+    Checkpoints are data, not code: unless trusted, they load with ``torch.load(weights_only=True)``
+    and an allow-list of the types ``lfads`` writes (:func:`_allowed_globals`). A checkpoint that needs
+    anything else is refused with :class:`CheckpointTrustError`, and unreadable files with
+    :class:`CheckpointError`, both naming the file.
+    """
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=False)
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint; pass a .ckpt file, or the run folder as --run.")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path (runs/<name>/version_N/checkpoints/*.ckpt).")
+    weights_only = not checkpoints_trusted(trust)
+    try:
+        with torch.serialization.safe_globals(_allowed_globals()):
+            yield weights_only
+    except pickle.UnpicklingError as err:
+        if weights_only and "Weights only load failed" in str(err) and "GLOBAL" in str(err).upper():
+            raise CheckpointTrustError(
+                f"{path}: the checkpoint holds objects beyond tensors and plain data, and unpickling them can run "
+                f"code stored in the file; if you trust its source, pass --trust-checkpoint (or set {TRUST_ENV}=1)."
+            ) from err
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}); pass a .ckpt file written "
+                              "by `lfads fit`.") from err
+    except (RuntimeError, EOFError, OSError) as err:
+        if isinstance(err, RuntimeError) and "zip" not in str(err).lower() and "pickle" not in str(err).lower():
+            raise
+        raise CheckpointError(f"{path} is not a readable checkpoint ({err}); pass a .ckpt file written by "
+                              "`lfads fit`.") from err
+
+
+def read_checkpoint(path: str | os.PathLike, *, trust: bool | None = None) -> dict:
+    """The saved state of a checkpoint file, on the CPU (see :func:`checkpoint_loading` for the trust rule)."""
+    import torch
+
+    with checkpoint_loading(path, trust) as weights_only:
+        state = torch.load(path, map_location="cpu", weights_only=weights_only)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint; pass a .ckpt file written by "
+                              "`lfads fit`.")
+    return state
 
 
 def _checkpoint_dirs(run: Path) -> list[Path]:
@@ -91,9 +161,9 @@ def _checkpoint_dirs(run: Path) -> list[Path]:
     return [d / "checkpoints" for d in candidates if any((d / "checkpoints").glob("*.ckpt"))]
 
 
-def _best_from_last(ckpt_dir: Path, last: Path) -> Path | None:
+def _best_from_last(ckpt_dir: Path, last: Path, trust: bool | None) -> Path | None:
     """The checkpoint ``last.ckpt`` records as best, looked up by name in ``ckpt_dir``; ``last`` if none scored."""
-    for key, cb in read_checkpoint(last).get("callbacks", {}).items():
+    for key, cb in read_checkpoint(last, trust=trust).get("callbacks", {}).items():
         if not key.startswith("ModelCheckpoint") or not isinstance(cb, dict):
             continue
         best, score = cb.get("best_model_path"), cb.get("best_model_score")
@@ -105,7 +175,7 @@ def _best_from_last(ckpt_dir: Path, last: Path) -> Path | None:
     return None
 
 
-def find_checkpoint(run: str | os.PathLike) -> Path:
+def find_checkpoint(run: str | os.PathLike, *, trust: bool | None = None) -> Path:
     """The best checkpoint of a run directory (or of its newest ``version_*`` folder that has one).
 
     The best is the one ``last.ckpt`` records as best (by file name inside this run's ``checkpoints/``),
@@ -123,7 +193,7 @@ def find_checkpoint(run: str | os.PathLike) -> Path:
     ckpt_dir = dirs[0]
     last = ckpt_dir / "last.ckpt"
     if last.exists():
-        best = _best_from_last(ckpt_dir, last)
+        best = _best_from_last(ckpt_dir, last, trust)
         if best is not None:
             return best
     others = sorted((p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -132,7 +202,7 @@ def find_checkpoint(run: str | os.PathLike) -> Path:
     return last
 
 
-def resolve_run_dir(run_dir: str | os.PathLike) -> tuple[Path, Path]:
+def resolve_run_dir(run_dir: str | os.PathLike, *, trust: bool | None = None) -> tuple[Path, Path]:
     """The version folder of a run and its best checkpoint.
 
     ``run_dir`` may be a version folder (``runs/lorenz/version_3``) or the folder above the versions
@@ -153,7 +223,7 @@ def resolve_run_dir(run_dir: str | os.PathLike) -> tuple[Path, Path]:
             f"run directory {run_dir} does not exist (working folder {Path.cwd()}); train one with "
             f"`lfads fit --config ...` or pass the path of an existing runs/<name> folder."
         )
-    checkpoint = find_checkpoint(run_dir)
+    checkpoint = find_checkpoint(run_dir, trust=trust)
     return checkpoint.parent.parent, checkpoint
 
 
@@ -185,7 +255,9 @@ def stored_data_paths(state: dict) -> Any:
     return state.get("datamodule_hyper_parameters", {}).get("data_paths")
 
 
-def load_model_and_data(ckpt: str | os.PathLike, data_paths: list[str] | None = None) -> tuple[Any, Any]:
+def load_model_and_data(
+    ckpt: str | os.PathLike, data_paths: list[str] | None = None, *, trust: bool | None = None
+) -> tuple[Any, Any]:
     """Load a trained model and rebuild its data module from a checkpoint.
 
     Parameters
@@ -196,6 +268,8 @@ def load_model_and_data(ckpt: str | os.PathLike, data_paths: list[str] | None = 
         Data files to use instead of those recorded in the checkpoint. Recorded relative paths are resolved
         by :func:`resolve_data_paths` against the checkpoint's version folder (``.../version_N/checkpoints/``),
         so a run opens the same from any working folder.
+    trust : bool, optional
+        Load with full unpickling (see :func:`checkpoint_loading`); default from ``LFADS_TRUST_CHECKPOINTS``.
 
     Returns
     -------
@@ -205,6 +279,8 @@ def load_model_and_data(ckpt: str | os.PathLike, data_paths: list[str] | None = 
 
     Raises
     ------
+    CheckpointError
+        If the file is not a readable checkpoint, or needs trust it was not given (:class:`CheckpointTrustError`).
     ValueError
         If the checkpoint records no data and none is given, or the data do not match the model's dimensions.
     """
@@ -212,8 +288,9 @@ def load_model_and_data(ckpt: str | os.PathLike, data_paths: list[str] | None = 
     from lfads.model import LFADS
 
     ckpt = Path(ckpt)
-    state = read_checkpoint(ckpt)
-    model = LFADS.load_from_checkpoint(ckpt, map_location="cpu")
+    state = read_checkpoint(ckpt, trust=trust)
+    with checkpoint_loading(ckpt, trust) as weights_only:
+        model = LFADS.load_from_checkpoint(ckpt, map_location="cpu", weights_only=weights_only)
     dm_hparams = {k: v for k, v in state.get("datamodule_hyper_parameters", {}).items() if not k.startswith("_")}
     if data_paths:
         dm_hparams["data_paths"] = data_paths if len(data_paths) > 1 else data_paths[0]

@@ -1,4 +1,18 @@
-"""Process-wide runtime settings: the number of CPU threads torch uses, and huge pages.
+"""Process-wide runtime settings: the recurrence backend, the number of CPU threads torch uses, and huge pages.
+
+Recurrence backend (how the encoder and controller-generator loops run; every backend gives the
+same results to float precision, see :mod:`lfads.modules.recurrence`):
+
+- ``reference``: plain autograd loops (``nn.GRU``, one GRU cell call per step); the definition.
+- ``python``: hand-differentiated loops, time steps in Python (any device and dtype).
+- ``native``: the same loops compiled to C++ (:mod:`lfads.modules.native`; CPU float32/float64 only,
+  an error elsewhere).
+- ``auto`` (default): ``native`` where it applies and builds, ``python`` otherwise.
+
+Chosen by :func:`set_recurrence_backend` (for the process, or for a ``with`` block), else the
+environment variable ``LFADS_RECURRENCE``, else ``auto`` (``LFADS_NATIVE=0``, the older switch, means
+``python``). It is a property of the run, not of the model: checkpoints do not record it (checkpoints
+written before carry a ``fused_recurrence`` hyperparameter, which loading ignores).
 
 Huge pages: LFADS allocates many tensors of several MB per training step (gate
 buffers and caches of the recurrent loops). The kernel backs fresh memory with
@@ -23,6 +37,57 @@ measures both). GPU training is unaffected.
 from __future__ import annotations
 
 import os
+from types import TracebackType
+from typing import Self
+
+RECURRENCE_BACKENDS: tuple[str, ...] = ("auto", "reference", "python", "native")
+"""Names accepted by :func:`set_recurrence_backend` and ``LFADS_RECURRENCE``."""
+
+_chosen_backend: list[str | None] = [None]  # set by set_recurrence_backend; None defers to the environment
+
+
+def _check_backend(name: str, where: str) -> str:
+    if name not in RECURRENCE_BACKENDS:
+        raise ValueError(f"{where}={name!r} is not a recurrence backend; use one of {list(RECURRENCE_BACKENDS)}.")
+    return name
+
+
+def recurrence_backend() -> str:
+    """The recurrence backend in force (see the module docstring for the order of the settings)."""
+    if _chosen_backend[0] is not None:
+        return _chosen_backend[0]
+    env = os.environ.get("LFADS_RECURRENCE", "").strip()
+    if env:
+        return _check_backend(env, "LFADS_RECURRENCE")
+    return "python" if os.environ.get("LFADS_NATIVE") == "0" else "auto"
+
+
+class set_recurrence_backend:
+    """Choose the recurrence backend for the process; as a context manager, for the ``with`` block only.
+
+    Parameters
+    ----------
+    name : str or None
+        One of :data:`RECURRENCE_BACKENDS`; ``None`` returns the choice to ``LFADS_RECURRENCE``.
+
+    Examples
+    --------
+    >>> set_recurrence_backend("python")  # doctest: +SKIP
+    >>> with set_recurrence_backend("reference"):  # doctest: +SKIP
+    ...     out = model(encod, ext)
+    """
+
+    def __init__(self, name: str | None) -> None:
+        self.previous = _chosen_backend[0]
+        _chosen_backend[0] = None if name is None else _check_backend(name, "recurrence backend")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _chosen_backend[0] = self.previous
 
 
 def enable_huge_pages() -> None:

@@ -9,6 +9,7 @@ from scipy import stats
 from lfads.errors import LFADSDataError
 from lfads.metrics import (
     DEFAULT_RIDGE_ALPHAS,
+    ScoringSlices,
     bits_per_spike,
     co_bps,
     fit_ridge,
@@ -113,6 +114,33 @@ def test_fp_bps_scores_only_forward_bins(poisson_data) -> None:
     corrupted = rates.copy()
     corrupted[:, :40] = 100.0
     assert fp_bps(corrupted, counts, 40) == pytest.approx(bits_per_spike(rates[:, 40:], counts[:, 40:]), rel=1e-12)
+
+
+def test_scoring_slices_cut_the_benchmark_blocks() -> None:
+    x = np.arange(2 * 5 * 4).reshape(2, 5, 4)
+    blocks = ScoringSlices.from_encod_shape((2, 3, 1))
+    assert (blocks.n_enc_time, blocks.n_heldin) == (3, 1)
+    np.testing.assert_array_equal(x[blocks.encoder], x[:, :3])
+    np.testing.assert_array_equal(x[blocks.heldin], x[:, :3, :1])
+    np.testing.assert_array_equal(x[blocks.heldout], x[:, :3, 1:])
+    np.testing.assert_array_equal(x[blocks.forward], x[:, 3:])
+    assert blocks.has_heldout(x.shape) and blocks.has_forward(x.shape)
+    assert not ScoringSlices(5, 4).has_heldout(x.shape) and not ScoringSlices(5, 4).has_forward(x.shape)
+    no_forward = ScoringSlices(None, 1)
+    np.testing.assert_array_equal(x[no_forward.heldout], x[:, :, 1:])
+    assert x[no_forward.forward].size == 0 and not no_forward.has_forward(x.shape)
+
+
+def test_split_metrics_score_the_same_blocks_as_co_bps_and_fp_bps(poisson_data) -> None:
+    from lfads.evaluation import compute_split_metrics
+
+    rates, counts = poisson_data
+    scores = compute_split_metrics(rates * 1.1, counts, rates, 40, 8)
+    assert scores["bps"] == bits_per_spike(rates[:, :40, :8] * 1.1, counts[:, :40, :8])
+    assert scores["co_bps"] == co_bps(rates * 1.1, counts, 8, 40)
+    assert scores["fp_bps"] == fp_bps(rates * 1.1, counts, 40)
+    assert scores["rate_r2"] == rate_r2(rates * 1.1, rates)
+    assert set(compute_split_metrics(rates, counts[:, :40, :8], None, 40, 8)) == {"bps"}
 
 
 def test_r2_score_hand_computed_and_constant_target_conventions() -> None:

@@ -10,6 +10,7 @@ from lfads.model import LFADS, SessionOutput
 from lfads.modules.decoder import Decoder
 from lfads.modules.likelihoods import make_likelihood
 from lfads.modules.readin_readout import ReadIn, ReadOut
+from lfads.runtime import set_recurrence_backend
 
 torch.set_num_threads(1)
 
@@ -25,12 +26,22 @@ CASES = {
     "gaussian": dict(enc=[4], rec=[6], t_enc=5, t_rec=6, reconstruction="gaussian"),
     "zero_inflated_gamma": dict(enc=[4, 3], rec=[4, 5], t_enc=5, t_rec=5, readin_dim=2,
                                 reconstruction="zero_inflated_gamma"),
-    "unfused_recurrence": dict(enc=[5], rec=[7], t_enc=6, t_rec=8, ext=2, fused_recurrence=False),
+    "unfused_recurrence": dict(enc=[5], rec=[7], t_enc=6, t_rec=8, ext=2, backend="reference"),
 }
+
+
+@pytest.fixture(autouse=True)
+def case_backend(request):
+    """Run each test under the recurrence backend its case names (a run-time choice; default LFADS_RECURRENCE/auto)."""
+    callspec = getattr(request.node, "callspec", None)
+    name = callspec.params.get("name") if callspec else None
+    with set_recurrence_backend(CASES.get(name, {}).get("backend")):
+        yield
 
 
 def _build(case: dict) -> LFADS:
     c = dict(case)
+    c.pop("backend", None)  # not a model argument: applied by the case_backend fixture
     kwargs = dict(SMALL)
     kwargs.update(
         encod_data_dims=c.pop("enc"), recon_data_dims=c.pop("rec"), encod_seq_len=c.pop("t_enc"),
@@ -121,10 +132,12 @@ def test_forward_accepts_a_subset_of_sessions() -> None:
 def test_fused_and_unfused_models_give_the_same_outputs() -> None:
     case = dict(CASES["multi_session_readin"])
     fused = _build(case).eval()
-    plain = _build({**case, "fused_recurrence": False}).eval()
+    plain = _build(case).eval()
     plain.load_state_dict(fused.state_dict())
     encod, ext = _inputs(fused, [3, 2])
-    a, b = fused(encod, ext, sample=False), plain(encod, ext, sample=False)
+    a = fused(encod, ext, sample=False)
+    with set_recurrence_backend("reference"):
+        b = plain(encod, ext, sample=False)
     for s in a:
         for x, y in zip(a[s], b[s]):
             torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)

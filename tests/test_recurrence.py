@@ -21,6 +21,7 @@ from lfads.modules.encoder import BidirectionalGRUEncoder, Encoder, run_bidirect
 from lfads.modules.gru import ClippedGRUCell
 from lfads.modules import native
 from lfads.modules.recurrence import ControllerGeneratorLoop, GRUSequence, gru_sequence
+from lfads.runtime import set_recurrence_backend
 
 torch.set_num_threads(1)
 
@@ -29,12 +30,12 @@ INF = float("inf")
 
 
 @pytest.fixture(autouse=True, params=["python", "compiled"])
-def loop_backend(request, monkeypatch) -> str:
+def loop_backend(request):
     """Every test here runs twice: on the Python loops and on the compiled loops of :mod:`lfads.modules.native`."""
-    monkeypatch.setenv("LFADS_NATIVE", "0" if request.param == "python" else "1")
-    if request.param == "compiled":
-        assert native.load() is not None, "the compiled recurrent loops did not build"
-    return request.param
+    with set_recurrence_backend("python" if request.param == "python" else "native"):
+        if request.param == "compiled":
+            assert native.load() is not None, "the compiled recurrent loops did not build"
+        yield request.param
 
 
 def test_compiled_loops_run_for_cpu_float_tensors_and_python_loops_otherwise(loop_backend, monkeypatch) -> None:
@@ -416,11 +417,22 @@ def test_controller_generator_loop_without_masks_returns_generator_states_twice(
 
 # ---------------------------------------------------------------------------- Decoder / Encoder, fused vs autograd
 def _pair(cls, kwargs: dict, seed: int) -> tuple[nn.Module, nn.Module]:
+    """Two copies of a module; the second always runs the plain autograd loops (recurrence backend "reference")."""
     torch.manual_seed(seed)
-    fused = cls(**kwargs, fused=True).double()
-    plain = cls(**kwargs, fused=False).double()
+    fused = cls(**kwargs).double()
+    plain = cls(**kwargs).double()
     plain.load_state_dict(fused.state_dict())
+    plain.forward = _on_reference_backend(plain.forward)
     return fused, plain
+
+
+def _on_reference_backend(forward):
+    @functools.wraps(forward)
+    def run(*args, **kwargs):
+        with set_recurrence_backend("reference"):
+            return forward(*args, **kwargs)
+
+    return run
 
 
 def _weighted_loss(outputs, seed: int) -> Tensor:
@@ -557,12 +569,13 @@ def test_encoder_ci_lag_shifts_directions_in_opposite_ways() -> None:
     torch.manual_seed(31)
     lag, t_enc, hid = 2, 6, 3
     kw = dict(input_dim=2, ic_enc_dim=3, ci_enc_dim=hid, ic_dim=2, use_ci=True, ic_enc_seq_len=0,
-              recon_seq_len=t_enc, dropout_rate=0.0, ic_post_var_min=1e-4, fused=False)
+              recon_seq_len=t_enc, dropout_rate=0.0, ic_post_var_min=1e-4)
     enc0 = Encoder(**kw, ci_lag=0).double().eval()
     enc2 = Encoder(**kw, ci_lag=lag).double().eval()
     enc2.load_state_dict(enc0.state_dict())
     x = torch.randn(2, t_enc, 2, dtype=F64)
-    ci0, ci2 = enc0(x)[2], enc2(x)[2]
+    with set_recurrence_backend("reference"):
+        ci0, ci2 = enc0(x)[2], enc2(x)[2]
     torch.testing.assert_close(ci2[:, lag:, :hid], ci0[:, :-lag, :hid])
     torch.testing.assert_close(ci2[:, :-lag, hid:], ci0[:, lag:, hid:])
     assert (ci2[:, :lag, :hid] == 0).all() and (ci2[:, -lag:, hid:] == 0).all()

@@ -1,4 +1,4 @@
-"""Process-wide settings of :mod:`lfads.runtime`: huge pages and threads."""
+"""Process-wide settings of :mod:`lfads.runtime`: huge pages, threads and the recurrence backend."""
 
 from __future__ import annotations
 
@@ -32,3 +32,74 @@ def test_configure_threads_uses_one_thread_on_small_machines_by_default() -> Non
         pytest.skip("the one-thread default applies to machines with at most 4 cores")
     code = "import torch; from lfads.runtime import configure_threads; print(configure_threads(), torch.get_num_threads())"
     assert _run(code) == "1 1"
+
+
+# ---------------------------------------------------------------------------- recurrence backend
+@pytest.fixture
+def no_backend_env(monkeypatch):
+    monkeypatch.delenv("LFADS_RECURRENCE", raising=False)
+    monkeypatch.delenv("LFADS_NATIVE", raising=False)
+    from lfads.runtime import set_recurrence_backend
+
+    with set_recurrence_backend(None):
+        yield monkeypatch
+
+
+def test_recurrence_backend_comes_from_the_setting_then_the_environment_then_auto(no_backend_env) -> None:
+    from lfads.runtime import recurrence_backend, set_recurrence_backend
+
+    assert recurrence_backend() == "auto"
+    no_backend_env.setenv("LFADS_NATIVE", "0")  # the older switch
+    assert recurrence_backend() == "python"
+    no_backend_env.setenv("LFADS_RECURRENCE", "native")
+    assert recurrence_backend() == "native"
+    with set_recurrence_backend("reference"):
+        assert recurrence_backend() == "reference"
+        with set_recurrence_backend("python"):
+            assert recurrence_backend() == "python"
+        assert recurrence_backend() == "reference"
+    assert recurrence_backend() == "native"
+    no_backend_env.setenv("LFADS_RECURRENCE", "fast")
+    with pytest.raises(ValueError, match=r"LFADS_RECURRENCE='fast' is not a recurrence backend.*'reference'"):
+        recurrence_backend()
+    with pytest.raises(ValueError, match="'gpu' is not a recurrence backend"):
+        set_recurrence_backend("gpu")
+
+
+def test_each_backend_runs_the_loops_it_names(no_backend_env) -> None:
+    import torch
+
+    from lfads.modules import native, recurrence
+    from lfads.runtime import set_recurrence_backend
+
+    cpu = torch.zeros(2, dtype=torch.float32)
+    for name, fused, compiled in (("reference", False, None), ("python", True, None), ("auto", True, native.load())):
+        with set_recurrence_backend(name):
+            assert recurrence.backend() == name
+            assert recurrence.fused_loops() is fused
+            assert recurrence.compiled_loops(cpu) is compiled
+    with set_recurrence_backend("auto"):
+        assert recurrence.compiled_loops(torch.zeros(2, dtype=torch.int64)) is None
+    with set_recurrence_backend("native"), pytest.raises(RuntimeError, match=r"backend is 'native'.*\('cpu', 'int64'\)"):
+        recurrence.compiled_loops(torch.zeros(2, dtype=torch.int64))
+
+
+def test_checkpoints_with_the_former_fused_recurrence_hyperparameter_load(tmp_path, no_backend_env) -> None:
+    import pytorch_lightning as pl
+    import torch
+
+    from lfads.model import LFADS
+
+    torch.manual_seed(0)
+    model = LFADS(encod_data_dims=[5], recon_data_dims=[6], encod_seq_len=6, recon_seq_len=7, ic_enc_dim=4,
+                  ci_enc_dim=4, con_dim=4, co_dim=2, ic_dim=3, gen_dim=6, fac_dim=3).eval()
+    assert "fused_recurrence" not in model.hparams
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": model.state_dict(), "pytorch-lightning_version": pl.__version__,
+                "hyper_parameters": {**model.hparams, "fused_recurrence": False}}, path)
+    loaded = LFADS.load_from_checkpoint(path, map_location="cpu").eval()
+    assert "fused_recurrence" not in loaded.hparams
+    encod = {0: torch.poisson(torch.full((2, 6, 5), 1.5))}
+    ext = {0: torch.zeros(2, 7, 0)}
+    for a, b in zip(model(encod, ext, sample=False)[0], loaded(encod, ext, sample=False)[0]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -9,7 +9,7 @@ For :math:`h_t = F(h_{t-1}, u_t)`:
   (closed form for GRU cells, ``torch.func`` for any callable);
 * :mod:`~lfads.analysis.linearization` -- eigenmodes and stability of a map;
 * :mod:`~lfads.analysis.jslds` -- Jacobian-switching linear dynamics built around the points;
-* :mod:`~lfads.analysis.projection` and :mod:`~lfads.analysis.plots` -- PCA views and figures;
+* :mod:`~lfads.analysis.projection` -- PCA views (figures are in :mod:`lfads.viz.dynamics`);
 * :mod:`~lfads.analysis.flipflop` -- the flip-flop task, a network with known attractors.
 
 Example with a trained LFADS model (``out`` the posterior outputs)::

@@ -48,7 +48,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -58,7 +57,7 @@ from torch import Tensor, nn
 from lfads.analysis.jacobians import Dynamics, GRUDynamics, as_dynamics, broadcast_inputs
 from lfads.analysis.linearization import classify_stability, compute_eigendecomposition
 from lfads.analysis.projection import PCA, compute_pca, project_states, to_numpy
-from lfads.data.hdf5 import save_h5_atomic
+from lfads.analysis.records import H5Record
 from lfads.errors import LFADSDataError
 
 __all__ = [
@@ -516,7 +515,7 @@ def deduplicate_points(points: np.ndarray, q: np.ndarray, tol: float) -> tuple[n
 
 
 @dataclass
-class FixedPoints:
+class FixedPoints(H5Record):
     """Unique fixed and slow points of a map with their linearisation.
 
     ``N`` points, ``H`` units, ``I`` inputs, ``M`` initial states. Eigenmodes are sorted by
@@ -564,7 +563,12 @@ class FixedPoints:
     settings : dict
         Tolerances and run statistics (``fixed_tol``, ``grad_tol``, ``marginal_tol``, ``dedup_tol``,
         ``outlier_scale``, ``adam_steps``, ``wall_time``, ...).
+
+    Saved and loaded as an :class:`lfads.analysis.records.H5Record` (one dataset per array, settings as
+    ``settings.*`` attributes).
     """
+
+    FORMAT = _FORMAT
 
     states: np.ndarray
     inputs: np.ndarray
@@ -606,7 +610,6 @@ class FixedPoints:
         "n_unstable",
         "n_marginal",
     )
-    _STRING_FIELDS = ("kind", "stability", "candidate_kind")
 
     # -- basic views ---------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -737,62 +740,6 @@ class FixedPoints:
 
     def __str__(self) -> str:
         return self.summary()
-
-    # -- storage -------------------------------------------------------------------------------------------------
-    def to_h5(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """The arrays (one per field) and attributes (format, settings) that :meth:`save` writes."""
-        arrays = {}
-        for f in fields(self):
-            if f.name == "settings":
-                continue
-            value = getattr(self, f.name)
-            if f.name in self._STRING_FIELDS:
-                value = np.asarray(value).astype("S")
-            arrays[f.name] = value
-        attrs = {"format": _FORMAT, **{f"settings.{k}": v for k, v in self.settings.items()}}
-        return arrays, attrs
-
-    def save(self, path: str | Path) -> Path:
-        """Write to HDF5 atomically (one dataset per array, settings as root attributes)."""
-        return save_h5_atomic(path, *self.to_h5())
-
-    @classmethod
-    def from_h5(cls, node: Any, where: str = "") -> "FixedPoints":
-        """Read from an open HDF5 file or group written from :meth:`to_h5`; ``where`` names it in errors."""
-        if node.attrs.get("format") != _FORMAT:
-            raise LFADSDataError(
-                f"{where}: not a fixed-point file (attribute 'format' is {node.attrs.get('format')!r}, expected "
-                f"{_FORMAT!r}); write it with FixedPoints.save."
-            )
-        kwargs: dict[str, Any] = {}
-        for fd in fields(cls):
-            if fd.name == "settings":
-                continue
-            if fd.name not in node:
-                raise LFADSDataError(f"{where}: dataset '{fd.name}' is missing; rewrite the file with FixedPoints.save.")
-            value = node[fd.name][()]
-            if fd.name in cls._STRING_FIELDS:
-                value = np.asarray(value).astype("U")
-            kwargs[fd.name] = value
-        settings = {}
-        for key, value in node.attrs.items():
-            if key.startswith("settings."):
-                settings[key[len("settings.") :]] = value.item() if isinstance(value, np.generic) else value
-        return cls(**kwargs, settings=settings)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "FixedPoints":
-        """Read a file written by :meth:`save`.
-
-        Raises
-        ------
-        LFADSDataError
-            If the file was not written by :meth:`save` or misses a dataset.
-        """
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            return cls.from_h5(f, str(path))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -34,8 +34,7 @@ optionally also for factors :math:`f = W_{fac} h` and rates :math:`\\exp(W f + b
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -45,7 +44,7 @@ from torch import Tensor, nn
 from lfads.analysis.fixed_points import FixedPoints
 from lfads.analysis.jacobians import Dynamics, as_dynamics, broadcast_inputs
 from lfads.analysis.projection import to_numpy
-from lfads.data.hdf5 import save_h5_atomic
+from lfads.analysis.records import H5Record
 from lfads.modules.jslds import ExpansionPointNetwork
 from lfads.errors import LFADSDataError
 
@@ -220,7 +219,7 @@ def compute_relative_errors(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndar
 
 
 @dataclass
-class JSLDSResult:
+class JSLDSResult(H5Record):
     """The switching linear system next to the nonlinear one.
 
     Shapes: ``(trials, time, H)`` for states, ``(trials, time)`` for per-point errors, ``(time,)``
@@ -252,7 +251,12 @@ class JSLDSResult:
         ``(trials, time, neurons)``.
     errors : dict
         Overall relative errors of factors and rates (``one_step_factors``, ``rollout_rates``, ...).
+
+    Saved and loaded as an :class:`lfads.analysis.records.H5Record` (arrays as datasets, the totals and
+    ``mode`` as attributes, ``errors`` as ``errors.*`` attributes).
     """
+
+    FORMAT = _FORMAT
 
     states: np.ndarray
     one_step: np.ndarray
@@ -276,8 +280,6 @@ class JSLDSResult:
     rollout_rates: np.ndarray | None = None
     errors: dict[str, float] = field(default_factory=dict)
 
-    _SCALARS = ("one_step_error_total", "rollout_error_total", "mode")
-
     def summary(self) -> str:
         """Overall errors as text."""
         lines = [
@@ -288,58 +290,6 @@ class JSLDSResult:
         for key, value in self.errors.items():
             lines.append(f"relative {key.replace('_', ' ')} error: {value:.3e}")
         return "\n".join(lines)
-
-    def to_h5(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """The arrays and attributes (format, scalars, errors) that :meth:`save` writes."""
-        arrays = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in self._SCALARS or f.name == "errors" or value is None:
-                continue
-            arrays[f.name] = value
-        attrs: dict[str, Any] = {"format": _FORMAT}
-        attrs.update({name: getattr(self, name) for name in self._SCALARS})
-        attrs.update({f"errors.{k}": v for k, v in self.errors.items()})
-        return arrays, attrs
-
-    def save(self, path: str | Path) -> Path:
-        """Write to HDF5 atomically (arrays as datasets, scalars and errors as root attributes)."""
-        return save_h5_atomic(path, *self.to_h5())
-
-    @classmethod
-    def from_h5(cls, node: Any, where: str = "") -> "JSLDSResult":
-        """Read from an open HDF5 file or group written from :meth:`to_h5`; ``where`` names it in errors."""
-        if node.attrs.get("format") != _FORMAT:
-            raise LFADSDataError(
-                f"{where}: not a JSLDS result file (attribute 'format' is {node.attrs.get('format')!r}, expected "
-                f"{_FORMAT!r}); write it with JSLDSResult.save."
-            )
-        kwargs: dict[str, Any] = {}
-        for fd in fields(cls):
-            if fd.name in cls._SCALARS or fd.name == "errors":
-                continue
-            if fd.name in node:
-                kwargs[fd.name] = node[fd.name][()]
-        kwargs["one_step_error_total"] = float(node.attrs["one_step_error_total"])
-        kwargs["rollout_error_total"] = float(node.attrs["rollout_error_total"])
-        mode = node.attrs["mode"]
-        kwargs["mode"] = mode.decode() if isinstance(mode, bytes) else str(mode)
-        kwargs["errors"] = {k[len("errors.") :]: float(v) for k, v in node.attrs.items() if k.startswith("errors.")}
-        return cls(**kwargs)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "JSLDSResult":
-        """Read a file written by :meth:`save`.
-
-        Raises
-        ------
-        LFADSDataError
-            If the file was not written by :meth:`save`.
-        """
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            return cls.from_h5(f, str(path))
 
 
 class _NearestExpansion:

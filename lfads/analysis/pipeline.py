@@ -18,7 +18,6 @@ The model is put in eval mode for the pass and restored afterwards; its paramete
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,15 +25,21 @@ import torch
 
 from lfads.analysis.fixed_points import FixedPoints, find_fixed_points, sample_initial_states
 from lfads.analysis.jslds import JSLDSResult, Readout, fit_expansion_point_network, simulate_jslds
-from lfads.data.hdf5 import save_h5_atomic
-from lfads.errors import LFADSDataError
+from lfads.analysis.records import H5Record
 
 _FORMAT = "lfads.analysis.AnalysisResult/1"
 
 
 @dataclass
-class AnalysisResult:
-    """Fixed points and JSLDS of one model, with what they were computed from (``info``)."""
+class AnalysisResult(H5Record):
+    """Fixed points and JSLDS of one model, with what they were computed from (``info``).
+
+    One HDF5 file (an :class:`lfads.analysis.records.H5Record`): groups ``fixed_points/`` and ``jslds/``,
+    ``info`` as ``info.*`` root attributes.
+    """
+
+    FORMAT = _FORMAT
+    WRITTEN_BY = "`lfads analyze` or AnalysisResult.save"
 
     fixed_points: FixedPoints
     jslds: JSLDSResult | None = None
@@ -46,37 +51,6 @@ class AnalysisResult:
         if self.jslds is not None:
             lines += ["", self.jslds.summary()]
         return "\n".join(lines)
-
-    def save(self, path: str | Path) -> Path:
-        """One HDF5 file (written atomically): groups ``fixed_points/`` and ``jslds/``, ``info`` as root attributes."""
-        fp_arrays, fp_attrs = self.fixed_points.to_h5()
-        arrays = {f"fixed_points/{k}": v for k, v in fp_arrays.items()}
-        group_attrs = {"fixed_points": fp_attrs}
-        if self.jslds is not None:
-            j_arrays, j_attrs = self.jslds.to_h5()
-            arrays.update({f"jslds/{k}": v for k, v in j_arrays.items()})
-            group_attrs["jslds"] = j_attrs
-        attrs = {"format": _FORMAT, **{f"info.{k}": v for k, v in self.info.items()}}
-        return save_h5_atomic(path, arrays, attrs, group_attrs)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "AnalysisResult":
-        """Read a file written by :meth:`save` (or by ``lfads analyze``)."""
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != _FORMAT:
-                raise LFADSDataError(
-                    f"{path}: not an analysis file (root attribute 'format' is {f.attrs.get('format')!r}); "
-                    "write it with `lfads analyze` or AnalysisResult.save."
-                )
-            fixed = FixedPoints.from_h5(f["fixed_points"], f"{path}:/fixed_points")
-            jslds = JSLDSResult.from_h5(f["jslds"], f"{path}:/jslds") if "jslds" in f else None
-            info = {}
-            for key, value in f.attrs.items():
-                if key.startswith("info."):
-                    info[key[5:]] = value.item() if isinstance(value, np.generic) else value
-        return cls(fixed, jslds, info)
 
 
 @torch.no_grad()

@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
         For a bad argument, checkpoint, data file or output path, before any sampling.
     """
     from lfads.ensemble import check_same_trials, ensemble_rates
-    from lfads.nwb_commands import resolve_nwb_output_paths, write_nwb_outputs_for_samples
+    from lfads.data.nwb_output import resolve_nwb_output_paths, write_nwb_outputs_for_samples
     from lfads.sampling import format_scores, sample_posteriors, save_samples, score_samples
 
     args = build_parser().parse_args(argv)

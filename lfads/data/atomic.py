@@ -37,3 +37,9 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`atomic_output` (readers see the old file or the whole new one)."""
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(text)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from lfads.modules.dropout import FastDropout, keep_mask
 from lfads.modules.gru import ClippedGRUCell
-from lfads.modules.recurrence import ControllerGeneratorLoop, full_precision as _full, gru_sequence
+from lfads.modules.recurrence import ControllerGeneratorLoop, fused_loops, full_precision as _full, gru_sequence
 
 
 class DecoderOutput(NamedTuple):
@@ -88,10 +88,8 @@ class Decoder(nn.Module):
         fac_dim: int,
         cell_clip: float,
         dropout_rate: float,
-        fused: bool = True,
     ) -> None:
         super().__init__()
-        self.fused = fused
         self.use_con = co_dim > 0 and con_dim > 0
         self.co_dim = co_dim if self.use_con else 0
         self.ci_dim = ci_dim
@@ -134,7 +132,7 @@ class Decoder(nn.Module):
         masks = keep_mask((n_steps + 1, batch, gen_h.shape[1]), drop_p, ic.device, gen_h.dtype) if drop_p > 0 else None
         co = self.co_dim
         g_w_ih = gen.weight_ih
-        if self.fused:
+        if fused_loops():  # the recurrence backend (lfads.runtime) is not "reference"
             return self._fused(gen_h, ci, ext_input, fac_w, masks, sample)
         ext_gates = nn.functional.linear(ext_input, g_w_ih[:, co:], gen.bias_ih)
         if masks is not None:

@@ -15,7 +15,7 @@ so the controller has no information there. Both encoders keep their
 parameters in ``nn.GRU`` modules (with learned initial states); by default all
 four directions are stepped together by :class:`lfads.modules.recurrence.GRUSequence`
 (input projections computed for every bin in one matrix product, hand-written
-backward), and ``fused=False`` runs ``nn.GRU`` itself.
+backward); the ``reference`` recurrence backend (:mod:`lfads.runtime`) runs ``nn.GRU`` itself.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from lfads.modules.dropout import FastDropout
-from lfads.modules.recurrence import gru_sequence
+from lfads.modules.recurrence import fused_loops, gru_sequence
 
 
 class BidirectionalGRUEncoder(nn.Module):
@@ -121,10 +121,8 @@ class Encoder(nn.Module):
         recon_seq_len: int,
         dropout_rate: float,
         ic_post_var_min: float,
-        fused: bool = True,
     ) -> None:
         super().__init__()
-        self.fused = fused
         self.ic_enc = BidirectionalGRUEncoder(input_dim, ic_enc_dim)
         self.ic_linear = nn.Linear(2 * ic_enc_dim, 2 * ic_dim)
         self.ci_enc = BidirectionalGRUEncoder(input_dim, ci_enc_dim) if use_ci else None
@@ -142,7 +140,8 @@ class Encoder(nn.Module):
         ``(batch, recon_seq_len, 2 * ci_enc_dim)`` (``None`` without a controller).
         """
         ci_out = None
-        if not self.fused:
+        fused = fused_loops()  # the recurrence backend (lfads.runtime) is not "reference"
+        if not fused:
             _, h_ic = self.ic_enc(x)
         elif self.ci_enc is not None and self.ic_enc_seq_len == 0 and self.ci_enc_dim == self.ic_enc.h0.shape[-1]:
             (_, h_ic), (ci_out, _) = run_bidirectional([self.ic_enc, self.ci_enc], x)
@@ -155,7 +154,7 @@ class Encoder(nn.Module):
         batch, t_enc = x.shape[:2]
         if ci_out is None:
             ci_x = x[:, self.ic_enc_seq_len :]
-            ci_out = run_bidirectional([self.ci_enc], ci_x)[0][0] if self.fused else self.ci_enc(ci_x)[0]
+            ci_out = run_bidirectional([self.ci_enc], ci_x)[0][0] if fused else self.ci_enc(ci_x)[0]
         fwd, bwd = ci_out[..., : self.ci_enc_dim], ci_out[..., self.ci_enc_dim :]
         lag = self.ci_lag
         if lag > 0:

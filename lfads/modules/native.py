@@ -14,8 +14,8 @@ folder is named after the source file's location: ninja rebuilds whenever the
 source path in its build file changes, so two checkouts sharing one folder would
 silently rebuild each other's library (30 s and over 1.5 GB of compiler memory)
 at every switch. Where no compiler is available the Python loops are used, with
-one warning. ``LFADS_NATIVE=0`` turns the compiled loops off; they are only used
-for CPU tensors of dtype float32 or float64.
+one warning. They run only for CPU tensors of dtype float32 or float64; whether
+they are used at all is the recurrence backend's choice (:mod:`lfads.runtime`).
 """
 
 from __future__ import annotations
@@ -37,15 +37,8 @@ _FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd", "-march=native"]
 _state: dict[str, ModuleType | None] = {}
 
 
-def enabled() -> bool:
-    """Whether the compiled loops may be used (``LFADS_NATIVE`` is not ``0``)."""
-    return os.environ.get("LFADS_NATIVE", "1") != "0"
-
-
 def load() -> ModuleType | None:
-    """The compiled module, building it on first call; ``None`` if disabled or it cannot be built."""
-    if not enabled():
-        return None
+    """The compiled module, building it on first call; ``None`` if it cannot be built."""
     if "module" not in _state:
         _state["module"] = _build()
     return _state["module"]
@@ -73,7 +66,7 @@ def _build() -> ModuleType | None:
         reason = next((line for line in lines if "error" in line.lower() and ".cpp" in line), lines[0] if lines else "")
         warnings.warn(
             f"lfads: could not build the compiled recurrent loops ({type(err).__name__}: {reason[:400]}); "
-            "using the Python loops, which are slower on a CPU. Set LFADS_NATIVE=0 to skip this attempt.",
+            "using the Python loops, which are slower on a CPU. Set LFADS_RECURRENCE=python to skip this attempt.",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -30,18 +30,57 @@ Its backward, for an incoming gradient ``\\bar h'`` and ``m = 1[|h'_{pre}| \\le 
 
 Both are checked against plain autograd loops by ``torch.autograd.gradcheck``.
 
-On a CPU both Functions hand their time loops to the compiled versions in
-``recurrence_native.cpp`` (see :mod:`lfads.modules.native`), which do the same
-arithmetic in one call per sequence; the Python loops here are the reference
-and the fallback (GPUs, half precision, no compiler, ``LFADS_NATIVE=0``).
+Backends (chosen at run time, :func:`lfads.runtime.set_recurrence_backend` or
+``LFADS_RECURRENCE``; :func:`backend` reads the choice):
+
+- ``reference``: the encoders and decoder run plain autograd loops instead of these Functions.
+- ``python``: these Functions with their Python time loops.
+- ``native``: these Functions with the compiled time loops of ``recurrence_native.cpp``
+  (:mod:`lfads.modules.native`), the same arithmetic in one call per sequence; CPU float32/float64.
+- ``auto``: ``native`` where it applies and builds, ``python`` otherwise (GPUs, half precision, no compiler).
 """
 
 from __future__ import annotations
+
+from types import ModuleType
 
 import torch
 from torch import Tensor
 
 from lfads.modules import native
+from lfads.runtime import recurrence_backend
+
+
+def backend() -> str:
+    """The recurrence backend in force: ``"reference"``, ``"python"``, ``"native"`` or ``"auto"``."""
+    return recurrence_backend()
+
+
+def fused_loops() -> bool:
+    """Whether the encoders and decoder run the hand-differentiated Functions (every backend but ``reference``)."""
+    return recurrence_backend() != "reference"
+
+
+def compiled_loops(*tensors: Tensor) -> ModuleType | None:
+    """The compiled loops to run for ``tensors`` under the backend in force, or ``None`` for the Python loops.
+
+    Raises
+    ------
+    RuntimeError
+        If the backend is ``native`` and the tensors are not CPU float32/float64 or the loops cannot be built.
+    """
+    chosen = recurrence_backend()
+    if chosen not in ("auto", "native"):
+        return None
+    library = native.usable(*tensors)
+    if library is None and chosen == "native":
+        where = {(t.device.type, str(t.dtype).removeprefix("torch.")) for t in tensors}
+        raise RuntimeError(
+            f"the recurrence backend is 'native' but the compiled loops cannot run here (tensors on {sorted(where)}; "
+            "they need CPU float32/float64 tensors and a C++ compiler); choose 'auto' or 'python' with "
+            "lfads.runtime.set_recurrence_backend or LFADS_RECURRENCE."
+        )
+    return library
 
 
 def _affine(h: Tensor, w_t: Tensor, b: Tensor) -> Tensor:
@@ -121,7 +160,7 @@ class GRUSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gates: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor, clip: float) -> Tensor:
-        ctx.native, ctx.clip = native.usable(gates, h0, w_hh, b_hh), clip
+        ctx.native, ctx.clip = compiled_loops(gates, h0, w_hh, b_hh), clip
         if ctx.native is not None:
             states, ctx.caches = ctx.native.gru_sequence_forward(gates.contiguous(), h0, w_hh, b_hh, float(clip))
             ctx.save_for_backward(states, w_hh)
@@ -183,7 +222,7 @@ class ControllerGeneratorLoop(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ci_gates, ext_gates, g0, c0, cf_t, wc_hh, bc_hh, wco, bco, wu, wg_hh, bg_hh, eps, masks, clip):
-        ctx.native = native.usable(ci_gates, ext_gates, g0, c0, cf_t, wc_hh, wg_hh, wu)
+        ctx.native = compiled_loops(ci_gates, ext_gates, g0, c0, cf_t, wc_hh, wg_hh, wu)
         if ctx.native is not None:
             gen, drop, con, cop, u_all, std_all, cache_c, cache_g = ctx.native.controller_generator_forward(
                 ci_gates.contiguous(), ext_gates.contiguous(), g0, c0, cf_t, wc_hh, bc_hh, wco, bco, wu, wg_hh,

@@ -1,4 +1,4 @@
-"""Figures of fixed points: what is drawn matches the points, modes and eigenvalues."""
+"""Fixed points drawn into one Axes (lfads.viz.dynamics): what is drawn matches the points, modes and eigenvalues."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from lfads.analysis import compute_pca, find_fixed_points  # noqa: E402
-from lfads.analysis.plots import plot_eigenvalue_spectra, plot_fixed_points  # noqa: E402
+from lfads.viz.dynamics import draw_eigenvalue_spectra, draw_fixed_points  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -48,7 +48,7 @@ def test_state_space_plot_draws_each_point_and_each_unstable_mode(points_2d):
     fps, traj = points_2d
     assert len(fps) == 9
     pca = compute_pca(traj, 2)
-    ax = plot_fixed_points(fps, traj, pca=pca, mode_scale=0.2)
+    ax = draw_fixed_points(fps, traj, pca=pca, mode_scale=0.2)
     drawn = {c.get_label(): c.get_offsets() for c in ax.collections}
     assert {k: len(v) for k, v in drawn.items()} == {"stable (fixed)": 4, "saddle (fixed)": 4, "unstable (fixed)": 1}
     np.testing.assert_allclose(
@@ -72,7 +72,7 @@ def test_three_dimensional_plot_shows_all_points():
     init = torch.tensor([[x, y, z] for x in grid for y in grid for z in grid], dtype=torch.float64)
     fps = find_fixed_points(cell, init)
     assert len(fps) == 27 and int((fps.stability == "stable").sum()) == 8
-    ax = plot_fixed_points(fps, n_components=3)
+    ax = draw_fixed_points(fps, n_components=3)
     assert ax.name == "3d"
     assert sum(len(c.get_offsets()) for c in ax.collections) == 27
     plt.close("all")
@@ -80,7 +80,7 @@ def test_three_dimensional_plot_shows_all_points():
 
 def test_spectrum_plot_draws_the_unit_circle_and_every_eigenvalue(points_2d):
     fps, _ = points_2d
-    ax = plot_eigenvalue_spectra(fps)
+    ax = draw_eigenvalue_spectra(fps)
     circle = ax.get_lines()[0]
     x, y = circle.get_data()
     np.testing.assert_allclose(np.hypot(x, y), 1.0, atol=1e-12)
