@@ -44,6 +44,12 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--expansion-steps", type=int, default=1000, help="training steps of the expansion network")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load checkpoints with full unpickling, which can run code stored in the file: only for checkpoints "
+        "from a source you trust (default: tensors and plain data only; also LFADS_TRUST_CHECKPOINTS=1)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -59,18 +65,19 @@ def main(argv: list[str]) -> int:
     from lfads.analysis.pipeline import analyze_model
 
     args = build_parser().parse_args(argv)
+    trust = True if args.trust_checkpoint else None  # None: LFADS_TRUST_CHECKPOINTS decides
     require_at_least(args.n_initial, 1, "--n-initial")
     require_at_least(args.max_trials, 1, "--max-trials")
     require_at_least(args.noise, 0, "--noise")
     if not args.no_jslds:
         require_at_least(args.expansion_steps, 1, "--expansion-steps")
-    ckpt = checkpoint_file(args.ckpt) if args.ckpt else run_checkpoint(args.run)
+    ckpt = checkpoint_file(args.ckpt) if args.ckpt else run_checkpoint(args.run, trust)
     out = Path(args.out) if args.out else ckpt.parent.parent / ANALYSIS_FILE
     output_file(out, args.overwrite, protected=run_files([ckpt]), what="a run")
     if args.data:
         data_files(args.data)
 
-    model, datamodule = load_model_and_data(ckpt, args.data)
+    model, datamodule = load_model_and_data(ckpt, args.data, trust=trust)
     session_index(args.session, datamodule)
     session = datamodule.sessions[args.session]
     check_splits([args.split], list(session.splits), f"session {session.name}", option="--split")

@@ -59,12 +59,12 @@ def checkpoint_file(path: str | os.PathLike, option: str = "--ckpt") -> Path:
     return path
 
 
-def run_checkpoint(run: str | os.PathLike) -> Path:
+def run_checkpoint(run: str | os.PathLike, trust: bool | None = None) -> Path:
     """The best checkpoint of run folder ``run`` (see :func:`lfads.rundir.resolve_run_dir`), checked."""
     from lfads.rundir import resolve_run_dir
 
     try:
-        _, ckpt = resolve_run_dir(run)
+        _, ckpt = resolve_run_dir(run, trust=trust)
     except FileNotFoundError as err:
         raise LFADSArgumentError(f"--run {run}: {err}") from err
     return checkpoint_file(ckpt, option=f"--run {run}: checkpoint")

@@ -46,6 +46,12 @@ def build_parser() -> ArgumentParser:
         "appended when there are several); the source is never modified",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load checkpoints with full unpickling, which can run code stored in the file: only for checkpoints "
+        "from a source you trust (default: tensors and plain data only; also LFADS_TRUST_CHECKPOINTS=1)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -63,8 +69,9 @@ def main(argv: list[str]) -> int:
     from lfads.sampling import format_scores, sample_posteriors, save_samples, score_samples
 
     args = build_parser().parse_args(argv)
+    trust = True if args.trust_checkpoint else None  # None: LFADS_TRUST_CHECKPOINTS decides
     require_at_least(args.samples, 1, "--samples")
-    ckpts = [checkpoint_file(c) for c in args.ckpt] if args.ckpt else [run_checkpoint(r) for r in args.run]
+    ckpts = [checkpoint_file(c) for c in args.ckpt] if args.ckpt else [run_checkpoint(r, trust) for r in args.run]
     ensemble = len(ckpts) > 1
     if ensemble and not args.out:
         raise LFADSArgumentError("an ensemble (several --run or --ckpt) needs --out FILE.h5.")
@@ -77,7 +84,7 @@ def main(argv: list[str]) -> int:
     if args.data:
         data_files(args.data)
 
-    members = [load_model_and_data(c, args.data) for c in ckpts]
+    members = [load_model_and_data(c, args.data, trust=trust) for c in ckpts]
     datamodule = members[0][1]
     check_same_trials([dm for _, dm in members], [str(c) for c in ckpts])
     splits = tuple(args.splits) if args.splits else tuple(splits_present(datamodule))
