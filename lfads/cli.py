@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from lfads.commands.report import reported_errors, split_debug
 from lfads.errors import LFADSArgumentError

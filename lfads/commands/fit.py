@@ -13,8 +13,8 @@ A fit that fails before its first checkpoint leaves no run folder behind
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 PARSERS = ("fit", "validate", "test", "predict")
 """Lightning's subcommand parsers, each told to raise its errors instead of printing usage and exiting."""

@@ -15,8 +15,9 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, NoReturn, Sequence
+from typing import NoReturn
 
 from lfads.errors import LFADSArgumentError, LFADSError
 

@@ -64,9 +64,17 @@ def main(argv: list[str]) -> int:
     lfads.errors.LFADSError
         For a bad argument, checkpoint, data file or output path, before any sampling.
     """
+    from lfads.data.nwb_output import (
+        resolve_nwb_output_paths,
+        write_nwb_outputs_for_samples,
+    )
     from lfads.ensemble import check_same_trials, ensemble_rates
-    from lfads.data.nwb_output import resolve_nwb_output_paths, write_nwb_outputs_for_samples
-    from lfads.sampling import format_scores, sample_posteriors, save_samples, score_samples
+    from lfads.sampling import (
+        format_scores,
+        sample_posteriors,
+        save_samples,
+        score_samples,
+    )
 
     args = build_parser().parse_args(argv)
     trust = True if args.trust_checkpoint else None  # None: LFADS_TRUST_CHECKPOINTS decides
