@@ -45,6 +45,11 @@ def build_parser() -> ArgumentParser:
         help="also write the outputs into a copy of each session's source NWB file (.nwb; the session name is "
         "appended when there are several); the source is never modified",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the posterior draws, as lfads.load_run(seed=...) takes it (default: torch's current generator)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument(
         "--trust-checkpoint",
@@ -68,6 +73,8 @@ def main(argv: list[str]) -> int:
         resolve_nwb_output_paths,
         write_nwb_outputs_for_samples,
     )
+    import torch
+
     from lfads.ensemble import check_same_trials, ensemble_rates
     from lfads.sampling import (
         format_scores,
@@ -102,11 +109,14 @@ def main(argv: list[str]) -> int:
     nwb_plan = resolve_nwb_output_paths(datamodule, args.nwb_out, overwrite=args.overwrite) if args.nwb_out else {}
 
     member_results = []
-    for ckpt, (model, dm) in zip(ckpts, members):
-        print(f"Sampling {args.samples} posterior samples per trial from {ckpt}")
-        member_results.append(sample_posteriors(model, dm, args.samples, splits, progress=not args.no_progress))
-        if ensemble:
-            print(format_scores(score_samples(member_results[-1], dm)))
+    with torch.random.fork_rng(devices=[], enabled=args.seed is not None):
+        if args.seed is not None:
+            torch.manual_seed(args.seed)
+        for ckpt, (model, dm) in zip(ckpts, members):
+            print(f"Sampling {args.samples} posterior samples per trial from {ckpt}")
+            member_results.append(sample_posteriors(model, dm, args.samples, splits, progress=not args.no_progress))
+            if ensemble:
+                print(format_scores(score_samples(member_results[-1], dm)))
     results = ensemble_rates(member_results) if ensemble else member_results[0]
     scores = score_samples(results, datamodule)
     attrs = {"checkpoint": "\n".join(str(c) for c in ckpts), "n_samples": args.samples, "n_members": len(ckpts)}
