@@ -69,12 +69,12 @@ def main(argv: list[str]) -> int:
     lfads.errors.LFADSError
         For a bad argument, checkpoint, data file or output path, before any sampling.
     """
+    import torch
+
     from lfads.data.nwb_output import (
         resolve_nwb_output_paths,
         write_nwb_outputs_for_samples,
     )
-    import torch
-
     from lfads.ensemble import check_same_trials, ensemble_rates
     from lfads.sampling import (
         format_scores,
