@@ -149,7 +149,7 @@ def test_print_config_layers_configs_and_overrides(small_lorenz, tmp_path, monke
               "--model.ic_dim", "7", "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["gen_dim"] == 33 and printed["model"]["co_dim"] == 2 and printed["model"]["ic_dim"] == 7
-    base = yaml.safe_load(open("configs/lorenz.yaml"))["model"]
+    base = yaml.safe_load(Path("configs/lorenz.yaml").read_text())["model"]
     assert printed["model"]["fac_dim"] == base["fac_dim"]  # from the base config
 
 
@@ -159,8 +159,8 @@ def test_jslds_layer_turns_on_cotraining_over_a_model_config(small_lorenz, monke
         main(["fit", "--config", "configs/chaotic_rnn_inputs.yaml", "--config", "configs/jslds.yaml",
               "--data.data_paths", str(small_lorenz), "--print_config"])
     model = yaml.safe_load(capsys.readouterr().out)["model"]
-    layer = yaml.safe_load(open("configs/jslds.yaml"))["model"]
-    base = yaml.safe_load(open("configs/chaotic_rnn_inputs.yaml"))["model"]
+    layer = yaml.safe_load(Path("configs/jslds.yaml").read_text())["model"]
+    base = yaml.safe_load(Path("configs/chaotic_rnn_inputs.yaml").read_text())["model"]
     assert all(model[k] == v for k, v in layer.items())
     assert model["gen_dim"] == base["gen_dim"] and model["co_dim"] == base["co_dim"]
 
@@ -468,8 +468,8 @@ def test_the_installed_command_prints_one_line_and_debug_the_traceback(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
     env.pop("LFADS_DEBUG", None)
     cmd = [sys.executable, "-m", "lfads", "sample", "--ckpt", str(tmp_path / "none.ckpt"), "--samples", "0"]
-    plain = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    plain = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     assert plain.returncode == 2
     assert plain.stderr.splitlines() == ["lfads sample: error: --samples 0: must be at least 1."]
-    debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, env=env)
+    debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, env=env, check=False)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "LFADSArgumentError" in debug.stderr
