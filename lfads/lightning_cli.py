@@ -83,6 +83,7 @@ def build_lightning_cli(
     run: bool = True,
     callbacks: Sequence[Any] | None = None,
     overwrite_config: bool = False,
+    parser_kwargs: dict[str, Any] | None = None,
 ):
     """Parse ``args`` as ``lfads fit|validate|test`` does and build (and, with ``run``, run) the CLI.
 
@@ -97,6 +98,9 @@ def build_lightning_cli(
         Default trainer callbacks (default: :func:`default_fit_callbacks`).
     overwrite_config : bool
         Replace an existing ``config.yaml`` in the run folder (a tune trial rewrites it every round).
+    parser_kwargs : dict, optional
+        Keyword arguments of the parsers, as Lightning's ``LightningCLI(parser_kwargs=...)`` takes them
+        (``lfads fit`` passes ``exit_on_error=False`` so that parse errors reach its one-line error path).
 
     Returns
     -------
@@ -120,4 +124,5 @@ def build_lightning_cli(
             seed_everything_default=0,
             save_config_kwargs={"overwrite": overwrite_config},
             trainer_defaults=defaults,
+            parser_kwargs=parser_kwargs,
         )
