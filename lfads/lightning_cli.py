@@ -24,8 +24,9 @@ import csv
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lfads.data.atomic import atomic_output
 from lfads.errors import LFADSConfigError
