@@ -57,3 +57,17 @@ class CheckpointTrustError(CheckpointError):
 
     Loading it needs an explicit ``--trust-checkpoint`` (or ``LFADS_TRUST_CHECKPOINTS=1``).
     """
+
+
+class LFADSConfigError(LFADSError, ValueError):
+    """A config field or command-line argument is invalid, or names a run or file that cannot be used.
+
+    The message names the field or argument (and the file it refers to) and says what would fix it.
+    """
+
+
+class TrainingDivergedError(LFADSError, RuntimeError):
+    """The training loss or its gradients became non-finite; the fit stopped at that step.
+
+    The message names the epoch and step, and the last checkpoint written with finite weights.
+    """
