@@ -9,7 +9,8 @@ line, ``lfads <command>: error: <message>``, with exit status 2 (see :mod:`lfads
 - :class:`LFADSArgumentError`: a command-line argument is invalid (out of range, unknown name);
 - :class:`LFADSOutputError`: an output cannot or must not be written (exists, is a directory, ...);
 - :class:`CheckpointError`: a checkpoint file is missing, unreadable, or not an ``lfads`` checkpoint;
-  :class:`CheckpointTrustError` when it needs full unpickling, which was not allowed.
+  :class:`CheckpointTrustError` when it needs full unpickling, which was not allowed;
+- :class:`TrainingDivergedError`: the training loss or its gradients became non-finite.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "LFADSDataError",
     "LFADSError",
     "LFADSOutputError",
+    "TrainingDivergedError",
 ]
 
 
@@ -56,13 +58,6 @@ class CheckpointTrustError(CheckpointError):
     """A checkpoint holds objects that only full unpickling restores (which can run code stored in the file).
 
     Loading it needs an explicit ``--trust-checkpoint`` (or ``LFADS_TRUST_CHECKPOINTS=1``).
-    """
-
-
-class LFADSConfigError(LFADSError, ValueError):
-    """A config field or command-line argument is invalid, or names a run or file that cannot be used.
-
-    The message names the field or argument (and the file it refers to) and says what would fix it.
     """
 
 
