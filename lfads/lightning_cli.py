@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,6 +144,19 @@ def continue_metrics_file(path: str | os.PathLike, epoch: int, step: int, pendin
     return header
 
 
+def _drop_checkpoints_after(ckpt_dir: Path, epoch: int) -> None:
+    """Remove ``epoch=E-*.ckpt`` files with ``E > epoch``: written by the lost part of a fit that is continued.
+
+    The continued fit trains those epochs again and keeps its own best checkpoint; a file left from the lost
+    part would stand beside it as a second, untracked candidate.
+    """
+    for path in ckpt_dir.glob("epoch=*.ckpt"):
+        match = re.match(r"epoch=(\d+)-", path.name)
+        if match and int(match.group(1)) > epoch:
+            print(f"Removing {path}: written after the checkpoint being continued (epoch {epoch})")
+            path.unlink()
+
+
 def _cli_class(resume_dir: Path | None = None, trust: bool | None = None):
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
@@ -256,6 +270,7 @@ def _cli_class(resume_dir: Path | None = None, trust: bool | None = None):
             state = read_checkpoint(last, trust=trust)
             epoch, step = int(state.get("epoch", 0)), int(state.get("global_step", 0))
             if rank_zero_only.rank == 0:
+                _drop_checkpoints_after(last.parent, epoch)
                 for lg in loggers:
                     if isinstance(lg, CSVLogger):
                         metrics = Path(lg.log_dir) / ExperimentWriter.NAME_METRICS_FILE

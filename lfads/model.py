@@ -566,7 +566,8 @@ class LFADS(pl.LightningModule):
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=hp.lr_decay, patience=hp.lr_patience, min_lr=hp.lr_stop
         )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "valid/recon_smth"}}
+        # strict=False: in epochs without validation (check_val_every_n_epoch > 1) the schedule waits
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "valid/recon_smth", "strict": False}}
 
     # ------------------------------------------------------------------ data-dependent set-up
     def setup(self, stage: str) -> None:
