@@ -63,6 +63,7 @@ def main(argv: list[str]) -> int:
         For a bad argument, checkpoint, data file or output path, before the analysis starts.
     """
     from lfads.analysis.pipeline import analyze_model
+    from lfads.data.atomic import guarded_output
 
     args = build_parser().parse_args(argv)
     trust = True if args.trust_checkpoint else None  # None: LFADS_TRUST_CHECKPOINTS decides
@@ -89,7 +90,9 @@ def main(argv: list[str]) -> int:
         progress=not args.no_progress,
     )
     result.info["checkpoint"] = str(ckpt)
-    result.save(out)
+    protected = run_files([ckpt]) | {Path(s.path) for s in datamodule.sessions}
+    with guarded_output(out, protected=protected, overwrite=args.overwrite, what="analysis file") as tmp:
+        result.save(tmp)
     print(result.summary())
     print(f"Wrote {out}")
     return 0

@@ -89,7 +89,12 @@ def run_files(checkpoints: Iterable[Path]) -> set[Path]:
 def output_file(
     out: str | os.PathLike, overwrite: bool, protected: Iterable[Path] = (), option: str = "--out", what: str = "a run"
 ) -> Path:
-    """Check that ``out`` may be written: not a directory, not protected, in a writable folder, new or ``overwrite``.
+    """Check that ``out`` may be written, before any work (see :func:`lfads.data.atomic.check_output_path`).
+
+    Refused with or without ``overwrite``: a directory, one of the ``protected`` files (compared after
+    resolving links, and by inode), and any file of an existing run (a checkpoint, or a run folder's
+    config, hyperparameters, metrics or event files). Refused without ``overwrite``: an existing file. The
+    folder must exist and be writable.
 
     Parameters
     ----------
@@ -104,22 +109,30 @@ def output_file(
     what : str
         What the protected files belong to, named in messages (``"the input data"``, ``"a run"``).
     """
+    from lfads.data.atomic import check_output_path, run_file_reason
+
     out = Path(out)
     if out.is_dir():
         raise LFADSOutputError(f"{option} {out}: is a directory; give a file name, e.g. {out / 'out.h5'}.")
-    if out.resolve() in {Path(p).resolve() for p in protected}:
-        raise LFADSOutputError(
-            f"Refusing to write {out} ({option}): it is one of the files of {what}, and is never replaced, "
-            f"even with --overwrite; choose another {option}."
-        )
-    folder = out.parent
-    if not folder.is_dir():
-        raise LFADSOutputError(f"{option} {out}: folder {folder} does not exist; create it or choose another {option}.")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise LFADSOutputError(f"{option} {out}: folder {folder} is not writable; choose another {option}.")
-    if out.exists() and not overwrite:
-        raise LFADSOutputError(f"{out} exists; pass --overwrite to replace it or choose another {option}.")
-    return out
+    never = f"and is never replaced, even with --overwrite; choose another {option}."
+    for source in protected:
+        if _same_file(out, Path(source)):
+            raise LFADSOutputError(f"Refusing to write {out} ({option}): it is one of the files of {what}, {never}")
+    reason = run_file_reason(out)
+    if reason is not None:
+        raise LFADSOutputError(f"Refusing to write {out} ({option}): it is {reason}, one of the files of a run, "
+                               f"{never}")
+    return check_output_path(out, overwrite=overwrite, what="output", option=option)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: equal after resolving links, or one inode (hard links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def splits_present(datamodule: Any) -> list[str]:

@@ -18,10 +18,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Sequence
 
-from lfads.data.atomic import atomic_output
+from lfads.commands.report import ArgumentParser
+from lfads.data.atomic import check_output_dir, guarded_output
 from lfads.data.nwb import NWBBinning
 from lfads.data.nwb_output import check_output_targets
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSDataError, LFADSError
 
 __all__ = ["binning_flags", "convert_command", "load_nwb_binning_config"]
 
@@ -138,8 +139,10 @@ def _binning_from_args(args: argparse.Namespace) -> NWBBinning:
     return NWBBinning.from_mapping(flags, source="lfads convert flags", base=base)
 
 
-def _build_convert_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _build_convert_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser
+                          ) -> argparse.ArgumentParser:
+    """The parser of ``lfads convert``; ``parser_class`` decides how usage errors end (print and exit, or raise)."""
+    parser = parser_class(
         prog="lfads convert",
         description="Bin NWB sessions into LFADS HDF5 files (one per session, named after the NWB file). Binning "
                     "options: NWBBinning defaults, then the config's data.nwb section, then the flags below.")
@@ -177,30 +180,62 @@ def convert_command(argv: list[str]) -> int:
     """
     from lfads.data.nwb import check_nwb_file
 
-    args = _build_convert_parser().parse_args(argv)
+    args = _build_convert_parser(ArgumentParser).parse_args(argv)
     try:
         binning = _binning_from_args(args)
         sources = [Path(p) for p in args.nwb]
         for source in sources:
             check_nwb_file(source)
-        targets = [args.out_dir / f"{source.stem}.h5" for source in sources]
-        check_output_targets(sources, targets, sources, args.overwrite, option="--out-dir")
-        print(f"binning: {binning}")
-        _convert_all_or_nothing(sources, targets, binning)
-    except LFADSDataError as err:
+        created = _missing_folders(args.out_dir)
+        check_output_dir(args.out_dir)  # a file, or under one, is refused; missing folders are created
+        try:
+            targets = [args.out_dir / f"{source.stem}.h5" for source in sources]
+            check_output_targets(sources, targets, sources, args.overwrite, option="--out-dir")
+            print(f"binning: {binning}")
+            _convert_all_or_nothing(sources, targets, binning, args.overwrite)
+        except BaseException:
+            _remove_if_empty(created)
+            raise
+    except LFADSError as err:
         raise SystemExit(f"lfads convert: {err}") from err
     for source, target in zip(sources, targets):
         print(f"{source} -> {target}: {_describe_h5(target)}")
     return 0
 
 
-def _convert_all_or_nothing(sources: Sequence[Path], targets: Sequence[Path], binning: NWBBinning) -> None:
-    """Bin every source into a temporary file next to its target; rename them all only if all succeed."""
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for path in (folder.absolute(), *folder.absolute().parents):
+        if os.path.lexists(path):
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders this command created (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _convert_all_or_nothing(sources: Sequence[Path], targets: Sequence[Path], binning: NWBBinning,
+                            overwrite: bool) -> None:
+    """Bin every source into a temporary file next to its target; rename them all only if all succeed.
+
+    Each target goes through :func:`lfads.data.atomic.guarded_output`: never onto a source, a run's file or a
+    folder, and created exclusively unless ``overwrite``.
+    """
     from lfads.data.nwb import convert_nwb_to_lfads
 
     with ExitStack() as pending:
         for source, target in zip(sources, targets):
-            tmp = pending.enter_context(atomic_output(target, suffix=".partial.h5"))
+            tmp = pending.enter_context(guarded_output(target, protected=sources, overwrite=overwrite,
+                                                       what="LFADS HDF5 file", option="--out-dir",
+                                                       suffix=".partial.h5"))
             convert_nwb_to_lfads(source.resolve(), tmp, binning)  # absolute source_file attribute
 
 

@@ -50,6 +50,48 @@ def _discard_run_callback():
     return DiscardRunWithoutCheckpoint()
 
 
+def config_paths(argv: Sequence[str]) -> list[str]:
+    """The values of ``--config X`` and ``--config=X`` in ``argv``, in order."""
+    found = []
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            found.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
+def check_config_files(paths: Sequence[str]) -> None:
+    """Check that every ``--config`` that names an existing file holds a YAML mapping; name the file if not.
+
+    The parser reports a YAML error without the file's name, and a file holding a list as "Unexpected
+    config"; these are caught here first. Values that are not files are left to the parser.
+
+    Raises
+    ------
+    lfads.errors.LFADSConfigError
+        Naming the file, what is wrong with it and the fix.
+    """
+    import yaml
+
+    from lfads.errors import LFADSConfigError
+
+    for text in paths:
+        path = Path(text)
+        if not path.is_file():
+            continue
+        try:
+            content = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            mark = getattr(err, "problem_mark", None)
+            reason = f"{getattr(err, 'problem', None) or err}" + (
+                f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "")
+            raise LFADSConfigError(f"--config {path}: not valid YAML ({reason}); fix the file.") from err
+        if content is not None and not isinstance(content, dict):
+            raise LFADSConfigError(f"--config {path}: holds a {type(content).__name__}, not a mapping of settings "
+                                   f"(trainer:, model:, data:, ...); see configs/lorenz.yaml for the layout.")
+
+
 def main(argv: Sequence[str]) -> int:
     """Run ``lfads fit|validate|test`` with ``argv`` starting at the subcommand; returns 0 on success.
 
@@ -62,6 +104,7 @@ def main(argv: Sequence[str]) -> int:
     """
     from lfads.lightning_cli import build_lightning_cli, default_fit_callbacks
 
+    check_config_files(config_paths(argv))
     raising = {"exit_on_error": False}
     build_lightning_cli(
         list(argv),

@@ -71,6 +71,7 @@ def main(argv: list[str]) -> int:
     """
     import torch
 
+    from lfads.data.atomic import guarded_output
     from lfads.data.nwb_output import (
         resolve_nwb_output_paths,
         write_nwb_outputs_for_samples,
@@ -120,7 +121,9 @@ def main(argv: list[str]) -> int:
     results = ensemble_rates(member_results) if ensemble else member_results[0]
     scores = score_samples(results, datamodule)
     attrs = {"checkpoint": "\n".join(str(c) for c in ckpts), "n_samples": args.samples, "n_members": len(ckpts)}
-    save_samples(out, results, scores, attrs=attrs)
+    protected = run_files(ckpts) | inputs
+    with guarded_output(out, protected=protected, overwrite=args.overwrite, what="samples file") as tmp:
+        save_samples(tmp, results, scores, attrs=attrs)
     if ensemble:
         print(f"Ensemble of {len(ckpts)} models (rates averaged):")
     print(format_scores(scores))

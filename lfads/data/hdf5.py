@@ -52,6 +52,10 @@ def save_h5_atomic(
 DATA_FIELDS: tuple[str, ...] = ("encod_data", "recon_data", "ext_input", "truth")
 """Per-split datasets that the model reads; every other ``{split}_<name>`` dataset is an extra."""
 
+MAX_DATA_MAGNITUDE: float = 1e6
+"""Largest magnitude accepted in ``encod_data`` and ``recon_data``: spike counts per bin, and the continuous
+signals LFADS models, are far smaller, and squares of larger values overflow the model's float32 costs."""
+
 REQUIRED_KEYS: tuple[str, ...] = ("train_encod_data", "train_recon_data", "valid_encod_data", "valid_recon_data")
 """Datasets every LFADS-layout file must hold."""
 
@@ -115,7 +119,18 @@ def check_h5_readable(path: str | os.PathLike) -> Path:
         raise LFADSDataError(f"{path}: not an HDF5 file. Data files must be HDF5 in the LFADS layout "
                              f"(train_encod_data, train_recon_data, ...) or the NLB layout, or NWB files "
                              f"ending in .nwb.")
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as err:
+        raise LFADSDataError(f"{path}: cannot be opened as HDF5 ({_first_line(err)}); the file is truncated or "
+                             f"still being written. Copy or write it again.") from err
     return path
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _to_python(value: Any) -> Any:
@@ -147,8 +162,8 @@ def read_h5_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict
             f.visititems(visit)
             attrs = {key: _to_python(value) for key, value in f.attrs.items()}
     except OSError as err:
-        raise LFADSDataError(f"{path}: cannot read the HDF5 file ({err}). Is it truncated or still being written?") \
-            from err
+        raise LFADSDataError(f"{path}: cannot read the HDF5 file ({_first_line(err)}). Is it truncated or still being "
+                             f"written?") from err
     return arrays, attrs
 
 
@@ -355,6 +370,13 @@ def validate_session(session: SessionData) -> None:
                 index = _first_index(bad)
                 raise LFADSDataError(f"{path}: '{split}_{fname}' holds {int(bad.sum())} non-finite value(s) "
                                      f"(first: {array[index]} at index {index}); replace NaN/Inf before fitting.")
+            huge = np.abs(array) > MAX_DATA_MAGNITUDE if fname in ("encod_data", "recon_data") else None
+            if huge is not None and huge.any():
+                index = _first_index(huge)
+                raise LFADSDataError(f"{path}: '{split}_{fname}' holds {int(huge.sum())} value(s) above "
+                                     f"{MAX_DATA_MAGNITUDE:g} in magnitude (first: {array[index]:g} at index {index} "
+                                     f"(trial, time, neuron)); spike counts per bin are far smaller. Check the data's "
+                                     f"units (counts per bin, not rates or time stamps).")
 
     t_enc, n_in = ref_encod.shape[1:]
     t_recon, n_recon = ref_recon.shape[1:]
@@ -364,6 +386,36 @@ def validate_session(session: SessionData) -> None:
     if n_recon < n_in:
         raise LFADSDataError(f"{path}: 'train_recon_data' has {n_recon} neurons but 'train_encod_data' has {n_in}; "
                              f"recon data must hold the encoder's neurons first (extra neurons are held out).")
+
+
+def check_count_array(array: np.ndarray, path: str | os.PathLike, key: str, fix: str, finite: bool = True) -> None:
+    """Check that ``array`` (dataset ``key`` of file ``path``) holds spike counts: finite, >= 0, whole, bounded.
+
+    ``fix`` ends the message (what the user can do). The bound is :data:`MAX_DATA_MAGNITUDE`. With
+    ``finite=False`` NaN and Inf are passed over (left to :func:`validate_session`, which names the split).
+
+    Raises
+    ------
+    LFADSDataError
+        Naming the file, the key and the first offending ``(trial, time, neuron)`` index and value.
+    """
+    array = np.asarray(array)
+    if array.size == 0 or not np.issubdtype(array.dtype, np.number):
+        return
+    if not finite:
+        array = np.where(np.isfinite(array), array, 0)
+    checks = (
+        (~np.isfinite(array), "non-finite value", "finite"),
+        (array < 0, "negative value", "non-negative integer"),
+        (array != np.floor(array), "non-integer value", "integer"),
+        (array > MAX_DATA_MAGNITUDE, "value", f"integer (at most {MAX_DATA_MAGNITUDE:g} per bin)"),
+    )
+    with np.errstate(invalid="ignore"):
+        for bad, what, need in checks:
+            if bad.any():
+                index = _first_index(bad)
+                raise LFADSDataError(f"{path}: '{key}' has {what} {array[index]} at index {index} "
+                                     f"(trial, time, neuron); a count likelihood needs {need} spike counts. {fix}")
 
 
 def check_counts(session: SessionData) -> None:
@@ -381,20 +433,8 @@ def check_counts(session: SessionData) -> None:
             array = getattr(data, fname)
             if array is None:
                 continue
-            negative = array < 0
-            if negative.any():
-                index = _first_index(negative)
-                raise LFADSDataError(
-                    f"{session.path}: '{split}_{fname}' has negative value {array[index]} at index {index} "
-                    f"(trial, time, neuron); a count likelihood needs non-negative integer spike counts. Fix the "
-                    f"data or use a continuous likelihood.")
-            fractional = array != np.floor(array)
-            if fractional.any():
-                index = _first_index(fractional)
-                raise LFADSDataError(
-                    f"{session.path}: '{split}_{fname}' has non-integer value {array[index]} at index {index} "
-                    f"(trial, time, neuron); a count likelihood needs integer spike counts. Bin spikes into counts "
-                    f"or use a continuous likelihood.")
+            check_count_array(array, session.path, f"{split}_{fname}",
+                              "Bin spikes into counts, fix the data, or use a continuous likelihood.")
 
 
 def load_lfads_h5(path: str | os.PathLike) -> SessionData:

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from lfads.data.batch import SessionData, SplitData, session_name_from_path
-from lfads.data.hdf5 import check_h5_readable, read_h5_arrays, validate_session
+from lfads.data.hdf5 import check_count_array, check_h5_readable, read_h5_arrays, validate_session
 from lfads.errors import LFADSDataError
 
 NLB_DEFAULT_BIN_SIZE: float = 0.005
@@ -38,8 +38,11 @@ def is_nlb_file(path: str | os.PathLike) -> bool:
     path = Path(path)
     if not path.is_file() or not h5py.is_hdf5(path):
         return False
-    with h5py.File(path, "r") as f:
-        return _NLB_MARKER in f
+    try:
+        with h5py.File(path, "r") as f:
+            return _NLB_MARKER in f
+    except OSError:  # truncated or unreadable: not a file of either layout (the loader names the problem)
+        return False
 
 
 def _bin_size_from_attrs(attrs: dict, path: Path) -> float | None:
@@ -110,6 +113,9 @@ def load_nlb_h5(
         raise LFADSDataError(f"{path}: not an NLB tensor file: dataset '{_NLB_MARKER}' is missing "
                              f"(found {sorted(arrays)}).")
 
+    for key in sorted(k for k in arrays if k.startswith(("train_spikes_", "eval_spikes_"))):
+        check_count_array(arrays[key], path, key, "NLB tensors hold spike counts per bin; write the file again.",
+                          finite=False)
     heldin = arrays[_NLB_MARKER]
     if heldin.ndim != 3 or heldin.shape[0] < 2:
         raise LFADSDataError(f"{path}: '{_NLB_MARKER}' has shape {heldin.shape}; expected (trials, time, neurons) "

@@ -40,7 +40,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from lfads.data.atomic import atomic_output
+from lfads.data.atomic import check_output_path, guarded_output
 from lfads.data.nwb import check_nwb_file
 from lfads.errors import LFADSDataError
 
@@ -123,6 +123,7 @@ def write_nwb_outputs(
     prefix: str = "lfads_",
     units: Mapping[str, str] | None = None,
     description: str = "LFADS model outputs",
+    overwrite: bool = True,
 ) -> Path:
     r"""Copy ``source_nwb`` to ``out_path`` adding per-trial model outputs as TimeSeries (see module docstring).
 
@@ -151,6 +152,9 @@ def write_nwb_outputs(
         Physical unit per output name (e.g. ``{"rates": "spikes/s"}``); ``"a.u."`` where not given.
     description : str
         Start of each added object's description.
+    overwrite : bool
+        Replace an existing ``out_path``; if False, ``out_path`` is created exclusively (of two writers racing
+        for one new path, one succeeds and the other gets an "exists" error).
 
     Returns
     -------
@@ -162,6 +166,9 @@ def write_nwb_outputs(
     LFADSDataError
         Bad shapes, NaN/Inf, trial ids outside the trials table, an existing object with the same name, a
         source that is not NWB, or ``out_path`` equal to the source.
+    LFADSOutputError
+        ``out_path`` is a folder, a file of a run, in a missing or read-only folder, or exists while
+        ``overwrite`` is False (see :func:`lfads.data.atomic.guarded_output`).
     """
     from hdmf.backends.hdf5 import H5DataIO
     from hdmf.common import DynamicTableRegion
@@ -185,7 +192,9 @@ def write_nwb_outputs(
     units = dict(units or {})
     half_ns = int(round(bin_size * _NS_PER_S)) // 2
 
-    with atomic_output(out, suffix=".tmp.nwb") as tmp:
+    guard = guarded_output(out, protected=[source], overwrite=overwrite, what="NWB output", option="--nwb-out",
+                           suffix=".tmp.nwb")
+    with guard as tmp:
         with NWBHDF5IO(str(source), "r") as read_io:
             nwbfile = read_io.read()
             trials = nwbfile.trials
@@ -304,6 +313,9 @@ def check_output_targets(
     ------
     LFADSDataError
         Two targets are the same file, a target is an input, or a target exists while ``overwrite`` is False.
+    LFADSOutputError
+        A target is a folder or a file of a run, or its folder is missing or not writable
+        (:func:`lfads.data.atomic.check_output_path`).
     """
     resolved = [t.resolve() for t in targets]
     for i, target in enumerate(resolved):
@@ -319,6 +331,8 @@ def check_output_targets(
     if existing and not overwrite:
         raise LFADSDataError(f"{existing} already exist(s); pass --overwrite to replace, or choose another {option}. "
                              f"Nothing was written.")
+    for target in targets:
+        check_output_path(target, protected=inputs, overwrite=overwrite, what="output", option=option)
 
 
 def find_nwb_source(session: Any) -> Path | None:
@@ -488,5 +502,5 @@ def write_nwb_outputs_for_samples(
             columns = f" (rates columns: held-in Units ids {heldin}, then held-out Units ids {heldout})"
         written.append(write_nwb_outputs(
             source, target, arrays, trial_ids, align_times, bin_size, window_start, units=_OUTPUT_UNITS,
-            description=f"LFADS posterior-averaged outputs of session '{session.name}'{columns}"))
+            description=f"LFADS posterior-averaged outputs of session '{session.name}'{columns}", overwrite=overwrite))
     return written

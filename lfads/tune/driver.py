@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from lfads.data.atomic import atomic_write_text
+from lfads.data.atomic import atomic_write_text, check_output_dir, guarded_output
 from lfads.errors import LFADSDataError
 from lfads.tune.history import HISTORY_FILE, PopulationHistory, select_best_trial
 from lfads.tune.rounds import TrialSetup, build_trial_cli, train_trial, trial_name
@@ -187,6 +187,12 @@ def _make_tune_dir(root: Path) -> Path:
     raise FileExistsError(f"could not create a new tune_{stamp} directory in {root}.")
 
 
+def _write_result_file(path: Path, text: str) -> None:
+    """Write ``text`` to the new file ``path`` of the results folder through the output guard (never replaced)."""
+    with guarded_output(path, what="tune result file", option="tune.save_dir") as tmp:
+        Path(tmp).write_text(text)
+
+
 def _device_args(accelerator: str, resources: dict) -> list[str]:
     """One device per trial (Ray places the trials); CPU unless Ray gives a trial a GPU."""
     if resources.get("gpu", 0) > 0:
@@ -209,10 +215,11 @@ def _prepare_population(config_paths: Sequence[Path], cli_overrides: Sequence[st
     seed = cli.config.get("seed_everything")
     seed = int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0
     root = Path(settings.save_dir or log_save_dir or "runs") / (settings.name or log_name or "lfads")
+    check_output_dir(root, option="tune.save_dir")  # a file, or a path under one, is refused before any training
     tune_dir = _make_tune_dir(root.resolve())
     base_config = tune_dir / "base_config.yaml"
-    atomic_write_text(base_config, cli.parser.dump(cli.config, skip_none=False))
-    atomic_write_text(tune_dir / "tune.yaml", yaml.safe_dump(settings.to_dict(), sort_keys=False))
+    _write_result_file(base_config, cli.parser.dump(cli.config, skip_none=False))
+    _write_result_file(tune_dir / "tune.yaml", yaml.safe_dump(settings.to_dict(), sort_keys=False))
     return TrialSetup(
         tune_dir=str(tune_dir),
         base_config=str(base_config),
@@ -360,7 +367,7 @@ def _write_summary(outcome: TuneOutcome, settings: TuneSettings) -> None:
         "exploits": sum(1 for r in outcome.history if r["exploited_from"]),
         "failed_trials": outcome.failed,
     }
-    atomic_write_text(outcome.tune_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
+    _write_result_file(Path(outcome.tune_dir) / SUMMARY_FILE, json.dumps(summary, indent=2))
 
 
 def format_summary(outcome: TuneOutcome, metric: str) -> str:

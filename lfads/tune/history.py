@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lfads.data.atomic import atomic_output
+from lfads.data.atomic import atomic_output, guarded_output
 
 __all__ = ["HISTORY_FILE", "PopulationHistory", "read_population_history", "select_best_trial", "write_csv_rows"]
 
@@ -66,7 +66,8 @@ class PopulationHistory:
 
     def write(self) -> None:
         """Write all rows to :attr:`path` (temp file, then rename)."""
-        write_csv_rows(self.path, self.rows)
+        with guarded_output(self.path, overwrite=True, what="population history", option="tune.save_dir") as tmp:
+            write_csv_rows(tmp, self.rows)
 
 
 def _parse_cell(key: str, value: str | None) -> Any:
