@@ -186,40 +186,16 @@ def convert_command(argv: list[str]) -> int:
         sources = [Path(p) for p in args.nwb]
         for source in sources:
             check_nwb_file(source)
-        created = _missing_folders(args.out_dir)
-        check_output_dir(args.out_dir)  # a file, or under one, is refused; missing folders are created
-        try:
-            targets = [args.out_dir / f"{source.stem}.h5" for source in sources]
-            check_output_targets(sources, targets, sources, args.overwrite, option="--out-dir")
-            print(f"binning: {binning}")
-            _convert_all_or_nothing(sources, targets, binning, args.overwrite)
-        except BaseException:
-            _remove_if_empty(created)
-            raise
+        check_output_dir(args.out_dir)  # a file, or a path under one, is refused; a missing folder is created
+        targets = [args.out_dir / f"{source.stem}.h5" for source in sources]
+        check_output_targets(sources, targets, sources, args.overwrite, option="--out-dir")
+        print(f"binning: {binning}")
+        _convert_all_or_nothing(sources, targets, binning, args.overwrite)
     except LFADSError as err:
         raise SystemExit(f"lfads convert: {err}") from err
     for source, target in zip(sources, targets):
         print(f"{source} -> {target}: {_describe_h5(target)}")
     return 0
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and those of its parents that do not exist yet, deepest first."""
-    missing = []
-    for path in (folder.absolute(), *folder.absolute().parents):
-        if os.path.lexists(path):
-            break
-        missing.append(path)
-    return missing
-
-
-def _remove_if_empty(folders: Sequence[Path]) -> None:
-    """Remove the folders this command created (deepest first) while they are empty."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
 
 
 def _convert_all_or_nothing(sources: Sequence[Path], targets: Sequence[Path], binning: NWBBinning,
