@@ -482,15 +482,47 @@ def test_the_installed_command_prints_one_line(argv, names, world, tmp_path):
     assert snapshot(world.root) == before and list(tmp_path.iterdir()) == []
 
 
+RACER = """
+import sys, time
+from pathlib import Path
+
+import lfads.sampling
+from lfads.cli import main
+
+barrier, me = Path(sys.argv[1]), sys.argv[2]
+write = lfads.sampling.save_samples
+
+
+def save_when_both_are_ready(*args, **kwargs):
+    # both processes have passed every check and hold a temporary file: only now may either write
+    (barrier / me).touch()
+    deadline = time.monotonic() + 120
+    while len(list(barrier.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return write(*args, **kwargs)
+
+
+lfads.sampling.save_samples = save_when_both_are_ready
+sys.exit(main(sys.argv[3:]))
+"""
+"""A ``python -c`` program: ``lfads.cli.main`` whose sampler waits, before writing, until the other racer has
+passed every check too (a barrier in a folder), so that both race for the one new file."""
+
+
 @pytest.mark.slow  # two fresh processes, each importing torch and sampling
 def test_two_samplers_racing_for_one_new_file_one_wins_and_the_file_is_complete(world, tmp_path):
-    out = tmp_path / "samples.h5"
-    argv = [sys.executable, "-m", "lfads", "sample", "--ckpt", str(world.ckpt), "--out", str(out), "--samples", "2",
-            "--seed", "0", "--no-progress"]
+    out = tmp_path / "work" / "samples.h5"
+    out.parent.mkdir()
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    argv = ["sample", "--ckpt", str(world.ckpt), "--out", str(out), "--samples", "2", "--seed", "0",
+            "--no-progress"]
     before = snapshot(world.root)
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                              cwd=tmp_path) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(barrier), f"racer{i}", *argv],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=out.parent)
+             for i in range(2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    assert sorted(p.name for p in barrier.iterdir()) == ["racer0", "racer1"]  # both reached the write
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 2], results
     loser = next(err for code, _, err in results if code == 2)
@@ -501,5 +533,5 @@ def test_two_samplers_racing_for_one_new_file_one_wins_and_the_file_is_complete(
         for split in ("train", "valid"):
             rates = f[f"{session}/{split}/rates"][()]
             assert rates.ndim == 3 and np.all(np.isfinite(rates))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary file left behind
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no temporary file left behind
     assert snapshot(world.root) == before
