@@ -138,7 +138,8 @@ def _lfads_variants(bad: Path, arrays: dict[str, np.ndarray], attrs: dict) -> No
     variant("no_valid_recon.h5", drop=("valid_recon_data",))
     variant("no_train_encod.h5", drop=("train_encod_data",))
     variant("flat.h5", lambda d: d.__setitem__("train_encod_data", d["train_encod_data"][:, :, 0]))
-    variant("fewer_recon.h5", lambda d: d.__setitem__("train_recon_data", d["train_recon_data"][:, :, :6]),
+    variant("fewer_recon.h5", lambda d: (d.__setitem__("train_recon_data", d["train_recon_data"][:, :, :6]),
+                                         d.__setitem__("valid_recon_data", d["valid_recon_data"][:, :, :6])),
             drop=TRUTH)
     variant("neurons_differ.h5", lambda d: d.__setitem__("valid_encod_data", d["valid_encod_data"][:, :, :5]))
     variant("empty_valid.h5", lambda d: (d.__setitem__("valid_encod_data", d["valid_encod_data"][:0]),
@@ -208,6 +209,7 @@ def _nwb_variants(bad: Path) -> None:
     write_h5(bad / "plain.nwb", {"train_encod_data": np.zeros((2, 3, 4))})
     (bad / "twin").mkdir()
     shutil.copy(bad / "good.nwb", bad / "twin" / "good.nwb")
+    shutil.copy(bad / "good.nwb", bad / "nwb_named.h5")  # an NWB file whose converted name is its own
     (bad / "nwb_config.yaml").write_text("data:\n  nwb:\n    bin_size: 20\n")
     (bad / "no_section.yaml").write_text("model:\n  gen_dim: 3\n")
     (bad / "broken.yaml").write_text("data: [unclosed\n")
@@ -291,7 +293,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("h5-missing-valid-recon", fit_argv("<bad>/no_valid_recon.h5"), ["no_valid_recon.h5", "valid_recon_data"]),
     ("h5-missing-train-encod", fit_argv("<bad>/no_train_encod.h5"), ["no_train_encod.h5", "train_encod_data"]),
     ("h5-rank-2", fit_argv("<bad>/flat.h5"), ["flat.h5", "train_encod_data"]),
-    ("h5-recon-fewer-neurons", fit_argv("<bad>/fewer_recon.h5"), ["fewer_recon.h5", "recon_data"]),
+    ("h5-recon-fewer-neurons", fit_argv("<bad>/fewer_recon.h5"), ["fewer_recon.h5", "train_recon_data", "6 neurons"]),
     ("h5-splits-disagree", fit_argv("<bad>/neurons_differ.h5"), ["neurons_differ.h5", "valid_encod_data"]),
     ("h5-empty-split", fit_argv("<bad>/empty_valid.h5"), ["empty_valid.h5", "valid_encod_data"]),
     ("h5-recon-shorter", fit_argv("<bad>/short_recon.h5"), ["short_recon.h5", "recon_data"]),
@@ -356,7 +358,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sample-run-missing", ["sample", "--run", "<tmp>/no_run", "--out", "<tmp>/s.h5"], ["no_run"]),
     ("sample-data-truncated", [*SO, "--data", "<bad>/truncated.h5"], ["truncated.h5"]),
     ("sample-data-missing", [*SO, "--data", "<tmp>/gone.h5"], ["gone.h5"]),
-    ("sample-data-neurons-differ", [*SO, "--data", "<bad>/nlb_good.h5"], ["nlb_good.h5"]),
+    ("sample-data-too-few-trials", [*SO, "--data", "<bad>/nlb_good.h5"], ["nlb_good.h5", "batch_size"]),
     ("sample-ensemble-no-out", ["sample", "--run", "<run>", "--run", "<run>"], ["--out"]),
     ("sample-ensemble-out-data", ["sample", "--run", "<run>", "--run", "<run>", "--out", "<data>", "--overwrite"],
      ["lorenz.h5", "input"]),
@@ -387,11 +389,12 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("convert-nwb-no-units", ["convert", "--nwb", "<bad>/nounits.nwb", "--out-dir", "<tmp>/h5"], ["nounits.nwb"]),
     ("convert-nwb-unsorted-spikes", ["convert", "--nwb", "<bad>/unsorted.nwb", "--out-dir", "<tmp>/h5",
                                      "--heldout-column", "none"], ["unsorted.nwb"]),
-    ("convert-same-stem-twice", [*C, "<bad>/twin/good.nwb", "--out-dir", "<tmp>/h5"], ["good.nwb"]),
+    ("convert-same-stem-twice", ["convert", "--nwb", "<bad>/good.nwb", "<bad>/twin/good.nwb", "--out-dir", "<tmp>/h5"],
+     ["good.nwb", "both be written"]),
     ("convert-out-dir-is-a-file", [*C, "--out-dir", "<bad>/notes.txt"], ["notes.txt", "--out-dir"]),
     ("convert-out-dir-under-a-file", [*C, "--out-dir", "<bad>/notes.txt/h5"], ["notes.txt", "not a folder"]),
-    ("convert-out-is-the-input", ["convert", "--nwb", "<bad>/plain.nwb", "<bad>/good.nwb", "--out-dir", "<bad>",
-                                  "--overwrite"], ["nwb"]),
+    ("convert-out-is-the-input", ["convert", "--nwb", "<bad>/nwb_named.h5", "--out-dir", "<bad>", "--overwrite"],
+     ["nwb_named.h5", "input"]),
     ("convert-align-event-unknown", [*C, "--out-dir", "<tmp>/h5", "--align-event", "no_such_event"],
      ["no_such_event"]),
     ("convert-bin-ms-negative", [*C, "--out-dir", "<tmp>/h5", "--bin-ms", "-5"], ["bin_ms"]),

@@ -404,18 +404,23 @@ def check_count_array(array: np.ndarray, path: str | os.PathLike, key: str, fix:
         return
     if not finite:
         array = np.where(np.isfinite(array), array, 0)
+    where = "at index {index} (trial, time, neuron)"
     checks = (
-        (~np.isfinite(array), "non-finite value", "finite"),
-        (array < 0, "negative value", "non-negative integer"),
-        (array != np.floor(array), "non-integer value", "integer"),
-        (array > MAX_DATA_MAGNITUDE, "value", f"integer (at most {MAX_DATA_MAGNITUDE:g} per bin)"),
+        (~np.isfinite(array), "non-finite value {value} " + where + "; spike counts must be finite."),
+        (array < 0, "negative value {value} " + where + "; a count likelihood needs non-negative integer spike "
+                    "counts."),
+        (array != np.floor(array), "non-integer value {value} " + where + "; a count likelihood needs integer "
+                                   "spike counts."),
+        (array > MAX_DATA_MAGNITUDE, "value {value:g} " + where + f", above {MAX_DATA_MAGNITUDE:g}; spike counts "
+                                     "per bin are far smaller. Check the units (counts per bin, not rates or time "
+                                     "stamps)."),
     )
     with np.errstate(invalid="ignore"):
-        for bad, what, need in checks:
+        for bad, what in checks:
             if bad.any():
                 index = _first_index(bad)
-                raise LFADSDataError(f"{path}: '{key}' has {what} {array[index]} at index {index} "
-                                     f"(trial, time, neuron); a count likelihood needs {need} spike counts. {fix}")
+                raise LFADSDataError(f"{path}: '{key}' has " + what.format(value=array[index], index=index)
+                                     + f" {fix}")
 
 
 def check_counts(session: SessionData) -> None:
