@@ -3,6 +3,7 @@ frequency, and names the last checkpoint with finite weights."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -73,9 +74,12 @@ def test_nan_gradients_stop_the_fit_before_the_weights_change(small_lorenz, tmp_
     assert all(torch.isfinite(p).all() for p in poison.model.parameters())  # the optimizer never applied it
 
 
-def test_divergence_before_any_checkpoint_says_so_through_the_command_line(small_lorenz, tmp_path):
+def test_divergence_before_any_checkpoint_says_so_through_the_command_line(small_lorenz, tmp_path, capsys):
     args = tiny_fit_args(small_lorenz, tmp_path, *INFREQUENT_VALIDATION, "--model.lr_init", "1000")
-    with pytest.raises(LFADSError, match=r"^training diverged at epoch 0, step \d+ \(loss = (nan|inf|-inf)\); "
-                                         r"no checkpoint was written yet; try a lower model.lr_init"):
+    with pytest.raises(SystemExit) as exit_info:
         main(args)
+    assert exit_info.value.code == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.match(r"^lfads fit: error: training diverged at epoch 0, step \d+ \(loss = (nan|inf|-inf)\); "
+                    r"no checkpoint was written yet; try a lower model.lr_init", last_line), last_line
     assert not list(tmp_path.glob("tiny/version_0/checkpoints/*.ckpt"))
