@@ -16,7 +16,8 @@ Steps (all files under ``--out-dir``, default a new temporary folder):
 
    - co-bps: :func:`lfads.metrics.co_bps` of the held-out units' rates against their spikes;
    - vel R2: ridge decoder from the rates of all units to hand velocity, fitted on the training trials
-     (penalty by cross-validation) and scored on the test trials (:func:`lfads.metrics.vel_r2_train_test`);
+     (penalty by cross-validation) and scored on the test trials (our protocol,
+     :func:`lfads.metrics.vel_r2_train_test_grouped`);
    - PSTH R2: :func:`lfads.metrics.psth_r2` of the condition-averaged rates against the condition-averaged
      *true* expected counts of the simulation, :math:`\int_{\text{bin}} \lambda_u(t)\,dt` with the rates
      :math:`\lambda_u` of :func:`datasets.reach_nwb.generate_reach` (same seed).
@@ -78,13 +79,13 @@ def compute_true_counts(seed: int, session, split: str) -> np.ndarray:
 
 def score_rates(rates: dict[str, np.ndarray], session, truth: dict[str, np.ndarray], split: str) -> dict[str, float]:
     """co-bps, vel R2 (decoder fitted on train, scored on ``split``) and PSTH R2 against the true counts."""
-    from lfads.metrics import co_bps, psth_r2, vel_r2_train_test
+    from lfads.metrics import co_bps, psth_r2, vel_r2_train_test_grouped
 
     data, train = session.splits[split], session.splits["train"]
     n_in = data.encod_data.shape[2]
     return {
         "co_bps": co_bps(rates[split], data.recon_data, n_in),
-        "vel_r2": vel_r2_train_test(rates["train"], train.extras["behavior"], rates[split], data.extras["behavior"]),
+        "vel_r2": vel_r2_train_test_grouped(rates["train"], train.extras["behavior"], rates[split], data.extras["behavior"]),
         "psth_r2": psth_r2(rates[split], truth[split], data.extras["conditions"]),
     }
 
