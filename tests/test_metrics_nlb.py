@@ -8,7 +8,14 @@ from scipy.special import gammaln
 from sklearn.linear_model import Ridge
 
 from lfads.errors import LFADSDataError
-from lfads.metrics import bits_per_spike, co_bps, fp_bps, poisson_nll, psth_r2_nlb, vel_r2
+from lfads.metrics import (
+    bits_per_spike,
+    co_bps,
+    fp_bps,
+    poisson_nll,
+    psth_r2_nlb,
+    vel_r2,
+)
 
 ALPHAS = np.logspace(-4, 0, 9)
 
