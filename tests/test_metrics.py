@@ -136,11 +136,11 @@ def test_split_metrics_score_the_same_blocks_as_co_bps_and_fp_bps(poisson_data) 
 
     rates, counts = poisson_data
     scores = compute_split_metrics(rates * 1.1, counts, rates, 40, 8)
-    assert scores["bps"] == bits_per_spike(rates[:, :40, :8] * 1.1, counts[:, :40, :8])
+    assert scores["heldin_bps"] == bits_per_spike(rates[:, :40, :8] * 1.1, counts[:, :40, :8])
     assert scores["co_bps"] == co_bps(rates * 1.1, counts, 8, 40)
     assert scores["fp_bps"] == fp_bps(rates * 1.1, counts, 40)
     assert scores["rate_r2"] == rate_r2(rates * 1.1, rates)
-    assert set(compute_split_metrics(rates, counts[:, :40, :8], None, 40, 8)) == {"bps"}
+    assert set(compute_split_metrics(rates, counts[:, :40, :8], None, 40, 8)) == {"heldin_bps"}
 
 
 def test_r2_score_hand_computed_and_constant_target_conventions() -> None:
