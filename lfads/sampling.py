@@ -31,7 +31,12 @@ from tqdm.auto import tqdm
 
 from lfads.data.hdf5 import save_h5_atomic
 from lfads.data.nlb import held_out_eval_counts
-from lfads.evaluation import RENAMED_SCORES, SCORE_COLUMNS, SCORE_DESCRIPTIONS, compute_split_metrics
+from lfads.evaluation import (
+    RENAMED_SCORES,
+    SCORE_COLUMNS,
+    SCORE_DESCRIPTIONS,
+    compute_split_metrics,
+)
 from lfads.metrics import Protocol
 
 AVERAGED = ("rates", "factors", "gen_states", "inferred_inputs", "co_means", "co_stds")

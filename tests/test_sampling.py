@@ -32,7 +32,8 @@ def repeat_and_forward(model, dm, n_samples: int, split: str, trials_per_batch: 
 
 def _model(dm: LFADSDataModule, **overrides) -> LFADS:
     torch.manual_seed(0)
-    kwargs = dict(ic_enc_dim=16, ci_enc_dim=8, con_dim=8, co_dim=2, ic_dim=8, gen_dim=16, fac_dim=4, dropout_rate=0.3)
+    kwargs = {"ic_enc_dim": 16, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 2, "ic_dim": 8, "gen_dim": 16, "fac_dim": 4,
+              "dropout_rate": 0.3}
     kwargs.update(overrides)
     return LFADS(dm.encod_data_dims, dm.recon_data_dims, dm.encod_seq_len, dm.recon_seq_len, dm.ext_input_dim, **kwargs)
 
