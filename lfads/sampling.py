@@ -42,7 +42,7 @@ from lfads.metrics import Protocol
 AVERAGED = ("rates", "factors", "gen_states", "inferred_inputs", "co_means", "co_stds")
 PER_TRIAL = ("ic_mean", "ic_std")
 
-DEFAULT_MEMORY_MB: float = 64.0
+DEFAULT_MEMORY_MB: float = 128.0
 """Default memory budget of one decoding chunk (its outputs and the generator's buffers)."""
 
 
