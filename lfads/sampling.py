@@ -205,9 +205,9 @@ def format_scores(scores: dict, protocol: Protocol = "lfads") -> str:
             cells = "".join(f"{m[c]:>12.4f}" if c in m else f"{'-':>12}" for c in cols)
             lines.append(f"{name:<24}{split:<7}{cells}")
     floor = ("every rate floored at 1e-9" if protocol == "lfads"
-             else "the benchmark's floor: exact zeros raised to 1e-9, negative rates rejected")
-    lines.append("; ".join(f"{c}: {SCORE_DESCRIPTIONS[c]}" for c in cols))
-    lines.append(f"bits/spike protocol '{protocol}' ({floor})")
+             else "the benchmark's: exact zeros raised to 1e-9, negative rates rejected")
+    lines += [f"  {c:<12}{SCORE_DESCRIPTIONS[c]}" for c in cols]
+    lines.append(f"  bits/spike protocol '{protocol}': {floor}")
     return "\n".join(lines)
 
 
