@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'method':<12}{'split':<7}" + "".join(f"{m:>10}" for m in METRICS))
     for (method, split), row in table.items():
         print(f"{method:<12}{split:<7}" + "".join(f"{row[m]:>10.4f}" for m in METRICS))
+    print("protocols: co_bps with every rate floored at 1e-9; vel_r2 by our decoder (vel_r2_train_test_grouped: "
+          "standardized rates, folds grouped by trial); psth_r2 against the true condition averages")
     wins = {m: table[("LFADS", "test")][m] > table[("smoothing", "test")][m] for m in METRICS}
     verdict = "PASS" if all(wins.values()) else "FAIL"
     print(f"{verdict}: LFADS beats smoothing on test " + ", ".join(f"{m} {'yes' if w else 'no'}" for m, w in wins.items()))
