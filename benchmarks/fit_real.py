@@ -83,9 +83,9 @@ def main() -> None:
 
     def scores(rates: dict[str, np.ndarray]) -> tuple[float, ...]:
         # co-bps on the NLB evaluation trials, fp-bps on the validation trials, each with both rate floors
-        co, fp = ((bits_per_spike(rates["test"][blocks.heldout], test.extras["spikes_heldout"], p),
-                   bits_per_spike(rates["valid"][blocks.forward], valid.recon_data[blocks.forward], p))
-                  for p in ("lfads", "nlb"))
+        co = [bits_per_spike(rates["test"][blocks.heldout], test.extras["spikes_heldout"], p) for p in ("lfads", "nlb")]
+        fp = [bits_per_spike(rates["valid"][blocks.forward], valid.recon_data[blocks.forward], p)
+              for p in ("lfads", "nlb")]
         # vel R2 over the 75 NLB training trials (train + valid), 5-fold CV over trials
         rates75 = np.concatenate([rates["train"][blocks.encoder], rates["valid"][blocks.encoder]])
         return co[0], co[1], fp[0], fp[1], vel_r2_cv_grouped(rates75, behavior75, n_folds=5)
