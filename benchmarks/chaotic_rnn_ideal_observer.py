@@ -21,26 +21,21 @@ initial state's off-attractor part decays with the network's time constant befor
 Usage::
 
     python -m datasets.chaotic_rnn --n-conditions 400 --out data/chaotic_rnn.h5
-    python benchmarks/chaotic_rnn_ideal_observer.py data/chaotic_rnn.h5 --restarts 3
+    python -m benchmarks.chaotic_rnn_ideal_observer data/chaotic_rnn.h5 --restarts 3
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from datasets import rk4_step  # noqa: E402
-from datasets.chaotic_rnn import make_chaotic_rnn_weights  # noqa: E402
-from lfads.metrics import rate_r2  # noqa: E402
+from datasets import rk4_step
+from datasets.chaotic_rnn import make_chaotic_rnn_weights
+from lfads.metrics import rate_r2
 
 
 def expected_counts(x0: torch.Tensor, coupling: torch.Tensor, spec: dict, n_bins: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ Steps (all files under ``--out-dir``, default a new temporary folder):
    The same three numbers for the ``valid`` trials are printed for reference (they picked the checkpoint).
 
 Prints a table and ``PASS`` when LFADS beats smoothing on all three test metrics, else ``FAIL`` (exit code 1).
-Run ``python benchmarks/fit_nwb_reach.py`` (see ``--help``); ``--ckpt`` scores an existing checkpoint instead
+Run ``python -m benchmarks.fit_nwb_reach`` from the repository root (see ``--help``); ``--ckpt`` scores an existing checkpoint instead
 of fitting.
 """
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 import warnings
@@ -41,10 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # executed as a file: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.fits import lightning_duration  # noqa: E402
+from benchmarks.fits import lightning_duration
+from benchmarks.scoring import sample_run
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "reach_nwb.yaml"
@@ -105,7 +102,7 @@ def run_fit(budget_min: float, extra: list[str]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line; see the module docstring."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python benchmarks/fit_nwb_reach.py")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m benchmarks.fit_nwb_reach")
     parser.add_argument("--budget-min", type=float, default=5.0, help="training time limit in minutes (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated session")
     parser.add_argument("--samples", type=int, default=50, help="posterior samples per trial")
@@ -121,10 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from datasets.reach_nwb import write_reach_nwb
     from lfads.baselines import smoothing_baseline
-    from lfads.rundir import load_model_and_data
     from lfads.data.nwb import NWBDropWarning
-    from lfads.nwb_commands import write_nwb_outputs_for_samples
-    from lfads.sampling import format_scores, sample_posteriors, save_samples, score_samples
+    from lfads.data.nwb_output import write_nwb_outputs_for_samples
+    from lfads.sampling import format_scores, save_samples
 
     out_dir = (args.out_dir or Path(tempfile.mkdtemp(prefix="fit_nwb_reach_"))).resolve()
     ckpt = args.ckpt.resolve() if args.ckpt else None
@@ -144,10 +140,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NWBDropWarning)
-        model, datamodule = load_model_and_data(ckpt)
-    session = datamodule.sessions[0]
-    results = sample_posteriors(model, datamodule, args.samples, progress=False)
-    scores = score_samples(results, datamodule)
+        run = sample_run(ckpt, args.samples)
+    datamodule, session, results = run.datamodule, run.session, run.results
+    scores = run.scores()
     save_samples("samples.h5", results, scores, attrs={"checkpoint": str(ckpt), "n_samples": args.samples})
     written = write_nwb_outputs_for_samples(results, datamodule, "reach_lfads.nwb", overwrite=True)
     print(format_scores(scores))

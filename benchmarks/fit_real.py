@@ -23,24 +23,21 @@ With ``--ensemble K``, K fits are trained side by side (seeds 0 to K-1, one thre
 
 LFADS must beat smoothing on co-bps and vel R2 (judged on the last LFADS row). Usage::
 
-    python benchmarks/fit_real.py --minutes 10
-    python benchmarks/fit_real.py --minutes 10 --ensemble 2   # two fits, a core each, and their average
+    python -m benchmarks.fit_real --minutes 10
+    python -m benchmarks.fit_real --minutes 10 --ensemble 2   # two fits, a core each, and their average
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.fits import fit_side_by_side  # noqa: E402
+from benchmarks.fits import ROOT, fit_side_by_side
+from benchmarks.scoring import sample_run
 
 DATA = ROOT / "datasets" / "mc_maze_small" / "mc_maze_small_full.h5"
 CONFIG = ROOT / "configs" / "mc_maze_small.yaml"
@@ -58,10 +55,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from lfads.baselines import smoothing_baseline
-    from lfads.rundir import find_checkpoint, load_model_and_data
     from lfads.ensemble import ensemble_rates
     from lfads.metrics import ScoringSlices, bits_per_spike, vel_r2_cv_grouped
-    from lfads.sampling import sample_posteriors
 
     members = args.ensemble
     names = ["mc_maze_small"] if members == 1 else [f"mc_maze_small[{k}]" for k in range(members)]
@@ -70,12 +65,9 @@ def main() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         wall = fit_side_by_side(names, args.config, DATA, workdir, args.minutes)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        ckpts, outs = [], []
-        for n in names:
-            ckpts.append(find_checkpoint(workdir / n))
-            model, dm = load_model_and_data(ckpts[-1])
-            outs.append(sample_posteriors(model, dm, n_samples=args.samples, progress=False))
-        session = dm.sessions[0]
+        runs = [sample_run(workdir / n, args.samples) for n in names]
+        ckpts, outs = [r.checkpoint for r in runs], [r.results for r in runs]
+        session = runs[0].session
 
     train, valid, test = (session.splits[s] for s in ("train", "valid", "test"))
     blocks = ScoringSlices.from_encod_shape(train.encod_data.shape)

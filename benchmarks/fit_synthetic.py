@@ -26,9 +26,9 @@ true-rate bits/spike; chaotic RNN rate R2 >= 0.85.
 
 Usage::
 
-    python benchmarks/fit_synthetic.py                 # both, 10 minutes each
-    python benchmarks/fit_synthetic.py --minutes 3 --only lorenz
-    python benchmarks/fit_synthetic.py --only chaotic_rnn --ensemble 2   # two fits, a core each, and their average
+    python -m benchmarks.fit_synthetic                 # both, 10 minutes each
+    python -m benchmarks.fit_synthetic --minutes 3 --only lorenz
+    python -m benchmarks.fit_synthetic --only chaotic_rnn --ensemble 2   # two fits, a core each, and their average
 """
 
 from __future__ import annotations
@@ -45,10 +45,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.fits import fit_side_by_side  # noqa: E402
+from benchmarks.fits import ROOT, fit_side_by_side
+from benchmarks.scoring import sample_run
 
 DATASETS = {
     "lorenz": dict(config="configs/lorenz.yaml", module="datasets.lorenz", args=[], targets={"rate_r2": 0.95, "bps_ratio": 0.90}),
@@ -61,19 +59,13 @@ def score_fit(name: str, workdir: Path, wall: float, samples: int) -> tuple[dict
     """Figures of a finished fit on the validation trials, its sampled rates, its rates at the posterior means
     and its data module."""
     from lfads.metrics import bits_per_spike, rate_r2
-    from lfads.rundir import find_checkpoint, load_model_and_data, version_dirs
-    from lfads.sampling import sample_posteriors
 
-    run_dir = workdir / name
-    metrics_csv = version_dirs(run_dir)[-1] / "metrics.csv"
-    rows = list(csv.DictReader(open(metrics_csv)))
+    run = sample_run(workdir / name, samples, splits=("valid",))
+    model, dm, session = run.model, run.datamodule, run.session
+    rows = list(csv.DictReader(open(run.checkpoint.parent.parent / "metrics.csv")))
     epochs = max(int(r["epoch"]) for r in rows if r.get("epoch")) + 1
-    ckpt = find_checkpoint(run_dir)
-    model, dm = load_model_and_data(ckpt)
-    out = sample_posteriors(model, dm, n_samples=samples, splits=("valid",), progress=False)
-    session = dm.sessions[0]
     valid = session.splits["valid"]
-    rates = out[session.name]["valid"]["rates"]
+    rates = run.rates("valid")
     model.eval()
     with torch.no_grad():  # rates at the posterior means (no sampling), for reference
         mean_rates = model({0: torch.as_tensor(valid.encod_data)}, {0: torch.as_tensor(valid.ext_input)},
@@ -88,7 +80,7 @@ def score_fit(name: str, workdir: Path, wall: float, samples: int) -> tuple[dict
         "sec_per_epoch": wall / epochs,
         "trials_per_s": n_train * epochs / wall,
         "wall_s": wall,
-        "ckpt": str(ckpt),
+        "ckpt": str(run.checkpoint),
     }
     result["bps_ratio"] = result["bps"] / result["bps_true"]
     return result, rates, mean_rates, dm

@@ -23,16 +23,15 @@ iterations, and for the finder's wall time; its q quantiles and the time ratio a
 
 Usage::
 
-    python benchmarks/fixed_points.py                 # both networks, 1 thread
-    python benchmarks/fixed_points.py --which random --threads 2
-    python benchmarks/fixed_points.py --retrain       # ignore the cached flip-flop weights
+    python -m benchmarks.fixed_points                 # both networks, 1 thread
+    python -m benchmarks.fixed_points --which random --threads 2
+    python -m benchmarks.fixed_points --retrain       # ignore the cached flip-flop weights
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -40,11 +39,17 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lfads.analysis.fixed_points import FixedPoints, find_fixed_points, sample_initial_states  # noqa: E402
-from lfads.analysis.flipflop import FlipFlopRNN, generate_flipflop_data, train_flipflop_rnn  # noqa: E402
-from lfads.analysis.jacobians import as_dynamics  # noqa: E402
+from lfads.analysis.fixed_points import (
+    FixedPoints,
+    find_fixed_points,
+    sample_initial_states,
+)
+from lfads.analysis.flipflop import (
+    FlipFlopRNN,
+    generate_flipflop_data,
+    train_flipflop_rnn,
+)
+from lfads.analysis.jacobians import as_dynamics
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 QUANTILES = (0.0, 0.5, 0.9, 0.99, 1.0)

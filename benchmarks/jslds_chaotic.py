@@ -13,8 +13,8 @@ Generates the input-pulse variant of the chaotic-RNN data (seeded), fits plain L
 
 Usage::
 
-    python benchmarks/jslds_chaotic.py --minutes 10              # one model after the other
-    python benchmarks/jslds_chaotic.py --minutes 10 --parallel   # both at once, a core each (2-core box)
+    python -m benchmarks.jslds_chaotic --minutes 10              # one model after the other
+    python -m benchmarks.jslds_chaotic --minutes 10 --parallel   # both at once, a core each (2-core box)
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.fits import start_fit  # noqa: E402
+from benchmarks.fits import ROOT, start_fit
+from benchmarks.scoring import sample_run
 
 CONFIG = ROOT / "configs" / "chaotic_rnn_inputs.yaml"
 JSLDS_LAYER = ROOT / "configs" / "jslds.yaml"
@@ -56,9 +54,7 @@ def main() -> None:
     parser.add_argument("--jslds-args", default="", help="extra command-line overrides for the JSLDS model only")
     args = parser.parse_args()
 
-    from lfads.rundir import load_model_and_data
     from lfads.metrics import rate_r2
-    from lfads.sampling import sample_posteriors
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
@@ -76,10 +72,9 @@ def main() -> None:
         for name in runs:
             proc = procs[name]
             ckpt = proc if isinstance(proc, Path) else finish_fit(name, proc, workdir)
-            model, dm = load_model_and_data(ckpt)
-            session = dm.sessions[0]
-            valid = session.splits["valid"]
-            rates = sample_posteriors(model, dm, n_samples=args.samples, splits=("valid",), progress=False)[session.name]["valid"]["rates"]
+            run = sample_run(ckpt, args.samples, splits=("valid",))
+            model, valid = run.model, run.session.splits["valid"]
+            rates = run.rates("valid")
             results[name] = {"rate_r2": rate_r2(rates, valid.truth)}
             if name == "jslds":
                 model.eval()

@@ -8,13 +8,12 @@ spread trials, then reads and bins it (5 ms bins, 700 ms window around ``move_on
 200 units x 1 hour x 2000 trials at ~10 spikes/s, about 7 million spikes. Prints the time to write the
 file and the time to read and bin it (best of ``--repeats``), and spikes per second.
 
-Run ``python benchmarks/nwb_loading.py`` (see ``--help``).
+Run ``python -m benchmarks.nwb_loading`` from the repository root (see ``--help``).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 import warnings
@@ -23,10 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # executed as a file: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lfads.data.nwb import NWBBinning, bin_nwb  # noqa: E402
+from lfads.data.nwb import NWBBinning, bin_nwb
 
 
 def write_benchmark_nwb(path: Path, n_units: int, duration: float, n_trials: int, rate: float, seed: int) -> int:

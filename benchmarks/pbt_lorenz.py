@@ -32,11 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.fits import lightning_duration  # noqa: E402
-from lfads.rundir import version_dirs  # noqa: E402
+from benchmarks.fits import ROOT, lightning_duration
+from benchmarks.scoring import sample_run
+from lfads.rundir import version_dirs
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -57,12 +55,8 @@ def epochs_trained(run_dir: Path) -> int:
 
 def score(run_dir: Path, samples: int) -> dict[str, float]:
     """Rate R2 and co-bps of the posterior-mean rates of ``run_dir``'s best checkpoint on the validation trials."""
-    from lfads.rundir import find_checkpoint, load_model_and_data
-    from lfads.sampling import sample_posteriors, score_samples
-
-    model, dm = load_model_and_data(find_checkpoint(run_dir))
-    results = sample_posteriors(model, dm, n_samples=samples, splits=("valid",), progress=False)
-    scores = score_samples(results, dm)[dm.session_names[0]]["valid"]
+    run = sample_run(run_dir, samples, splits=("valid",))
+    scores = run.scores()[run.session.name]["valid"]
     return {"rate_r2": scores["rate_r2"], "co_bps": scores["co_bps"], "heldin_bps": scores["heldin_bps"],
             "epochs": epochs_trained(run_dir)}
 

@@ -22,8 +22,8 @@ unless set otherwise in the environment).
 
 Usage::
 
-    python benchmarks/throughput.py            # full run (a few minutes)
-    python benchmarks/throughput.py --quick    # fewer steps
+    python -m benchmarks.throughput            # full run (a few minutes)
+    python -m benchmarks.throughput --quick    # fewer steps
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def main() -> None:
         for impl in ("lfads", "reference"):
             for threads in (1, 2):
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child", f"{impl},{batch},{threads},{steps[batch]}"],
+                    [sys.executable, "-m", "benchmarks.throughput", "--child", f"{impl},{batch},{threads},{steps[batch]}"],
                     capture_output=True, text=True, check=True, env=env,
                 )
                 r = json.loads(out.stdout.strip().splitlines()[-1])

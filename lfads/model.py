@@ -19,7 +19,9 @@ Training minimizes, per reconstructed element,
     \\frac{1}{T N_s}\\Big( -\\log p(x \\mid z, u) + \\beta(e)\\,[\\lambda_{ic} \\mathrm{KL}_{ic} + \\lambda_{co} \\mathrm{KL}_{co}] \\Big)
     + \\mathcal L_{L2}
 
-with the KL weight ``beta`` and the L2 weight ramped over epochs.
+with the KL weight ``beta`` and the L2 weight ramped over epochs (:meth:`LFADS.ramp_weights`).
+The smoothed validation costs, the NLB validation metrics and the checkpoint choice are
+:mod:`lfads.callbacks`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 from torch import Tensor
 
 from lfads.data.batch import SessionBatch
+from lfads.hparams import check_hyperparameters
 from lfads.modules.augmentations import coordinated_dropout_masks
 from lfads.modules.decoder import Decoder
 from lfads.modules.dropout import FastDropout
@@ -69,6 +72,35 @@ class Encoding(NamedTuple):
     ext: Tensor  # (batch, time, ext_input_dim): external inputs
     sessions: tuple[int, ...]  # session index of each block of rows, in order
     sizes: tuple[int, ...]  # rows per session
+
+
+class StepCosts(NamedTuple):
+    """Costs of a batch, each a scalar tensor; recon and KL terms are per reconstructed element."""
+
+    recon: Tensor  # negative log-likelihood (weighted on the held-in encoder elements)
+    kl_ic: Tensor  # KL of the IC posterior from its prior
+    kl_co: Tensor  # KL of the inferred-input posterior from its AR(1) prior (0 without a controller)
+    sv_nll: Tensor  # summed NLL of the elements held out for sample validation
+    sv_count: Tensor  # number of those elements
+
+
+class RampWeights(NamedTuple):
+    """Weights in [0, 1] of the ramped costs at the current epoch."""
+
+    kl: float
+    l2: float
+    jslds: float
+
+
+def _session_mean(terms) -> Tensor:
+    terms = list(terms)
+    return sum(terms) / len(terms)
+
+
+def _mean_costs(per_session: list[StepCosts]) -> StepCosts:
+    """Session means of the recon and KL costs; sums of the sample-validation NLL and element counts."""
+    recon, kl_ic, kl_co, sv_nll, sv_count = zip(*per_session)
+    return StepCosts(_session_mean(recon), _session_mean(kl_ic), _session_mean(kl_co), sum(sv_nll), sum(sv_count))
 
 
 class LFADS(pl.LightningModule):
@@ -136,8 +168,9 @@ class LFADS(pl.LightningModule):
     lr_adam_beta1, lr_adam_beta2, lr_adam_epsilon, weight_decay : float
         Adam(W) settings.
     lr_scheduler : bool
-        Reduce the learning rate when ``valid/recon_smth`` plateaus. The schedule is held while the
-        KL/L2 ramps run (the cost rises as the penalties phase in, which is not a plateau).
+        Reduce the learning rate when ``valid/recon_smth`` plateaus (logged by
+        :class:`lfads.callbacks.SmoothedValidation`, which the Trainer must have). The schedule is held
+        while the KL/L2 ramps run (the cost rises as the penalties phase in, which is not a plateau).
     lr_decay, lr_patience, lr_stop : float, int, float
         Plateau schedule factor, patience (epochs) and minimum learning rate.
     lr_cosine_epochs : int
@@ -145,15 +178,12 @@ class LFADS(pl.LightningModule):
         ``lr_stop`` at this epoch, then hold it. Suits time-boxed fits (``trainer.max_time``): set it to
         about the number of epochs the budget allows. Not combinable with ``lr_scheduler``.
     smoothing : float
-        Weight of the newest epoch in the exponential averages of the validation costs:
-        ``valid/recon_smth`` (reconstruction cost; the plateau schedule and population-based training
-        use it, since it stays comparable when cost weights change) and ``valid/loss_smth`` (the whole
-        objective, reconstruction plus KL and any L2 or JSLDS costs). The ``..._ramped`` versions equal
-        them once the ramps are complete and are ``inf`` before. The best checkpoint is chosen by
-        ``valid/loss_smth_ramped``: the KL terms keep a model whose inferred inputs pass spike noise to
-        the generator (low reconstruction cost, worse rates) from being the one kept, and no model from
-        inside the KL ramp counts. The averages restart at the first full-weight epoch, so the values
-        that select checkpoints hold no ramp-time cost.
+        Weight of the newest epoch in the exponential averages of the validation costs kept by
+        :class:`lfads.callbacks.SmoothedValidation`: ``valid/recon_smth`` (reconstruction cost; the plateau
+        schedule and population-based training use it, since it stays comparable when cost weights
+        change) and ``valid/loss_smth`` (the whole objective). Their ``..._ramped`` versions are ``inf``
+        until :meth:`ramps_complete`; ``lfads fit`` keeps the best checkpoint by ``valid/loss_smth_ramped``
+        (see :func:`lfads.callbacks.default_callbacks`).
     jslds : bool
         Co-train a Jacobian-switching linear dynamical system with the generator (see :mod:`lfads.modules.jslds`).
     jslds_hidden_dim : int
@@ -225,6 +255,7 @@ class LFADS(pl.LightningModule):
         jslds_increase_epoch: int = 0,
         jslds_step_fraction: float = 1.0,
     ) -> None:
+        check_hyperparameters(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
         super().__init__()
         self.save_hyperparameters()
         if len(encod_data_dims) != len(recon_data_dims):
@@ -266,10 +297,6 @@ class LFADS(pl.LightningModule):
         if not 0.0 < jslds_step_fraction <= 1.0:
             raise ValueError(f"jslds_step_fraction must be in (0, 1]; got {jslds_step_fraction}.")
         self.jslds = JSLDS(gen_dim, jslds_hidden_dim) if jslds else None
-        self._valid_smoothed: float | None = None  # valid/recon_smth
-        self._valid_loss_smoothed: float | None = None  # valid/loss_smth
-        self._smoothed_ramped = False  # whether the averages hold only full-weight epochs
-        self._valid_cache: list = []
 
     # ------------------------------------------------------------------ forward
     @property
@@ -370,78 +397,117 @@ class LFADS(pl.LightningModule):
         return float(self.current_epoch)
 
     def _step(self, batch: dict[int, SessionBatch | None], split: str) -> Tensor:
-        hp = self.hparams
+        """Loss of a batch (see the module docstring), logged under ``split`` (``train`` or ``valid``)."""
         batch = {s: b for s, b in batch.items() if b is not None}
         training = split == "train"
-        encod, loss_weights = {}, {}
+        encod, weights = self._masked_inputs(batch, training)
+        out = self(encod, {s: b.ext_input for s, b in batch.items()}, sample=True)
+        costs = _mean_costs([self._session_costs(b, out[s], weights[s]) for s, b in batch.items()])
+        jslds = self._mean_jslds_costs(batch, out, training)
+        ramps = self.ramp_weights()
+        l2 = self._l2_cost()
+        loss = self._total_loss(costs, l2, jslds, ramps)
+        self._log_step(split, batch, loss, costs, l2, jslds, ramps)
+        return loss
+
+    def _masked_inputs(
+        self, batch: dict[int, SessionBatch], training: bool
+    ) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
+        """Encoder inputs and held-in loss weights ``(batch, encod_seq_len, encod_neurons)`` per session.
+
+        Elements held out for sample validation are hidden in every split (the rest rescaled by the inverse
+        kept fraction) and weigh 0; in training, coordinated dropout further hides elements from the
+        encoders and counts only the hidden ones in the reconstruction cost.
+        """
+        encod, weights = {}, {}
         for s, b in batch.items():
             mask = b.sv_mask
-            # Elements held out for sample validation are hidden in every split; rescale the rest.
             inp = b.encod_data * (mask / mask.mean().clamp_min(1e-3))
             weight = mask
-            if training and hp.cd_rate > 0:
-                in_mask, cd_weight = coordinated_dropout_masks(inp.shape, hp.cd_rate, inp.device)
+            if training and self.hparams.cd_rate > 0:
+                in_mask, cd_weight = coordinated_dropout_masks(inp.shape, self.hparams.cd_rate, inp.device)
                 inp = inp * in_mask
                 weight = weight * cd_weight
-            encod[s], loss_weights[s] = inp, weight
-        ext = {s: b.ext_input for s, b in batch.items()}
-        out = self(encod, ext, sample=True)
-        recon_terms, kl_ic_terms, kl_co_terms, sv_nll, sv_count = [], [], [], 0.0, 0.0
-        for s, b in batch.items():
-            o = out[s]
-            nll = self.likelihood.nll(o.params, b.recon_data, full=False)
-            t_enc, n_in = b.encod_data.shape[1:]
-            nll_in = nll[:, :t_enc, :n_in]
-            w = loss_weights[s]
-            recon_sum = nll.sum() - nll_in.sum() + (nll_in * w).sum()
-            norm = nll.shape[0] * nll.shape[1] * nll.shape[2]
-            recon_terms.append(recon_sum / norm)
-            kl_ic_terms.append(self.ic_prior.kl(o.ic_mean, o.ic_std).sum() / norm)
-            if self.co_prior is not None:
-                kl_co_terms.append(self.co_prior.kl(o.co_means, o.co_stds, o.inferred_inputs).sum() / norm)
-            if not training:
-                held = 1.0 - b.sv_mask
-                sv_nll = sv_nll + (nll_in * held).sum()
-                sv_count = sv_count + held.sum()
-        if not training:
-            means = self(encod, ext, sample=False)
-            self._valid_cache.extend((s, b, means[s].rates.detach()) for s, b in batch.items())
-        if self.jslds is not None:
-            jslds_terms = [self._jslds_costs(s, b, out[s], training) for s, b in batch.items()]
-        n_sess = len(recon_terms)
-        recon = sum(recon_terms) / n_sess
-        kl_ic = sum(kl_ic_terms) / n_sess
-        kl_co = sum(kl_co_terms) / n_sess if kl_co_terms else torch.zeros_like(recon)
-        epoch = self._epoch_progress()
-        kl_ramp = linear_ramp(epoch, hp.kl_start_epoch, hp.kl_increase_epoch)
-        l2_ramp = linear_ramp(epoch, hp.l2_start_epoch, hp.l2_increase_epoch)
-        l2 = (
+            encod[s], weights[s] = inp, weight
+        return encod, weights
+
+    def _session_costs(self, batch: SessionBatch, out: SessionOutput, weight: Tensor) -> StepCosts:
+        """Reconstruction and KL costs of one session per reconstructed element, and its sample-validation NLL sum.
+
+        Held-in elements of the encoder bins count with ``weight``; held-out neurons and forward-prediction
+        bins always count.
+        """
+        nll = self.likelihood.nll(out.params, batch.recon_data, full=False)
+        t_enc, n_in = batch.encod_data.shape[1:]
+        nll_in = nll[:, :t_enc, :n_in]
+        norm = nll.shape[0] * nll.shape[1] * nll.shape[2]
+        recon = (nll.sum() - nll_in.sum() + (nll_in * weight).sum()) / norm
+        kl_ic = self.ic_prior.kl(out.ic_mean, out.ic_std).sum() / norm
+        if self.co_prior is not None:
+            kl_co = self.co_prior.kl(out.co_means, out.co_stds, out.inferred_inputs).sum() / norm
+        else:
+            kl_co = torch.zeros_like(recon)
+        held = 1.0 - batch.sv_mask
+        return StepCosts(recon, kl_ic, kl_co, (nll_in.detach() * held).sum(), held.sum())
+
+    def _mean_jslds_costs(
+        self, batch: dict[int, SessionBatch], out: dict[int, SessionOutput], training: bool
+    ) -> tuple[Tensor, ...] | None:
+        """Session means of :meth:`_jslds_costs` (None without a JSLDS)."""
+        if self.jslds is None:
+            return None
+        per_session = [self._jslds_costs(s, b, out[s], training) for s, b in batch.items()]
+        return tuple(_session_mean(terms) for terms in zip(*per_session))
+
+    def ramp_weights(self) -> RampWeights:
+        """Weights of the KL, L2 and JSLDS costs at the current epoch (linear ramps from 0 to 1)."""
+        hp, epoch = self.hparams, self._epoch_progress()
+        return RampWeights(
+            kl=linear_ramp(epoch, hp.kl_start_epoch, hp.kl_increase_epoch),
+            l2=linear_ramp(epoch, hp.l2_start_epoch, hp.l2_increase_epoch),
+            jslds=linear_ramp(epoch, hp.jslds_start_epoch, hp.jslds_increase_epoch),
+        )
+
+    def _l2_cost(self) -> Tensor | float:
+        """Weighted L2 cost of the recurrent kernels (before its ramp)."""
+        hp = self.hparams
+        return (
             hp.l2_gen_scale * recurrent_l2(self.decoder.generator)
             + hp.l2_ic_enc_scale * recurrent_l2(self.encoder.ic_enc)
             + hp.l2_ci_enc_scale * recurrent_l2(self.encoder.ci_enc)
             + hp.l2_con_scale * recurrent_l2(getattr(self.decoder, "controller", None))
         )
-        loss = recon + kl_ramp * (hp.kl_ic_scale * kl_ic + hp.kl_co_scale * kl_co) + l2_ramp * l2
+
+    def _total_loss(self, costs: StepCosts, l2: Tensor | float, jslds: tuple[Tensor, ...] | None,
+                    ramps: RampWeights) -> Tensor:
+        """``recon + kl_ramp (s_ic KL_ic + s_co KL_co) + l2_ramp L2`` plus the ramped JSLDS costs."""
+        hp = self.hparams
+        loss = costs.recon + ramps.kl * (hp.kl_ic_scale * costs.kl_ic + hp.kl_co_scale * costs.kl_co) + ramps.l2 * l2
+        if jslds is not None:
+            fp, approx, j_recon, _ = jslds
+            loss = loss + ramps.jslds * (
+                hp.jslds_fp_scale * fp + hp.jslds_approx_scale * approx + hp.jslds_recon_scale * j_recon
+            )
+        return loss
+
+    def _log_step(self, split: str, batch: dict[int, SessionBatch], loss: Tensor, costs: StepCosts,
+                  l2: Tensor | float, jslds: tuple[Tensor, ...] | None, ramps: RampWeights) -> None:
+        """Log the step's costs as epoch means reduced over processes (``{split}/loss``, ``/recon``, ...)."""
         n_trials = sum(b.encod_data.shape[0] for b in batch.values())
-        # Epoch-level values, reduced over processes once per epoch (a no-op in a single process).
-        log = dict(on_step=False, on_epoch=True, batch_size=n_trials, sync_dist=True)
-        if self.jslds is not None:
-            fp, approx, j_recon, rel = (sum(t[i] for t in jslds_terms) / n_sess for i in range(4))
-            j_ramp = linear_ramp(epoch, hp.jslds_start_epoch, hp.jslds_increase_epoch)
-            loss = loss + j_ramp * (hp.jslds_fp_scale * fp + hp.jslds_approx_scale * approx + hp.jslds_recon_scale * j_recon)
-            for name, value in (("fp", fp), ("approx", approx), ("recon", j_recon), ("rel_err", rel)):
+        log = {"on_step": False, "on_epoch": True, "batch_size": n_trials, "sync_dist": True}
+        if jslds is not None:
+            for name, value in zip(("fp", "approx", "recon", "rel_err"), jslds):
                 self.log(f"{split}/jslds_{name}", value, **log)
         self.log(f"{split}/loss", loss, prog_bar=True, **log)
-        self.log(f"{split}/recon", recon, **log)
-        self.log(f"{split}/kl_ic", kl_ic, **log)
-        self.log(f"{split}/kl_co", kl_co, **log)
-        if training:
+        self.log(f"{split}/recon", costs.recon, **log)
+        self.log(f"{split}/kl_ic", costs.kl_ic, **log)
+        self.log(f"{split}/kl_co", costs.kl_co, **log)
+        if split == "train":
             self.log("train/l2", l2 if torch.is_tensor(l2) else torch.tensor(float(l2)), **log)
-            self.log("hp/kl_ramp", kl_ramp, **log)
-            self.log("hp/l2_ramp", l2_ramp, **log)
-        elif torch.is_tensor(sv_count):
-            self.log("valid/sv_nll", sv_nll / sv_count.clamp_min(1.0), **log)
-        return loss
+            self.log("hp/kl_ramp", ramps.kl, **log)
+            self.log("hp/l2_ramp", ramps.l2, **log)
+        else:
+            self.log("valid/sv_nll", costs.sv_nll / costs.sv_count.clamp_min(1.0), **log)
 
     def _jslds_costs(
         self, session: int, batch: SessionBatch, out: SessionOutput, training: bool = False
@@ -500,71 +566,30 @@ class LFADS(pl.LightningModule):
     def validation_step(self, batch: dict[int, SessionBatch | None], batch_idx: int) -> Tensor:
         return self._step(batch, "valid")
 
-    def on_validation_epoch_start(self) -> None:
-        self._valid_cache = []
+    @torch.no_grad()
+    def posterior_mean_rates(self, batch: dict[int, SessionBatch | None]) -> dict[int, Tensor]:
+        """Rates ``(batch, recon_seq_len, recon_neurons)`` per session from the posterior means.
 
-    def on_validation_epoch_end(self) -> None:
-        """Smoothed validation cost (for checkpoints and the LR schedule) and NLB-style metrics."""
-        metrics = self.trainer.callback_metrics
-        ramped_epoch = self.ramps_complete()
-        if "valid/recon" in metrics and not self.trainer.sanity_checking:
-            a = self.hparams.smoothing
-            # The averages restart at the first epoch trained at full cost weights, so that costs
-            # from under-regularized epochs (a controller fitting noise before its KL is on) do not
-            # linger in the values that select checkpoints.
-            restart = self._valid_smoothed is None or (ramped_epoch and not self._smoothed_ramped)
-
-            def average(current: float, previous: float | None) -> float:
-                return current if restart or previous is None else a * current + (1 - a) * previous
-
-            self._valid_smoothed = average(float(metrics["valid/recon"]), self._valid_smoothed)
-            self._valid_loss_smoothed = average(float(metrics["valid/loss"]), self._valid_loss_smoothed)
-            self._smoothed_ramped = ramped_epoch
-        for name, value in (("recon", self._valid_smoothed), ("loss", self._valid_loss_smoothed)):
-            value = value if value is not None else float("inf")
-            self.log(f"valid/{name}_smth", torch.tensor(value, device=self.device), sync_dist=True)
-            ramped = value if ramped_epoch else float("inf")
-            self.log(f"valid/{name}_smth_ramped", torch.tensor(ramped, device=self.device), sync_dist=True)
-        cache = self._valid_cache
-        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            # Each process validated a shard of the trials: score their union (the same on every process),
-            # since R2 and bits/spike of the whole split are not the mean of the shards' values.
-            shards: list = [None] * self.trainer.world_size
-            local = [(s, SessionBatch(*(None if t is None else t.cpu() for t in b)), r.cpu()) for s, b, r in cache]
-            torch.distributed.all_gather_object(shards, local)
-            cache = [item for shard in shards for item in shard]
-        if cache:
-            from lfads.evaluation import validation_metrics
-
-            for name, val in validation_metrics(cache).items():
-                self.log(f"valid/{name}", torch.tensor(val, dtype=torch.float32, device=self.device), sync_dist=True)
-        self._valid_cache = []
+        The encoders see the data as in validation (sample-validation elements hidden, no coordinated
+        dropout); the IC and inferred inputs are their posterior means. Scored by
+        :class:`lfads.callbacks.ValidationMetrics`.
+        """
+        batch = {s: b for s, b in batch.items() if b is not None}
+        encod, _ = self._masked_inputs(batch, training=False)
+        out = self(encod, {s: b.ext_input for s, b in batch.items()}, sample=False)
+        return {s: o.rates for s, o in out.items()}
 
     def ramps_complete(self) -> bool:
         """Whether the current epoch trained with the KL (and any L2 or JSLDS) costs at full weight."""
-        hp = self.hparams
-        epoch = self._epoch_progress()
-        kl_done = linear_ramp(epoch, hp.kl_start_epoch, hp.kl_increase_epoch) >= 1.0
+        hp, ramps = self.hparams, self.ramp_weights()
         l2_used = any(getattr(hp, f"l2_{c}_scale") > 0 for c in ("gen", "con", "ic_enc", "ci_enc"))
-        l2_done = not l2_used or linear_ramp(epoch, hp.l2_start_epoch, hp.l2_increase_epoch) >= 1.0
-        jslds_done = not hp.jslds or linear_ramp(epoch, hp.jslds_start_epoch, hp.jslds_increase_epoch) >= 1.0
-        return kl_done and l2_done and jslds_done
+        return ramps.kl >= 1.0 and (not l2_used or ramps.l2 >= 1.0) and (not hp.jslds or ramps.jslds >= 1.0)
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         """Step the plateau schedule only once the ramps are complete (the cosine schedule every epoch)."""
         plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         if not plateau or self.ramps_complete():
             super().lr_scheduler_step(scheduler, metric)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["valid_recon_smoothed"] = self._valid_smoothed
-        checkpoint["valid_loss_smoothed"] = self._valid_loss_smoothed
-        checkpoint["valid_recon_smoothed_ramped"] = self._smoothed_ramped
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._valid_smoothed = checkpoint.get("valid_recon_smoothed")
-        self._valid_loss_smoothed = checkpoint.get("valid_loss_smoothed")
-        self._smoothed_ramped = bool(checkpoint.get("valid_recon_smoothed_ramped", False))
 
     def configure_optimizers(self):
         hp = self.hparams

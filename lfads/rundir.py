@@ -20,15 +20,13 @@ the command line, from Python, and from any working folder:
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-
-from lfads.errors import CheckpointError, CheckpointTrustError, LFADSDataError
+from lfads.data.metrics_csv import load_metrics
+from lfads.errors import CheckpointError, CheckpointTrustError
 
 __all__ = [
     "POSTERIOR_FILE",
@@ -40,6 +38,10 @@ __all__ = [
     "checkpoint_loading",
     "checkpoints_trusted",
     "read_checkpoint",
+    "LAST_CHECKPOINT",
+    "last_checkpoint_of",
+    "newest_last_checkpoint",
+    "safe_checkpoint_globals",
     "resolve_data_paths",
     "resolve_run_dir",
     "stored_data_paths",
@@ -107,6 +109,19 @@ def _allowed_globals() -> list:
 
 
 @contextlib.contextmanager
+def safe_checkpoint_globals() -> Iterator[None]:
+    """Context in which ``torch.load(weights_only=True)`` accepts the types ``lfads`` checkpoints hold.
+
+    For loaders that call ``torch.load`` themselves (Lightning's ``trainer.fit(ckpt_path=...)``); check the
+    file first with :func:`read_checkpoint`, which turns a refused or unreadable file into a clear error.
+    """
+    import torch
+
+    with torch.serialization.safe_globals(_allowed_globals()):
+        yield
+
+
+@contextlib.contextmanager
 def checkpoint_loading(path: str | os.PathLike, trust: bool | None = None) -> Iterator[bool]:
     """Context in which ``torch.load`` of checkpoint ``path`` is safe; yields ``weights_only``.
 
@@ -153,6 +168,38 @@ def read_checkpoint(path: str | os.PathLike, *, trust: bool | None = None) -> di
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint; pass a .ckpt file written by "
                               "`lfads fit`.")
     return state
+
+
+LAST_CHECKPOINT = "last.ckpt"
+"""File name of the checkpoint a fit rewrites at the end of every training epoch (``checkpoints/last.ckpt``)."""
+
+
+def last_checkpoint_of(version_dir: str | os.PathLike) -> Path:
+    """``version_dir/checkpoints/last.ckpt``, the checkpoint ``lfads fit --resume version_dir`` continues from.
+
+    Raises
+    ------
+    CheckpointError
+        If ``version_dir`` is not a folder, or holds no ``checkpoints/last.ckpt``.
+    """
+    version_dir = Path(version_dir)
+    last = version_dir / "checkpoints" / LAST_CHECKPOINT
+    if not version_dir.is_dir():
+        raise CheckpointError(f"run folder {version_dir} does not exist (working folder {Path.cwd()}); pass a "
+                              "runs/<name>/version_N folder written by `lfads fit`.")
+    if not last.is_file():
+        raise CheckpointError(f"run folder {version_dir} has no checkpoints/{LAST_CHECKPOINT} to resume from; pass "
+                              "the runs/<name>/version_N folder of a fit that finished at least one epoch.")
+    return last
+
+
+def newest_last_checkpoint(root: str | os.PathLike) -> Path | None:
+    """``checkpoints/last.ckpt`` of the newest ``root/version_N`` that has one (``None`` if none has)."""
+    for version_dir in version_dirs(root)[::-1]:
+        last = version_dir / "checkpoints" / LAST_CHECKPOINT
+        if last.is_file():
+            return last
+    return None
 
 
 def _checkpoint_dirs(run: Path) -> list[Path]:
@@ -310,49 +357,3 @@ def load_model_and_data(
             f"the model in {ckpt} ({list(hp.encod_data_dims)} / {list(hp.recon_data_dims)})."
         )
     return model, datamodule
-
-
-def load_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a Lightning ``metrics.csv`` into one float64 array per column.
-
-    Lightning writes one row per logging call, so training and validation values of an epoch sit on
-    different rows; cells without a value become NaN. Select a curve with
-    ``ok = np.isfinite(m[key]); m["epoch"][ok], m[key][ok]``.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        The CSV file (or a run's version folder holding ``metrics.csv``).
-
-    Returns
-    -------
-    dict of str to np.ndarray
-        Column name -> ``(rows,)`` float64 array, in file column order.
-
-    Raises
-    ------
-    LFADSDataError
-        If the file is missing, empty, or holds a cell that is not a number.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.csv"
-    if not path.exists():
-        raise LFADSDataError(f"{path}: metrics file not found; the CSV logger writes it during `lfads fit`.")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise LFADSDataError(f"{path}: empty metrics file (no header row).")
-    header, body = rows[0], rows[1:]
-    table = np.full((len(body), len(header)), np.nan)
-    for i, row in enumerate(body):
-        for j, cell in enumerate(row[: len(header)]):
-            if cell.strip() == "":
-                continue
-            try:
-                table[i, j] = float(cell)
-            except ValueError as err:
-                raise LFADSDataError(
-                    f"{path}: row {i + 2}, column '{header[j]}' holds {cell!r}, not a number."
-                ) from err
-    return {name: table[:, j].copy() for j, name in enumerate(header)}

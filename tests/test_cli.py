@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import h5py
 import pytest
 import yaml
 
 from lfads.cli import main
-from lfads.rundir import find_checkpoint
+from lfads.commands import fit
 from lfads.errors import LFADSDataError
+from lfads.rundir import find_checkpoint
 
 
 def fit_args(data, save_dir, *extra):
@@ -147,7 +149,7 @@ def test_print_config_layers_configs_and_overrides(small_lorenz, tmp_path, monke
               "--model.ic_dim", "7", "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["gen_dim"] == 33 and printed["model"]["co_dim"] == 2 and printed["model"]["ic_dim"] == 7
-    base = yaml.safe_load(open("configs/lorenz.yaml"))["model"]
+    base = yaml.safe_load(Path("configs/lorenz.yaml").read_text())["model"]
     assert printed["model"]["fac_dim"] == base["fac_dim"]  # from the base config
 
 
@@ -157,8 +159,8 @@ def test_jslds_layer_turns_on_cotraining_over_a_model_config(small_lorenz, monke
         main(["fit", "--config", "configs/chaotic_rnn_inputs.yaml", "--config", "configs/jslds.yaml",
               "--data.data_paths", str(small_lorenz), "--print_config"])
     model = yaml.safe_load(capsys.readouterr().out)["model"]
-    layer = yaml.safe_load(open("configs/jslds.yaml"))["model"]
-    base = yaml.safe_load(open("configs/chaotic_rnn_inputs.yaml"))["model"]
+    layer = yaml.safe_load(Path("configs/jslds.yaml").read_text())["model"]
+    base = yaml.safe_load(Path("configs/chaotic_rnn_inputs.yaml").read_text())["model"]
     assert all(model[k] == v for k, v in layer.items())
     assert model["gen_dim"] == base["gen_dim"] and model["co_dim"] == base["co_dim"]
 
@@ -171,7 +173,7 @@ def test_fit_rejects_bad_data_before_training(tmp_path, small_lorenz, monkeypatc
                 src.copy(key, dst)
     monkeypatch.setattr(sys, "argv", ["lfads"])
     with pytest.raises(LFADSDataError, match=r"bad\.h5.*valid_recon_data|valid_recon_data.*bad\.h5"):
-        main(fit_args(bad, tmp_path / "runs"))
+        fit.main(fit_args(bad, tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()
 
 
@@ -277,3 +279,197 @@ def test_each_fit_claims_a_run_directory_of_its_own(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(root), "mkdir", racing_mkdir)
     assert claim_run_version(root) == 5
+
+
+# ---- runs opened from anywhere ------------------------------------------------------------------------------------
+
+
+def test_sample_from_another_folder_opens_the_run_as_load_run_does(small_lorenz, tmp_path, monkeypatch):
+    """A fit given a relative data path is sampled from another working folder exactly as load_run opens it."""
+    import shutil
+
+    import numpy as np
+
+    from lfads.run import load_run
+
+    repo = Path.cwd()
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    shutil.copy(small_lorenz, project / "data" / "lorenz_small.h5")
+    monkeypatch.setattr(sys, "argv", ["lfads"])
+    monkeypatch.chdir(project)
+    args = fit_args("data/lorenz_small.h5", "runs", "--trainer.max_epochs", "1")
+    args[args.index("configs/lorenz.yaml")] = str(repo / "configs" / "lorenz.yaml")
+    main(args)
+    run = project / "runs" / "tiny"
+    monkeypatch.chdir(elsewhere)
+    out = elsewhere / "samples.h5"
+    assert main(["sample", "--run", str(run), "--out", str(out), "--samples", "2", "--splits", "valid",
+                 "--seed", "3", "--no-progress"]) == 0
+    opened = load_run(run, n_samples=2, splits=("valid",), seed=3)
+    assert [Path(s.path).resolve() for s in opened.datamodule.sessions] == [project / "data" / "lorenz_small.h5"]
+    with h5py.File(out) as f:
+        np.testing.assert_allclose(f["lorenz_small/valid/rates"][()], opened.outputs("valid")["rates"], rtol=1e-6)
+
+
+# ---- the one error path -------------------------------------------------------------------------------------------
+
+
+def one_error_line(argv: list[str], capsys, command: str) -> str:
+    """Run ``lfads argv``; check it exits 2 with one ``lfads <command>: error:`` line and no traceback."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and err.rstrip().splitlines()[-1] == errors[0]
+    assert errors[0].startswith(f"lfads {command}: error: ")
+    assert str(stop.value) == errors[0]
+    return errors[0]
+
+
+def sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_fit_reports_bad_data_as_one_line_and_makes_no_run_folder(tmp_path, small_lorenz, monkeypatch, capsys):
+    bad = tmp_path / "bad.h5"
+    with h5py.File(small_lorenz) as src, h5py.File(bad, "w") as dst:
+        for key in src:
+            if key != "valid_recon_data":
+                src.copy(key, dst)
+    before = sha256(bad)
+    monkeypatch.setattr(sys, "argv", ["lfads"])
+    line = one_error_line(fit_args(bad, tmp_path / "runs"), capsys, "fit")
+    assert "bad.h5" in line and "valid_recon_data" in line
+    assert not (tmp_path / "runs").exists() and sha256(bad) == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        (["--model.gen_dimm", "3"], "gen_dimm"),
+        (["--model.gen_dim", "many"], "model.gen_dim"),
+        (["--config", "no_such_config.yaml"], "no_such_config.yaml"),
+    ],
+)
+def test_fit_reports_bad_arguments_as_one_line(extra, names, tmp_path, small_lorenz, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["lfads"])
+    assert names in one_error_line(fit_args(small_lorenz, tmp_path / "runs", *extra), capsys, "fit")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_fit_failing_before_its_first_checkpoint_leaves_no_run_folder(tmp_path, small_lorenz, monkeypatch, capsys):
+    from lfads.errors import LFADSConfigError
+    from lfads.model import LFADS
+
+    def refuse(self):
+        raise LFADSConfigError("model.lr_init: must be > 0")
+
+    monkeypatch.setattr(LFADS, "configure_optimizers", refuse)  # fails after the run folder is claimed
+    monkeypatch.setattr(sys, "argv", ["lfads"])
+    (tmp_path / "runs" / "tiny" / "version_0" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run")
+    assert "lr_init" in one_error_line(fit_args(small_lorenz, tmp_path / "runs"), capsys, "fit")
+    assert [p.name for p in (tmp_path / "runs" / "tiny").iterdir()] == ["version_0"]
+
+
+def test_debug_flag_shows_the_original_error(tmp_path, small_lorenz, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["lfads"])
+    with pytest.raises(LFADSDataError):
+        main(fit_args(tmp_path / "missing.h5", tmp_path / "runs", "--debug"))
+    monkeypatch.setenv("LFADS_DEBUG", "1")
+    with pytest.raises(LFADSDataError):
+        main(fit_args(tmp_path / "missing.h5", tmp_path / "runs"))
+
+
+def test_unknown_command_is_one_line(capsys):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["sampel"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "lfads: error: unknown command 'sampel'; choose one of fit, validate, test, sample, analyze, convert, tune"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--samples", "0"], "--samples"),
+        (["--samples", "-3"], "--samples"),
+        (["--splits", "tset"], "train, valid"),
+        (["--out", "{tmp}"], "is a directory"),
+        (["--out", "{tmp}/no/such/folder/x.h5"], "does not exist"),
+        (["--out", "{data}", "--overwrite"], "input data"),
+        (["--out", "{ckpt}", "--overwrite"], "files of a run"),
+        (["--data", "{tmp}/truncated.h5"], "truncated.h5"),
+        (["--bogus"], "--bogus"),
+    ],
+)
+def test_sample_reports_bad_arguments_as_one_line(args, names, tiny_run, small_lorenz, tmp_path, capsys):
+    ckpt = find_checkpoint(tiny_run)
+    (tmp_path / "truncated.h5").write_bytes(small_lorenz.read_bytes()[:3000])
+    fill = {"tmp": str(tmp_path), "data": str(small_lorenz), "ckpt": str(ckpt)}
+    args = [a.format(**fill) for a in args]
+    out = [] if "--out" in args else ["--out", str(tmp_path / "s.h5")]
+    hashes = {p: sha256(p) for p in (small_lorenz, ckpt)}
+    line = one_error_line(["sample", "--run", str(tiny_run), *out, "--no-progress", *args], capsys, "sample")
+    assert names in line
+    assert {p: sha256(p) for p in hashes} == hashes
+    assert not (tmp_path / "s.h5").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "names"),
+    [
+        (["--ckpt", "{tmp}/missing.ckpt"], "missing.ckpt"),
+        (["--ckpt", "{tmp}/notes.ckpt"], "not a checkpoint"),
+        (["--ckpt", "{tmp}"], "is a directory"),
+        (["--run", "{tmp}/no_run"], "no_run"),
+    ],
+)
+def test_sample_reports_bad_checkpoints_as_one_line(source, names, tmp_path, capsys):
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    source = [a.format(tmp=tmp_path) for a in source]
+    assert names in one_error_line(["sample", *source, "--out", str(tmp_path / "s.h5")], capsys, "sample")
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--n-initial", "0"], "--n-initial"),
+        (["--max-trials", "0"], "--max-trials"),
+        (["--session", "5"], "--session 5"),
+        (["--split", "tset"], "train, valid"),
+        (["--out", "{data}", "--overwrite"], "input data"),
+        (["--out", "{ckpt}", "--overwrite"], "files of a run"),
+    ],
+)
+def test_analyze_reports_bad_arguments_as_one_line(args, names, tiny_run, small_lorenz, tmp_path, capsys):
+    ckpt = find_checkpoint(tiny_run)
+    args = [a.format(data=small_lorenz, ckpt=ckpt) for a in args]
+    out = [] if "--out" in args else ["--out", str(tmp_path / "a.h5")]
+    hashes = {p: sha256(p) for p in (small_lorenz, ckpt)}
+    line = one_error_line(["analyze", "--run", str(tiny_run), *out, "--no-progress", *args], capsys, "analyze")
+    assert names in line
+    assert {p: sha256(p) for p in hashes} == hashes
+
+
+def test_the_installed_command_prints_one_line_and_debug_the_traceback(tmp_path):
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
+    env.pop("LFADS_DEBUG", None)
+    cmd = [sys.executable, "-m", "lfads", "sample", "--ckpt", str(tmp_path / "none.ckpt"), "--samples", "0"]
+    plain = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    assert plain.returncode == 2
+    assert plain.stderr.splitlines() == ["lfads sample: error: --samples 0: must be at least 1."]
+    debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, env=env, check=False)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "LFADSArgumentError" in debug.stderr

@@ -272,3 +272,98 @@ def test_loading_never_modifies_the_input_file(tmp_path):
     assert path.read_bytes() == before
     with h5py.File(path, "r") as f:
         assert f.attrs["conversion_factor"] == 3.0
+
+
+# ---------------------------------------------------------------------------- split names and session names
+
+@pytest.mark.parametrize("key, suggestion", [
+    ("tset_encod_data", "test_encod_data"),
+    ("vaild_recon_data", "valid_recon_data"),
+    ("validation_encod_data", "valid_encod_data"),
+    ("trian_truth", "train_truth"),
+    ("vaild_recon_dat", "valid_recon_data"),
+])
+def test_a_key_with_a_misspelt_split_prefix_is_an_error_listing_the_splits(tmp_path, key, suggestion):
+    arrays = make_arrays(n_test=3)
+    arrays[key] = arrays["valid_recon_data"].copy()
+    path = save_h5_atomic(tmp_path / "typo.h5", arrays)
+    before = path.read_bytes()
+    with pytest.raises(LFADSDataError) as info:
+        load_lfads_h5(path)
+    message = str(info.value)
+    assert str(path) in message and f"'{key}'" in message and suggestion in message
+    assert "['train', 'valid', 'test']" in message  # the splits the file holds
+    assert path.read_bytes() == before
+
+
+def test_a_data_field_under_an_unknown_prefix_is_an_error(tmp_path):
+    arrays = make_arrays()
+    arrays["heldout_recon_data"] = arrays["valid_recon_data"].copy()
+    with pytest.raises(LFADSDataError, match=r"unknown split 'heldout'.*\['train', 'valid'\]"):
+        load_lfads_h5(save_h5_atomic(tmp_path / "a.h5", arrays))
+
+
+def test_a_misspelt_data_field_under_a_real_split_is_an_error(tmp_path):
+    arrays = make_arrays(ext_dim=2)
+    arrays["train_ext_inputs"] = arrays.pop("train_ext_input")
+    with pytest.raises(LFADSDataError, match=r"'train_ext_inputs' looks like 'train_ext_input' misspelt"):
+        load_lfads_h5(save_h5_atomic(tmp_path / "a.h5", arrays))
+
+
+def test_extras_whose_names_resemble_no_split_and_field_are_kept(tmp_path):
+    arrays = make_arrays()
+    arrays["trial_info"] = np.arange(4)  # "trial" is close to "train", "info" to no data field
+    arrays["train_conditions"] = np.arange(20)
+    arrays["neuron_ids"] = np.arange(7)
+    arrays["train_encod_data_raw"] = arrays["train_encod_data"].copy()
+    session = load_lfads_h5(save_h5_atomic(tmp_path / "a.h5", arrays))
+    assert sorted(session.extras) == ["neuron_ids", "trial_info"]
+    assert sorted(session.splits["train"].extras) == ["conditions", "encod_data_raw"]
+
+
+@pytest.mark.parametrize("file_name, session_name", [("..h5", "."), (".h5", ""), ("...hdf5", "..")])
+def test_a_file_name_giving_an_empty_or_dot_only_session_is_an_error(tmp_path, file_name, session_name):
+    path = save_h5_atomic(tmp_path / file_name, make_arrays())
+    with pytest.raises(LFADSDataError) as info:
+        load_lfads_h5(path)
+    message = str(info.value)
+    assert str(path) in message and f"session name {session_name!r}" in message and "rename the file" in message
+
+
+@pytest.mark.parametrize("file_name, session_name", [("a.h5", "a"), ("a..h5", "a."), (".hidden.h5", ".hidden"),
+                                                     ("run.2.H5", "run.2"), ("x.hdf5", "x")])
+def test_ordinary_file_names_give_their_stem_as_session_name(tmp_path, file_name, session_name):
+    assert load_lfads_h5(save_h5_atomic(tmp_path / file_name, make_arrays())).name == session_name
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b"])
+def test_a_session_cannot_be_made_with_an_unusable_name(name):
+    from lfads.data.hdf5 import build_session
+
+    with pytest.raises(LFADSDataError, match="session name"):
+        build_session(make_arrays(), path="mem.h5", name=name)
+
+
+def test_requested_splits_are_checked_against_the_splits_present():
+    from lfads.data.batch import check_splits
+
+    assert check_splits(["train", "valid"], ["train", "valid", "test"]) == ("train", "valid")
+    with pytest.raises(LFADSDataError, match=r"--splits: unknown split 'tset' \(did you mean 'test'\?\); the data "
+                                             r"hold the splits \['train', 'valid'\]"):
+        check_splits(["tset"], ["valid", "train"])
+    with pytest.raises(LFADSDataError, match=r"split 'test' is not in the data; it holds the splits \['train'"):
+        check_splits(["test"], ["train", "valid"])
+    with pytest.raises(LFADSDataError, match="--splits is empty"):
+        check_splits([], ["train", "valid"])
+
+
+def test_an_nlb_file_named_dot_dot_h5_is_an_error_saying_to_rename_it(tmp_path):
+    from lfads.data.nlb import load_nlb_h5
+
+    rng = np.random.default_rng(0)
+    arrays = {"train_spikes_heldin": rng.poisson(1.0, (10, 6, 3)).astype(np.float32),
+              "train_spikes_heldout": rng.poisson(1.0, (10, 6, 2)).astype(np.float32),
+              "eval_spikes_heldin": rng.poisson(1.0, (4, 6, 3)).astype(np.float32)}
+    assert load_nlb_h5(save_h5_atomic(tmp_path / "nlb.h5", arrays)).name == "nlb"
+    with pytest.raises(LFADSDataError, match=r"session name '\.'.*rename the file"):
+        load_nlb_h5(save_h5_atomic(tmp_path / "..h5", arrays))

@@ -12,8 +12,11 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
+from lfads.callbacks import SmoothedValidation, ValidationMetrics, metric_callbacks
 from lfads.data.datamodule import LFADSDataModule
 from lfads.model import LFADS
+
+pytestmark = pytest.mark.slow  # two training processes
 
 BATCH_SIZE = 4  # the small Lorenz set has 8 validation trials = 2 processes x BATCH_SIZE: no sampler padding
 VALID_METRICS = ("valid/loss", "valid/recon", "valid/kl_ic", "valid/heldin_bps", "valid/co_bps", "valid/rate_r2")
@@ -47,7 +50,8 @@ class RecordRank(Callback):
     def on_validation_end(self, trainer, pl_module):
         if not trainer.sanity_checking:
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid/")}
-            self.epochs.append({"metrics": metrics, "smoothed": pl_module._valid_smoothed, "trials": self.valid_trials})
+            smoothed = next(c for c in trainer.callbacks if isinstance(c, SmoothedValidation)).recon
+            self.epochs.append({"metrics": metrics, "smoothed": smoothed, "trials": self.valid_trials})
 
     def on_train_end(self, trainer, pl_module):
         torch.save({
@@ -77,8 +81,8 @@ def ddp_run(small_lorenz, tmp_path_factory):
     model = make_model(dm)
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2, logger=CSVLogger(str(out), name="ddp"),
-        callbacks=[ModelCheckpoint(monitor="valid/recon_smth", mode="min", save_last=True, save_top_k=1),
-                   RecordRank(str(out))],
+        callbacks=[*metric_callbacks(), ModelCheckpoint(monitor="valid/recon_smth", mode="min", save_last=True,
+                                                        save_top_k=1), RecordRank(str(out))],
         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
     )
     trainer.fit(model, dm)
@@ -129,7 +133,7 @@ def test_logged_validation_metrics_match_a_single_process_evaluation(ddp_run):
     model = make_model(dm)
     model.load_state_dict(rank0["state"])
     single = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+                        enable_model_summary=False, callbacks=[ValidationMetrics()])
     (evaluated,) = single.validate(model, dm, verbose=False)
     with open(out / "ddp" / "version_0" / "metrics.csv", newline="") as f:
         logged = [r for r in csv.DictReader(f) if r.get("valid/loss")]

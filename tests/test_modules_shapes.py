@@ -22,7 +22,7 @@ CASES = {
     "multi_session_readin": dict(enc=[5, 7], rec=[6, 9], t_enc=6, t_rec=8, readin_dim=4, ext=2, ci_lag=2),
     "ic_only_bins": dict(enc=[5], rec=[7], t_enc=6, t_rec=7, ic_enc_seq_len=2, ci_lag=2),
     "autonomous_co_dim_0": dict(enc=[5, 5], rec=[5, 6], t_enc=6, t_rec=7, co_dim=0, ext=1),
-    "autonomous_con_dim_0": dict(enc=[5], rec=[5], t_enc=6, t_rec=6, con_dim=0),
+    "autonomous_con_dim_0": dict(enc=[5], rec=[5], t_enc=6, t_rec=6, con_dim=0, co_dim=0),
     "gaussian": dict(enc=[4], rec=[6], t_enc=5, t_rec=6, reconstruction="gaussian"),
     "zero_inflated_gamma": dict(enc=[4, 3], rec=[4, 5], t_enc=5, t_rec=5, readin_dim=2,
                                 reconstruction="zero_inflated_gamma"),

@@ -98,6 +98,7 @@ def test_there_are_three_notebooks():
 CASES = [(p, "lorenz") for p in NOTEBOOKS] + [(p, "inputs") for p in NOTEBOOKS if p.stem == "03_dynamics"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("notebook", "dynamics_run"), CASES, ids=[f"{p.stem}-{run}" for p, run in CASES])
 def test_notebook_runs_headless_and_every_figure_has_data(notebook, dynamics_run, tiny_runs, kernel_env, tmp_path,
                                                          monkeypatch):

@@ -12,13 +12,8 @@ import pytest
 from lfads.data.datamodule import LFADSDataModule
 from lfads.data.hdf5 import load_lfads_h5
 from lfads.data.nwb import NWBBinning, load_nwb_session
-from lfads.data.nwb_output import load_nwb_outputs
-from lfads.nwb_commands import (
-    convert_command,
-    find_nwb_source,
-    load_nwb_binning_config,
-    write_nwb_outputs_for_samples,
-)
+from lfads.commands.convert import convert_command, load_nwb_binning_config
+from lfads.data.nwb_output import find_nwb_source, load_nwb_outputs, write_nwb_outputs_for_samples
 from nwb_helpers import sha256
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "reach_nwb.yaml"
@@ -34,7 +29,7 @@ def _serious_findings(path: Path) -> set[tuple[str, str, str]]:
 
 
 def _config_binning() -> NWBBinning:
-    return NWBBinning(**load_nwb_binning_config(CONFIG))
+    return load_nwb_binning_config(CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import pytorch_lightning as pl
 
 from datasets.lorenz import write_lorenz
@@ -11,6 +12,7 @@ from lfads.model import LFADS
 from lfads.sampling import sample_posteriors
 
 
+@pytest.mark.slow
 def test_short_training_on_lorenz_recovers_rates(tmp_path):
     path = write_lorenz(tmp_path / "lorenz.h5", n_conditions=20, trials_per_condition=10, n_time=60, seed=3)
     pl.seed_everything(0)

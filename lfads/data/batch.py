@@ -7,6 +7,9 @@ trials, plus the sample-validation mask.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -14,8 +17,92 @@ from typing import NamedTuple
 import numpy as np
 from torch import Tensor
 
+from lfads.errors import LFADSDataError
+
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 """Split names of the LFADS layout, in file order."""
+
+DATA_FILE_SUFFIXES: tuple[str, ...] = (".h5", ".hdf5", ".nwb")
+"""File endings removed (case-insensitively) to name a session after its file."""
+
+
+def check_session_name(name: str, path: str | os.PathLike | None = None, *, from_file: bool = False) -> str:
+    """Return ``name`` after checking it can name a session (an HDF5 group of the outputs).
+
+    ``path`` is the session's file, named in messages; ``from_file`` says the name was taken from the file name
+    (the fix is then to rename the file).
+
+    Raises
+    ------
+    LFADSDataError
+        If ``name`` is empty, only dots (``.``, ``..``: they would write at the root of an output file) or
+        holds ``/`` (it would nest groups).
+    """
+    why = None
+    if not name:
+        why = "is empty"
+    elif not name.strip("."):
+        why = "is only dots"
+    elif "/" in name:
+        why = "holds '/'"
+    if why is None:
+        return name
+    where = "" if path is None else f"{path}: "
+    if from_file:
+        suffix = Path(path).suffix if path is not None and Path(path).suffix else ".h5"
+        raise LFADSDataError(f"{where}the file name gives the session name {name!r}, which {why}; rename the file "
+                             f"(e.g. to session1{suffix}) so that its samples can be stored and read back.")
+    raise LFADSDataError(f"{where}session name {name!r} {why}; give a name with letters or digits "
+                         f"(e.g. 'session1').")
+
+
+def session_name_from_path(path: str | os.PathLike) -> str:
+    """The session name of a data file: its name without a data ending (``.h5``, ``.hdf5``, ``.nwb``).
+
+    Other endings are removed as :attr:`pathlib.Path.stem` does. ``..h5`` and ``.h5`` are refused (see
+    :func:`check_session_name`).
+    """
+    path = Path(path)
+    name = path.name
+    stem = next((name[: -len(s)] for s in DATA_FILE_SUFFIXES if name.lower().endswith(s)), path.stem)
+    return check_session_name(stem, path, from_file=True)
+
+
+def check_splits(
+    requested: Iterable[str],
+    available: Iterable[str],
+    *,
+    option: str = "--splits",
+) -> tuple[str, ...]:
+    """Return the requested split names after checking each is a split name present in the data.
+
+    Parameters
+    ----------
+    requested : iterable of str
+        Split names asked for (e.g. the values of ``--splits``).
+    available : iterable of str
+        Splits the data hold (over all sessions).
+    option : str
+        Where the names came from, for messages.
+
+    Raises
+    ------
+    LFADSDataError
+        If nothing is requested, or a name is not a split (with the closest split name as a suggestion), or the
+        split is absent from the data; the message lists the splits present.
+    """
+    requested = tuple(requested)
+    present = [split for split in SPLITS if split in set(available)]
+    if not requested:
+        raise LFADSDataError(f"{option} is empty; choose from the splits in the data: {present}.")
+    for split in requested:
+        if split not in SPLITS:
+            guess = difflib.get_close_matches(split, SPLITS, n=1)
+            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+            raise LFADSDataError(f"{option}: unknown split {split!r}{hint}; the data hold the splits {present}.")
+        if split not in present:
+            raise LFADSDataError(f"{option}: split {split!r} is not in the data; it holds the splits {present}.")
+    return requested
 
 
 class SessionBatch(NamedTuple):
@@ -97,6 +184,9 @@ class SessionData:
     attrs: dict = field(default_factory=dict)
     bin_size: float | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_session_name(self.name, self.path)
 
     @property
     def encod_seq_len(self) -> int:

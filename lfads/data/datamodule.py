@@ -113,27 +113,16 @@ def resolve_data_paths(data_paths: str | os.PathLike | Sequence[str | os.PathLik
 
 
 def _to_nwb_binning(nwb: NWBBinning | dict | None) -> NWBBinning | None:
-    """NWB binning options as an :class:`~lfads.data.nwb.NWBBinning` (a dict of its fields is converted).
+    """NWB binning options as an :class:`~lfads.data.nwb.NWBBinning` (a mapping of its fields is validated).
 
     Raises
     ------
-    LFADSDataError
-        If ``nwb`` is a dict with keys that are not fields of :class:`~lfads.data.nwb.NWBBinning`, or is
-        neither a dict nor an :class:`~lfads.data.nwb.NWBBinning`.
+    lfads.data.nwb.NWBBinningError
+        From :meth:`~lfads.data.nwb.NWBBinning.from_mapping`, naming ``data.nwb`` and the field at fault.
     """
     if nwb is None or isinstance(nwb, NWBBinning):
         return nwb
-    if not isinstance(nwb, dict):
-        raise LFADSDataError(f"data.nwb must be a mapping of NWB binning options (or null), got {type(nwb).__name__}: "
-                             f"{nwb!r}.")
-    known = [f.name for f in dataclasses.fields(NWBBinning)]
-    unknown = sorted(set(nwb) - set(known))
-    if unknown:
-        raise LFADSDataError(f"data.nwb: unknown NWB binning option(s) {unknown}; the options are {known}.")
-    options = dict(nwb)
-    if options.get("window_ms") is not None:
-        options["window_ms"] = tuple(options["window_ms"])
-    return NWBBinning(**options)
+    return NWBBinning.from_mapping(nwb, source="data.nwb")
 
 
 def load_session(

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import h5py
 import numpy as np
 
 from lfads.data.atomic import atomic_output
-from lfads.data.batch import SPLITS, SessionData, SplitData
+from lfads.data.batch import SPLITS, SessionData, SplitData, session_name_from_path
 from lfads.errors import LFADSDataError
 
 
@@ -54,6 +56,45 @@ REQUIRED_KEYS: tuple[str, ...] = ("train_encod_data", "train_recon_data", "valid
 """Datasets every LFADS-layout file must hold."""
 
 _SPLIT_KEY = re.compile(r"^(" + "|".join(SPLITS) + r")_(.+)$")
+
+
+def check_split_keys(keys: Iterable[str], path: str | os.PathLike = "<memory>") -> None:
+    """Refuse dataset names that look like a misspelt split or data field, instead of keeping them as extras.
+
+    A key ``<prefix>_<field>`` is refused when ``<prefix>`` is not a split name and either ``<field>`` is one of
+    :data:`DATA_FIELDS` (``tset_encod_data``, ``validation_recon_data``) or both parts are close to a split name
+    and a data field (``vaild_recon_dat``); a key ``<split>_<field>`` is refused when ``<field>`` is close to, but
+    not, a data field (``train_ext_inputs``). Closeness is :func:`difflib.get_close_matches` similarity.
+
+    Raises
+    ------
+    LFADSDataError
+        Naming the file, the key, the name it resembles and the splits the file holds.
+    """
+    keys = list(keys)
+    present = [split for split in SPLITS if any(key.startswith(f"{split}_") for key in keys)]
+    for key in keys:
+        if "/" in key or "_" not in key:
+            continue
+        match = _SPLIT_KEY.match(key)
+        if match is not None:
+            split, fname = match.groups()
+            close = difflib.get_close_matches(fname, DATA_FIELDS, n=1, cutoff=0.85)
+            if fname not in DATA_FIELDS and close:
+                raise LFADSDataError(f"{path}: dataset '{key}' looks like '{split}_{close[0]}' misspelt; rename it "
+                                     f"to '{split}_{close[0]}' (or give a per-trial extra a name less like "
+                                     f"'{close[0]}').")
+            continue
+        for cut in [i for i, char in enumerate(key) if char == "_"]:
+            prefix, fname = key[:cut], key[cut + 1:]
+            split_guess = difflib.get_close_matches(prefix, SPLITS, n=1, cutoff=0.6)
+            field_guess = [fname] if fname in DATA_FIELDS else \
+                difflib.get_close_matches(fname, DATA_FIELDS, n=1, cutoff=0.8)
+            if field_guess and (split_guess or fname in DATA_FIELDS):
+                suggestion = f" (did you mean '{split_guess[0]}_{field_guess[0]}'?)" if split_guess else ""
+                raise LFADSDataError(
+                    f"{path}: dataset '{key}' names an unknown split '{prefix}'{suggestion}; the file holds the "
+                    f"splits {present} and split names are {list(SPLITS)}. Rename the dataset.")
 
 
 def check_h5_readable(path: str | os.PathLike) -> Path:
@@ -160,6 +201,7 @@ def build_session(
     path = Path(path)
     attrs = {key: _to_python(value) for key, value in (attrs or {}).items()}
     arrays = dict(arrays)
+    check_split_keys(arrays, path)
 
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
@@ -225,7 +267,7 @@ def build_session(
                 truth = (truth / np.float32(conversion_factor)).astype(np.float32)
         splits[split] = SplitData(encod_data=encod, recon_data=recon, ext_input=ext, truth=truth, extras=fields)
 
-    session = SessionData(name=name if name is not None else path.stem, path=path, splits=splits, attrs=attrs,
+    session = SessionData(name=name if name is not None else session_name_from_path(path), path=path, splits=splits, attrs=attrs,
                           bin_size=bin_size, extras=session_extras)
     validate_session(session)
     return session

@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from lfads.data.batch import SessionData, SplitData
+from lfads.data.batch import SessionData, SplitData, session_name_from_path
 from lfads.data.hdf5 import check_h5_readable, read_h5_arrays, validate_session
 from lfads.errors import LFADSDataError
 
@@ -185,7 +185,7 @@ def load_nlb_h5(
     out_attrs = {key: value for key, value in attrs.items() if key not in ("bin_size",)}
     out_attrs.update({"source_layout": "nlb", "valid_fraction": float(valid_fraction), "split_seed": int(seed),
                       "bin_size": float(bin_size)})
-    session = SessionData(name=path.stem, path=path, splits=splits, attrs=out_attrs, bin_size=float(bin_size),
+    session = SessionData(name=session_name_from_path(path), path=path, splits=splits, attrs=out_attrs, bin_size=float(bin_size),
                           extras={k: v for k, v in arrays.items() if not k.startswith(("train_", "eval_"))})
     validate_session(session)
     return session

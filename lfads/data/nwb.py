@@ -48,6 +48,14 @@ Counted drops (one :class:`NWBDropWarning` per reason, giving the count):
 - with ``behavior`` set: trials whose window is not covered by the behaviour TimeSeries, or that have a bin
   whose samples are all NaN.
 
+Pipeline
+--------
+:func:`bin_nwb` runs small steps, each testable alone: ``_bin_grid`` (options -> integer-ns :class:`BinGrid`)
+-> ``_read_tables`` (file -> validated :class:`SessionTables`) -> ``_unit_order`` (drops units without spikes,
+held-in then held-out) -> ``_trial_windows`` -> ``_kept_trials``, which applies :data:`TRIAL_DROP_RULES` in
+order (each rule returns a :class:`Drop`: a mask and the reason for the warning) -> ``_assign_splits`` ->
+``_count_spikes`` -> ``_pack``.
+
 Behaviour (``{split}_behavior``, ``(n, T, B)`` over the ``T`` window bins, not the forward bins): a bin
 holding one or more samples (``start <= t < end``) gets the mean of its finite samples; a bin holding no
 sample (the series is sampled more coarsely than the bins) gets the linear interpolation of the finite
@@ -59,17 +67,19 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple, Sequence
 
 import h5py
 import numpy as np
 
+from lfads.data.nwb_options import NWBBinning, NWBBinningError
 from lfads.errors import LFADSDataError
 
 __all__ = [
     "NWBBinning",
+    "NWBBinningError",
     "NWBDropWarning",
     "bin_nwb",
     "bin_spike_times",
@@ -95,58 +105,6 @@ _SPLIT_DROP = {"none", ""}
 
 class NWBDropWarning(UserWarning):
     """Units or trials were left out while binning an NWB file (the message gives the count and reason)."""
-
-
-@dataclass
-class NWBBinning:
-    """How to cut an NWB session into trial-aligned bins.
-
-    Attributes
-    ----------
-    align_event : str
-        Column of the trials table holding the event time (s, session clock) each window is aligned to,
-        e.g. ``"move_onset_time"`` or ``"start_time"``.
-    window_ms : tuple of float
-        ``(start, end)`` of the window in ms relative to the event; ``end - start`` must be a whole number of
-        bins. Default ``(-250, 450)``: 700 ms, as in the NLB MC_Maze benchmark.
-    bin_ms : float
-        Bin width in ms (a whole number of nanoseconds).
-    forward_bins : int
-        Extra bins after the window that appear only in ``recon_data`` (forward prediction).
-    heldout_column : str or None
-        Boolean Units column marking held-out units. If the column is absent and ``heldout_fraction > 0``, a
-        seeded random ``heldout_fraction`` of the units is held out instead; if it is absent and
-        ``heldout_fraction == 0`` it is an error. ``None``: ignore any column and use ``heldout_fraction``.
-    heldout_fraction : float
-        Fraction of units held out at random (seeded) when no held-out column is used.
-    split_column : str or None
-        Trials column with labels ``train``/``val``/``valid``/``test`` (``none`` drops the trial). ``None``:
-        split at random (seeded) with ``valid_fraction`` and ``test_fraction``.
-    valid_fraction, test_fraction : float
-        Fractions of the kept trials for the validation and test splits when ``split_column`` is ``None``
-        (``round(fraction * n)`` trials each, the rest train).
-    behavior : str or None
-        Name of a TimeSeries in ``acquisition`` or any processing module (e.g. ``"hand_vel"``), binned over
-        the window bins into ``{split}_behavior``.
-    condition_columns : list of str or None
-        Trials columns whose value combinations define conditions; ``{split}_conditions`` holds integer ids
-        numbered in sorted order of the combinations.
-    seed : int
-        Seed for the random held-out units and random split.
-    """
-
-    align_event: str = "move_onset_time"
-    window_ms: tuple[float, float] = (-250.0, 450.0)
-    bin_ms: float = 5.0
-    forward_bins: int = 0
-    heldout_column: str | None = "heldout"
-    heldout_fraction: float = 0.0
-    split_column: str | None = "split"
-    valid_fraction: float = 0.2
-    test_fraction: float = 0.0
-    behavior: str | None = None
-    condition_columns: list[str] | None = None
-    seed: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -253,8 +211,9 @@ def _windows_inside_intervals(intervals: np.ndarray, starts: np.ndarray, ends: n
 
 
 def _warn_drop(count: int, total: int, what: str, path: Path, reason: str) -> None:
+    """Warn that ``count`` of ``total`` units or trials were dropped, pointing at the caller of :func:`bin_nwb`."""
     if count:
-        warnings.warn(f"{path}: dropped {count} of {total} {what}: {reason}", NWBDropWarning, stacklevel=3)
+        warnings.warn(f"{path}: dropped {count} of {total} {what}: {reason}", NWBDropWarning, stacklevel=4)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -394,11 +353,27 @@ def _bin_behavior(
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Main entry points
+# Step 1: options -> bin grid
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _validate_options(binning: NWBBinning, path: Path) -> tuple[int, int, int, int]:
+@dataclass(frozen=True)
+class BinGrid:
+    """The bins of every trial, in integer ns: window start relative to the event, bin width, bin counts."""
+
+    start_ns: int
+    bin_ns: int
+    n_bins: int
+    n_forward: int
+
+    @property
+    def total_bins(self) -> int:
+        """Window bins plus forward bins, :math:`T + F`."""
+        return self.n_bins + self.n_forward
+
+
+def _bin_grid(binning: NWBBinning, path: Path) -> BinGrid:
+    """Check the numeric options and turn the window and bin width into integer nanoseconds."""
     bin_ns = _ms_to_ns(binning.bin_ms, path, "bin_ms")
     if bin_ns <= 0:
         raise LFADSDataError(f"{path}: bin_ms={binning.bin_ms} must be positive.")
@@ -422,7 +397,105 @@ def _validate_options(binning: NWBBinning, path: Path) -> tuple[int, int, int, i
     if binning.split_column is None and binning.valid_fraction + binning.test_fraction >= 1.0:
         raise LFADSDataError(f"{path}: valid_fraction + test_fraction = "
                              f"{binning.valid_fraction + binning.test_fraction} leaves no training trials.")
-    return bin_ns, w0, (w1 - w0) // bin_ns, int(binning.forward_bins)
+    return BinGrid(start_ns=w0, bin_ns=bin_ns, n_bins=(w1 - w0) // bin_ns, n_forward=int(binning.forward_bins))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Step 2: read the tables
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SessionTables:
+    """What binning needs from an NWB file, validated.
+
+    Attributes
+    ----------
+    unit_ids : np.ndarray
+        ``(units,)`` int64 Units ``id``.
+    spike_ns : np.ndarray
+        ``(spikes,)`` int64 spike times of all units in ns; unit ``u`` owns ``spike_ns[unit_starts[u]:unit_ends[u]]``
+        (sorted).
+    unit_starts, unit_ends : np.ndarray
+        ``(units,)`` int64 bounds of each unit's spikes in ``spike_ns``.
+    heldout : np.ndarray
+        ``(units,)`` bool, held-out units.
+    align : np.ndarray
+        ``(trials,)`` float64 event times (s), NaN where missing.
+    trial_start, trial_stop : np.ndarray
+        ``(trials,)`` float64 trials-table ``start_time`` and ``stop_time`` (s).
+    obs_intervals : list of np.ndarray or None
+        Per unit, ``(m, 2)`` int64 observation intervals in ns; ``None`` when the Units table has none.
+    split_labels : np.ndarray or None
+        ``(trials,)`` object ``"train"``/``"valid"``/``"test"``/``"none"``, or ``None`` for a random split.
+    conditions : np.ndarray or None
+        ``(trials,)`` int64 condition ids.
+    behavior : tuple of np.ndarray or None
+        ``(samples,)`` int64 timestamps in ns and ``(samples, B)`` float64 values.
+    """
+
+    unit_ids: np.ndarray
+    spike_ns: np.ndarray
+    unit_starts: np.ndarray
+    unit_ends: np.ndarray
+    heldout: np.ndarray
+    align: np.ndarray
+    trial_start: np.ndarray
+    trial_stop: np.ndarray
+    obs_intervals: list[np.ndarray] | None = None
+    split_labels: np.ndarray | None = None
+    conditions: np.ndarray | None = None
+    behavior: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _read_tables(path: Path, binning: NWBBinning, rng_units: np.random.Generator) -> SessionTables:
+    """Read and validate the Units table, the trials table and the behaviour TimeSeries of an NWB file."""
+    from pynwb import NWBHDF5IO
+
+    try:
+        io = NWBHDF5IO(str(path), "r")
+        nwbfile = io.read()
+    except Exception as err:  # pynwb raises many types for malformed files
+        raise LFADSDataError(f"{path}: pynwb cannot read the file as NWB ({type(err).__name__}: {err}).") from err
+    try:
+        units = _read_units(nwbfile, path)
+        trials = nwbfile.trials
+        if trials is None:
+            raise LFADSDataError(f"{path}: no trials table (/intervals/trials). Trial-aligned binning needs one; add "
+                                 f"trials with nwbfile.add_trial(start_time=..., stop_time=...).")
+        align = _align_times(trials, binning.align_event, path)
+        labels = _split_labels(trials, binning.split_column, path) if binning.split_column is not None else None
+        conditions = (_condition_ids(trials, list(binning.condition_columns), path)
+                      if binning.condition_columns else None)
+        heldout = _choose_heldout(units, binning, path, rng_units)
+        trial_start = np.asarray(trials["start_time"].data[:], dtype=np.float64)
+        trial_stop = np.asarray(trials["stop_time"].data[:], dtype=np.float64)
+        behavior = _read_behavior(nwbfile, binning.behavior, path) if binning.behavior is not None else None
+    finally:
+        io.close()
+    obs = None
+    if units["obs"] is not None:
+        obs_flat, obs_starts, obs_ends = units["obs"]
+        obs_ns = _to_ns(obs_flat)
+        obs = [obs_ns[lo:hi] for lo, hi in zip(obs_starts, obs_ends)]
+    return SessionTables(unit_ids=units["ids"], spike_ns=_to_ns(units["flat"]), unit_starts=units["starts"],
+                         unit_ends=units["ends"], heldout=heldout, align=align, trial_start=trial_start,
+                         trial_stop=trial_stop, obs_intervals=obs, split_labels=labels, conditions=conditions,
+                         behavior=behavior)
+
+
+def _align_times(trials: Any, column: str, path: Path) -> np.ndarray:
+    """``(trials,)`` float64 event times (s) from the trials column ``column``."""
+    _check_column(trials, column, path, "trials table", "align_event")
+    try:
+        align = np.asarray(_column_values(trials, column), dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise LFADSDataError(f"{path}: trials column '{column}' (binning option align_event) must hold one time in "
+                             f"seconds per trial ({err}).") from err
+    if align.shape != (len(trials),):
+        raise LFADSDataError(f"{path}: trials column '{column}' (binning option align_event) must hold one time in "
+                             f"seconds per trial; it has shape {align.shape}.")
+    return align
 
 
 def _choose_heldout(units: dict[str, Any], binning: NWBBinning, path: Path, rng: np.random.Generator) -> np.ndarray:
@@ -471,6 +544,233 @@ def _split_labels(trials: Any, column: str, path: Path) -> np.ndarray:
     return np.asarray([_SPLIT_ALIASES.get(v, "none") for v in raw], dtype=object)
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Step 3: drop rules (units without spikes; trials, one rule per reason)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class Drop(NamedTuple):
+    """The outcome of a drop rule.
+
+    Attributes
+    ----------
+    mask : np.ndarray
+        ``(units,)`` or ``(trials,)`` bool, True for what the rule removes.
+    reason : str
+        Why, for the :class:`NWBDropWarning` (``"dropped {count} of {total} trials: {reason}"``).
+    if_none_left : str
+        Error message when this rule removes the last trials (``""``: the generic "no trials left" error).
+    """
+
+    mask: np.ndarray
+    reason: str
+    if_none_left: str = ""
+
+
+@dataclass
+class TrialContext:
+    """What the trial drop rules look at: the tables and every trial's window (``(trials,)`` int64 ns).
+
+    ``window_end`` includes the forward bins; ``unit_order`` holds the kept units (rows of the Units table) in
+    output order; ``behavior_ok`` is ``(trials,)`` bool from :func:`_bin_behavior`, ``None`` without behaviour.
+    """
+
+    path: Path
+    binning: NWBBinning
+    tables: SessionTables
+    grid: BinGrid
+    window_start: np.ndarray
+    window_end: np.ndarray
+    unit_order: np.ndarray
+    behavior_ok: np.ndarray | None = None
+
+
+def _drop_silent_units(tables: SessionTables) -> Drop:
+    """Units with no spike in the file."""
+    silent = tables.unit_ends == tables.unit_starts
+    return Drop(silent, f"they have no spikes (unit ids {tables.unit_ids[silent].tolist()}).")
+
+
+def _unit_order(tables: SessionTables, binning: NWBBinning, path: Path) -> tuple[np.ndarray, int]:
+    """Rows of the Units table in output order (held-in, then held-out; silent units left out) and the held-in count."""
+    silent = _drop_silent_units(tables)
+    _warn_drop(int(silent.mask.sum()), len(tables.unit_ids), "units", path, silent.reason)
+    heldin, heldout = ~tables.heldout & ~silent.mask, tables.heldout & ~silent.mask
+    if not heldin.any():
+        raise LFADSDataError(f"{path}: no held-in unit with spikes is left (Units column "
+                             f"'{binning.heldout_column}' / heldout_fraction={binning.heldout_fraction}).")
+    return np.concatenate([np.flatnonzero(heldin), np.flatnonzero(heldout)]), int(heldin.sum())
+
+
+def _trial_windows(align: np.ndarray, grid: BinGrid) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(trials,)`` int64 window start :math:`a_j + w_0` and end :math:`a_j + w_0 + (T + F)\Delta` in ns.
+
+    A NaN event time gives the window of an event at 0 (such trials are dropped by :func:`_drop_nan_event`).
+    """
+    finite = np.isfinite(align)
+    align_ns = np.where(finite, _to_ns(np.where(finite, align, 0.0)), 0)
+    start = align_ns + grid.start_ns
+    return start, start + grid.total_bins * grid.bin_ns
+
+
+def _drop_nan_event(ctx: TrialContext, keep: np.ndarray) -> Drop:
+    """Trials whose event time is NaN."""
+    return Drop(~np.isfinite(ctx.tables.align), f"their '{ctx.binning.align_event}' is NaN.")
+
+
+def _drop_split_none(ctx: TrialContext, keep: np.ndarray) -> Drop:
+    """Trials labelled ``none`` in the split column."""
+    labels = ctx.tables.split_labels
+    mask = np.zeros_like(keep) if labels is None else labels == "none"
+    return Drop(mask, f"their '{ctx.binning.split_column}' label is 'none'.")
+
+
+def _drop_outside_recording(ctx: TrialContext, keep: np.ndarray) -> Drop:
+    """Trials whose window leaves ``[min(0, first trial start, first spike), max(last trial stop, last spike)]``."""
+    tables, spikes = ctx.tables, ctx.tables.spike_ns
+    lo = min(0, int(_to_ns(np.nanmin(tables.trial_start))), int(spikes.min()) if spikes.size else 0)
+    hi = max(int(_to_ns(np.nanmax(tables.trial_stop))), int(spikes.max()) if spikes.size else 0)
+    mask = (ctx.window_start < lo) | (ctx.window_end > hi)
+    return Drop(mask, f"their window (incl. {ctx.grid.n_forward} forward bins) extends outside the recording "
+                      f"[{lo / _NS_PER_S:g}, {hi / _NS_PER_S:g}] s.")
+
+
+def _drop_unobserved(ctx: TrialContext, keep: np.ndarray) -> Drop:
+    """Kept trials whose window is not inside an ``obs_intervals`` interval of every kept unit."""
+    mask = np.zeros_like(keep)
+    if ctx.tables.obs_intervals is None:
+        return Drop(mask, "")
+    culprits: dict[int, int] = {}
+    for u in ctx.unit_order:
+        outside = keep & ~_windows_inside_intervals(ctx.tables.obs_intervals[u], ctx.window_start, ctx.window_end)
+        if outside.any():
+            culprits[int(ctx.tables.unit_ids[u])] = int(outside.sum())
+        mask |= outside
+    worst = dict(sorted(culprits.items(), key=lambda kv: -kv[1])[:5])
+    return Drop(mask, f"their window is not inside the 'obs_intervals' of every unit (unit id: trials outside, "
+                      f"worst first: {worst}).",
+                if_none_left=f"no trial window lies inside the Units 'obs_intervals' of every unit (unit id: trials "
+                             f"outside: {worst}). Shorten the window or forward_bins, or remove those units.")
+
+
+def _drop_behavior_gaps(ctx: TrialContext, keep: np.ndarray) -> Drop:
+    """Trials whose window the behaviour TimeSeries does not cover, or with a bin of only NaN samples."""
+    mask = np.zeros_like(keep) if ctx.behavior_ok is None else ~ctx.behavior_ok
+    return Drop(mask, f"the TimeSeries '{ctx.binning.behavior}' does not cover their window or has a bin of only "
+                      f"NaN.")
+
+
+TrialDropRule = Callable[[TrialContext, np.ndarray], Drop]
+"""A trial drop rule: ``(context, trials kept so far) -> Drop``."""
+
+TRIAL_DROP_RULES: tuple[TrialDropRule, ...] = (
+    _drop_nan_event,
+    _drop_split_none,
+    _drop_outside_recording,
+    _drop_unobserved,
+    _drop_behavior_gaps,
+)
+"""The trial drop rules, applied in this order; each warning counts the trials kept until then that it drops."""
+
+
+def _kept_trials(ctx: TrialContext, rules: Sequence[TrialDropRule] = TRIAL_DROP_RULES) -> np.ndarray:
+    """Apply the drop rules in order, one :class:`NWBDropWarning` per rule that drops trials; kept rows, increasing."""
+    n_trials = len(ctx.tables.align)
+    keep = np.ones(n_trials, dtype=bool)
+    for rule in rules:
+        drop = rule(ctx, keep)
+        dropped = drop.mask & keep
+        _warn_drop(int(dropped.sum()), n_trials, "trials", ctx.path, drop.reason)
+        keep &= ~drop.mask
+        if drop.if_none_left and dropped.any() and not keep.any():
+            raise LFADSDataError(f"{ctx.path}: {drop.if_none_left}")
+    if not keep.any():
+        raise LFADSDataError(f"{ctx.path}: no trials left after the drops reported in the warnings; check align_event "
+                             f"'{ctx.binning.align_event}' and window_ms={tuple(ctx.binning.window_ms)}.")
+    return np.flatnonzero(keep)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Steps 4-6: splits, counts, output arrays
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _assign_splits(
+    n_kept: int, labels: np.ndarray | None, binning: NWBBinning, rng: np.random.Generator, path: Path
+) -> np.ndarray:
+    """``(n_kept,)`` object split name of each kept trial: the labels of the kept trials, or a seeded random split.
+
+    Raises :class:`LFADSDataError` when the ``train`` or ``valid`` split would be empty.
+    """
+    if labels is not None:
+        split_of = labels
+    else:
+        perm = rng.permutation(n_kept)
+        n_valid = int(round(binning.valid_fraction * n_kept))
+        n_test = int(round(binning.test_fraction * n_kept))
+        split_of = np.full(n_kept, "train", dtype=object)
+        split_of[perm[:n_valid]] = "valid"
+        split_of[perm[n_valid:n_valid + n_test]] = "test"
+    sizes = {name: int((split_of == name).sum()) for name in ("train", "valid", "test")}
+    for name in ("train", "valid"):
+        if sizes[name] == 0:
+            how = (f"trials column '{binning.split_column}' gives split sizes {sizes} for the {n_kept} kept trials; "
+                   f"pass split_column=None to split them at random with valid_fraction/test_fraction"
+                   if labels is not None else
+                   f"{n_kept} kept trials with valid_fraction={binning.valid_fraction}, test_fraction="
+                   f"{binning.test_fraction} give split sizes {sizes}; change the fractions")
+            raise LFADSDataError(f"{path}: the '{name}' split would be empty: {how}.")
+    return split_of
+
+
+def _count_spikes(
+    tables: SessionTables, unit_order: np.ndarray, window_starts: np.ndarray, grid: BinGrid
+) -> np.ndarray:
+    """``(trials, T + F, units)`` float32 counts of the units ``unit_order`` after each window start (ns)."""
+    counts = np.empty((window_starts.size, grid.total_bins, unit_order.size), dtype=np.float32)
+    for col, u in enumerate(unit_order):
+        spikes = tables.spike_ns[tables.unit_starts[u]:tables.unit_ends[u]]
+        counts[:, :, col] = bin_spike_times(spikes, window_starts, grid.total_bins, grid.bin_ns)
+    return counts
+
+
+def _pack(
+    recon: np.ndarray,
+    split_of: np.ndarray,
+    kept: np.ndarray,
+    tables: SessionTables,
+    unit_order: np.ndarray,
+    n_in: int,
+    grid: BinGrid,
+    behavior: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """The arrays :func:`bin_nwb` returns, from the counts ``recon`` ``(kept, T + F, units)`` of the kept trials."""
+    out: dict[str, np.ndarray] = {}
+    for name in ("train", "valid", "test"):
+        rows = np.flatnonzero(split_of == name)
+        if rows.size == 0:
+            continue
+        trials = kept[rows]
+        out[f"{name}_encod_data"] = np.ascontiguousarray(recon[rows, :grid.n_bins, :n_in])
+        out[f"{name}_recon_data"] = recon[rows]
+        out[f"{name}_trial_ids"] = trials.astype(np.int64)
+        out[f"{name}_align_times"] = tables.align[trials]
+        if behavior is not None:
+            out[f"{name}_behavior"] = behavior[trials].astype(np.float32)
+        if tables.conditions is not None:
+            out[f"{name}_conditions"] = tables.conditions[trials]
+    out["heldin_unit_ids"] = tables.unit_ids[unit_order[:n_in]]
+    out["heldout_unit_ids"] = tables.unit_ids[unit_order[n_in:]]
+    out["bin_size"] = np.asarray(grid.bin_ns / _NS_PER_S, dtype=np.float64)
+    out["window_start"] = np.asarray(grid.start_ns / _NS_PER_S, dtype=np.float64)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------------------------------
+
+
 def bin_nwb(path: str | os.PathLike, binning: NWBBinning | None = None) -> dict[str, np.ndarray]:
     r"""Bin the spikes of an NWB file into trial-aligned counts in the LFADS layout.
 
@@ -505,166 +805,21 @@ def bin_nwb(path: str | os.PathLike, binning: NWBBinning | None = None) -> dict[
     LFADSDataError
         See the module docstring. Dropped units or trials raise :class:`NWBDropWarning` instead.
     """
-    from pynwb import NWBHDF5IO
-
     binning = NWBBinning() if binning is None else binning
     path = Path(path)
-    bin_ns, w0_ns, n_bins, n_forward = _validate_options(binning, path)
+    grid = _bin_grid(binning, path)
     check_nwb_file(path)
-    seeds = np.random.SeedSequence(int(binning.seed)).spawn(2)
-    rng_units, rng_split = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
-
-    try:
-        io = NWBHDF5IO(str(path), "r")
-        nwbfile = io.read()
-    except Exception as err:  # pynwb raises many types for malformed files
-        raise LFADSDataError(f"{path}: pynwb cannot read the file as NWB ({type(err).__name__}: {err}).") from err
-    try:
-        units = _read_units(nwbfile, path)
-        trials = nwbfile.trials
-        if trials is None:
-            raise LFADSDataError(f"{path}: no trials table (/intervals/trials). Trial-aligned binning needs one; add "
-                                 f"trials with nwbfile.add_trial(start_time=..., stop_time=...).")
-        n_trials_all = len(trials)
-        _check_column(trials, binning.align_event, path, "trials table", "align_event")
-        try:
-            align = np.asarray(_column_values(trials, binning.align_event), dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise LFADSDataError(f"{path}: trials column '{binning.align_event}' (binning option align_event) must "
-                                 f"hold one time in seconds per trial ({err}).") from err
-        if align.shape != (n_trials_all,):
-            raise LFADSDataError(f"{path}: trials column '{binning.align_event}' (binning option align_event) must "
-                                 f"hold one time in seconds per trial; it has shape {align.shape}.")
-        labels = _split_labels(trials, binning.split_column, path) if binning.split_column is not None else None
-        conditions = (_condition_ids(trials, list(binning.condition_columns), path)
-                      if binning.condition_columns else None)
-        heldout = _choose_heldout(units, binning, path, rng_units)
-        trial_start = np.asarray(trials["start_time"].data[:], dtype=np.float64)
-        trial_stop = np.asarray(trials["stop_time"].data[:], dtype=np.float64)
-        behavior = _read_behavior(nwbfile, binning.behavior, path) if binning.behavior is not None else None
-    finally:
-        io.close()
-
-    ids, starts, ends, flat = units["ids"], units["starts"], units["ends"], units["flat"]
-
-    # --- units without spikes
-    n_spikes = ends - starts
-    empty_units = n_spikes == 0
-    if empty_units.any():
-        _warn_drop(int(empty_units.sum()), len(ids), "units", path,
-                   f"they have no spikes (unit ids {ids[empty_units].tolist()}).")
-    order = np.concatenate([np.flatnonzero(~heldout & ~empty_units), np.flatnonzero(heldout & ~empty_units)])
-    n_in = int((~heldout & ~empty_units).sum())
-    if n_in == 0:
-        raise LFADSDataError(f"{path}: no held-in unit with spikes is left (Units column "
-                             f"'{binning.heldout_column}' / heldout_fraction={binning.heldout_fraction}).")
-
-    # --- trial windows in integer ns
-    keep = np.ones(n_trials_all, dtype=bool)
-    finite_align = np.isfinite(align)
-    _warn_drop(int((~finite_align).sum()), n_trials_all, "trials", path,
-               f"their '{binning.align_event}' is NaN.")
-    keep &= finite_align
-    align_ns = np.where(finite_align, _to_ns(np.where(finite_align, align, 0.0)), 0)
-    win_start = align_ns + w0_ns
-    win_end = win_start + (n_bins + n_forward) * bin_ns
-
-    if labels is not None:
-        none_split = labels == "none"
-        _warn_drop(int((none_split & keep).sum()), n_trials_all, "trials", path,
-                   f"their '{binning.split_column}' label is 'none'.")
-        keep &= ~none_split
-
-    flat_ns = _to_ns(flat)
-    rec_lo = min(0, int(_to_ns(np.nanmin(trial_start))), int(flat_ns.min()) if flat_ns.size else 0)
-    rec_hi = max(int(_to_ns(np.nanmax(trial_stop))), int(flat_ns.max()) if flat_ns.size else 0)
-    outside = keep & ((win_start < rec_lo) | (win_end > rec_hi))
-    _warn_drop(int(outside.sum()), n_trials_all, "trials", path,
-               f"their window (incl. {n_forward} forward bins) extends outside the recording "
-               f"[{rec_lo / _NS_PER_S:g}, {rec_hi / _NS_PER_S:g}] s.")
-    keep &= ~outside
-
-    if units["obs"] is not None:
-        obs_flat, obs_starts, obs_ends = units["obs"]
-        obs_ns = _to_ns(obs_flat)
-        unobserved = np.zeros(n_trials_all, dtype=bool)
-        culprits: dict[int, int] = {}
-        for u in order:
-            inside = _windows_inside_intervals(obs_ns[obs_starts[u]:obs_ends[u]], win_start, win_end)
-            bad = keep & ~inside
-            if bad.any():
-                culprits[int(ids[u])] = int(bad.sum())
-            unobserved |= bad
-        if unobserved.any():
-            worst = sorted(culprits.items(), key=lambda kv: -kv[1])[:5]
-            _warn_drop(int(unobserved.sum()), n_trials_all, "trials", path,
-                       f"their window is not inside the 'obs_intervals' of every unit (unit id: trials outside, "
-                       f"worst first: {dict(worst)}).")
-            keep &= ~unobserved
-            if not keep.any():
-                raise LFADSDataError(
-                    f"{path}: no trial window lies inside the Units 'obs_intervals' of every unit (unit id: trials "
-                    f"outside: {dict(worst)}). Shorten the window or forward_bins, or remove those units.")
-
-    behavior_values = None
-    if behavior is not None:
-        b_times, b_data = behavior
-        behavior_values, b_ok = _bin_behavior(b_times, b_data, win_start, n_bins, bin_ns)
-        bad = keep & ~b_ok
-        _warn_drop(int(bad.sum()), n_trials_all, "trials", path,
-                   f"the TimeSeries '{binning.behavior}' does not cover their window or has a bin of only NaN.")
-        keep &= ~bad
-
-    kept = np.flatnonzero(keep)
-    if kept.size == 0:
-        raise LFADSDataError(f"{path}: no trials left after the drops reported in the warnings; check align_event "
-                             f"'{binning.align_event}' and window_ms={tuple(binning.window_ms)}.")
-
-    # --- splits (trial ids increasing inside each split)
-    if labels is not None:
-        split_of = labels[kept]
-    else:
-        perm = rng_split.permutation(kept.size)
-        n_valid = int(round(binning.valid_fraction * kept.size))
-        n_test = int(round(binning.test_fraction * kept.size))
-        split_of = np.full(kept.size, "train", dtype=object)
-        split_of[perm[:n_valid]] = "valid"
-        split_of[perm[n_valid:n_valid + n_test]] = "test"
-    sizes = {name: int((split_of == name).sum()) for name in ("train", "valid", "test")}
-    for name in ("train", "valid"):
-        if sizes[name] == 0:
-            how = (f"trials column '{binning.split_column}' gives split sizes {sizes} for the {kept.size} kept trials; "
-                   f"pass split_column=None to split them at random with valid_fraction/test_fraction"
-                   if labels is not None else
-                   f"{kept.size} kept trials with valid_fraction={binning.valid_fraction}, test_fraction="
-                   f"{binning.test_fraction} give split sizes {sizes}; change the fractions")
-            raise LFADSDataError(f"{path}: the '{name}' split would be empty: {how}.")
-
-    # --- counts: (kept trials, T + F, units in output order)
-    starts_kept = win_start[kept]
-    total_bins = n_bins + n_forward
-    recon = np.empty((kept.size, total_bins, order.size), dtype=np.float32)
-    for col, u in enumerate(order):
-        recon[:, :, col] = bin_spike_times(flat_ns[starts[u]:ends[u]], starts_kept, total_bins, bin_ns)
-
-    out: dict[str, np.ndarray] = {}
-    for name in ("train", "valid", "test"):
-        rows = np.flatnonzero(split_of == name)
-        if rows.size == 0:
-            continue
-        out[f"{name}_encod_data"] = np.ascontiguousarray(recon[rows, :n_bins, :n_in])
-        out[f"{name}_recon_data"] = recon[rows]
-        out[f"{name}_trial_ids"] = kept[rows].astype(np.int64)
-        out[f"{name}_align_times"] = align[kept[rows]]
-        if behavior_values is not None:
-            out[f"{name}_behavior"] = behavior_values[kept[rows]].astype(np.float32)
-        if conditions is not None:
-            out[f"{name}_conditions"] = conditions[kept[rows]]
-    out["heldin_unit_ids"] = ids[order[:n_in]]
-    out["heldout_unit_ids"] = ids[order[n_in:]]
-    out["bin_size"] = np.asarray(bin_ns / _NS_PER_S, dtype=np.float64)
-    out["window_start"] = np.asarray(w0_ns / _NS_PER_S, dtype=np.float64)
-    return out
+    rng_units, rng_split = map(np.random.default_rng, np.random.SeedSequence(int(binning.seed)).spawn(2))
+    tables = _read_tables(path, binning, rng_units)
+    unit_order, n_in = _unit_order(tables, binning, path)
+    window_start, window_end = _trial_windows(tables.align, grid)
+    behavior, behavior_ok = (None, None) if tables.behavior is None else _bin_behavior(
+        *tables.behavior, window_start, grid.n_bins, grid.bin_ns)
+    kept = _kept_trials(TrialContext(path, binning, tables, grid, window_start, window_end, unit_order, behavior_ok))
+    labels = None if tables.split_labels is None else tables.split_labels[kept]
+    split_of = _assign_splits(kept.size, labels, binning, rng_split, path)
+    recon = _count_spikes(tables, unit_order, window_start[kept], grid)
+    return _pack(recon, split_of, kept, tables, unit_order, n_in, grid, behavior)
 
 
 _SCALAR_KEYS = ("bin_size", "window_start")
@@ -702,19 +857,10 @@ def load_nwb_session(path: str | os.PathLike, binning: NWBBinning | None = None,
     """
     from lfads.data.hdf5 import build_session
 
-    binning = _merge_options(binning, options)
     path = Path(path)
+    binning = NWBBinning.from_mapping(options, source=f"load_nwb_session({path}) keyword arguments", base=binning)
     arrays, attrs = _split_scalars(path, bin_nwb(path, binning), binning)
     return build_session(arrays, attrs, path=path)
-
-
-def _merge_options(binning: NWBBinning | None, options: dict[str, Any]) -> NWBBinning:
-    binning = NWBBinning() if binning is None else binning
-    known = {f.name for f in fields(NWBBinning)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TypeError(f"unknown NWB binning option(s) {unknown}; known: {sorted(known)}.")
-    return replace(binning, **options)
 
 
 def convert_nwb_to_lfads(

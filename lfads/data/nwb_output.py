@@ -23,6 +23,11 @@ best practices accept):
   ``rate`` instead, as the NWB best practices ask.
 
 :func:`load_nwb_outputs` reads the arrays back as ``(trials, T, dim)``.
+
+:func:`write_nwb_outputs_for_samples` does this for every NWB-backed session of a data module: the sampled
+splits of a session (``results[session][split][name]``) are concatenated and written into one copy of the
+session's source NWB file (:func:`find_nwb_source`); :func:`resolve_nwb_output_paths` names and checks the
+output files before any is written.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -39,10 +44,23 @@ from lfads.data.atomic import atomic_output
 from lfads.data.nwb import check_nwb_file
 from lfads.errors import LFADSDataError
 
-__all__ = ["load_nwb_outputs", "write_nwb_outputs"]
+__all__ = [
+    "NWB_OUTPUTS",
+    "check_output_targets",
+    "find_nwb_source",
+    "load_nwb_outputs",
+    "resolve_nwb_output_paths",
+    "write_nwb_outputs",
+    "write_nwb_outputs_for_samples",
+]
 
 _NS_PER_S = 1_000_000_000
 _NAME = re.compile(r"^[A-Za-z0-9_\-.]+$")
+
+NWB_OUTPUTS: tuple[str, ...] = ("rates", "factors", "inferred_inputs", "gen_states")
+"""Sampled outputs written into NWB files by default (each ``(trials, time, dim)``)."""
+
+_OUTPUT_UNITS = {"rates": "spikes/bin"}
 
 
 def _bin_centres_ns(align_times: np.ndarray, window_start: float, bin_size: float, n_bins: int) -> np.ndarray:
@@ -257,3 +275,218 @@ def load_nwb_outputs(
                 if "bin_centres" not in result:
                     result["bin_centres"] = np.asarray(obj.get_timestamps(), dtype=np.float64).reshape(n_trials, n_bins)
     return result
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Sampled outputs of a data module's sessions -> one NWB copy per source file
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def check_output_targets(
+    owners: Sequence[Path], targets: Sequence[Path], inputs: Sequence[Path], overwrite: bool, option: str
+) -> None:
+    """Raise unless every target is distinct, is none of ``inputs``, and does not exist (unless ``overwrite``).
+
+    Parameters
+    ----------
+    owners : sequence of Path
+        ``owners[i]`` is the file whose output ``targets[i]`` is (named in the messages).
+    targets : sequence of Path
+        The files about to be written.
+    inputs : sequence of Path
+        Files that must never be written to.
+    overwrite : bool
+        Allow existing targets.
+    option : str
+        The command-line option choosing the targets, named in the messages (e.g. ``"--out-dir"``).
+
+    Raises
+    ------
+    LFADSDataError
+        Two targets are the same file, a target is an input, or a target exists while ``overwrite`` is False.
+    """
+    resolved = [t.resolve() for t in targets]
+    for i, target in enumerate(resolved):
+        if target in resolved[:i]:
+            j = resolved.index(target)
+            raise LFADSDataError(f"{owners[j]} and {owners[i]} would both be written to {targets[i]}; give the "
+                                 f"sessions distinct file names.")
+    input_set = {Path(p).resolve() for p in inputs}
+    clash = [str(t) for t, r in zip(targets, resolved) if r in input_set]
+    if clash:
+        raise LFADSDataError(f"{clash}: the output would replace an input file; choose another {option}.")
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise LFADSDataError(f"{existing} already exist(s); pass --overwrite to replace, or choose another {option}. "
+                             f"Nothing was written.")
+
+
+def find_nwb_source(session: Any) -> Path | None:
+    """The NWB file a session was binned from, or ``None`` for sessions that did not come from NWB.
+
+    A session read from a ``.nwb`` file comes from that file; one read from an LFADS HDF5 file written by
+    ``lfads convert`` (root attributes ``source_file`` and ``nwb_binning``) comes from ``source_file``.
+
+    Parameters
+    ----------
+    session : lfads.data.batch.SessionData
+        A session of a data module.
+    """
+    path = Path(session.path)
+    if path.suffix.lower() == ".nwb":
+        return path
+    attrs = session.attrs or {}
+    if "nwb_binning" in attrs and attrs.get("source_file"):
+        return Path(str(attrs["source_file"]))
+    return None
+
+
+def resolve_nwb_output_paths(
+    datamodule: Any,
+    nwb_out: str | os.PathLike,
+    overwrite: bool = False,
+) -> dict[str, tuple[Path, Path]]:
+    """Where :func:`write_nwb_outputs_for_samples` writes each NWB-backed session, checked before any writing.
+
+    ``nwb_out`` itself when the data module has one session, else ``<stem>_<session name>.nwb`` next to it.
+
+    Parameters
+    ----------
+    datamodule : lfads.data.datamodule.LFADSDataModule
+        The data module the samples were drawn from.
+    nwb_out : str or PathLike
+        Output file name, ending in ``.nwb``.
+    overwrite : bool
+        Allow replacing existing files.
+
+    Returns
+    -------
+    dict of str to (Path, Path)
+        Session name -> (source NWB, output NWB), for the NWB-backed sessions in data-module order.
+
+    Raises
+    ------
+    LFADSDataError
+        No NWB-backed session; ``nwb_out`` not ending in ``.nwb``; a source file missing; an output that is an
+        input file, is shared by two sessions, or exists while ``overwrite`` is False.
+    """
+    nwb_out = Path(nwb_out)
+    if nwb_out.suffix.lower() != ".nwb":
+        raise LFADSDataError(f"{nwb_out}: the NWB output file name must end in '.nwb'.")
+    sessions = list(datamodule.sessions)
+    plan: dict[str, tuple[Path, Path]] = {}
+    for session in sessions:
+        source = find_nwb_source(session)
+        if source is None:
+            continue
+        if not source.is_file():
+            raise LFADSDataError(f"{session.path}: session '{session.name}' was binned from {source}, which is not "
+                                 f"found; the outputs are written into a copy of it. Restore the file or sample "
+                                 f"with --data pointing at the NWB file.")
+        target = nwb_out if len(sessions) == 1 else nwb_out.with_name(f"{nwb_out.stem}_{session.name}{nwb_out.suffix}")
+        plan[session.name] = (source, target)
+    if not plan:
+        raise LFADSDataError(f"none of the sessions {[str(s.path) for s in sessions]} comes from an NWB file, so "
+                             f"there is no NWB file to write outputs into; save them with save_samples instead.")
+    sources = [source for source, _ in plan.values()]
+    check_output_targets(sources, [target for _, target in plan.values()], sources + [Path(s.path) for s in sessions],
+                   overwrite, option="--nwb-out")
+    return plan
+
+
+def _session_outputs(
+    session: Any, by_split: dict[str, dict[str, np.ndarray]], names: Sequence[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, float, float]:
+    """Concatenate the sampled splits of one session; return outputs, trial ids, align times, bin size, w0."""
+    attrs = session.attrs or {}
+    missing = [key for key in ("bin_size", "window_start") if attrs.get(key) is None]
+    if missing:
+        raise LFADSDataError(f"{session.path}: session '{session.name}' has no attribute(s) {missing}; they are set "
+                             f"when binning an NWB file (lfads.data.nwb) and are needed to place outputs in time.")
+    if not by_split:
+        raise LFADSDataError(f"session '{session.name}' has no sampled split; sample it with sample_posteriors first.")
+    pieces: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    trial_ids, align_times = [], []
+    for split, out in by_split.items():
+        if split not in session.splits:
+            raise LFADSDataError(f"{session.path}: the samples hold split '{split}' but the session has only "
+                                 f"{sorted(session.splits)}; were they drawn from another data module?")
+        data = session.splits[split]
+        for key in ("trial_ids", "align_times"):
+            if key not in data.extras:
+                raise LFADSDataError(f"{session.path}: split '{split}' has no '{split}_{key}'; NWB binning writes it, "
+                                     f"and it is needed to map outputs back to NWB trials.")
+        for name in names:
+            if name not in out:
+                raise LFADSDataError(f"the samples of '{session.name}/{split}' hold no '{name}' (they hold "
+                                     f"{sorted(out)}).")
+            value = np.asarray(out[name])
+            if value.ndim != 3 or value.shape[0] != data.n_trials:
+                raise LFADSDataError(f"the samples '{session.name}/{split}/{name}' have shape {value.shape}; expected "
+                                     f"({data.n_trials}, time, dim), one row per trial of the split.")
+            pieces[name].append(value)
+        trial_ids.append(np.asarray(data.extras["trial_ids"], dtype=np.int64))
+        align_times.append(np.asarray(data.extras["align_times"], dtype=np.float64))
+    outputs = {name: np.concatenate(chunks) for name, chunks in pieces.items()}
+    outputs = {name: value for name, value in outputs.items() if value.shape[2] > 0}  # e.g. no inferred inputs
+    return (outputs, np.concatenate(trial_ids), np.concatenate(align_times), float(attrs["bin_size"]),
+            float(attrs["window_start"]))
+
+
+def write_nwb_outputs_for_samples(
+    results: dict[str, dict[str, dict[str, np.ndarray]]],
+    datamodule: Any,
+    nwb_out: str | os.PathLike,
+    outputs: Sequence[str] = NWB_OUTPUTS,
+    overwrite: bool = False,
+) -> list[Path]:
+    r"""Write posterior-sampled outputs of every NWB-backed session into a copy of its source NWB file.
+
+    For each session, the sampled splits are concatenated and written with
+    :func:`lfads.data.nwb_output.write_nwb_outputs`: a ``lfads_trials`` table (one row per trial, referring to
+    its row of ``/intervals/trials``) and one TimeSeries ``lfads_<name>`` ``(trials * T, dim)`` per output in
+    the processing module ``misc``, bin :math:`k` of trial :math:`i` stamped at
+    :math:`a_i + w_0 + (k + \tfrac12)\Delta`. Rates are expected spikes per bin (unit ``spikes/bin``); the
+    columns of ``lfads_rates`` are the held-in then the held-out units (ids in the description). Outputs with
+    0 dimensions (no inferred inputs) are left out. Sessions not binned from NWB are skipped.
+
+    Parameters
+    ----------
+    results : dict
+        ``results[session_name][split][name]`` arrays ``(trials, time, dim)`` from
+        :func:`lfads.sampling.sample_posteriors` (or :func:`lfads.sampling.load_samples`).
+    datamodule : lfads.data.datamodule.LFADSDataModule
+        The data module the samples were drawn from; its sessions give ``trial_ids``, ``align_times`` (split
+        extras) and ``bin_size``, ``window_start`` (attributes).
+    nwb_out : str or PathLike
+        Output ``.nwb`` file; with several sessions in the data module, ``<stem>_<session name>.nwb``.
+    outputs : sequence of str
+        Names of the sampled arrays to write.
+    overwrite : bool
+        Replace existing output files.
+
+    Returns
+    -------
+    list of Path
+        The written files, in data-module order. Source files are only read; each output is written atomically,
+        and every check (see :func:`resolve_nwb_output_paths`) runs before the first file is written.
+    """
+    plan = resolve_nwb_output_paths(datamodule, nwb_out, overwrite=overwrite)
+    by_name = {session.name: session for session in datamodule.sessions}
+    prepared = []
+    for name, (source, target) in plan.items():
+        if name not in results:
+            raise LFADSDataError(f"the samples hold no session '{name}' (they hold {sorted(results)}); sample every "
+                                 f"session of the data module.")
+        prepared.append((by_name[name], source, target, _session_outputs(by_name[name], results[name], outputs)))
+    written = []
+    for session, source, target, (arrays, trial_ids, align_times, bin_size, window_start) in prepared:
+        columns = ""
+        if "heldin_unit_ids" in session.extras and "heldout_unit_ids" in session.extras:
+            heldin = np.asarray(session.extras["heldin_unit_ids"]).tolist()
+            heldout = np.asarray(session.extras["heldout_unit_ids"]).tolist()
+            columns = f" (rates columns: held-in Units ids {heldin}, then held-out Units ids {heldout})"
+        written.append(write_nwb_outputs(
+            source, target, arrays, trial_ids, align_times, bin_size, window_start, units=_OUTPUT_UNITS,
+            description=f"LFADS posterior-averaged outputs of session '{session.name}'{columns}"))
+    return written

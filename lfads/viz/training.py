@@ -34,7 +34,7 @@ def plot_training_curves(
     Parameters
     ----------
     metrics : mapping or path
-        Column name -> ``(rows,)`` array (:func:`lfads.run.load_metrics`, ``run.metrics``), or the path of a
+        Column name -> ``(rows,)`` array (:func:`lfads.data.metrics_csv.load_metrics`, ``run.metrics``), or the path of a
         ``metrics.csv`` or of the version folder holding it.
     keys : sequence of str, optional
         Columns to draw; default those of ``("train/loss", "valid/loss")`` present.
@@ -54,7 +54,7 @@ def plot_training_curves(
         If a key or ``x`` is not a column (the message lists the columns), or a key has no finite value.
     """
     if isinstance(metrics, (str, os.PathLike)):
-        from lfads.run import load_metrics
+        from lfads.data.metrics_csv import load_metrics
 
         metrics = load_metrics(Path(metrics))
     columns = list(metrics)

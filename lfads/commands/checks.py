@@ -1,0 +1,198 @@
+"""Argument checks shared by ``lfads sample`` and ``lfads analyze``, run before any expensive work.
+
+Each check raises an :class:`lfads.errors.LFADSError` whose message names the option, the value or
+path, and the fix; the command line prints it as one line (see :mod:`lfads.commands.report`).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lfads.errors import LFADSArgumentError, LFADSDataError, LFADSOutputError
+
+__all__ = [
+    "check_splits",
+    "checkpoint_file",
+    "data_files",
+    "load_model_and_data",
+    "output_file",
+    "readable_hdf5",
+    "require_at_least",
+    "run_checkpoint",
+    "run_files",
+    "session_index",
+    "splits_present",
+]
+
+RUN_RECORDS = ("config.yaml", "hparams.yaml", "metrics.csv")
+"""Files of a run's version folder that no output may replace."""
+
+
+def require_at_least(value: float, minimum: float, option: str) -> None:
+    """Raise if ``value < minimum``, naming ``option``."""
+    if value < minimum:
+        raise LFADSArgumentError(f"{option} {value}: must be at least {minimum}.")
+
+
+def checkpoint_file(path: str | os.PathLike, option: str = "--ckpt") -> Path:
+    """``path`` as a checkpoint file, after checking it exists and is a checkpoint archive (nothing is loaded).
+
+    ``torch.save`` (and so Lightning) writes checkpoints as zip archives; anything else is refused here,
+    before it reaches the unpickler.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LFADSArgumentError(
+            f"{option} {path}: no such file (working folder {Path.cwd()}); pass a .ckpt file from "
+            f"runs/<name>/version_N/checkpoints/, or --run runs/<name>."
+        )
+    if path.is_dir():
+        raise LFADSArgumentError(f"{option} {path}: is a directory; pass a .ckpt file inside it, or --run {path}.")
+    if not zipfile.is_zipfile(path):
+        raise LFADSArgumentError(
+            f"{option} {path}: not a checkpoint (a .ckpt file written by `lfads fit` is a zip archive); "
+            f"pass a file from runs/<name>/version_N/checkpoints/."
+        )
+    return path
+
+
+def run_checkpoint(run: str | os.PathLike, trust: bool | None = None) -> Path:
+    """The best checkpoint of run folder ``run`` (see :func:`lfads.rundir.resolve_run_dir`), checked."""
+    from lfads.rundir import resolve_run_dir
+
+    try:
+        _, ckpt = resolve_run_dir(run, trust=trust)
+    except FileNotFoundError as err:
+        raise LFADSArgumentError(f"--run {run}: {err}") from err
+    return checkpoint_file(ckpt, option=f"--run {run}: checkpoint")
+
+
+def run_files(checkpoints: Iterable[Path]) -> set[Path]:
+    """The files of the runs holding ``checkpoints`` that no output may replace (resolved paths).
+
+    Every file in each checkpoint's folder, and the run records (:data:`RUN_RECORDS`) and TensorBoard
+    event files of its version folder.
+    """
+    files: set[Path] = set()
+    for ckpt in checkpoints:
+        ckpt = Path(ckpt).resolve()
+        version = ckpt.parent.parent
+        files |= {p for p in ckpt.parent.iterdir() if p.is_file()} | {ckpt}
+        files |= {version / name for name in RUN_RECORDS} | set(version.glob("events.out.tfevents.*"))
+    return files
+
+
+def output_file(
+    out: str | os.PathLike, overwrite: bool, protected: Iterable[Path] = (), option: str = "--out", what: str = "a run"
+) -> Path:
+    """Check that ``out`` may be written: not a directory, not protected, in a writable folder, new or ``overwrite``.
+
+    Parameters
+    ----------
+    out : str or PathLike
+        The output file.
+    overwrite : bool
+        Whether an existing (unprotected) file may be replaced.
+    protected : iterable of Path
+        Files never replaced, with or without ``overwrite`` (input data, a run's checkpoints and records).
+    option : str
+        The option named in messages.
+    what : str
+        What the protected files belong to, named in messages (``"the input data"``, ``"a run"``).
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise LFADSOutputError(f"{option} {out}: is a directory; give a file name, e.g. {out / 'out.h5'}.")
+    if out.resolve() in {Path(p).resolve() for p in protected}:
+        raise LFADSOutputError(
+            f"Refusing to write {out} ({option}): it is one of the files of {what}, and is never replaced, "
+            f"even with --overwrite; choose another {option}."
+        )
+    folder = out.parent
+    if not folder.is_dir():
+        raise LFADSOutputError(f"{option} {out}: folder {folder} does not exist; create it or choose another {option}.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LFADSOutputError(f"{option} {out}: folder {folder} is not writable; choose another {option}.")
+    if out.exists() and not overwrite:
+        raise LFADSOutputError(f"{out} exists; pass --overwrite to replace it or choose another {option}.")
+    return out
+
+
+def splits_present(datamodule: Any) -> list[str]:
+    """The splits any session of ``datamodule`` holds, in the order train, valid, test, then others."""
+    order = {"train": 0, "valid": 1, "test": 2}
+    names = {split for session in datamodule.sessions for split in session.splits}
+    return sorted(names, key=lambda s: (order.get(s, len(order)), s))
+
+
+def check_splits(requested: Sequence[str], present: Sequence[str], where: str, option: str = "--splits") -> None:
+    """Raise if a name in ``requested`` is not among the splits ``present`` in ``where``, listing those present."""
+    unknown = [s for s in requested if s not in present]
+    if unknown:
+        raise LFADSArgumentError(
+            f"{option} {' '.join(unknown)}: no such split in {where}; the splits present are {', '.join(present)}."
+        )
+
+
+def session_index(index: int, datamodule: Any, option: str = "--session") -> int:
+    """``index`` after checking it numbers a session of ``datamodule`` (0-based)."""
+    n = len(datamodule.sessions)
+    if not 0 <= index < n:
+        names = ", ".join(f"{i}: {name}" for i, name in enumerate(datamodule.session_names))
+        raise LFADSArgumentError(f"{option} {index}: out of range; the data hold {n} session(s) ({names}).")
+    return index
+
+
+def readable_hdf5(path: str | os.PathLike, source: str = "--data") -> Path:
+    """``path`` after opening it as HDF5 (nothing is read), so a truncated or foreign file is named at once."""
+    import h5py
+
+    path = Path(path)
+    if path.is_dir():
+        raise LFADSArgumentError(f"{source} {path}: is a directory; give HDF5 files, or a glob such as '{path}/*.h5'.")
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except FileNotFoundError as err:
+        raise LFADSArgumentError(f"{source} {path}: no such file (working folder {Path.cwd()}).") from err
+    except OSError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LFADSDataError(
+            f"{source} {path}: cannot be read as HDF5 ({reason}); the file is truncated or not HDF5 - "
+            f"copy or write it again."
+        ) from err
+    return path
+
+
+def data_files(patterns: Sequence[str]) -> list[Path]:
+    """The files ``--data`` names (globs expanded), each checked to open as HDF5."""
+    from lfads.data.datamodule import resolve_data_paths
+
+    return [readable_hdf5(p) for p in resolve_data_paths(list(patterns))]
+
+
+def load_model_and_data(ckpt: Path, data: Sequence[str] | None, **kwargs: Any) -> tuple[Any, Any]:
+    """:func:`lfads.rundir.load_model_and_data`, naming the data file at fault when HDF5 cannot open one.
+
+    h5py reports a truncated file as an ``OSError`` without its name; the files the checkpoint records (or
+    ``data``) are then opened one by one to find it.
+    """
+    from lfads import rundir
+
+    try:
+        return rundir.load_model_and_data(ckpt, list(data) if data else None, **kwargs)
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        if data:
+            data_files(data)
+        else:
+            recorded = rundir.stored_data_paths(rundir.read_checkpoint(ckpt, **kwargs))
+            for path in rundir.resolve_data_paths(recorded or [], ckpt.resolve().parent.parent):
+                if Path(path).is_file():
+                    readable_hdf5(path, source=f"data file recorded in {ckpt}:")
+        raise
