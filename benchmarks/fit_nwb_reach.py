@@ -82,7 +82,8 @@ def score_rates(rates: dict[str, np.ndarray], session, truth: dict[str, np.ndarr
     n_in = data.encod_data.shape[2]
     return {
         "co_bps": co_bps(rates[split], data.recon_data, n_in),
-        "vel_r2": vel_r2_train_test_grouped(rates["train"], train.extras["behavior"], rates[split], data.extras["behavior"]),
+        "vel_r2": vel_r2_train_test_grouped(rates["train"], train.extras["behavior"], rates[split],
+                                            data.extras["behavior"]),
         "psth_r2": psth_r2(rates[split], truth[split], data.extras["conditions"]),
     }
 

@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 RATE_FLOOR = 1e-9
-"""Rates below this (``protocol="lfads"``), or exactly zero (``protocol="nlb"``), are raised to it before taking logs."""
+"""Rates below this (``protocol="lfads"``), or exactly zero (``protocol="nlb"``), are raised to it before logs."""
 
 Protocol = Literal["lfads", "nlb"]
 """How rates are floored: ``"lfads"`` floors every rate at :data:`RATE_FLOOR`; ``"nlb"`` (the benchmark's

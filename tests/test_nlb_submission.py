@@ -128,7 +128,8 @@ def test_submission_from_sampled_model_has_the_benchmark_keys_and_trial_order(nl
     valid = dm.sessions[0].splits["valid"].extras["inds"]
     valid_rates = results[dm.session_names[0]]["valid"]["rates"]
     np.testing.assert_array_equal(group["train_rates_heldout"][valid], valid_rates[:, :T, N_IN:])
-    np.testing.assert_array_equal(group["eval_rates_heldin_forward"], results[dm.session_names[0]]["test"]["rates"][:, T:, :N_IN])
+    test_rates = results[dm.session_names[0]]["test"]["rates"]
+    np.testing.assert_array_equal(group["eval_rates_heldin_forward"], test_rates[:, T:, :N_IN])
 
 
 @pytest.mark.skipif(not MC_MAZE_SMALL.exists(), reason="MC_Maze_Small NLB file not available")
@@ -171,8 +172,10 @@ def test_scoring_garbage_raises_one_line_errors_naming_file_and_key(nlb_files, t
          r"shape\.h5: 'mc_maze_small/eval_rates_heldout' has shape \(16, 19, 4\)"),
         (variant("negative.h5", eval_rates_heldout=-arrays["eval_rates_heldout"]),
          r"negative\.h5: 'mc_maze_small/eval_rates_heldout': rates hold .* negative"),
-        (variant("text_rates.h5", eval_rates_heldout=np.array([b"x"])), r"text_rates\.h5: .*eval_rates_heldout' has shape"),
-        (save_h5_atomic(tmp_path / "other.h5", {"mc_rtt/eval_rates_heldout": np.zeros((1, 1, 1))}), "share no data set"),
+        (variant("text_rates.h5", eval_rates_heldout=np.array([b"x"])),
+         r"text_rates\.h5: .*eval_rates_heldout' has shape"),
+        (save_h5_atomic(tmp_path / "other.h5", {"mc_rtt/eval_rates_heldout": np.zeros((1, 1, 1))}),
+         "share no data set"),
     ]
     for path, message in cases:
         with pytest.raises(LFADSDataError, match=message) as info:
