@@ -83,15 +83,22 @@ def _posterior_means(model, session: int, encod: torch.Tensor, ext: torch.Tensor
     if decoder.use_con:
         n_steps = enc.ext.shape[1]
         co_noise = torch.randn(n_steps, n_samples * b, decoder.co_dim, device=encod.device, dtype=enc.ic_mean.dtype)
+    # The encoding tiled once for a full chunk (sample-major rows); a shorter last chunk takes its first rows.
+    reps = min(samples_per_chunk, n_samples)
+
+    def tile(x: torch.Tensor | None) -> torch.Tensor | None:
+        return x if x is None or reps == 1 else x.repeat(reps, *([1] * (x.dim() - 1)))
+
+    tiled = enc._replace(ic_mean=tile(enc.ic_mean), ic_std=tile(enc.ic_std), ci=tile(enc.ci), ext=tile(enc.ext))
     sums: dict[str, torch.Tensor] = {}
     for first in range(0, n_samples, samples_per_chunk):
         k = min(samples_per_chunk, n_samples - first)
         rows = slice(first * b, (first + k) * b)
-        chunk = enc._replace(
-            ic_mean=enc.ic_mean.repeat(k, 1),
-            ic_std=enc.ic_std.repeat(k, 1),
-            ci=None if enc.ci is None else enc.ci.repeat(k, 1, 1),
-            ext=enc.ext.repeat(k, 1, 1),
+        chunk = tiled._replace(
+            ic_mean=tiled.ic_mean[: k * b],
+            ic_std=tiled.ic_std[: k * b],
+            ci=None if tiled.ci is None else tiled.ci[: k * b],
+            ext=tiled.ext[: k * b],
             sizes=(k * b,),
         )
         out = model.decode(chunk, sample=True, ic_noise=ic_noise[rows],
