@@ -101,9 +101,12 @@ def _model_and_data(workload: str, workdir: Path):
 def _fit_one_epoch(model, dm) -> float:
     import pytorch_lightning as pl
 
+    from lfads.callbacks import metric_callbacks
+
     start = time.perf_counter()
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=metric_callbacks())
     trainer.fit(model, dm)
     return time.perf_counter() - start
 
