@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from lfads.data.datamodule import LFADSDataModule
 from lfads.model import LFADS
+from lfads.runtime import set_recurrence_backend
 from lfads.sampling import AVERAGED, PER_TRIAL, chunk_rows, sample_posteriors
 
 
@@ -40,14 +41,17 @@ def _model(dm: LFADSDataModule, **overrides) -> LFADS:
 
 @pytest.mark.parametrize("memory_mb", [0.05, 1.0])
 @pytest.mark.parametrize("controller", [True, False])
-def test_chunked_sampler_equals_repeat_and_forward_with_the_same_noise(small_lorenz, memory_mb, controller) -> None:
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+def test_chunked_sampler_equals_repeat_and_forward_with_the_same_noise(small_lorenz, memory_mb, controller,
+                                                                       backend) -> None:
     dm = LFADSDataModule(str(small_lorenz), batch_size=8)
     model = _model(dm) if controller else _model(dm, con_dim=0, co_dim=0)
-    torch.manual_seed(5)
-    new = sample_posteriors(model, dm, n_samples=7, splits=("train",), memory_mb=memory_mb, progress=False,
-                            trials_per_batch=6)[dm.session_names[0]]["train"]
-    torch.manual_seed(5)
-    old = repeat_and_forward(model, dm, n_samples=7, split="train", trials_per_batch=6)
+    with set_recurrence_backend(backend):
+        torch.manual_seed(5)
+        new = sample_posteriors(model, dm, n_samples=7, splits=("train",), memory_mb=memory_mb, progress=False,
+                                trials_per_batch=6)[dm.session_names[0]]["train"]
+        torch.manual_seed(5)
+        old = repeat_and_forward(model, dm, n_samples=7, split="train", trials_per_batch=6)
     assert set(new) == set(old)
     for k in old:
         np.testing.assert_allclose(new[k], old[k], rtol=1e-5, atol=1e-6, err_msg=k)
