@@ -57,7 +57,7 @@ def score(run_dir: Path, samples: int) -> dict[str, float]:
     """Rate R2 and co-bps of the posterior-mean rates of ``run_dir``'s best checkpoint on the validation trials."""
     run = sample_run(run_dir, samples, splits=("valid",))
     scores = run.scores()[run.session.name]["valid"]
-    return {"rate_r2": scores["rate_r2"], "co_bps": scores["co_bps"], "bps": scores["bps"],
+    return {"rate_r2": scores["rate_r2"], "co_bps": scores["co_bps"], "heldin_bps": scores["heldin_bps"],
             "epochs": epochs_trained(run_dir)}
 
 
@@ -109,9 +109,9 @@ def main() -> None:
         print(f"Lorenz, {args.minutes:g} min budget each; PBT: {args.population} trials, rounds of {args.interval} "
               f"epochs, {summary['exploits']} exploits, best {summary['best_trial']} "
               f"(valid/recon_smth {summary['best_value']:.5f})")
-        print(f"{'':<22}{'rate R2':>9}{'co-bps':>9}{'bps':>9}{'epochs':>8}{'wall s':>8}")
+        print(f"{'':<22}{'rate R2':>9}{'co-bps':>9}{'heldin bps':>11}{'epochs':>8}{'wall s':>8}")
         for name, r, wall in (("PBT best trial", pbt, pbt_wall), ("single default fit", single, fit_wall)):
-            print(f"{name:<22}{r['rate_r2']:>9.4f}{r['co_bps']:>9.4f}{r['bps']:>9.4f}{r['epochs']:>8d}{wall:>8.0f}")
+            print(f"{name:<22}{r['rate_r2']:>9.4f}{r['co_bps']:>9.4f}{r['heldin_bps']:>11.4f}{r['epochs']:>8d}{wall:>8.0f}")
         print(f"PBT results: {summary_path.parent}")
 
 

@@ -13,7 +13,7 @@ turn them into the values that steer a fit:
   schedule) and ``valid/loss_smth``, and their ramp-aware versions ``valid/..._smth_ramped`` (``inf``
   until the KL/L2/JSLDS ramps are complete). The averages restart at the first full-weight epoch.
 - :class:`ValidationMetrics`: the Neural Latents Benchmark metrics of the posterior-mean rates
-  (``valid/bps``, ``valid/co_bps``, ``valid/fp_bps``, ``valid/rate_r2``) over the whole validation
+  (``valid/heldin_bps``, ``valid/co_bps``, ``valid/fp_bps``, ``valid/rate_r2``) over the whole validation
   split, gathered from every process under DDP.
 - :class:`ResumableState`: what a fit resumed from ``last.ckpt`` needs to continue exactly as if it had
   never stopped (the random number generators, and the epoch's training metrics that are logged after

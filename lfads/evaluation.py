@@ -1,12 +1,16 @@
-"""Metrics of a model's rates on one split: bits/spike, co-bps, fp-bps and rate R2.
+"""Metrics of a model's rates on one split: bits/spike per block and rate R2.
 
 The reconstructed array ``(trials, time, neurons)`` is cut into the blocks the
-Neural Latents Benchmark scores separately (:class:`lfads.metrics.ScoringSlices`):
+Neural Latents Benchmark scores separately (:class:`lfads.metrics.ScoringSlices`); each score is
+named for the neurons and bins it covers:
 
-- held-in neurons over the encoder bins -> ``bps`` (bits/spike),
-- held-out neurons (columns past ``n_in``) over the encoder bins -> ``co_bps``,
-- every neuron over forward-prediction bins (past ``t_enc``) -> ``fp_bps``,
-- and, where the true rates are known, ``rate_r2`` over the whole array.
+- ``heldin_bps``: held-in neurons (the first ``n_in``, the encoders' input) over the encoder bins,
+- ``co_bps``: held-out neurons (columns past ``n_in``) over the encoder bins,
+- ``fp_bps``: every neuron over the forward-prediction bins (past ``t_enc``),
+- ``rate_r2``: every neuron and bin, against the true rates where they are known.
+
+Bits/spike follow ``protocol`` (:data:`lfads.metrics.Protocol`): ``"lfads"`` floors every rate at 1e-9,
+``"nlb"`` replaces exact zeros by 1e-9 and rejects negative rates, as the benchmark does.
 """
 
 from __future__ import annotations
@@ -17,22 +21,45 @@ import numpy as np
 
 from lfads import metrics
 
+SCORE_COLUMNS: tuple[str, ...] = ("heldin_bps", "co_bps", "fp_bps", "rate_r2")
+"""Score names in table order."""
+
+SCORE_DESCRIPTIONS: dict[str, str] = {
+    "heldin_bps": "bits/spike, held-in neurons, encoder bins",
+    "co_bps": "bits/spike, held-out neurons, encoder bins",
+    "fp_bps": "bits/spike, all neurons, forward-prediction bins",
+    "rate_r2": "R2 against the true rates, all neurons and bins",
+}
+"""What each score covers."""
+
+RENAMED_SCORES: dict[str, str] = {"bps": "heldin_bps"}
+"""Score names used by files written before the scores were named for their blocks -> current names."""
+
 
 def compute_split_metrics(
-    rates: np.ndarray, counts: np.ndarray | None, truth: np.ndarray | None, t_enc: int, n_in: int
+    rates: np.ndarray,
+    counts: np.ndarray | None,
+    truth: np.ndarray | None,
+    t_enc: int,
+    n_in: int,
+    protocol: metrics.Protocol = "lfads",
 ) -> dict[str, float]:
-    """Metrics of ``rates`` ``(trials, time, neurons)`` against ``counts`` and ``truth`` (expected counts per bin)."""
+    """Scores of ``rates`` against ``counts`` and ``truth`` (all ``(trials, time, neurons)``, expected counts per bin).
+
+    ``counts`` may cover fewer bins than ``rates`` (the encoder bins only): blocks it lacks are not scored.
+    Returns a subset of :data:`SCORE_COLUMNS`.
+    """
     out: dict[str, float] = {}
     blocks = metrics.ScoringSlices(t_enc, n_in)
     if counts is not None:
-        out["bps"] = float(metrics.bits_per_spike(rates[blocks.heldin], counts[blocks.heldin]))
+        out["heldin_bps"] = metrics.bits_per_spike(rates[blocks.heldin], counts[blocks.heldin], protocol)
         if blocks.has_heldout(counts.shape):
-            out["co_bps"] = float(metrics.bits_per_spike(rates[blocks.heldout], counts[blocks.heldout]))
+            out["co_bps"] = metrics.bits_per_spike(rates[blocks.heldout], counts[blocks.heldout], protocol)
         if blocks.has_forward(counts.shape):
-            out["fp_bps"] = float(metrics.bits_per_spike(rates[blocks.forward], counts[blocks.forward]))
+            out["fp_bps"] = metrics.bits_per_spike(rates[blocks.forward], counts[blocks.forward], protocol)
     if truth is not None:
-        out["rate_r2"] = float(metrics.rate_r2(rates, truth))
-    return out
+        out["rate_r2"] = metrics.rate_r2(rates, truth)
+    return {k: float(v) for k, v in out.items()}
 
 
 def validation_metrics(cache: list) -> dict[str, float]:

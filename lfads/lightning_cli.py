@@ -354,6 +354,9 @@ def build_lightning_cli(
     defaults = {
         "callbacks": list(default_fit_callbacks() if callbacks is None else callbacks),
         "default_root_dir": "runs",
+        # Every metric LFADS logs is an epoch value, so the step interval writes nothing and costs nothing;
+        # 1 keeps Lightning from warning when an epoch has fewer batches than the interval.
+        "log_every_n_steps": 1,
     }
     with warnings.catch_warnings():  # `args` is the whole command line here; sys.argv is the caller's
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")

@@ -6,14 +6,24 @@ All functions take and return numpy arrays / floats; rates passed to the likelih
 
 - :class:`ScoringSlices`: the held-in, held-out and forward-prediction blocks the benchmark scores.
 - :func:`poisson_nll`, :func:`bits_per_spike`, :func:`co_bps`, :func:`fp_bps`: Poisson likelihood scores.
-- :func:`r2_score`, :func:`rate_r2`, :func:`psth_r2`: coefficient of determination variants.
-- :func:`fit_ridge`, :func:`fit_ridge_cv`, :func:`vel_r2`, :func:`vel_r2_train_test`: ridge decoding of
-  behaviour (e.g. hand velocity) from rates.
+- :func:`r2_score`, :func:`rate_r2`, :func:`psth_r2`, :func:`psth_r2_nlb`: coefficient of determination variants.
+- :func:`vel_r2`: the benchmark's velocity decoding (scikit-learn ``Ridge`` on the raw rates, penalty by
+  ``GridSearchCV`` over 5 contiguous folds, fitted on the training trials, scored on the evaluation trials).
+- :func:`fit_ridge`, :func:`fit_ridge_cv`, :func:`vel_r2_cv_grouped`, :func:`vel_r2_train_test_grouped`: our
+  ridge decoding of behaviour from standardized rates, with folds grouped by trial.
+
+Two protocols
+-------------
+Functions named for the Neural Latents Benchmark (``protocol="nlb"``, :func:`vel_r2`, :func:`psth_r2_nlb`)
+reproduce its evaluation code: rates that are exactly zero are raised to :data:`RATE_FLOOR` and negative rates
+are an error. The default ``protocol="lfads"`` floors every rate at :data:`RATE_FLOOR`, so any rate below it
+(e.g. 1e-12) scores as 1e-9; the two agree whenever every rate is 0 or at least 1e-9.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import scipy.linalg
@@ -33,14 +43,20 @@ __all__ = [
     "fp_bps",
     "poisson_nll",
     "psth_r2",
+    "psth_r2_nlb",
     "r2_score",
     "rate_r2",
     "vel_r2",
-    "vel_r2_train_test",
+    "vel_r2_cv_grouped",
+    "vel_r2_train_test_grouped",
 ]
 
 RATE_FLOOR = 1e-9
-"""Rates below this are raised to it before taking logs."""
+"""Rates below this (``protocol="lfads"``), or exactly zero (``protocol="nlb"``), are raised to it before logs."""
+
+Protocol = Literal["lfads", "nlb"]
+"""How rates are floored: ``"lfads"`` floors every rate at :data:`RATE_FLOOR`; ``"nlb"`` (the benchmark's
+evaluation code) replaces exact zeros by it and rejects negative rates."""
 
 DEFAULT_RIDGE_ALPHAS: np.ndarray = np.logspace(-4, 0, 9)
 """Ridge penalties searched by cross-validation."""
@@ -127,14 +143,35 @@ def _require_rates_where_observed(rates: np.ndarray, observed: np.ndarray) -> No
         raise LFADSDataError("rates contain NaN where counts are observed; predict a rate for every observed bin.")
 
 
-def poisson_nll(rates: np.ndarray, counts: np.ndarray) -> float:
+def _floor_rates(rates: np.ndarray, protocol: Protocol, observed: np.ndarray | None = None) -> np.ndarray:
+    """Rates ready for a logarithm: every rate floored at 1e-9 (``"lfads"``), or exact zeros replaced by it (``"nlb"``).
+
+    With ``"nlb"``, negative rates (where ``observed``, if given) raise :class:`LFADSDataError`.
+    """
+    if protocol == "lfads":
+        return np.maximum(rates, RATE_FLOOR)
+    if protocol != "nlb":
+        raise ValueError(f"protocol must be 'lfads' or 'nlb', got {protocol!r}.")
+    checked = rates if observed is None or observed.all() else rates[observed]
+    negative = checked < 0
+    if negative.any():
+        raise LFADSDataError(
+            f"rates hold {int(negative.sum())} negative value(s) (smallest {checked[negative].min():.3g}); the "
+            "benchmark rejects negative rates: predict non-negative expected counts per bin."
+        )
+    return np.where(rates == 0, RATE_FLOOR, rates)
+
+
+def poisson_nll(rates: np.ndarray, counts: np.ndarray, protocol: Protocol = "lfads") -> float:
     r"""Summed Poisson negative log-likelihood.
 
     .. math::
 
         \mathrm{NLL} = \sum_{k} \lambda_k - n_k \log \lambda_k + \log \Gamma(n_k + 1),
 
-    with :math:`\lambda_k = \max(\text{rate}_k, 10^{-9})` and the sum over all entries whose count is not NaN.
+    with the sum over all entries whose count is not NaN and :math:`\lambda_k = \max(\text{rate}_k, 10^{-9})`
+    (``protocol="lfads"``), or :math:`\lambda_k = \text{rate}_k` with exact zeros replaced by :math:`10^{-9}`
+    and negative rates an error (``protocol="nlb"``, the benchmark's).
 
     Parameters
     ----------
@@ -142,6 +179,8 @@ def poisson_nll(rates: np.ndarray, counts: np.ndarray) -> float:
         Expected counts per bin, any shape, e.g. ``(trials, time, neurons)``.
     counts : np.ndarray
         Observed counts, same shape; NaN marks entries to ignore.
+    protocol : {"lfads", "nlb"}
+        How rates are floored (see :data:`Protocol`).
 
     Returns
     -------
@@ -153,12 +192,12 @@ def poisson_nll(rates: np.ndarray, counts: np.ndarray) -> float:
     _check_same_shape(rates, counts, ("rates", "counts"))
     observed = ~np.isnan(counts)
     _require_rates_where_observed(rates, observed)
-    lam = np.maximum(rates[observed], RATE_FLOOR)
+    lam = _floor_rates(rates[observed], protocol)
     n = counts[observed]
     return float(np.sum(lam - n * np.log(lam) + gammaln(n + 1.0)))
 
 
-def bits_per_spike(rates: np.ndarray, counts: np.ndarray) -> float:
+def bits_per_spike(rates: np.ndarray, counts: np.ndarray, protocol: Protocol = "lfads") -> float:
     r"""Log-likelihood improvement over a per-neuron constant-rate model, in bits per spike.
 
     .. math::
@@ -166,7 +205,8 @@ def bits_per_spike(rates: np.ndarray, counts: np.ndarray) -> float:
         \mathrm{bps} = \frac{\mathrm{NLL}(\bar\lambda, n) - \mathrm{NLL}(\lambda, n)}{\ln 2 \, \sum_k n_k},
 
     where the null rate :math:`\bar\lambda_i` of neuron :math:`i` is its mean count over all evaluated
-    trials and bins (NaN ignored). 0 means no better than the null model; higher is better.
+    trials and bins (NaN ignored). 0 means no better than the null model; higher is better. Both rate
+    arrays are floored as ``protocol`` says (:func:`poisson_nll`).
 
     Parameters
     ----------
@@ -174,6 +214,8 @@ def bits_per_spike(rates: np.ndarray, counts: np.ndarray) -> float:
         ``(trials, time, neurons)`` or ``(samples, neurons)`` expected counts per bin.
     counts : np.ndarray
         Same shape; observed counts, NaN where unobserved.
+    protocol : {"lfads", "nlb"}
+        How rates are floored: ``"nlb"`` reproduces the benchmark's ``bits_per_spike``.
 
     Returns
     -------
@@ -204,15 +246,17 @@ def bits_per_spike(rates: np.ndarray, counts: np.ndarray) -> float:
     _require_rates_where_observed(flat_rates, observed)
     # NLL(null) - NLL(model) = sum_obs (lam0 - lam) + sum_obs n (log lam - log lam0); the log n! terms of
     # the two NLLs are equal and cancel, and the logarithms are only needed where there are spikes.
-    lam = np.maximum(flat_rates, RATE_FLOOR)
-    lam0 = np.maximum(np.nan_to_num(null_rate, nan=1.0), RATE_FLOOR)
+    lam = _floor_rates(flat_rates, protocol, observed)
+    lam0 = _floor_rates(np.nan_to_num(null_rate, nan=1.0), protocol)
     rate_terms = observed.sum(axis=0) @ lam0 - (lam.sum() if all_observed else lam[observed].sum())
     rows, cols = np.nonzero(flat_counts > 0)  # NaN > 0 is False
     spike_terms = flat_counts[rows, cols] @ (np.log(lam[rows, cols]) - np.log(lam0[cols]))
     return float((rate_terms + spike_terms) / (total * np.log(2.0)))
 
 
-def co_bps(rates: np.ndarray, counts: np.ndarray, n_heldin: int, n_enc_time: int | None = None) -> float:
+def co_bps(
+    rates: np.ndarray, counts: np.ndarray, n_heldin: int, n_enc_time: int | None = None, protocol: Protocol = "lfads"
+) -> float:
     """Co-smoothing bits per spike: :func:`bits_per_spike` on the held-out neurons.
 
     Uses columns ``n_heldin:`` and the first ``n_enc_time`` bins (the bins the encoders saw;
@@ -228,6 +272,8 @@ def co_bps(rates: np.ndarray, counts: np.ndarray, n_heldin: int, n_enc_time: int
         Number of held-in neurons (the first columns).
     n_enc_time : int, optional
         Number of encoder bins; later bins are forward-prediction bins and are excluded.
+    protocol : {"lfads", "nlb"}
+        How rates are floored (:func:`bits_per_spike`).
 
     Returns
     -------
@@ -241,10 +287,10 @@ def co_bps(rates: np.ndarray, counts: np.ndarray, n_heldin: int, n_enc_time: int
             f"got rates of shape {rates.shape}."
         )
     block = ScoringSlices(n_enc_time, n_heldin).heldout
-    return bits_per_spike(rates[block], counts[block])
+    return bits_per_spike(rates[block], counts[block], protocol)
 
 
-def fp_bps(rates: np.ndarray, counts: np.ndarray, n_enc_time: int) -> float:
+def fp_bps(rates: np.ndarray, counts: np.ndarray, n_enc_time: int, protocol: Protocol = "lfads") -> float:
     """Forward-prediction bits per spike: :func:`bits_per_spike` on bins ``n_enc_time:`` for all neurons.
 
     Parameters
@@ -255,6 +301,8 @@ def fp_bps(rates: np.ndarray, counts: np.ndarray, n_enc_time: int) -> float:
         ``(trials, T_recon, N_recon)`` observed counts.
     n_enc_time : int
         Number of encoder bins; the remaining ``T_recon - n_enc_time`` bins are scored.
+    protocol : {"lfads", "nlb"}
+        How rates are floored (:func:`bits_per_spike`).
 
     Returns
     -------
@@ -268,7 +316,7 @@ def fp_bps(rates: np.ndarray, counts: np.ndarray, n_enc_time: int) -> float:
             f"got rates of shape {rates.shape}."
         )
     block = ScoringSlices(n_enc_time, n_heldin=rates.shape[-1]).forward
-    return bits_per_spike(rates[block], counts[block])
+    return bits_per_spike(rates[block], counts[block], protocol)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -377,6 +425,86 @@ def psth_r2(rates: np.ndarray, target: np.ndarray, conditions: np.ndarray) -> fl
     true_psth = _condition_average(target, conditions).reshape(-1, n_neurons)
     keep = ~np.isnan(true_psth).any(axis=1)
     return r2_score(true_psth[keep], pred_psth[keep])
+
+
+def _shift_trial(rates: np.ndarray, shift: int) -> np.ndarray:
+    """``(time, neurons)`` rates moved ``shift`` bins later (earlier if negative), NaN-filled at the vacated end."""
+    if shift == 0:
+        return rates
+    out = np.full_like(rates, np.nan)
+    if shift > 0:
+        out[shift:] = rates[:-shift]
+    else:
+        out[:shift] = rates[-shift:]
+    return out
+
+
+def psth_r2_nlb(
+    psth: np.ndarray,
+    eval_rates: np.ndarray,
+    eval_cond_idx: list[np.ndarray] | np.ndarray,
+    jitter: np.ndarray | None = None,
+) -> float:
+    r"""PSTH :math:`R^2` as the Neural Latents Benchmark scores it, against its true PSTHs.
+
+    For condition :math:`c` with evaluation trials :math:`I_c`, the predicted PSTH is the mean of the trials'
+    rates, each first shifted by its ``jitter`` (bins; NaN-filled):
+    :math:`\hat P_c = rac{1}{|I_c|} \sum_{i \in I_c} \mathrm{shift}(r_i, j_i)`. Bins where the true PSTH
+    ``psth[c, :, 0]`` is NaN are dropped; the kept ``(bins, neurons)`` blocks of all conditions (those with
+    at least one trial) are stacked and scored with :func:`r2_score` (per neuron, then averaged), which
+    follows scikit-learn's ``r2_score``.
+
+    Parameters
+    ----------
+    psth : np.ndarray
+        ``(conditions, time, neurons)`` true PSTHs (the evaluation-target file's ``psth``), NaN-padded.
+    eval_rates : np.ndarray
+        ``(trials, time, neurons)`` predicted rates of the evaluation trials (held-in then held-out neurons).
+    eval_cond_idx : sequence of np.ndarray
+        Per condition, the indices of its evaluation trials (the target file's ``eval_cond_idx``).
+    jitter : np.ndarray, optional
+        ``(trials,)`` integer shift of each trial in bins (the target's ``eval_jitter``); default none.
+
+    Returns
+    -------
+    float
+        Mean per-neuron PSTH :math:`R^2`.
+
+    Raises
+    ------
+    LFADSDataError
+        If the shapes disagree or a kept bin has a NaN predicted PSTH.
+    """
+    psth = np.asarray(psth, dtype=np.float64)
+    eval_rates = np.asarray(eval_rates, dtype=np.float64)
+    if psth.ndim != 3 or eval_rates.ndim != 3 or psth.shape[1:] != eval_rates.shape[1:]:
+        raise LFADSDataError(
+            f"psth {psth.shape} and eval_rates {eval_rates.shape} must be (conditions, time, neurons) and "
+            "(trials, time, neurons) with the same bins and neurons."
+        )
+    if len(eval_cond_idx) != psth.shape[0]:
+        raise LFADSDataError(
+            f"eval_cond_idx lists {len(eval_cond_idx)} conditions but psth has {psth.shape[0]}; give one index "
+            "array per condition."
+        )
+    shifts = np.zeros(eval_rates.shape[0], dtype=int) if jitter is None else np.asarray(jitter).astype(int)
+    true_blocks, pred_blocks = [], []
+    for c, trials in enumerate(eval_cond_idx):
+        trials = np.asarray(trials, dtype=int)
+        if trials.size == 0:
+            continue
+        predicted = np.mean([_shift_trial(eval_rates[i], int(shifts[i])) for i in trials], axis=0)
+        keep = ~np.isnan(psth[c, :, 0])
+        if np.isnan(predicted[keep]).any():
+            raise LFADSDataError(
+                f"condition {c}: the predicted PSTH is NaN in bins where the true PSTH is defined; predict "
+                "every bin of every evaluation trial."
+            )
+        true_blocks.append(psth[c][keep])
+        pred_blocks.append(predicted[keep])
+    if not true_blocks:
+        raise LFADSDataError("psth_r2_nlb: no condition has evaluation trials; check eval_cond_idx.")
+    return r2_score(np.concatenate(true_blocks), np.concatenate(pred_blocks))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -568,7 +696,7 @@ def _lagged_pairs(rates: np.ndarray, behavior: np.ndarray, lag: int) -> tuple[np
     return x[keep], y[keep], trial[keep]
 
 
-def vel_r2(
+def vel_r2_cv_grouped(
     rates: np.ndarray,
     behavior: np.ndarray,
     lag: int = 0,
@@ -576,7 +704,10 @@ def vel_r2(
     alphas: np.ndarray = DEFAULT_RIDGE_ALPHAS,
     seed: int = 0,
 ) -> float:
-    r"""Cross-validated :math:`R^2` of a ridge decoder from rates to behaviour (e.g. hand velocity).
+    r"""Cross-validated :math:`R^2` of a ridge decoder from rates to behaviour, folds grouped by trial (our protocol).
+
+    Not the benchmark's protocol (that is :func:`vel_r2`): inputs are standardized, the penalty is per sample
+    and folds are random and grouped by trial, so the two differ slightly on the same arrays.
 
     Behaviour at bin :math:`t + \text{lag}` is decoded from rates at bin :math:`t` (rates lead behaviour).
     Trials are split into ``n_folds`` folds (seeded); for each fold a decoder is fitted on the other
@@ -616,7 +747,7 @@ def vel_r2(
     return r2_score(y, prediction)
 
 
-def vel_r2_train_test(
+def vel_r2_train_test_grouped(
     train_rates: np.ndarray,
     train_behavior: np.ndarray,
     eval_rates: np.ndarray,
@@ -626,10 +757,13 @@ def vel_r2_train_test(
     alphas: np.ndarray = DEFAULT_RIDGE_ALPHAS,
     seed: int = 0,
 ) -> float:
-    r"""Decoding :math:`R^2` of a ridge decoder fitted on one set of trials and scored on another.
+    r"""Decoding :math:`R^2` of our ridge decoder fitted on one set of trials and scored on another (our protocol).
+
+    Like :func:`vel_r2` (the benchmark's) in splitting train and evaluation trials, but the decoder is
+    :func:`fit_ridge_cv`'s: standardized inputs, per-sample penalty, folds grouped by trial.
 
     The decoder is fitted on ``train_*`` with its penalty chosen by :func:`fit_ridge_cv` (folds grouped
-    by trial) and scored with :func:`r2_score` on ``eval_*``. Lag and NaN handling as in :func:`vel_r2`.
+    by trial) and scored with :func:`r2_score` on ``eval_*``. Lag and NaN handling as in :func:`vel_r2_cv_grouped`.
 
     Parameters
     ----------
@@ -655,3 +789,90 @@ def vel_r2_train_test(
     x_eval, y_eval, _ = _lagged_pairs(eval_rates, eval_behavior, lag)
     model = fit_ridge_cv(x_train, y_train, alphas, n_folds, groups=trial, seed=seed)
     return r2_score(y_eval, model.predict(x_eval))
+
+
+def _decoding_r2(
+    train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray, eval_y: np.ndarray, alphas: np.ndarray, n_folds: int
+) -> float:
+    """One ridge decoder fitted as the benchmark does, scored on the evaluation samples."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    train_keep = ~np.isnan(train_y).any(axis=1)
+    eval_keep = ~np.isnan(eval_y).any(axis=1)
+    train_x, train_y, eval_x, eval_y = train_x[train_keep], train_y[train_keep], eval_x[eval_keep], eval_y[eval_keep]
+    if np.isnan(train_x).any() or np.isnan(eval_x).any():
+        raise LFADSDataError("rates contain NaN in bins with observed behaviour; predict every such bin.")
+    search = GridSearchCV(Ridge(), {"alpha": np.asarray(alphas, dtype=np.float64)}, cv=KFold(n_folds))
+    search.fit(train_x, train_y)
+    return float(search.score(eval_x, eval_y))
+
+
+def vel_r2(
+    train_rates: np.ndarray,
+    train_behavior: np.ndarray,
+    eval_rates: np.ndarray,
+    eval_behavior: np.ndarray,
+    train_decode_mask: np.ndarray | None = None,
+    eval_decode_mask: np.ndarray | None = None,
+    alphas: np.ndarray = DEFAULT_RIDGE_ALPHAS,
+    n_folds: int = 5,
+) -> float:
+    r"""Velocity-decoding :math:`R^2` with the Neural Latents Benchmark's protocol.
+
+    Trials and bins are flattened to samples; samples whose behaviour is NaN are dropped. A scikit-learn
+    ``Ridge`` (intercept fitted, inputs not standardized, penalty :math:`lpha \|W\|^2` on the summed squared
+    error) maps the raw rates to the behaviour, with :math:`lpha` chosen from ``alphas`` by ``GridSearchCV``
+    over ``n_folds`` contiguous, unshuffled folds of the training samples (mean fold :math:`R^2`, the
+    smallest of tied penalties), refitted on all training samples and scored (:math:`R^2` averaged over
+    behaviour dimensions) on the evaluation samples. With decode masks, one decoder per mask column is fitted
+    on the trials it selects and the scores are averaged. The behaviour is used as given: NLB tensors
+    already lag it behind the rates.
+
+    Parameters
+    ----------
+    train_rates, eval_rates : np.ndarray
+        ``(trials, time, neurons)`` rates of the training and evaluation trials (same neurons).
+    train_behavior, eval_behavior : np.ndarray
+        ``(trials, time, dims)`` behaviour, NaN where undefined.
+    train_decode_mask, eval_decode_mask : np.ndarray, optional
+        ``(trials, masks)`` booleans: which trials each decoder uses (the target file's ``*_decode_mask``).
+    alphas : np.ndarray
+        Candidate penalties; the benchmark's ``logspace(-4, 0, 9)``.
+    n_folds : int
+        Folds of the penalty search.
+
+    Returns
+    -------
+    float
+        Evaluation :math:`R^2` (averaged over masks).
+
+    See Also
+    --------
+    vel_r2_cv_grouped, vel_r2_train_test_grouped : our decoders (standardized inputs, folds grouped by trial).
+    """
+    arrays = [np.asarray(a, dtype=np.float64) for a in (train_rates, train_behavior, eval_rates, eval_behavior)]
+    for name, a in zip(("train_rates", "train_behavior", "eval_rates", "eval_behavior"), arrays):
+        if a.ndim != 3:
+            raise LFADSDataError(f"{name} must be (trials, time, dims); got shape {a.shape}.")
+    train_rates, train_behavior, eval_rates, eval_behavior = arrays
+    if train_rates.shape[:2] != train_behavior.shape[:2] or eval_rates.shape[:2] != eval_behavior.shape[:2]:
+        raise LFADSDataError(
+            f"rates and behaviour must share trials and bins: train {train_rates.shape} vs {train_behavior.shape}, "
+            f"eval {eval_rates.shape} vs {eval_behavior.shape}."
+        )
+    if train_decode_mask is None:
+        train_decode_mask = np.ones((train_rates.shape[0], 1), dtype=bool)
+        eval_decode_mask = np.ones((eval_rates.shape[0], 1), dtype=bool)
+    train_decode_mask = np.asarray(train_decode_mask, dtype=bool).reshape(train_rates.shape[0], -1)
+    eval_decode_mask = np.asarray(eval_decode_mask, dtype=bool).reshape(eval_rates.shape[0], -1)
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return a.reshape(-1, a.shape[-1])
+
+    scores = [
+        _decoding_r2(flat(train_rates[tm]), flat(train_behavior[tm]), flat(eval_rates[em]), flat(eval_behavior[em]),
+                     alphas, n_folds)
+        for tm, em in zip(train_decode_mask.T, eval_decode_mask.T)
+    ]
+    return float(np.mean(scores))

@@ -63,6 +63,17 @@ class SessionOutput(NamedTuple):
     gen_inputs: Tensor  # (batch, time, co_dim + ext_input_dim): the generator's inputs [u_t; v_t]
 
 
+class Encoding(NamedTuple):
+    """Encoder outputs for a batch stacked over sessions: everything the generator needs besides noise."""
+
+    ic_mean: Tensor  # (batch, ic_dim): IC posterior mean
+    ic_std: Tensor  # (batch, ic_dim): IC posterior standard deviation
+    ci: Tensor | None  # (batch, time, ci_dim): controller-input encodings (None without a controller)
+    ext: Tensor  # (batch, time, ext_input_dim): external inputs
+    sessions: tuple[int, ...]  # session index of each block of rows, in order
+    sizes: tuple[int, ...]  # rows per session
+
+
 class StepCosts(NamedTuple):
     """Costs of a batch, each a scalar tensor; recon and KL terms are per reconstructed element."""
 
@@ -292,13 +303,8 @@ class LFADS(pl.LightningModule):
     def n_sessions(self) -> int:
         return len(self.hparams.encod_data_dims)
 
-    def forward(
-        self,
-        encod: dict[int, Tensor],
-        ext_input: dict[int, Tensor] | None = None,
-        sample: bool = True,
-    ) -> dict[int, SessionOutput]:
-        """Run LFADS on a batch from each session.
+    def encode(self, encod: dict[int, Tensor], ext_input: dict[int, Tensor] | None = None) -> Encoding:
+        """Read in and encode a batch from each session: the posteriors of the IC and the controller inputs.
 
         Parameters
         ----------
@@ -306,8 +312,11 @@ class LFADS(pl.LightningModule):
             Session index -> encoder data ``(batch, encod_seq_len, encod_neurons)``.
         ext_input : dict[int, Tensor], optional
             Session index -> external inputs ``(batch, recon_seq_len, ext_input_dim)``.
-        sample : bool
-            Sample the IC and inferred inputs from their posteriors (True) or use the means.
+
+        Returns
+        -------
+        Encoding
+            The sessions' batches stacked in the order of ``encod``.
         """
         sessions = list(encod)
         sizes = [encod[s].shape[0] for s in sessions]
@@ -319,11 +328,32 @@ class LFADS(pl.LightningModule):
         else:
             ext = torch.cat([ext_input[s] for s in sessions], 0).to(x.dtype)
         ic_mean, ic_std, ci = self.encoder(x)
-        ic = ic_mean + ic_std * torch.randn_like(ic_std) if sample else ic_mean
-        dec = self.decoder(ic, ci, ext, sample=sample)
+        return Encoding(ic_mean, ic_std, ci, ext, tuple(sessions), tuple(sizes))
+
+    def decode(
+        self,
+        encoding: Encoding,
+        sample: bool = True,
+        ic_noise: Tensor | None = None,
+        co_noise: Tensor | None = None,
+    ) -> dict[int, SessionOutput]:
+        """Run the generator from an :class:`Encoding` and read out each session's rates.
+
+        With ``sample``, the IC is :math:`z = \\mu_z + \\sigma_z \\epsilon` and the inferred inputs
+        :math:`u_t = \\mu_t + \\sigma_t \\eta_t` with standard normal :math:`\\epsilon` (``ic_noise``,
+        ``(batch, ic_dim)``) and :math:`\\eta` (``co_noise``, ``(time, batch, co_dim)``), drawn here (IC noise
+        first) when not given; otherwise the posterior means are used.
+        """
+        ic_mean, ic_std = encoding.ic_mean, encoding.ic_std
+        if sample:
+            ic = ic_mean + ic_std * (torch.randn_like(ic_std) if ic_noise is None else ic_noise.to(ic_std))
+        else:
+            ic = ic_mean
+        ext = encoding.ext
+        dec = self.decoder(ic, encoding.ci, ext, sample=sample, co_noise=co_noise)
         outputs = {}
         offset = 0
-        for s, n in zip(sessions, sizes):
+        for s, n in zip(encoding.sessions, encoding.sizes):
             sl = slice(offset, offset + n)
             offset += n
             params = self.readout(s, dec.factors[sl]).float()
@@ -342,6 +372,25 @@ class LFADS(pl.LightningModule):
                 gen_inputs=torch.cat([dec.inferred_inputs[sl], ext[sl]], -1),
             )
         return outputs
+
+    def forward(
+        self,
+        encod: dict[int, Tensor],
+        ext_input: dict[int, Tensor] | None = None,
+        sample: bool = True,
+    ) -> dict[int, SessionOutput]:
+        """Run LFADS on a batch from each session: :meth:`decode` of :meth:`encode`.
+
+        Parameters
+        ----------
+        encod : dict[int, Tensor]
+            Session index -> encoder data ``(batch, encod_seq_len, encod_neurons)``.
+        ext_input : dict[int, Tensor], optional
+            Session index -> external inputs ``(batch, recon_seq_len, ext_input_dim)``.
+        sample : bool
+            Sample the IC and inferred inputs from their posteriors (True) or use the means.
+        """
+        return self.decode(self.encode(encod, ext_input), sample=sample)
 
     # ------------------------------------------------------------------ losses
     def _epoch_progress(self) -> float:

@@ -47,7 +47,7 @@ from pynwb import NWBHDF5IO
 
 from lfads import viz
 from lfads.baselines import smooth_spikes
-from lfads.metrics import fit_ridge_cv, psth_r2, r2_score, vel_r2
+from lfads.metrics import fit_ridge_cv, psth_r2, r2_score, vel_r2_cv_grouped
 from lfads.run import load_run
 
 torch.set_num_threads(1)
@@ -166,7 +166,7 @@ def decode(train_x, train_y, eval_x):
 tr = data["train"]
 vel_train, vel_eval = tr.extras["behavior"], ev.extras["behavior"]
 sigmas = [1.0, 1.5, 2.0, 3.0, 4.0]
-cv = {s: vel_r2(smooth_spikes(tr.encod_data, s), vel_train, n_folds=5) for s in sigmas}
+cv = {s: vel_r2_cv_grouped(smooth_spikes(tr.encod_data, s), vel_train, n_folds=5) for s in sigmas}
 best_sigma = max(cv, key=cv.get)
 features = {
     "LFADS rates": (out["train"]["rates"][..., :n_in], out[EVAL_SPLIT]["rates"][..., :n_in]),

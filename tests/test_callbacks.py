@@ -172,7 +172,7 @@ def test_model_without_the_callbacks_logs_only_its_own_costs(small_lorenz, tmp_p
     (logged,) = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
                            enable_model_summary=False).validate(_model(dm), dm, verbose=False)
     assert {"valid/loss", "valid/recon", "valid/sv_nll"} <= set(logged)
-    assert not [k for k in logged if "_smth" in k or k in ("valid/bps", "valid/co_bps", "valid/rate_r2")]
+    assert not [k for k in logged if "_smth" in k or k in ("valid/heldin_bps", "valid/co_bps", "valid/rate_r2")]
 
 
 def test_validation_metrics_score_the_posterior_mean_rates_of_the_whole_split(small_lorenz) -> None:
@@ -188,7 +188,7 @@ def test_validation_metrics_score_the_posterior_mean_rates_of_the_whole_split(sm
     counts, truth = np.asarray(valid.recon_data), np.asarray(valid.truth)
     t_enc, n_in = np.asarray(valid.encod_data).shape[1:]
     assert logged["valid/rate_r2"] == pytest.approx(metrics.rate_r2(rates, truth), rel=1e-5)
-    assert logged["valid/bps"] == pytest.approx(
+    assert logged["valid/heldin_bps"] == pytest.approx(
         metrics.bits_per_spike(rates[:, :t_enc, :n_in], counts[:, :t_enc, :n_in]), rel=1e-4, abs=1e-6)
     assert logged["valid/co_bps"] == pytest.approx(
         metrics.bits_per_spike(rates[:, :t_enc, n_in:], counts[:, :t_enc, n_in:]), rel=1e-4, abs=1e-6)

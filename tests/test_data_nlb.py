@@ -141,3 +141,29 @@ def test_nlb_spikes_with_nan_raise_at_load(tmp_path):
     path = write_nlb(tmp_path / "nan_nlb.h5", train_spikes_heldout=heldout)
     with pytest.raises(LFADSDataError, match=r"nan_nlb\.h5: '(train|valid)_recon_data' holds 1 non-finite"):
         load_nlb_h5(path)
+
+
+def test_eval_counts_join_heldin_heldout_and_forward_spikes_like_recon_data(tmp_path):
+    from lfads.data.nlb import held_out_eval_counts
+
+    rng = np.random.default_rng(1)
+    extra = {name: rng.poisson(1.0, shape).astype(np.float32) for name, shape in
+             (("eval_spikes_heldout", (4, 6, 2)), ("eval_spikes_heldin_forward", (4, 2, 3)),
+              ("eval_spikes_heldout_forward", (4, 2, 2)))}
+    path = write_nlb(tmp_path / "n.h5", **extra)
+    test = load_nlb_h5(path).splits["test"]
+    counts = held_out_eval_counts(test)
+    assert counts.shape == (4, 8, 5)
+    np.testing.assert_array_equal(counts[:, :6, :3], test.encod_data)
+    np.testing.assert_array_equal(counts[:, :6, 3:], extra["eval_spikes_heldout"])
+    np.testing.assert_array_equal(counts[:, 6:, :3], extra["eval_spikes_heldin_forward"])
+    np.testing.assert_array_equal(counts[:, 6:, 3:], extra["eval_spikes_heldout_forward"])
+    assert held_out_eval_counts(load_nlb_h5(write_nlb(tmp_path / "m.h5")).splits["test"]) is None
+
+
+def test_eval_heldout_spikes_with_wrong_bins_raise_naming_key(tmp_path):
+    from lfads.data.nlb import held_out_eval_counts
+
+    path = write_nlb(tmp_path / "n.h5", eval_spikes_heldout=np.zeros((4, 5, 2), np.float32))
+    with pytest.raises(LFADSDataError, match=r"'eval_spikes_heldout' has shape \(4, 5, 2\)"):
+        held_out_eval_counts(load_nlb_h5(path).splits["test"])

@@ -19,7 +19,7 @@ from lfads.model import LFADS
 pytestmark = pytest.mark.slow  # two training processes
 
 BATCH_SIZE = 4  # the small Lorenz set has 8 validation trials = 2 processes x BATCH_SIZE: no sampler padding
-VALID_METRICS = ("valid/loss", "valid/recon", "valid/kl_ic", "valid/bps", "valid/co_bps", "valid/rate_r2")
+VALID_METRICS = ("valid/loss", "valid/recon", "valid/kl_ic", "valid/heldin_bps", "valid/co_bps", "valid/rate_r2")
 
 
 class PosteriorMeanLFADS(LFADS):

@@ -19,8 +19,8 @@ from lfads.metrics import (
     psth_r2,
     r2_score,
     rate_r2,
-    vel_r2,
-    vel_r2_train_test,
+    vel_r2_cv_grouped,
+    vel_r2_train_test_grouped,
 )
 
 
@@ -136,11 +136,11 @@ def test_split_metrics_score_the_same_blocks_as_co_bps_and_fp_bps(poisson_data) 
 
     rates, counts = poisson_data
     scores = compute_split_metrics(rates * 1.1, counts, rates, 40, 8)
-    assert scores["bps"] == bits_per_spike(rates[:, :40, :8] * 1.1, counts[:, :40, :8])
+    assert scores["heldin_bps"] == bits_per_spike(rates[:, :40, :8] * 1.1, counts[:, :40, :8])
     assert scores["co_bps"] == co_bps(rates * 1.1, counts, 8, 40)
     assert scores["fp_bps"] == fp_bps(rates * 1.1, counts, 40)
     assert scores["rate_r2"] == rate_r2(rates * 1.1, rates)
-    assert set(compute_split_metrics(rates, counts[:, :40, :8], None, 40, 8)) == {"bps"}
+    assert set(compute_split_metrics(rates, counts[:, :40, :8], None, 40, 8)) == {"heldin_bps"}
 
 
 def test_r2_score_hand_computed_and_constant_target_conventions() -> None:
@@ -221,21 +221,21 @@ def _behaviour_from_rates(rng: np.random.Generator, lag: int) -> tuple[np.ndarra
     return rates, behavior
 
 
-def test_vel_r2_is_near_one_at_the_true_lag_and_low_otherwise() -> None:
+def test_vel_r2_cv_grouped_is_near_one_at_the_true_lag_and_low_otherwise() -> None:
     rates, behavior = _behaviour_from_rates(np.random.default_rng(7), lag=3)
-    assert vel_r2(rates, behavior, lag=3) > 0.99
-    assert vel_r2(rates, behavior, lag=0) < 0.2
+    assert vel_r2_cv_grouped(rates, behavior, lag=3) > 0.99
+    assert vel_r2_cv_grouped(rates, behavior, lag=0) < 0.2
 
 
-def test_vel_r2_is_not_positive_for_unrelated_behaviour() -> None:
+def test_vel_r2_cv_grouped_is_not_positive_for_unrelated_behaviour() -> None:
     rng = np.random.default_rng(8)
     rates = rng.gamma(2.0, 1.0, size=(60, 40, 6))
-    assert vel_r2(rates, rng.normal(size=(60, 40, 2))) < 0.02
+    assert vel_r2_cv_grouped(rates, rng.normal(size=(60, 40, 2))) < 0.02
 
 
-def test_vel_r2_train_test_scores_the_other_set() -> None:
+def test_vel_r2_train_test_grouped_scores_the_other_set() -> None:
     rng = np.random.default_rng(9)
     rates, behavior = _behaviour_from_rates(rng, lag=2)
-    assert vel_r2_train_test(rates[:40], behavior[:40], rates[40:], behavior[40:], lag=2) > 0.99
+    assert vel_r2_train_test_grouped(rates[:40], behavior[:40], rates[40:], behavior[40:], lag=2) > 0.99
     shuffled = rng.permutation(behavior[40:].reshape(-1, 2)).reshape(behavior[40:].shape)
-    assert vel_r2_train_test(rates[:40], behavior[:40], rates[40:], shuffled, lag=2) < 0.05
+    assert vel_r2_train_test_grouped(rates[:40], behavior[:40], rates[40:], shuffled, lag=2) < 0.05

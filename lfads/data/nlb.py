@@ -195,3 +195,37 @@ def load_nlb_h5(
                           extras={k: v for k, v in arrays.items() if not k.startswith(("train_", "eval_"))})
     validate_session(session)
     return session
+
+
+def held_out_eval_counts(split: SplitData) -> np.ndarray | None:
+    """Counts to score an NLB evaluation split against, from the held-out spikes its file holds.
+
+    The NLB evaluation trials (the ``test`` split of :func:`load_nlb_h5`) have no ``recon_data``; when the file
+    holds ``eval_spikes_heldout`` they are scored against
+
+        [eval_spikes_heldin, eval_spikes_heldout]                       (trials, T, N_in + N_out)
+
+    with ``[eval_spikes_heldin_forward, eval_spikes_heldout_forward]`` appended along time when the file holds
+    both (as evaluation-target files do), i.e. the same layout as ``recon_data``.
+
+    Returns
+    -------
+    np.ndarray or None
+        ``(trials, T[ + T_fp], N_in + N_out)`` float32 counts, or None when the split has no held-out spikes.
+    """
+    heldout = split.extras.get("spikes_heldout")
+    if heldout is None:
+        return None
+    heldin = split.encod_data
+    if heldout.ndim != 3 or heldout.shape[:2] != heldin.shape[:2]:
+        raise LFADSDataError(f"'eval_spikes_heldout' has shape {heldout.shape}; expected {heldin.shape[:2] + ('?',)} "
+                             "(trials and bins as eval_spikes_heldin).")
+    counts = np.concatenate([heldin, np.asarray(heldout, dtype=np.float32)], axis=2)
+    fwd_in, fwd_out = split.extras.get("spikes_heldin_forward"), split.extras.get("spikes_heldout_forward")
+    if fwd_in is not None and fwd_out is not None:
+        forward = np.concatenate([np.asarray(fwd_in, np.float32), np.asarray(fwd_out, np.float32)], axis=2)
+        if forward.shape[0] != counts.shape[0] or forward.shape[2] != counts.shape[2]:
+            raise LFADSDataError(f"eval forward spikes have shape {forward.shape} (held-in and held-out joined); "
+                                 f"expected ({counts.shape[0]}, ?, {counts.shape[2]}).")
+        counts = np.concatenate([counts, forward], axis=1)
+    return counts

@@ -110,7 +110,9 @@ class Decoder(nn.Module):
         w = self.fac_linear.weight
         return w / w.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
-    def forward(self, ic: Tensor, ci: Tensor | None, ext_input: Tensor, sample: bool = True) -> DecoderOutput:
+    def forward(
+        self, ic: Tensor, ci: Tensor | None, ext_input: Tensor, sample: bool = True, co_noise: Tensor | None = None
+    ) -> DecoderOutput:
         """Run the loop.
 
         Parameters
@@ -123,6 +125,9 @@ class Decoder(nn.Module):
             ``(batch, time, ext_input_dim)``; its time axis sets the number of steps.
         sample : bool
             Sample the inferred inputs (True) or use the posterior means.
+        co_noise : Tensor, optional
+            Standard normal noise ``(time, batch, co_dim)`` for the inferred-input samples
+            (``u_t = mu_t + sigma_t * noise[t]``); drawn here when None.
         """
         batch, n_steps = ext_input.shape[:2]
         gen, drop_p = self.generator, self.dropout_rate if self.training else 0.0
@@ -132,8 +137,10 @@ class Decoder(nn.Module):
         masks = keep_mask((n_steps + 1, batch, gen_h.shape[1]), drop_p, ic.device, gen_h.dtype) if drop_p > 0 else None
         co = self.co_dim
         g_w_ih = gen.weight_ih
+        if co_noise is not None and tuple(co_noise.shape) != (n_steps, batch, self.co_dim):
+            raise ValueError(f"co_noise has shape {tuple(co_noise.shape)}; expected {(n_steps, batch, self.co_dim)}.")
         if fused_loops():  # the recurrence backend (lfads.runtime) is not "reference"
-            return self._fused(gen_h, ci, ext_input, fac_w, masks, sample)
+            return self._fused(gen_h, ci, ext_input, fac_w, masks, sample, co_noise)
         ext_gates = nn.functional.linear(ext_input, g_w_ih[:, co:], gen.bias_ih)
         if masks is not None:
             masks = masks.unbind(0)
@@ -150,7 +157,7 @@ class Decoder(nn.Module):
             c_whh_t, c_bhh = con.weight_hh.t(), con.bias_hh
             co_w_t, co_b = self.co_linear.weight.t(), self.co_linear.bias
             g_wu_t = g_w_ih[:, :co].t()
-            eps = torch.randn(n_steps, batch, co, device=ic.device, dtype=gen_h.dtype).unbind(0) if sample else None
+            eps = self._noise(co_noise, n_steps, batch, gen_h).unbind(0) if sample else None
             con_h = self.con_h0.expand(batch, -1)
             for t in range(n_steps):
                 con_h = gru_step(torch.addmm(ci_gates[t], gd, c_fac_t), con_h, c_whh_t, c_bhh, clip)
@@ -182,8 +189,21 @@ class Decoder(nn.Module):
         factors = dropped @ fac_w.t()
         return DecoderOutput(gen_states, factors, co_means, co_stds, inferred, con_states, g0)
 
+    def _noise(self, co_noise: Tensor | None, n_steps: int, batch: int, like: Tensor) -> Tensor:
+        """``co_noise`` in ``like``'s dtype, or fresh standard normal noise ``(time, batch, co_dim)``."""
+        if co_noise is not None:
+            return co_noise.to(device=like.device, dtype=like.dtype)
+        return torch.randn(n_steps, batch, self.co_dim, device=like.device, dtype=like.dtype)
+
     def _fused(
-        self, gen_h: Tensor, ci: Tensor | None, ext_input: Tensor, fac_w: Tensor, masks: Tensor | None, sample: bool
+        self,
+        gen_h: Tensor,
+        ci: Tensor | None,
+        ext_input: Tensor,
+        fac_w: Tensor,
+        masks: Tensor | None,
+        sample: bool,
+        co_noise: Tensor | None = None,
     ) -> DecoderOutput:
         """The same loop through the hand-differentiated kernels of :mod:`lfads.modules.recurrence` (float32).
 
@@ -210,7 +230,7 @@ class Decoder(nn.Module):
             c_w_ih = con.weight_ih
             ci_gates = nn.functional.linear(_full(ci).transpose(0, 1), c_w_ih[:, : self.ci_dim], con.bias_ih)
             cf_t = (c_w_ih[:, self.ci_dim :] @ fac_w).t()
-            eps = torch.randn(n_steps, batch, co, device=gen_h.device, dtype=gen_h.dtype) if sample else None
+            eps = self._noise(co_noise, n_steps, batch, gen_h).contiguous() if sample else None
             c0 = self.con_h0.expand(batch, -1)
             states, dropped, con_states, co_params, inferred = ControllerGeneratorLoop.apply(
                 ci_gates.contiguous(), ext_gates.contiguous(), gen_h, c0, cf_t, con.weight_hh, con.bias_hh,
