@@ -1,7 +1,7 @@
 """The ``lfads`` command line: picks the subcommand and runs it through the one error path.
 
 ``lfads fit|validate|test`` are the Lightning CLI (:mod:`lfads.commands.fit`); ``sample``, ``analyze``,
-``convert`` and ``tune`` have a module each under :mod:`lfads.commands`. Errors the user can fix end any
+``convert``, ``tune`` and ``nlb`` have a module each under :mod:`lfads.commands`. Errors the user can fix end any
 of them with one line ``lfads <command>: error: ...`` and exit status 2; ``--debug`` or ``LFADS_DEBUG=1``
 shows the traceback instead (see :mod:`lfads.commands.report`).
 """
@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "analyze": "lfads.commands.analyze:main",
     "convert": "lfads.commands.convert:convert_command",
     "tune": "lfads.commands.tune:main",
+    "nlb": "lfads.commands.nlb:main",
 }
 """Subcommand -> ``module:function`` taking the arguments after the subcommand (imported on use)."""
 

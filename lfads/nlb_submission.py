@@ -46,6 +46,7 @@ from lfads.metrics import bits_per_spike, psth_r2_nlb, vel_r2
 
 __all__ = [
     "NLB_DATASETS",
+    "check_dataset_name",
     "SUBMISSION_KEYS",
     "format_submission_scores",
     "score_submission",
@@ -70,7 +71,8 @@ _TARGET_KEYS = ("eval_spikes_heldout", "train_behavior", "eval_behavior", "eval_
                 "eval_decode_mask")
 
 
-def _check_dataset_name(name: str) -> str:
+def check_dataset_name(name: str) -> str:
+    """``name`` if the benchmark scores a data set of that name (:data:`NLB_DATASETS`, or with ``_20``)."""
     base = name.removesuffix("_20")
     if base not in NLB_DATASETS:
         raise LFADSDataError(
@@ -161,7 +163,7 @@ def write_submission(
     Path
         ``path``.
     """
-    _check_dataset_name(dataset_name)
+    check_dataset_name(dataset_name)
     arrays = submission_arrays(results, datamodule, session)
     path = Path(path)
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
@@ -184,7 +186,7 @@ def write_eval_target(tensor_path: str | os.PathLike, target_path: str | os.Path
         If the tensor file lacks ``eval_spikes_heldout``.
     """
     tensor_path = check_h5_readable(tensor_path)
-    _check_dataset_name(dataset_name)
+    check_dataset_name(dataset_name)
     with h5py.File(tensor_path, "r") as src:
         if "eval_spikes_heldout" not in src:
             raise LFADSDataError(
