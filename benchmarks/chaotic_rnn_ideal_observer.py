@@ -39,7 +39,8 @@ from lfads.metrics import rate_r2
 
 
 def expected_counts(x0: torch.Tensor, coupling: torch.Tensor, spec: dict, n_bins: int) -> torch.Tensor:
-    """Expected counts per bin ``(trials, n_bins, units)`` along the RK4 trajectories from ``x0`` ``(trials, units)``."""
+    """Expected counts per bin ``(trials, n_bins, units)`` along the RK4 trajectories from ``x0``
+    ``(trials, units)``."""
     tau, h, substeps = spec["tau"], spec["bin_size"] / spec["substeps"], spec["substeps"]
 
     def derivative(x: torch.Tensor) -> torch.Tensor:

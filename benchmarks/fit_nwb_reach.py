@@ -25,8 +25,8 @@ Steps (all files under ``--out-dir``, default a new temporary folder):
    The same three numbers for the ``valid`` trials are printed for reference (they picked the checkpoint).
 
 Prints a table and ``PASS`` when LFADS beats smoothing on all three test metrics, else ``FAIL`` (exit code 1).
-Run ``python -m benchmarks.fit_nwb_reach`` from the repository root (see ``--help``); ``--ckpt`` scores an existing checkpoint instead
-of fitting.
+Run ``python -m benchmarks.fit_nwb_reach`` from the repository root (see ``--help``); ``--ckpt`` scores an
+existing checkpoint instead of fitting.
 """
 
 from __future__ import annotations
@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
           "standardized rates, folds grouped by trial); psth_r2 against the true condition averages")
     wins = {m: table[("LFADS", "test")][m] > table[("smoothing", "test")][m] for m in METRICS}
     verdict = "PASS" if all(wins.values()) else "FAIL"
-    print(f"{verdict}: LFADS beats smoothing on test " + ", ".join(f"{m} {'yes' if w else 'no'}" for m, w in wins.items()))
+    print(f"{verdict}: LFADS beats smoothing on test "
+          + ", ".join(f"{m} {'yes' if w else 'no'}" for m, w in wins.items()))
     return 0 if verdict == "PASS" else 1
 
 

@@ -82,7 +82,8 @@ def main() -> None:
         rates75 = np.concatenate([rates["train"][blocks.encoder], rates["valid"][blocks.encoder]])
         return co[0], co[1], fp[0], fp[1], vel_r2_cv_grouped(rates75, behavior75, n_folds=5)
 
-    rows = [(f"LFADS{'' if members == 1 else f' seed {k}'}", scores({s: o[session.name][s]["rates"] for s in o[session.name]}))
+    rows = [(f"LFADS{'' if members == 1 else f' seed {k}'}",
+             scores({s: o[session.name][s]["rates"] for s in o[session.name]}))
             for k, o in enumerate(outs)]
     if members > 1:
         ens = ensemble_rates(outs)[session.name]

@@ -49,9 +49,10 @@ from benchmarks.fits import ROOT, fit_side_by_side
 from benchmarks.scoring import sample_run
 
 DATASETS = {
-    "lorenz": dict(config="configs/lorenz.yaml", module="datasets.lorenz", args=[], targets={"rate_r2": 0.95, "bps_ratio": 0.90}),
-    "chaotic_rnn": dict(config="configs/chaotic_rnn.yaml", module="datasets.chaotic_rnn", args=["--n-conditions", "400"],
-                        targets={"rate_r2": 0.85}),
+    "lorenz": dict(config="configs/lorenz.yaml", module="datasets.lorenz", args=[],
+                   targets={"rate_r2": 0.95, "bps_ratio": 0.90}),
+    "chaotic_rnn": dict(config="configs/chaotic_rnn.yaml", module="datasets.chaotic_rnn",
+                        args=["--n-conditions", "400"], targets={"rate_r2": 0.85}),
 }
 
 
@@ -117,7 +118,8 @@ def run_one(name: str, spec: dict, minutes: float, workdir: Path, samples: int, 
         ens = dict(
             rate_r2=rate_r2(rates, valid.truth), rate_r2_mean=rate_r2(average(at_means), valid.truth),
             bps=bits_per_spike(rates, valid.recon_data), bps_true=rows[0][1]["bps_true"],
-            epochs=int(round(np.mean([r["epochs"] for _, r in rows]))), sec_per_epoch=np.mean([r["sec_per_epoch"] for _, r in rows]),
+            epochs=int(round(np.mean([r["epochs"] for _, r in rows]))),
+            sec_per_epoch=np.mean([r["sec_per_epoch"] for _, r in rows]),
             trials_per_s=sum(r["trials_per_s"] for _, r in rows), peak_mb=peak_mb,
         )
         ens["bps_ratio"] = ens["bps"] / ens["bps_true"]
@@ -148,8 +150,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        print(f"{'data set':<17}{'rate R2':>9}{'(means)':>9}{'bits/spk':>10}{'true b/s':>10}{'ratio':>7}{'epochs':>8}{'s/epoch':>9}"
-              f"{'trials/s':>10}{'peak MB':>9}  result")
+        print(f"{'data set':<17}{'rate R2':>9}{'(means)':>9}{'bits/spk':>10}{'true b/s':>10}{'ratio':>7}{'epochs':>8}"
+              f"{'s/epoch':>9}{'trials/s':>10}{'peak MB':>9}  result")
         for name in names:
             spec = DATASETS[name]
             threads = args.threads if args.ensemble == 1 else max(1, args.threads // args.ensemble)

@@ -28,10 +28,11 @@ def max_time(minutes: float) -> str:
 def start_fit(name: str, config: str | os.PathLike, data: str | os.PathLike, workdir: Path, minutes: float,
               extra: list[str] | tuple[str, ...] = (), threads: int | None = None) -> subprocess.Popen:
     """Start one fit (``LFADS_NUM_THREADS=threads`` when given); returns at once."""
-    logger = f'[{{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {{"save_dir": "{workdir}", "name": "{name}"}}}}]'
+    logger = (f'[{{"class_path": "pytorch_lightning.loggers.CSVLogger", '
+              f'"init_args": {{"save_dir": "{workdir}", "name": "{name}"}}}}]')
     cmd = [sys.executable, "-m", "lfads", "fit", "--config", str(config), "--data.data_paths", str(data),
-           "--trainer.max_time", max_time(minutes), "--trainer.enable_progress_bar", "false", "--trainer.logger", logger,
-           *extra]
+           "--trainer.max_time", max_time(minutes), "--trainer.enable_progress_bar", "false",
+           "--trainer.logger", logger, *extra]
     env = dict(os.environ)
     if threads:
         env["LFADS_NUM_THREADS"] = str(threads)
@@ -39,8 +40,8 @@ def start_fit(name: str, config: str | os.PathLike, data: str | os.PathLike, wor
         return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def fit_side_by_side(names: list[str], config: str | os.PathLike, data: str | os.PathLike, workdir: Path, minutes: float,
-                     threads: int | None = None) -> float:
+def fit_side_by_side(names: list[str], config: str | os.PathLike, data: str | os.PathLike, workdir: Path,
+                     minutes: float, threads: int | None = None) -> float:
     """Train one model per name at the same time and wait for all; returns the wall-clock seconds.
 
     With several names, fit ``k`` gets ``--seed_everything k`` (an ensemble); a single fit keeps the

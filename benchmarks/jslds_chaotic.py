@@ -92,11 +92,13 @@ def main() -> None:
     plain, jslds = results["plain"], results["jslds"]
     print(f"chaotic RNN with input pulses, {args.minutes:g} min per model (validation trials)")
     print(f"  plain LFADS rate R2            {plain['rate_r2']:.4f}")
-    print(f"  LFADS-JSLDS rate R2            {jslds['rate_r2']:.4f}   (difference {plain['rate_r2'] - jslds['rate_r2']:+.4f}, target <= 0.05)")
+    print(f"  LFADS-JSLDS rate R2            {jslds['rate_r2']:.4f}   "
+          f"(difference {plain['rate_r2'] - jslds['rate_r2']:+.4f}, target <= 0.05)")
     print(f"  JSLDS one-step relative error  {jslds['one_step']:.4%}   (target < 1%)")
     print(f"  JSLDS rollout relative error   {jslds['rollout']:.4%}")
     print(f"  expansion-point residual       {jslds['fp_residual']:.4%}  ||F(e*) - e*|| / ||e*||")
-    print(f"  rate R2 of one-step / rollout JSLDS states: {jslds['approx_rate_r2']:.4f} / {jslds['rollout_rate_r2']:.4f}")
+    print(f"  rate R2 of one-step / rollout JSLDS states: "
+          f"{jslds['approx_rate_r2']:.4f} / {jslds['rollout_rate_r2']:.4f}")
     ok = plain["rate_r2"] - jslds["rate_r2"] <= 0.05 and jslds["one_step"] < 0.01
     print(f"  {'PASS' if ok else 'FAIL'}")
 

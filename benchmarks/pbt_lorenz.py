@@ -97,7 +97,8 @@ def main() -> None:
         logger = json.dumps([{"class_path": "pytorch_lightning.loggers.CSVLogger",
                               "init_args": {"save_dir": str(work / "single"), "name": "lorenz"}}])
         # the population's (autonomous) model, trained once with the default plateau schedule
-        same_model = ["--model.con_dim", "0", "--model.co_dim", "0", "--model.ci_enc_dim", "64", "--model.fac_dim", "10"]
+        same_model = ["--model.con_dim", "0", "--model.co_dim", "0", "--model.ci_enc_dim", "64",
+                      "--model.fac_dim", "10"]
         fit_cmd = [sys.executable, "-m", "lfads", "fit", "--config", "configs/lorenz.yaml", *same_model,
                    "--data.data_paths", str(data), "--trainer.max_time", max_time, "--trainer.max_epochs", "100000",
                    "--trainer.enable_progress_bar", "false", "--trainer.logger", logger]

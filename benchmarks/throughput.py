@@ -218,14 +218,16 @@ def main() -> None:
     # Both implementations run with the allocator setting that `import lfads` applies (see lfads.runtime).
     env = dict(os.environ, THP_MEM_ALLOC_ENABLE=os.environ.get("THP_MEM_ALLOC_ENABLE", "1"))
     print(f"THP_MEM_ALLOC_ENABLE={env['THP_MEM_ALLOC_ENABLE']} for both implementations")
-    print(f"torch {torch.__version__}; sgemm (1024^3): " + ", ".join(f"{t} thread(s) {sgemm_rate(t):.1f} GFLOP/s" for t in (1, 2)))
+    print(f"torch {torch.__version__}; sgemm (1024^3): "
+          + ", ".join(f"{t} thread(s) {sgemm_rate(t):.1f} GFLOP/s" for t in (1, 2)))
     print(f"{'impl':<10}{'batch':>6}{'threads':>8}{'ms/step':>10}{'trials/s':>10}{'GFLOP/s':>9}{'peak MB':>9}")
     best: dict = {}
     for batch in (256, 32):
         for impl in ("lfads", "reference"):
             for threads in (1, 2):
                 out = subprocess.run(
-                    [sys.executable, "-m", "benchmarks.throughput", "--child", f"{impl},{batch},{threads},{steps[batch]}"],
+                    [sys.executable, "-m", "benchmarks.throughput", "--child",
+                     f"{impl},{batch},{threads},{steps[batch]}"],
                     capture_output=True, text=True, check=True, env=env,
                 )
                 r = json.loads(out.stdout.strip().splitlines()[-1])

@@ -15,7 +15,8 @@ This file also holds the helpers the synthetic generators share:
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 

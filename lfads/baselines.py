@@ -10,8 +10,8 @@ Everything here is numpy/scipy; rates are expected counts per bin, arrays ``(tri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import scipy.optimize
@@ -212,7 +212,8 @@ class SmoothingBaselineResult:
     sigmas : np.ndarray
         Candidate widths.
     cv_co_bps : np.ndarray
-        ``(sigmas,)`` cross-validated co-bps on the training trials per candidate width, at the chosen penalty (``glm.l2``).
+        ``(sigmas,)`` cross-validated co-bps on the training trials per candidate width, at the chosen
+        penalty (``glm.l2``).
     glm : PoissonGLM
         The GLM refitted on all training trials at the chosen width.
     """

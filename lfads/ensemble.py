@@ -40,7 +40,9 @@ def check_same_trials(datamodules: list, names: list[str]) -> None:
     for dm, name in zip(datamodules[1:], names[1:]):
         sessions = [s.name for s in dm.sessions]
         if sessions != ref_sessions:
-            raise LFADSDataError(f"Ensemble members saw different sessions: {ref_name} {ref_sessions}, {name} {sessions}.")
+            raise LFADSDataError(
+                f"Ensemble members saw different sessions: {ref_name} {ref_sessions}, {name} {sessions}."
+            )
         for a, b in zip(ref.sessions, dm.sessions):
             if sorted(a.splits) != sorted(b.splits):
                 raise LFADSDataError(

@@ -68,7 +68,9 @@ def _pop_option(args: list[str], flag: str) -> tuple[list[str], str | None]:
         arg = args[i]
         if arg == flag:
             if i + 1 >= len(args):
-                raise LFADSConfigError(f"{flag} needs a value: the runs/<name>/version_N folder of the fit to continue.")
+                raise LFADSConfigError(
+                    f"{flag} needs a value: the runs/<name>/version_N folder of the fit to continue."
+                )
             value, i = args[i + 1], i + 2
             continue
         if arg.startswith(flag + "="):
@@ -206,7 +208,11 @@ def _cli_class(resume_dir: Path | None = None, trust: bool | None = None):
             if continued is not None:
                 self._continue_in_place(*continued)
                 return
-            if isinstance(first, (CSVLogger, TensorBoardLogger)) and first._version is None and rank_zero_only.rank == 0:
+            if (
+                isinstance(first, (CSVLogger, TensorBoardLogger))
+                and first._version is None
+                and rank_zero_only.rank == 0
+            ):
                 first._version = claim_run_version(Path(first.root_dir))
             self._point_loggers_at_first(loggers)
 

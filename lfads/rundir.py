@@ -22,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lfads.data.metrics_csv import load_metrics
 from lfads.errors import CheckpointError, CheckpointTrustError
@@ -136,9 +137,13 @@ def checkpoint_loading(path: str | os.PathLike, trust: bool | None = None) -> It
 
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"{path} is a directory, not a checkpoint; pass a .ckpt file, or the run folder as --run.")
+        raise CheckpointError(
+            f"{path} is a directory, not a checkpoint; pass a .ckpt file, or the run folder as --run."
+        )
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; check the path (runs/<name>/version_N/checkpoints/*.ckpt).")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; check the path (runs/<name>/version_N/checkpoints/*.ckpt)."
+        )
     weights_only = not checkpoints_trusted(trust)
     try:
         with torch.serialization.safe_globals(_allowed_globals()):
@@ -353,7 +358,7 @@ def load_model_and_data(
         hp.recon_data_dims
     ):
         raise ValueError(
-            f"The data ({datamodule.encod_data_dims} encoder / {datamodule.recon_data_dims} recon neurons) do not match "
-            f"the model in {ckpt} ({list(hp.encod_data_dims)} / {list(hp.recon_data_dims)})."
+            f"The data ({datamodule.encod_data_dims} encoder / {datamodule.recon_data_dims} recon neurons) "
+            f"do not match the model in {ckpt} ({list(hp.encod_data_dims)} / {list(hp.recon_data_dims)})."
         )
     return model, datamodule

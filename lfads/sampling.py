@@ -221,7 +221,10 @@ def format_scores(scores: dict, protocol: Protocol = "lfads") -> str:
 def save_samples(path: str | os.PathLike, results: dict, scores: dict | None = None, attrs: dict | None = None) -> Path:
     """Write ``{session}/{split}/{name}`` datasets (and ``{session}/{split}`` metric attributes) atomically."""
     arrays = {
-        f"{session}/{split}/{k}": v for session, by_split in results.items() for split, out in by_split.items() for k, v in out.items()
+        f"{session}/{split}/{k}": v
+        for session, by_split in results.items()
+        for split, out in by_split.items()
+        for k, v in out.items()
     }
     flat_attrs = dict(attrs or {})
     for session, by_split in (scores or {}).items():

@@ -87,8 +87,9 @@ print(f"{valid.n_trials} validation trials, {valid.recon_data.shape[1]} bins of 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
 viz.plot_training_curves(run.metrics, ["train/recon", "valid/recon"], ax=axes[0])
-viz.plot_training_curves(run.metrics, [k for k in ("valid/rate_r2", "valid/co_bps", "valid/heldin_bps") if k in run.metrics],
-                         ax=axes[1])
+viz.plot_training_curves(
+    run.metrics, [k for k in ("valid/rate_r2", "valid/co_bps", "valid/heldin_bps") if k in run.metrics], ax=axes[1]
+)
 save(fig, "lorenz_training_curves")
 
 # %% [markdown]

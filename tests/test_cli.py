@@ -17,8 +17,9 @@ from lfads.rundir import find_checkpoint
 
 
 def fit_args(data, save_dir, *extra):
-    logger = json.dumps([{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(save_dir), "name": "tiny"}},
-                         {"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": str(save_dir), "name": "tiny"}}])
+    init_args = {"save_dir": str(save_dir), "name": "tiny"}
+    logger = json.dumps([{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": init_args},
+                         {"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": init_args}])
     return [
         "fit", "--config", "configs/lorenz.yaml",
         "--data.data_paths", str(data), "--data.batch_size", "8",
@@ -129,7 +130,8 @@ def test_sample_never_overwrites_without_permission(tiny_run, tmp_path, small_lo
         main(["sample", "--run", str(tiny_run), "--out", str(out), "--samples", "2", "--no-progress"])
     assert out.read_bytes() == b"precious"
     with pytest.raises(SystemExit, match="input data"):
-        main(["sample", "--run", str(tiny_run), "--out", str(small_lorenz), "--samples", "2", "--no-progress", "--overwrite"])
+        main(["sample", "--run", str(tiny_run), "--out", str(small_lorenz), "--samples", "2", "--no-progress",
+              "--overwrite"])
 
 
 def test_a_second_fit_gets_a_new_run_directory(small_lorenz, tiny_run, monkeypatch):
@@ -180,10 +182,13 @@ def test_fit_rejects_bad_data_before_training(tmp_path, small_lorenz, monkeypatc
 def test_two_sessions_with_different_neurons_share_dynamics(tmp_path, monkeypatch):
     from datasets.lorenz import write_lorenz
 
-    write_lorenz(tmp_path / "sess_a.h5", n_conditions=8, trials_per_condition=5, n_time=20, n_heldin=12, n_heldout=4, seed=1)
-    write_lorenz(tmp_path / "sess_b.h5", n_conditions=8, trials_per_condition=5, n_time=20, n_heldin=9, n_heldout=0, seed=2)
+    write_lorenz(tmp_path / "sess_a.h5", n_conditions=8, trials_per_condition=5, n_time=20, n_heldin=12, n_heldout=4,
+                 seed=1)
+    write_lorenz(tmp_path / "sess_b.h5", n_conditions=8, trials_per_condition=5, n_time=20, n_heldin=9, n_heldout=0,
+                 seed=2)
     monkeypatch.setattr(sys, "argv", ["lfads"])
-    main(fit_args(str(tmp_path / "sess_*.h5"), tmp_path / "runs", "--model.readin_dim", "6", "--trainer.max_epochs", "1"))
+    main(fit_args(str(tmp_path / "sess_*.h5"), tmp_path / "runs", "--model.readin_dim", "6",
+                  "--trainer.max_epochs", "1"))
     out = tmp_path / "samples.h5"
     main(["sample", "--run", str(tmp_path / "runs" / "tiny"), "--out", str(out), "--samples", "2", "--no-progress"])
     with h5py.File(out) as f:
@@ -242,7 +247,8 @@ def test_sample_of_several_runs_writes_their_averaged_rates(tiny_run, tiny_run_o
     # the same draws, member by member: load both, then sample each in turn
     torch.manual_seed(7)
     members = [load_model_and_data(find_checkpoint(r)) for r in runs]
-    rates = [sample_posteriors(m, dm, 3, ("valid",), progress=False)["lorenz_small"]["valid"]["rates"] for m, dm in members]
+    rates = [sample_posteriors(m, dm, 3, ("valid",), progress=False)["lorenz_small"]["valid"]["rates"]
+             for m, dm in members]
     assert not np.allclose(rates[0], rates[1])  # two different models
     with h5py.File(out) as f:
         assert set(f["lorenz_small"]["valid"]) == {"rates"}

@@ -13,13 +13,14 @@ from test_resume import tiny_fit_args
 
 from lfads.callbacks import default_callbacks
 from lfads.cli import main
-from lfads.errors import LFADSError, TrainingDivergedError
+from lfads.errors import TrainingDivergedError
 from lfads.lightning_cli import build_lightning_cli
 from lfads.rundir import read_checkpoint
 
 STEPS_PER_EPOCH = 4  # 32 training trials in batches of 8
 # (without the plateau schedule, which needs a validation metric every epoch)
-INFREQUENT_VALIDATION = ("--trainer.check_val_every_n_epoch", "20", "--trainer.max_epochs", "6", "--model.lr_scheduler", "false")
+INFREQUENT_VALIDATION = ("--trainer.check_val_every_n_epoch", "20", "--trainer.max_epochs", "6",
+                         "--model.lr_scheduler", "false")
 
 
 class PoisonAtStep(Callback):

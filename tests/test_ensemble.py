@@ -58,7 +58,8 @@ def test_members_must_score_the_same_trials(small_lorenz, tmp_path):
     # same session name (file stem), other spikes
     other = tmp_path / small_lorenz.name
     write_lorenz(other, n_conditions=8, trials_per_condition=5, n_time=50, n_heldin=12, n_heldout=4, seed=2)
-    with pytest.raises(LFADSDataError, match=r"split 'train': a.ckpt and b.ckpt hold different trials.*different counts"):
+    with pytest.raises(LFADSDataError,
+                       match=r"split 'train': a.ckpt and b.ckpt hold different trials.*different counts"):
         check_same_trials([same, LFADSDataModule(str(other), batch_size=4)], ["a.ckpt", "b.ckpt"])
     renamed = tmp_path / "elsewhere.h5"
     renamed.write_bytes(small_lorenz.read_bytes())

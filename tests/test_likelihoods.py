@@ -6,8 +6,8 @@ without a scipy oracle below makes :func:`test_every_registered_likelihood_has_a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest

@@ -9,7 +9,6 @@ appended to each notebook reports how many axes of every open figure hold drawn 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -64,7 +63,8 @@ def tiny_runs(small_lorenz, tmp_path_factory):
     start = time.perf_counter()
     try:
         mp.chdir(project)
-        runs = {"lorenz": project / fit_tiny("lorenz", "lorenz.yaml", "data/lorenz.h5", "runs", "--data.batch_size", "8")}
+        runs = {"lorenz": project / fit_tiny("lorenz", "lorenz.yaml", "data/lorenz.h5", "runs",
+                                             "--data.batch_size", "8")}
         mp.chdir(ROOT)
         data = tmp_path_factory.mktemp("data")
         write_chaotic_rnn(data / "pulses.h5", n_conditions=8, trials_per_condition=5, n_units=12, n_time=40,
@@ -126,7 +126,9 @@ def test_notebook_runs_headless_and_every_figure_has_data(notebook, dynamics_run
     nb = jupytext.read(notebook)
     first_code = next(c for c in nb.cells if c.cell_type == "code")
     for var in ("LFADS_FIGURE_DIR", "os.environ.get("):
-        assert var in first_code.source, f"{notebook.name}: the first code cell must read the paths from the environment"
+        assert var in first_code.source, (
+            f"{notebook.name}: the first code cell must read the paths from the environment"
+        )
     nb.cells.append(nbformat.v4.new_code_cell(FIGURE_REPORT))
     start = time.perf_counter()
     NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(ROOT)}}).execute()
@@ -140,7 +142,8 @@ def test_notebook_runs_headless_and_every_figure_has_data(notebook, dynamics_run
     assert not empty, f"{notebook.name}: figures {empty} have no axes with drawn data"
     saved = sorted(figures.glob("*.png"))
     assert len(saved) >= len(report) - 1 and all(p.stat().st_size > 5000 for p in saved)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
     assert not errors
 
 

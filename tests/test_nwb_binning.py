@@ -7,9 +7,9 @@ import warnings
 import h5py
 import numpy as np
 import pytest
+from nwb_helpers import REAL_NWB, count_by_loop, sha256, write_nwb
 
 from lfads.data.nwb import NWBBinning, NWBDropWarning, bin_nwb, convert_nwb_to_lfads, load_nwb_session
-from nwb_helpers import REAL_NWB, count_by_loop, sha256, write_nwb
 
 
 def _bin_quietly(path, binning):

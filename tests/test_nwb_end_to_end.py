@@ -8,13 +8,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from nwb_helpers import sha256
 
+from lfads.commands.convert import convert_command, load_nwb_binning_config
 from lfads.data.datamodule import LFADSDataModule
 from lfads.data.hdf5 import load_lfads_h5
 from lfads.data.nwb import NWBBinning, load_nwb_session
-from lfads.commands.convert import convert_command, load_nwb_binning_config
 from lfads.data.nwb_output import find_nwb_source, load_nwb_outputs, write_nwb_outputs_for_samples
-from nwb_helpers import sha256
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "reach_nwb.yaml"
 SERIOUS = {"ERROR", "PYNWB_VALIDATION", "CRITICAL", "BEST_PRACTICE_VIOLATION"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from nwb_helpers import write_nwb
 
 from lfads.data.nwb import NWBBinning, NWBDropWarning, bin_nwb
 from lfads.errors import LFADSDataError
-from nwb_helpers import write_nwb
 
 TRIALS = {"start_time": [0.0, 1.0, 2.0], "stop_time": [0.8, 1.8, 2.8], "move_onset_time": [0.3, 1.3, 2.3],
           "split": ["train", "val", "train"]}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from nwb_helpers import REAL_NWB, sha256, write_nwb
 
 from lfads.data.nwb import NWBBinning, bin_nwb
 from lfads.data.nwb_output import load_nwb_outputs, write_nwb_outputs
 from lfads.errors import LFADSDataError
-from nwb_helpers import REAL_NWB, sha256, write_nwb
 
 
 def _findings(path):

@@ -288,8 +288,8 @@ _CHILD = textwrap.dedent("""
 def _child(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     atomic_file = REPO / "lfads" / "data" / "atomic.py"
-    return subprocess.Popen([sys.executable, "-c", _CHILD, *map(str, args), str(atomic_file)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", _CHILD, *map(str, args), str(atomic_file)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for(paths: list[Path], procs: list[subprocess.Popen], timeout: float = 60.0) -> None:

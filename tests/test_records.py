@@ -103,7 +103,8 @@ def analysis_result() -> AnalysisResult:
         cell.bias_hh[:n] = 3.0
         cell.bias_ih.zero_()
     grid = np.linspace(-1.1, 1.1, 5)
-    fps = find_fixed_points(cell, torch.tensor([[x, y] for x in grid for y in grid], dtype=torch.float64), progress=False)
+    starts = torch.tensor([[x, y] for x in grid for y in grid], dtype=torch.float64)
+    fps = find_fixed_points(cell, starts, progress=False)
     readout = Readout(torch.randn(3, n, dtype=torch.float64), None, torch.randn(4, 3, dtype=torch.float64),
                       torch.zeros(4, dtype=torch.float64))
     jslds = simulate_jslds(cell, torch.randn(2, n, dtype=torch.float64), torch.randn(2, 5, 1, dtype=torch.float64),

@@ -26,7 +26,8 @@ def test_short_training_on_lorenz_recovers_rates(tmp_path):
                          enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=200.0)
     trainer.fit(model, dm)
     valid = dm.sessions[0].splits["valid"]
-    rates = sample_posteriors(model, dm, n_samples=10, splits=("valid",), progress=False)[dm.session_names[0]]["valid"]["rates"]
+    samples = sample_posteriors(model, dm, n_samples=10, splits=("valid",), progress=False)
+    rates = samples[dm.session_names[0]]["valid"]["rates"]
     r2 = rate_r2(rates, valid.truth)
     print(f"rate R2 vs truth: {r2:.3f}")
     assert r2 >= 0.7, f"rate R2 vs truth {r2:.3f} < 0.7"

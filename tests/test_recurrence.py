@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 from torch.autograd import gradcheck
 
+from lfads.modules import native
 from lfads.modules.decoder import Decoder, gru_step
 from lfads.modules.encoder import BidirectionalGRUEncoder, Encoder, run_bidirectional
 from lfads.modules.gru import ClippedGRUCell
-from lfads.modules import native
 from lfads.modules.recurrence import ControllerGeneratorLoop, GRUSequence, gru_sequence
 from lfads.runtime import set_recurrence_backend
 
@@ -328,7 +328,7 @@ def test_controller_generator_loop_matches_autograd_loop(use_eps: bool, use_mask
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _loop_jacobians(use_eps: bool, use_masks: bool, clip: float) -> list[Tensor]:
     """Finite-difference Jacobians of all five loop outputs (flattened, in order) w.r.t. the 12 inputs."""
     diff, eps, masks = _loop_inputs(7, 1.5, use_eps, use_masks)

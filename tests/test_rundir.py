@@ -20,7 +20,8 @@ def test_versions_are_listed_in_numeric_order(tmp_path):
         (tmp_path / f"version_{n}").mkdir()
     (tmp_path / "version_notes").mkdir()
     (tmp_path / "version_12").write_text("a file, not a version folder")
-    assert [p.name for p in version_dirs(tmp_path)] == ["version_0", "version_2", "version_9", "version_10", "version_11"]
+    expected = ["version_0", "version_2", "version_9", "version_10", "version_11"]
+    assert [p.name for p in version_dirs(tmp_path)] == expected
 
 
 def test_run_lookup_picks_version_10_over_version_9(tmp_path):

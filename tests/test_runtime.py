@@ -23,14 +23,16 @@ def test_importing_lfads_turns_on_huge_pages_unless_the_user_set_them() -> None:
 
 @pytest.mark.parametrize("env,expected", [({"LFADS_NUM_THREADS": "2"}, "2"), ({"LFADS_NUM_THREADS": "1"}, "1")])
 def test_configure_threads_follows_lfads_num_threads(env: dict, expected: str) -> None:
-    code = "import torch; from lfads.runtime import configure_threads; configure_threads(); print(torch.get_num_threads())"
+    code = ("import torch; from lfads.runtime import configure_threads; configure_threads(); "
+            "print(torch.get_num_threads())")
     assert _run(code, **env) == expected
 
 
 def test_configure_threads_uses_one_thread_on_small_machines_by_default() -> None:
     if (os.cpu_count() or 1) > 4:
         pytest.skip("the one-thread default applies to machines with at most 4 cores")
-    code = "import torch; from lfads.runtime import configure_threads; print(configure_threads(), torch.get_num_threads())"
+    code = ("import torch; from lfads.runtime import configure_threads; "
+            "print(configure_threads(), torch.get_num_threads())")
     assert _run(code) == "1 1"
 
 
@@ -80,7 +82,10 @@ def test_each_backend_runs_the_loops_it_names(no_backend_env) -> None:
             assert recurrence.compiled_loops(cpu) is compiled
     with set_recurrence_backend("auto"):
         assert recurrence.compiled_loops(torch.zeros(2, dtype=torch.int64)) is None
-    with set_recurrence_backend("native"), pytest.raises(RuntimeError, match=r"backend is 'native'.*\('cpu', 'int64'\)"):
+    with (
+        set_recurrence_backend("native"),
+        pytest.raises(RuntimeError, match=r"backend is 'native'.*\('cpu', 'int64'\)"),
+    ):
         recurrence.compiled_loops(torch.zeros(2, dtype=torch.int64))
 
 

@@ -35,8 +35,9 @@ float64); a generic ``nn.Module`` is deep-copied, cast and put in evaluation mod
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn

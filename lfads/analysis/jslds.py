@@ -34,8 +34,9 @@ optionally also for factors :math:`f = W_{fac} h` and rates :math:`\\exp(W f + b
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,8 +46,8 @@ from lfads.analysis.fixed_points import FixedPoints
 from lfads.analysis.jacobians import Dynamics, as_dynamics, broadcast_inputs
 from lfads.analysis.projection import to_numpy
 from lfads.analysis.records import H5Record
-from lfads.modules.jslds import ExpansionPointNetwork
 from lfads.errors import LFADSDataError
+from lfads.modules.jslds import ExpansionPointNetwork
 
 __all__ = [
     "Readout",

@@ -54,7 +54,9 @@ class AnalysisResult(H5Record):
 
 
 @torch.no_grad()
-def generator_trajectories(model, datamodule, split: str = "valid", session: int = 0, max_trials: int | None = None) -> dict:
+def generator_trajectories(
+    model, datamodule, split: str = "valid", session: int = 0, max_trials: int | None = None
+) -> dict:
     """Posterior-mean generator states, inputs and initial states of one split, as float64 numpy arrays."""
     data = datamodule.sessions[session].splits[split]
     n = data.encod_data.shape[0] if max_trials is None else min(max_trials, data.encod_data.shape[0])
@@ -66,7 +68,8 @@ def generator_trajectories(model, datamodule, split: str = "valid", session: int
         out = model({session: encod}, {session: ext}, sample=False)[session]
     finally:
         model.train(was_training)
-    return {k: getattr(out, k).double().cpu().numpy() for k in ("gen_states", "gen_inputs", "gen_init", "factors", "rates")}
+    keys = ("gen_states", "gen_inputs", "gen_init", "factors", "rates")
+    return {k: getattr(out, k).double().cpu().numpy() for k in keys}
 
 
 def analyze_model(

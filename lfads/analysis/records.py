@@ -109,7 +109,9 @@ class H5Record:
             elif f.name in node.attrs:
                 kwargs[f.name] = _attr_value(node.attrs[f.name])
             elif any(key.startswith(prefix) for key in node.attrs):
-                kwargs[f.name] = {k[len(prefix):]: _attr_value(v) for k, v in node.attrs.items() if k.startswith(prefix)}
+                kwargs[f.name] = {
+                    k[len(prefix):]: _attr_value(v) for k, v in node.attrs.items() if k.startswith(prefix)
+                }
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise LFADSDataError(
                     f"{where}: '{f.name}' is missing (neither a dataset nor an attribute); rewrite the file with "

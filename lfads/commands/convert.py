@@ -14,9 +14,10 @@ import dataclasses
 import os
 import re
 import typing
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lfads.commands.report import ArgumentParser
 from lfads.data.atomic import check_output_dir, guarded_output

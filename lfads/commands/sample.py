@@ -36,7 +36,9 @@ def build_parser() -> ArgumentParser:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", action="append", help="checkpoint file (repeat for an ensemble)")
     src.add_argument("--run", action="append", help="run directory, using its best checkpoint (repeat for an ensemble)")
-    parser.add_argument("--out", help=f"output HDF5 file (default for one model: {POSTERIOR_FILE} in the run directory)")
+    parser.add_argument(
+        "--out", help=f"output HDF5 file (default for one model: {POSTERIOR_FILE} in the run directory)"
+    )
     parser.add_argument("--data", nargs="+", help="data files to sample instead of those the model was trained on")
     parser.add_argument("--samples", type=int, default=50, help="posterior samples averaged per trial (default 50)")
     parser.add_argument("--splits", nargs="+", help="splits to sample (default: every split in the data)")
@@ -128,6 +130,9 @@ def main(argv: list[str]) -> int:
         print(f"Ensemble of {len(ckpts)} models (rates averaged):")
     print(format_scores(scores))
     print(f"Wrote {out}")
-    for path in write_nwb_outputs_for_samples(results, datamodule, args.nwb_out, overwrite=args.overwrite) if nwb_plan else []:
+    nwb_paths = (
+        write_nwb_outputs_for_samples(results, datamodule, args.nwb_out, overwrite=args.overwrite) if nwb_plan else []
+    )
+    for path in nwb_paths:
         print(f"Wrote {path}")
     return 0

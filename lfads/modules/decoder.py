@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from lfads.modules.dropout import FastDropout, keep_mask
 from lfads.modules.gru import ClippedGRUCell
-from lfads.modules.recurrence import ControllerGeneratorLoop, fused_loops, full_precision as _full, gru_sequence
+from lfads.modules.recurrence import ControllerGeneratorLoop, fused_loops, gru_sequence
+from lfads.modules.recurrence import full_precision as _full
 
 
 class DecoderOutput(NamedTuple):

@@ -60,9 +60,10 @@ def linearized_step(cell: ClippedGRUCell, e: Tensor, dh: Tensor, u: Tensor) -> t
 
 
 class ExpansionPointNetwork(nn.Module):
-    """:math:`e(h) = h + \mathrm{MLP}(h)`, a tanh MLP whose last layer starts at zero (so :math:`e(h) = h` at start).
+    r""":math:`e(h) = h + \mathrm{MLP}(h)`, a tanh MLP whose last layer starts at zero (so :math:`e(h) = h` at start).
 
-    Used both co-trained (:class:`JSLDS`) and fitted post hoc (:func:`lfads.analysis.jslds.fit_expansion_point_network`).
+    Used both co-trained (:class:`JSLDS`) and fitted post hoc
+    (:func:`lfads.analysis.jslds.fit_expansion_point_network`).
 
     Parameters
     ----------

@@ -21,16 +21,16 @@ New likelihoods register with :func:`register` and are picked up by the tests.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LIKELIHOODS: dict[str, type["Likelihood"]] = {}
+LIKELIHOODS: dict[str, type[Likelihood]] = {}
 
 
-def register(name: str) -> Callable[[type["Likelihood"]], type["Likelihood"]]:
+def register(name: str) -> Callable[[type[Likelihood]], type[Likelihood]]:
     def wrap(cls: type[Likelihood]) -> type[Likelihood]:
         cls.name = name
         LIKELIHOODS[name] = cls
@@ -39,7 +39,7 @@ def register(name: str) -> Callable[[type["Likelihood"]], type["Likelihood"]]:
     return wrap
 
 
-def make_likelihood(name: str) -> "Likelihood":
+def make_likelihood(name: str) -> Likelihood:
     """Instantiate a registered likelihood by name (``poisson``, ``gaussian``, ...)."""
     if name not in LIKELIHOODS:
         raise ValueError(f"Unknown reconstruction likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}.")
@@ -127,7 +127,8 @@ class ZeroInflatedGamma(Likelihood):
 
     .. math::
 
-        p(x) = (1 - q)\\,\\delta(x) + q\\,\\mathrm{Gamma}(x - s_{\\min};\\, a, b),\\quad x = 0 \\text{ or } x > s_{\\min}
+        p(x) = (1 - q)\\,\\delta(x) + q\\,\\mathrm{Gamma}(x - s_{\\min};\\, a, b),
+        \\quad x = 0 \\text{ or } x > s_{\\min}
 
     Parameters
     ----------

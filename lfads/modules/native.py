@@ -85,7 +85,8 @@ def _is_cached() -> bool:
 
 
 def _put_ninja_on_path() -> None:
-    """torch runs ``ninja`` from PATH; a virtual environment's own (the ``ninja`` package) is not on it unless activated."""
+    """torch runs ``ninja`` from PATH; a virtual environment's own (the ``ninja`` package) is not on it
+    unless activated."""
     if shutil.which("ninja") is not None:
         return
     try:

@@ -210,7 +210,8 @@ class ControllerGeneratorLoop(torch.autograd.Function):
     """The LFADS decoder loop (see :mod:`lfads.modules.decoder` for the equations).
 
     Inputs (``T`` steps, batch ``B``; controller size ``C``, generator size ``Gd``):
-    ``ci_gates (T, B, 3C)``, ``ext_gates (T, B, 3Gd)`` or ``(3Gd,)`` (no external inputs: the bias alone), ``g0 (B, Gd)``, ``c0 (B, C)``,
+    ``ci_gates (T, B, 3C)``, ``ext_gates (T, B, 3Gd)`` or ``(3Gd,)`` (no external inputs: the bias alone),
+    ``g0 (B, Gd)``, ``c0 (B, C)``,
     ``cf_t (Gd, 3C)`` (dropped generator state -> controller gates), ``wc_hh (3C, C)``, ``bc_hh (3C)``,
     ``wco (2co, C)``, ``bco (2co)``, ``wu (3Gd, co)``, ``wg_hh (3Gd, Gd)``, ``bg_hh (3Gd)``,
     ``eps (T, B, co)`` or None (posterior means), ``masks (T + 1, B, Gd)`` or None (no dropout), ``clip``.
@@ -247,7 +248,9 @@ class ControllerGeneratorLoop(torch.autograd.Function):
         std_all = torch.empty_like(u_all) if eps is not None else None
         cache_c, cache_g = [], []
         for t in range(n_steps):
-            cache_c.append(gru_forward(torch.addmm(ci_gates[t], drop[t], cf_t), con[t], wc_hh_t, bc_hh, clip, con[t + 1]))
+            cache_c.append(
+                gru_forward(torch.addmm(ci_gates[t], drop[t], cf_t), con[t], wc_hh_t, bc_hh, clip, con[t + 1])
+            )
             torch.addmm(bco, con[t + 1], wco_t, out=cop[t])
             if eps is not None:
                 torch.exp(cop[t, :, co:] * 0.5, out=std_all[t])

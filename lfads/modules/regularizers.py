@@ -2,7 +2,8 @@
 
 .. math::
 
-    \\mathcal L_{L2} = \\rho_{L2}(e) \\sum_{c} \\lambda_c\\, \\frac{1}{2} \\frac{\\lVert W^{hh}_c \\rVert_F^2}{|W^{hh}_c|},
+    \\mathcal L_{L2} = \\rho_{L2}(e) \\sum_{c} \\lambda_c\\,
+    \\frac{1}{2} \\frac{\\lVert W^{hh}_c \\rVert_F^2}{|W^{hh}_c|},
     \\qquad \\rho(e) = \\mathrm{clip}\\Big(\\frac{e - e_0}{\\Delta e}, 0, 1\\Big)
 
 ``c`` runs over the IC encoder, CI encoder, controller and generator; ``e`` is the

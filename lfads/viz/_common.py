@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -138,7 +139,10 @@ def align_to_events(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut a window around one event per trial.
 
-    .. math:: a_{i,k} = x_{i,\\, e_i + \\ell_k},\\qquad \\ell_k = -\\text{before} + k,\\ k = 0..\\text{before}+\\text{after}-1
+    .. math::
+
+        a_{i,k} = x_{i,\\, e_i + \\ell_k},\\qquad
+        \\ell_k = -\\text{before} + k,\\ k = 0..\\text{before}+\\text{after}-1
 
     with NaN where :math:`e_i + \\ell_k` falls outside the trial.
 

@@ -6,7 +6,7 @@ Arrays are ``(trials, time, neurons)``; rates and true rates are expected counts
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes

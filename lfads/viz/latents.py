@@ -7,7 +7,7 @@ with the centred states :math:`X - \\mu = U S V^T`, a state :math:`h` is drawn a
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -34,8 +34,8 @@ def plot_training_curves(
     Parameters
     ----------
     metrics : mapping or path
-        Column name -> ``(rows,)`` array (:func:`lfads.data.metrics_csv.load_metrics`, ``run.metrics``), or the path of a
-        ``metrics.csv`` or of the version folder holding it.
+        Column name -> ``(rows,)`` array (:func:`lfads.data.metrics_csv.load_metrics`, ``run.metrics``), or the
+        path of a ``metrics.csv`` or of the version folder holding it.
     keys : sequence of str, optional
         Columns to draw; default those of ``("train/loss", "valid/loss")`` present.
     x : str
