@@ -8,7 +8,8 @@ Generative model for a trial of session ``s`` (Sussillo et al. 2016; Pandarinath
     u_{1:T} &\\sim \\mathrm{AR}(1) & \\text{(inferred inputs, ``co_dim``)} \\\\
     g_0 = W_{g_0} z,\\ g_t &= \\mathrm{GRU}_{gen}([u_t; v_t], g_{t-1}) & \\text{(generator, ``gen_dim``)} \\\\
     f_t &= \\bar W_{fac}\\, g_t & \\text{(factors, ``fac_dim``)} \\\\
-    x_{t,n} &\\sim p\\big(x \\mid \\theta_{t,n}\\big),\\ \\theta_t = W^{out}_s f_t + b^{out}_s & \\text{(e.g. Poisson rates)}
+    x_{t,n} &\\sim p\\big(x \\mid \\theta_{t,n}\\big),\\
+        \\theta_t = W^{out}_s f_t + b^{out}_s & \\text{(e.g. Poisson rates)}
 
 Inference: bidirectional GRU encoders read the (read-in) spikes and give the
 Gaussian posterior ``q(z | x)`` and, through the controller, ``q(u_t | x)``.
@@ -16,7 +17,8 @@ Training minimizes, per reconstructed element,
 
 .. math::
 
-    \\frac{1}{T N_s}\\Big( -\\log p(x \\mid z, u) + \\beta(e)\\,[\\lambda_{ic} \\mathrm{KL}_{ic} + \\lambda_{co} \\mathrm{KL}_{co}] \\Big)
+    \\frac{1}{T N_s}\\Big( -\\log p(x \\mid z, u)
+        + \\beta(e)\\,[\\lambda_{ic} \\mathrm{KL}_{ic} + \\lambda_{co} \\mathrm{KL}_{co}] \\Big)
     + \\mathcal L_{L2}
 
 with the KL weight ``beta`` and the L2 weight ramped over epochs (:meth:`LFADS.ramp_weights`).
