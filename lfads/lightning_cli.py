@@ -29,6 +29,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.utilities import rank_zero_only
+
+from lfads.callbacks import PENDING_LOG_KEY
 from lfads.data.atomic import atomic_output
 from lfads.errors import LFADSConfigError
 from lfads.rundir import (
@@ -43,7 +50,7 @@ from lfads.rundir import (
     version_number,
 )
 
-__all__ = ["LINKED_DATA_DIMS", "build_lightning_cli", "continue_metrics_file", "default_fit_callbacks"]
+__all__ = ["LINKED_DATA_DIMS", "LFADSCLI", "build_lightning_cli", "continue_metrics_file", "default_fit_callbacks"]
 
 RESUME_FLAG = "--resume"
 TRUST_FLAG = "--trust-checkpoint"
@@ -159,152 +166,151 @@ def _drop_checkpoints_after(ckpt_dir: Path, epoch: int) -> None:
             path.unlink()
 
 
-def _cli_class(resume_dir: Path | None = None, trust: bool | None = None):
-    from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-    from pytorch_lightning.loggers.csv_logs import ExperimentWriter
-    from pytorch_lightning.utilities import rank_zero_only
+class ContinuedWriter(ExperimentWriter):
+    """CSV writer that appends to an existing ``metrics.csv`` and keeps an existing ``hparams.yaml``."""
 
-    from lfads.callbacks import PENDING_LOG_KEY
+    def __init__(self, log_dir: str, header: list[str]) -> None:
+        super().__init__(log_dir)
+        self.metrics_keys = list(header)  # known columns: new rows append instead of rewriting the file
 
-    class ContinuedWriter(ExperimentWriter):
-        """CSV writer that appends to an existing ``metrics.csv`` and keeps an existing ``hparams.yaml``."""
+    def _check_log_dir_exists(self) -> None:
+        """The run's files stay (Lightning's writer would delete ``metrics.csv`` here)."""
 
-        def __init__(self, log_dir: str, header: list[str]) -> None:
-            super().__init__(log_dir)
-            self.metrics_keys = list(header)  # known columns: new rows append instead of rewriting the file
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        self.hparams.update(params)
+        if not os.path.isfile(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)):
+            super().log_hparams(params)
 
-        def _check_log_dir_exists(self) -> None:
-            """The run's files stay (Lightning's writer would delete ``metrics.csv`` here)."""
+class LFADSCLI(LightningCLI):
+    """LightningCLI with the data dimensions linked from the data module into the model.
 
-        def log_hparams(self, params: dict[str, Any]) -> None:
-            self.hparams.update(params)
-            if not os.path.isfile(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)):
-                super().log_hparams(params)
+    ``resume_dir`` is the run folder to continue in place (``--resume``), ``trust`` whether checkpoints load
+    with full unpickling (``None``: ``LFADS_TRUST_CHECKPOINTS`` decides).
+    """
 
-    class LFADSCLI(LightningCLI):
-        """LightningCLI with the data dimensions linked from the data module into the model."""
+    def __init__(self, *args: Any, resume_dir: Path | None = None, trust: bool | None = None, **kwargs: Any):
+        self.resume_dir, self.trust = resume_dir, trust  # set first: LightningCLI runs everything in __init__
+        super().__init__(*args, **kwargs)
 
-        def add_arguments_to_parser(self, parser) -> None:
-            for name in LINKED_DATA_DIMS:
-                parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
+    def add_arguments_to_parser(self, parser) -> None:
+        for name in LINKED_DATA_DIMS:
+            parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
 
-        def fit(self, model, datamodule=None, ckpt_path=None, weights_only=None, **kwargs) -> None:
-            """``trainer.fit``, loading a checkpoint as data unless checkpoints are trusted."""
-            if ckpt_path is None or ckpt_path in LIGHTNING_CKPT_NAMES:
-                self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)
-                return
-            with safe_checkpoint_globals():
-                self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path,
-                                 weights_only=not checkpoints_trusted(trust), **kwargs)
+    def fit(self, model, datamodule=None, ckpt_path=None, weights_only=None, **kwargs) -> None:
+        """``trainer.fit``, loading a checkpoint as data unless checkpoints are trusted."""
+        if ckpt_path is None or ckpt_path in LIGHTNING_CKPT_NAMES:
+            self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)
+            return
+        with safe_checkpoint_globals():
+            self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path,
+                             weights_only=not checkpoints_trusted(self.trust), **kwargs)
 
-        def before_fit(self) -> None:
-            """Continue a run in place, or claim a new run folder; point every logger (and a CSV one) at it."""
-            trainer = self.trainer
-            loggers = list(trainer.loggers)
-            first = loggers[0] if loggers else None
-            continued = self._run_to_continue(first)
-            if continued is not None:
-                self._continue_in_place(*continued)
-                return
-            if (
-                isinstance(first, (CSVLogger, TensorBoardLogger))
-                and first._version is None
-                and rank_zero_only.rank == 0
-            ):
-                first._version = claim_run_version(Path(first.root_dir))
-            self._point_loggers_at_first(loggers)
+    def before_fit(self) -> None:
+        """Continue a run in place, or claim a new run folder; point every logger (and a CSV one) at it."""
+        trainer = self.trainer
+        loggers = list(trainer.loggers)
+        first = loggers[0] if loggers else None
+        continued = self._run_to_continue(first)
+        if continued is not None:
+            self._continue_in_place(*continued)
+            return
+        if (
+            isinstance(first, (CSVLogger, TensorBoardLogger))
+            and first._version is None
+            and rank_zero_only.rank == 0
+        ):
+            first._version = claim_run_version(Path(first.root_dir))
+        self._point_loggers_at_first(loggers)
 
-        def _point_loggers_at_first(self, loggers: list) -> None:
-            """Add a CSV logger if there is none, and set every logger's version to the first logger's."""
-            trainer, first = self.trainer, loggers[0] if loggers else None
-            if loggers and not any(isinstance(lg, CSVLogger) for lg in loggers):
-                loggers.append(CSVLogger(first.save_dir, name=first.name or "", version=first.version))
-                trainer.loggers = loggers
-            # All loggers write into the first logger's version folder (the run directory).
-            if len(loggers) > 1:
-                version = loggers[0].version
-                for lg in loggers[1:]:
-                    if hasattr(lg, "_version"):
-                        lg._version = version
+    def _point_loggers_at_first(self, loggers: list) -> None:
+        """Add a CSV logger if there is none, and set every logger's version to the first logger's."""
+        trainer, first = self.trainer, loggers[0] if loggers else None
+        if loggers and not any(isinstance(lg, CSVLogger) for lg in loggers):
+            loggers.append(CSVLogger(first.save_dir, name=first.name or "", version=first.version))
+            trainer.loggers = loggers
+        # All loggers write into the first logger's version folder (the run directory).
+        if len(loggers) > 1:
+            version = loggers[0].version
+            for lg in loggers[1:]:
+                if hasattr(lg, "_version"):
+                    lg._version = version
 
-        def _run_to_continue(self, first) -> tuple[Path, Path] | None:
-            """``(version_dir, last.ckpt)`` of the run this fit continues in place, or ``None`` for a new run.
+    def _run_to_continue(self, first) -> tuple[Path, Path] | None:
+        """``(version_dir, last.ckpt)`` of the run this fit continues in place, or ``None`` for a new run.
 
-            Also checks that any other ``--ckpt_path`` is a readable checkpoint (and trusted if it must be).
-            """
-            ckpt = self.config_init[self.subcommand].get("ckpt_path")
-            if resume_dir is not None:
-                return resume_dir, last_checkpoint_of(resume_dir)
-            if ckpt is None or ckpt in LIGHTNING_CKPT_NAMES:
-                return None
-            root = Path(first.root_dir) if isinstance(first, (CSVLogger, TensorBoardLogger)) else None
-            if ckpt == "last":
-                last = newest_last_checkpoint(root) if root is not None else None
-                if last is None:
-                    where = f"any version folder of {root}" if root is not None else "a run folder (no logger is set)"
-                    raise LFADSConfigError(
-                        f"--ckpt_path last: there is no checkpoints/{LAST_CHECKPOINT} in {where}; start a new fit "
-                        f"without --ckpt_path, or continue a given run with {RESUME_FLAG} runs/<name>/version_N.")
-                return last.parent.parent, last
-            path = Path(ckpt)
-            read_checkpoint(path, trust=trust)  # a clear error for a missing, unreadable or untrusted file
-            version_dir = path.parent.parent
-            is_last_of_run = (path.name == LAST_CHECKPOINT and path.parent.name == "checkpoints"
-                              and root is not None and version_dir.parent.resolve() == root.resolve()
-                              and version_number(version_dir) >= 0)
-            return (version_dir, path) if is_last_of_run else None
-
-        def _continue_in_place(self, version_dir: Path, last: Path) -> None:
-            """Pin every logger to ``version_dir`` and prepare its files to continue from ``last``."""
-            trainer = self.trainer
-            loggers = list(trainer.loggers)
-            first = loggers[0] if loggers else None
-            version = version_number(version_dir)
-            if not isinstance(first, (CSVLogger, TensorBoardLogger)) or version < 0:
+        Also checks that any other ``--ckpt_path`` is a readable checkpoint (and trusted if it must be).
+        """
+        if self.subcommand is None:  # parsed without a subcommand (a tune round): its caller passes ckpt_path
+            return None
+        ckpt = self.config_init[self.subcommand].get("ckpt_path")
+        if self.resume_dir is not None:
+            return self.resume_dir, last_checkpoint_of(self.resume_dir)
+        if ckpt is None or ckpt in LIGHTNING_CKPT_NAMES:
+            return None
+        root = Path(first.root_dir) if isinstance(first, (CSVLogger, TensorBoardLogger)) else None
+        if ckpt == "last":
+            last = newest_last_checkpoint(root) if root is not None else None
+            if last is None:
+                where = f"any version folder of {root}" if root is not None else "a run folder (no logger is set)"
                 raise LFADSConfigError(
-                    f"cannot continue {version_dir} in place: it is not a runs/<name>/version_N folder written by a "
-                    "CSV or TensorBoard logger; start a new fit from the checkpoint with --ckpt_path <file>.")
-            first._version = version
-            self._point_loggers_at_first(loggers)
-            loggers = list(trainer.loggers)
-            if Path(first.log_dir).resolve() != version_dir.resolve():
-                raise LFADSConfigError(
-                    f"cannot continue {version_dir} in place: its config's loggers write to {first.log_dir} from this "
-                    f"working folder ({Path.cwd()}); run `lfads fit` from the folder the fit ran in.")
-            state = read_checkpoint(last, trust=trust)
-            epoch, step = int(state.get("epoch", 0)), int(state.get("global_step", 0))
-            if rank_zero_only.rank == 0:
-                _drop_checkpoints_after(last.parent, epoch)
-                for lg in loggers:
-                    if isinstance(lg, CSVLogger):
-                        metrics = Path(lg.log_dir) / ExperimentWriter.NAME_METRICS_FILE
-                        header = continue_metrics_file(metrics, epoch, step, state.get(PENDING_LOG_KEY))
-                        lg._experiment = ContinuedWriter(lg.log_dir, header)
-                    elif isinstance(lg, TensorBoardLogger):
-                        lg._kwargs["purge_step"] = step  # hide events the lost part of the fit logged
-            trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, SaveConfigCallback)]
-            self.config_init[self.subcommand]["ckpt_path"] = str(last)
-            print(f"Continuing {version_dir} from {last} (epoch {epoch} finished, step {step})")
+                    f"--ckpt_path last: there is no checkpoints/{LAST_CHECKPOINT} in {where}; start a new fit "
+                    f"without --ckpt_path, or continue a given run with {RESUME_FLAG} runs/<name>/version_N.")
+            return last.parent.parent, last
+        path = Path(ckpt)
+        read_checkpoint(path, trust=self.trust)  # a clear error for a missing, unreadable or untrusted file
+        version_dir = path.parent.parent
+        is_last_of_run = (path.name == LAST_CHECKPOINT and path.parent.name == "checkpoints"
+                          and root is not None and version_dir.parent.resolve() == root.resolve()
+                          and version_number(version_dir) >= 0)
+        return (version_dir, path) if is_last_of_run else None
 
-        def after_fit(self) -> None:
-            """Name the run folder and the checkpoint ``lfads sample --run`` will use."""
-            ckpt = next((c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
-            log_dir = self.trainer.log_dir  # collective under DDP: every process must ask
-            if not self.trainer.is_global_zero:
-                return
-            print(f"\nRun directory: {log_dir}")
-            if ckpt is None or not ckpt.best_model_path:
-                return
-            path, score = find_checkpoint(Path(ckpt.dirpath).parent), float(ckpt.best_model_score)
-            if math.isfinite(score):
-                print(f"Best checkpoint ({ckpt.monitor} = {score:.5f}): {path}")
-            else:
-                print(f"No checkpoint was scored (the run ended before its KL/L2 ramps did); newest: {path}")
-            print(f"Next: lfads sample --ckpt {path} --out <file.h5>")
+    def _continue_in_place(self, version_dir: Path, last: Path) -> None:
+        """Pin every logger to ``version_dir`` and prepare its files to continue from ``last``."""
+        trainer = self.trainer
+        loggers = list(trainer.loggers)
+        first = loggers[0] if loggers else None
+        version = version_number(version_dir)
+        if not isinstance(first, (CSVLogger, TensorBoardLogger)) or version < 0:
+            raise LFADSConfigError(
+                f"cannot continue {version_dir} in place: it is not a runs/<name>/version_N folder written by a "
+                "CSV or TensorBoard logger; start a new fit from the checkpoint with --ckpt_path <file>.")
+        first._version = version
+        self._point_loggers_at_first(loggers)
+        loggers = list(trainer.loggers)
+        if Path(first.log_dir).resolve() != version_dir.resolve():
+            raise LFADSConfigError(
+                f"cannot continue {version_dir} in place: its config's loggers write to {first.log_dir} from this "
+                f"working folder ({Path.cwd()}); run `lfads fit` from the folder the fit ran in.")
+        state = read_checkpoint(last, trust=self.trust)
+        epoch, step = int(state.get("epoch", 0)), int(state.get("global_step", 0))
+        if rank_zero_only.rank == 0:
+            _drop_checkpoints_after(last.parent, epoch)
+            for lg in loggers:
+                if isinstance(lg, CSVLogger):
+                    metrics = Path(lg.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+                    header = continue_metrics_file(metrics, epoch, step, state.get(PENDING_LOG_KEY))
+                    lg._experiment = ContinuedWriter(lg.log_dir, header)
+                elif isinstance(lg, TensorBoardLogger):
+                    lg._kwargs["purge_step"] = step  # hide events the lost part of the fit logged
+        trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, SaveConfigCallback)]
+        self.config_init[self.subcommand]["ckpt_path"] = str(last)
+        print(f"Continuing {version_dir} from {last} (epoch {epoch} finished, step {step})")
 
-    return LFADSCLI
+    def after_fit(self) -> None:
+        """Name the run folder and the checkpoint ``lfads sample --run`` will use."""
+        ckpt = next((c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
+        log_dir = self.trainer.log_dir  # collective under DDP: every process must ask
+        if not self.trainer.is_global_zero:
+            return
+        print(f"\nRun directory: {log_dir}")
+        if ckpt is None or not ckpt.best_model_path:
+            return
+        path, score = find_checkpoint(Path(ckpt.dirpath).parent), float(ckpt.best_model_score)
+        if math.isfinite(score):
+            print(f"Best checkpoint ({ckpt.monitor} = {score:.5f}): {path}")
+        else:
+            print(f"No checkpoint was scored (the run ended before its KL/L2 ramps did); newest: {path}")
+        print(f"Next: lfads sample --ckpt {path} --out <file.h5>")
 
 
 def build_lightning_cli(
@@ -356,7 +362,6 @@ def build_lightning_cli(
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
         args = _resume_args(args, resume_dir)
-    cli_class = _cli_class(resume_dir, trust)
     defaults = {
         "callbacks": list(default_fit_callbacks() if callbacks is None else callbacks),
         "default_root_dir": "runs",
@@ -366,7 +371,7 @@ def build_lightning_cli(
     }
     with warnings.catch_warnings():  # `args` is the whole command line here; sys.argv is the caller's
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-        return cli_class(
+        return LFADSCLI(
             LFADS,
             LFADSDataModule,
             args=args,
@@ -375,4 +380,6 @@ def build_lightning_cli(
             save_config_kwargs={"overwrite": overwrite_config},
             trainer_defaults=defaults,
             parser_kwargs=parser_kwargs,
+            resume_dir=resume_dir,
+            trust=trust,
         )
