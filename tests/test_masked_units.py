@@ -377,3 +377,12 @@ def test_validation_metrics_use_the_masks_of_the_batches():
     expected = compute_split_metrics(rates, counts, None, T_ENC, N_IN, mask=mask)
     assert validation_metrics(cache) == pytest.approx(expected, rel=1e-12)
     assert validation_metrics(cache) != pytest.approx(compute_split_metrics(rates, counts, None, T_ENC, N_IN))
+
+
+def test_a_gamma_likelihood_gets_finite_gradients_with_zeros_at_unobserved_elements():
+    model = _model(reconstruction="gamma")
+    batch = _batch()
+    positive = torch.where(batch.recon_mask, batch.recon_data + 0.5, 0.0)  # Gamma data must be > 0 where observed
+    batch = batch._replace(recon_data=positive, encod_data=positive[:, :T_ENC, :N_IN].clone())
+    loss, grads = _loss_and_grads(model, batch)
+    assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)
