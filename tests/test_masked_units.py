@@ -30,7 +30,7 @@ torch.set_num_threads(1)
 # in [2.0, 3.0); unit 2 (held-out) in [4.0, 4.2). Spike times lie 0.02 s or more from every bin edge.
 STARTS = [0.5, 1.8, 2.2, 3.0, 4.0, 2.95]
 SPIKES = [
-    [0.52, 1.87, 2.27, 2.97, 3.12, 4.07, 4.32],
+    [0.52, 1.07, 1.87, 2.27, 2.37, 2.77, 2.97, 3.12, 3.52, 3.57, 4.07, 4.32, 4.57],
     [0.62, 1.82, 2.02, 2.27, 2.47, 2.97, 3.12, 3.32, 4.12],
     [0.72, 2.32, 4.02, 4.12, 4.22, 4.42],
 ]
@@ -386,3 +386,23 @@ def test_a_gamma_likelihood_gets_finite_gradients_with_zeros_at_unobserved_eleme
     batch = batch._replace(recon_data=positive, encod_data=positive[:, :T_ENC, :N_IN].clone())
     loss, grads = _loss_and_grads(model, batch)
     assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_sampled_rates_are_scored_on_the_observed_bins(tmp_path):
+    from lfads.sampling import sample_posteriors, score_samples
+
+    nwb = _write_file(tmp_path / "gap.nwb")
+    dm = LFADSDataModule(str(nwb), batch_size=3, nwb={**BINNING, "unobserved": "mask"})
+    model = LFADS(encod_data_dims=dm.encod_data_dims, recon_data_dims=dm.recon_data_dims,
+                  encod_seq_len=dm.encod_seq_len, recon_seq_len=dm.recon_seq_len, ic_enc_dim=4, ci_enc_dim=4,
+                  con_dim=4, co_dim=2, ic_dim=3, gen_dim=6, fac_dim=3)
+    model.init_from_data(dm)
+    results = sample_posteriors(model, dm, n_samples=2, progress=False)
+    scores = score_samples(results, dm)["gap"]
+    for split in ("train", "valid"):
+        data = dm.sessions[0].splits[split]
+        expected = compute_split_metrics(results["gap"][split]["rates"], data.recon_data, None, N_WINDOW, 2,
+                                         mask=data.recon_mask)
+        assert scores[split] == expected
+        assert scores[split] != compute_split_metrics(results["gap"][split]["rates"], data.recon_data, None,
+                                                      N_WINDOW, 2)
