@@ -431,10 +431,10 @@ class LFADS(pl.LightningModule):
         Unobserved elements (``batch.encod_mask`` False) are zero-filled, :math:`\tilde x = m \odot x`,
         whatever the data hold there, and not rescaled: the encoder input, hence the posterior
         :math:`q(z, u \mid x_{obs})`, is a function of the observed data only, and the cost of
-        :meth:`_session_costs` is the negative ELBO of the observed data under that posterior. Zeros are how this model already
-        hides elements (sample validation, coordinated dropout), and the data loaders hold 0 there too, so
-        sampling sees the same input. A mask channel would tell the encoders which zeros are unobserved but
-        would change the read-in's input size (and every checkpoint); it is not used.
+        :meth:`_session_costs` is the negative ELBO of the observed data under that posterior. Zeros are how
+        this model already hides elements (sample validation, coordinated dropout), and the data loaders hold
+        0 there too, so sampling sees the same input. A mask channel would tell the encoders which zeros are
+        unobserved but would change the read-in's input size (and every checkpoint); it is not used.
         """
         encod, weights = {}, {}
         for s, b in batch.items():

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from nwb_helpers import count_by_loop, write_nwb
 from scipy.stats import poisson
 from sklearn.metrics import r2_score as sklearn_r2
 
@@ -21,7 +22,6 @@ from lfads.data.nwb import NWBBinning, NWBBinningError, NWBDropWarning, bin_nwb
 from lfads.errors import LFADSDataError
 from lfads.evaluation import compute_split_metrics, validation_metrics
 from lfads.model import LFADS
-from nwb_helpers import count_by_loop, write_nwb
 
 torch.set_num_threads(1)
 
@@ -121,7 +121,7 @@ def test_mask_drops_only_trials_in_which_no_unit_is_observed(tmp_path):
 
 def test_unobserved_option_accepts_only_its_choices():
     assert NWBBinning.from_mapping({"unobserved": "mask"}).unobserved == "mask"
-    with pytest.raises(NWBBinningError, match=r"option unobserved must be one of \['drop_trials', 'mask'\], got 'skip'"):
+    with pytest.raises(NWBBinningError, match=r"unobserved must be one of \['drop_trials', 'mask'\], got 'skip'"):
         NWBBinning.from_mapping({"unobserved": "skip"}, source="run.yaml: data.nwb")
     with pytest.raises(LFADSDataError, match="unobserved must be one of"):
         bin_nwb("missing.nwb", NWBBinning(unobserved="skip"))

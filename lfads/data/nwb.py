@@ -750,7 +750,7 @@ def _assign_splits(
 def _observed_bins(
     obs_intervals: list[np.ndarray], unit_order: np.ndarray, window_starts: np.ndarray, grid: BinGrid
 ) -> np.ndarray:
-    r"""``(trials, T + F, units)`` bool :math:`m_{j,k,u}`: bin ``k`` of trial ``j`` lies inside an interval of unit ``u``.
+    r"""``(trials, T + F, units)`` bool :math:`m_{j,k,u}`: bin ``k`` of trial ``j`` lies in an interval of unit ``u``.
 
     Bin :math:`[e_{j,k}, e_{j,k+1})` is observed when one of the unit's closed, merged ``obs_intervals``
     :math:`[o_0, o_1]` has :math:`o_0 \le e_{j,k}` and :math:`e_{j,k+1} \le o_1` (as for whole windows in
