@@ -188,6 +188,7 @@ def test_reader_zero_fills_unobserved_values_and_derives_the_missing_mask():
     (lambda a, m: a.update(train_recon_mask=m[:, :5]), r"'train_recon_mask' has shape \(4, 5, 4\)"),
     (lambda a, m: a.update(train_recon_mask=2 * m.astype(int)), "must be boolean"),
     (lambda a, m: a.update(train_recon_masks=m), "looks like 'train_recon_mask' misspelt"),
+    (lambda a, m: a.update(tarin_recon_mask=m), r"unknown split 'tarin' \(did you mean 'train_recon_mask'\?\)"),
 ])
 def test_malformed_masks_are_refused_naming_the_dataset(change, message):
     rng = np.random.default_rng(2)

@@ -70,9 +70,10 @@ def check_split_keys(keys: Iterable[str], path: str | os.PathLike = "<memory>") 
     """Refuse dataset names that look like a misspelt split or data field, instead of keeping them as extras.
 
     A key ``<prefix>_<field>`` is refused when ``<prefix>`` is not a split name and either ``<field>`` is one of
-    :data:`DATA_FIELDS` (``tset_encod_data``, ``validation_recon_data``) or both parts are close to a split name
-    and a data field (``vaild_recon_dat``); a key ``<split>_<field>`` is refused when ``<field>`` is close to, but
-    not, a data field (``train_ext_inputs``). Closeness is :func:`difflib.get_close_matches` similarity.
+    :data:`DATA_FIELDS` or :data:`MASK_FIELDS` (``tset_encod_data``, ``validation_recon_mask``) or both parts are
+    close to a split name and a data field (``vaild_recon_dat``); a key ``<split>_<field>`` is refused when
+    ``<field>`` is close to, but not, a data or mask field (``train_ext_inputs``, ``train_recon_masks``).
+    Closeness is :func:`difflib.get_close_matches` similarity.
 
     Raises
     ------
@@ -96,9 +97,9 @@ def check_split_keys(keys: Iterable[str], path: str | os.PathLike = "<memory>") 
         for cut in [i for i, char in enumerate(key) if char == "_"]:
             prefix, fname = key[:cut], key[cut + 1:]
             split_guess = difflib.get_close_matches(prefix, SPLITS, n=1, cutoff=0.6)
-            field_guess = [fname] if fname in DATA_FIELDS else \
-                difflib.get_close_matches(fname, DATA_FIELDS, n=1, cutoff=0.8)
-            if field_guess and (split_guess or fname in DATA_FIELDS):
+            known = DATA_FIELDS + MASK_FIELDS
+            field_guess = [fname] if fname in known else difflib.get_close_matches(fname, known, n=1, cutoff=0.8)
+            if field_guess and (split_guess or fname in known):
                 suggestion = f" (did you mean '{split_guess[0]}_{field_guess[0]}'?)" if split_guess else ""
                 raise LFADSDataError(
                     f"{path}: dataset '{key}' names an unknown split '{prefix}'{suggestion}; the file holds the "
