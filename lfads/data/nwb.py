@@ -914,7 +914,8 @@ def load_nwb_session(path: str | os.PathLike, binning: NWBBinning | None = None,
         Named after the file's stem; ``attrs`` hold ``bin_size`` and ``window_start`` (s), the binning
         options as JSON (``nwb_binning``) and the source path; ``extras`` hold ``heldin_unit_ids`` and
         ``heldout_unit_ids``; each split's extras hold ``trial_ids``, ``align_times`` and, when requested,
-        ``behavior`` and ``conditions``.
+        ``behavior`` and ``conditions``. With ``unobserved="mask"`` and unobserved bins, each split's
+        ``recon_mask`` and ``encod_mask`` mark the observed bins.
     """
     from lfads.data.hdf5 import build_session
 
