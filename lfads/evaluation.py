@@ -9,6 +9,9 @@ named for the neurons and bins it covers:
 - ``fp_bps``: every neuron over the forward-prediction bins (past ``t_enc``),
 - ``rate_r2``: every neuron and bin, against the true rates where they are known.
 
+Bins a unit was not observed in (``recon_mask`` False, see :mod:`lfads.data.nwb`) are left out of every
+score: their counts and true rates become NaN, which the metrics skip.
+
 Bits/spike follow ``protocol`` (:data:`lfads.metrics.Protocol`): ``"lfads"`` floors every rate at 1e-9,
 ``"nlb"`` replaces exact zeros by 1e-9 and rejects negative rates, as the benchmark does.
 """
@@ -43,12 +46,17 @@ def compute_split_metrics(
     t_enc: int,
     n_in: int,
     protocol: metrics.Protocol = "lfads",
+    mask: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Scores of ``rates`` against ``counts`` and ``truth`` (all ``(trials, time, neurons)``, expected counts per bin).
 
     ``counts`` may cover fewer bins than ``rates`` (the encoder bins only): blocks it lacks are not scored.
-    Returns a subset of :data:`SCORE_COLUMNS`.
+    ``mask`` (bool, the shape of ``counts`` and ``truth``; True = observed) leaves the unobserved elements
+    out of every score. Returns a subset of :data:`SCORE_COLUMNS`.
     """
+    if mask is not None:
+        counts = None if counts is None else _unobserved_as_nan(counts, mask, "counts")
+        truth = None if truth is None else _unobserved_as_nan(truth, mask, "truth")
     out: dict[str, float] = {}
     blocks = metrics.ScoringSlices(t_enc, n_in)
     if counts is not None:
@@ -62,6 +70,15 @@ def compute_split_metrics(
     return {k: float(v) for k, v in out.items()}
 
 
+def _unobserved_as_nan(values: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
+    """``values`` as float64 with NaN where ``mask`` (bool, True = observed) is False."""
+    values, mask = np.asarray(values, dtype=np.float64), np.asarray(mask, dtype=bool)
+    if mask.shape != values.shape:
+        raise ValueError(f"the observation mask has shape {mask.shape} but {name} has shape {values.shape}; they "
+                         f"must match (trials, time, neurons).")
+    return np.where(mask, values, np.nan)
+
+
 def validation_metrics(cache: list) -> dict[str, float]:
     """Average over sessions of :func:`compute_split_metrics` from ``(session, SessionBatch, rates)`` tuples."""
     grouped: dict[int, list] = defaultdict(list)
@@ -73,7 +90,9 @@ def validation_metrics(cache: list) -> dict[str, float]:
         first = items[0][0]
         counts = None if first.recon_data is None else np.concatenate([b.recon_data.cpu().numpy() for b, _ in items])
         truth = None if first.truth is None else np.concatenate([b.truth.cpu().numpy() for b, _ in items])
+        mask = (None if first.recon_mask is None
+                else np.concatenate([b.recon_mask.cpu().numpy() for b, _ in items]))
         t_enc, n_in = first.encod_data.shape[1:]
-        per_session.append(compute_split_metrics(rates, counts, truth, t_enc, n_in))
+        per_session.append(compute_split_metrics(rates, counts, truth, t_enc, n_in, mask=mask))
     keys = set().union(*per_session) if per_session else set()
     return {k: float(np.mean([m[k] for m in per_session if k in m])) for k in sorted(keys)}

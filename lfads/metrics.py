@@ -371,7 +371,8 @@ def rate_r2(pred: np.ndarray, truth: np.ndarray) -> float:
     pred : np.ndarray
         ``(trials, time, neurons)`` inferred rates.
     truth : np.ndarray
-        ``(trials, time, neurons)`` true rates.
+        ``(trials, time, neurons)`` true rates; NaN marks bins to leave out (unobserved), each neuron's
+        :math:`R^2` then being over its other bins.
 
     Returns
     -------
@@ -380,7 +381,17 @@ def rate_r2(pred: np.ndarray, truth: np.ndarray) -> float:
     """
     pred, truth = np.asarray(pred), np.asarray(truth)
     _check_same_shape(pred, truth, ("pred", "truth"))
-    return r2_score(truth.reshape(-1, truth.shape[-1]), pred.reshape(-1, pred.shape[-1]))
+    y_true, y_pred = truth.reshape(-1, truth.shape[-1]), pred.reshape(-1, pred.shape[-1])
+    observed = ~np.isnan(y_true)
+    if observed.all():
+        return r2_score(y_true, y_pred)
+    # NaN truth marks unobserved bins: each neuron's R^2 over its observed bins (neurons with fewer than 2 left out)
+    scores = [r2_score(y_true[observed[:, j], j], y_pred[observed[:, j], j])
+              for j in range(y_true.shape[1]) if observed[:, j].sum() >= 2]
+    if not scores:
+        raise LFADSDataError(f"rate_r2: no neuron has 2 or more bins with a known true rate (truth shape "
+                             f"{truth.shape}); score more trials.")
+    return float(np.mean(scores))
 
 
 def _condition_average(values: np.ndarray, conditions: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from lfads.data.batch import SessionBatch
+from lfads.data.batch import SessionBatch, observed_mean
 from lfads.hparams import check_hyperparameters
 from lfads.modules.augmentations import coordinated_dropout_masks
 from lfads.modules.decoder import Decoder
@@ -103,6 +103,15 @@ def _mean_costs(per_session: list[StepCosts]) -> StepCosts:
     """Session means of the recon and KL costs; sums of the sample-validation NLL and element counts."""
     recon, kl_ic, kl_co, sv_nll, sv_count = zip(*per_session)
     return StepCosts(_session_mean(recon), _session_mean(kl_ic), _session_mean(kl_co), sum(sv_nll), sum(sv_count))
+
+
+def _encoder_mask(batch: SessionBatch) -> Tensor | None:
+    """``(batch, T_enc, N_in)`` bool observed elements of the encoder data: ``encod_mask``, else the encoder
+    block of ``recon_mask``; ``None`` when the batch has no mask."""
+    if batch.encod_mask is not None or batch.recon_mask is None:
+        return batch.encod_mask
+    t_enc, n_in = batch.encod_data.shape[1:]
+    return batch.recon_mask[:, :t_enc, :n_in]
 
 
 class LFADS(pl.LightningModule):
@@ -415,16 +424,26 @@ class LFADS(pl.LightningModule):
     def _masked_inputs(
         self, batch: dict[int, SessionBatch], training: bool
     ) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
-        """Encoder inputs and held-in loss weights ``(batch, encod_seq_len, encod_neurons)`` per session.
+        r"""Encoder inputs and held-in loss weights ``(batch, encod_seq_len, encod_neurons)`` per session.
 
         Elements held out for sample validation are hidden in every split (the rest rescaled by the inverse
         kept fraction) and weigh 0; in training, coordinated dropout further hides elements from the
         encoders and counts only the hidden ones in the reconstruction cost.
+
+        Unobserved elements (``batch.encod_mask`` False) are zero-filled, :math:`\tilde x = m \odot x`,
+        whatever the data hold there, and not rescaled: the encoder input, hence the posterior
+        :math:`q(z, u \mid x_{obs})`, is a function of the observed data only, and the cost of
+        :meth:`_session_costs` is the negative ELBO of the observed data under that posterior. Zeros are how
+        this model already hides elements (sample validation, coordinated dropout), and the data loaders hold
+        0 there too, so sampling sees the same input. A mask channel would tell the encoders which zeros are
+        unobserved but would change the read-in's input size (and every checkpoint); it is not used.
         """
         encod, weights = {}, {}
         for s, b in batch.items():
             mask = b.sv_mask
-            inp = b.encod_data * (mask / mask.mean().clamp_min(1e-3))
+            observed = _encoder_mask(b)
+            data = b.encod_data if observed is None else torch.where(observed, b.encod_data, 0.0)
+            inp = data * (mask / mask.mean().clamp_min(1e-3))
             weight = mask
             if training and self.hparams.cd_rate > 0:
                 in_mask, cd_weight = coordinated_dropout_masks(inp.shape, self.hparams.cd_rate, inp.device)
@@ -434,23 +453,53 @@ class LFADS(pl.LightningModule):
         return encod, weights
 
     def _session_costs(self, batch: SessionBatch, out: SessionOutput, weight: Tensor) -> StepCosts:
-        """Reconstruction and KL costs of one session per reconstructed element, and its sample-validation NLL sum.
+        r"""Reconstruction and KL costs of one session per observed element, and its sample-validation NLL sum.
 
-        Held-in elements of the encoder bins count with ``weight``; held-out neurons and forward-prediction
-        bins always count.
+        With :math:`\ell_{btn} = -\log p(x_{btn} \mid \theta_{btn})` (up to terms free of the parameters),
+        the mask :math:`m_{btn} \in \{0, 1\}` (``batch.recon_mask``; 1 = observed, all ones without one)
+        and :math:`M = \sum_{btn} m_{btn}` observed elements,
+
+        .. math::
+
+            \mathrm{recon} = \frac{1}{M} \sum_{b,t,n} m_{btn}\, w_{btn}\, \ell_{btn}, \qquad
+            \mathrm{KL}_{ic} = \frac{1}{M} \sum_b \mathrm{KL}\big(q(z_b \mid x_b) \,\|\, p(z)\big),
+
+        and :math:`\mathrm{KL}_{co}` likewise, where :math:`w` is ``weight`` on the held-in neurons of the
+        encoder bins and 1 on held-out neurons and forward-prediction bins. Unobserved elements leave the
+        likelihood, and the KL terms are not masked (the posteriors cover the whole trial) but share the
+        divisor :math:`M`: the sum is the negative ELBO of the observed data, :math:`-\log p(x_{obs})`'s
+        bound, per observed element, so masking keeps the balance of likelihood and KL that the ELBO gives.
+        Without a mask :math:`M = B T N` and the costs are computed exactly as for unmasked data. The data at
+        unobserved elements enter neither the costs nor their gradients (:meth:`_observed_nll`); they are
+        also left out of the sample-validation sums.
         """
-        nll = self.likelihood.nll(out.params, batch.recon_data, full=False)
+        if batch.recon_mask is None:
+            nll = self.likelihood.nll(out.params, batch.recon_data, full=False)
+            norm = nll.shape[0] * nll.shape[1] * nll.shape[2]
+            held = 1.0 - batch.sv_mask
+        else:
+            nll = self._observed_nll(out.params, batch.recon_data, batch.recon_mask)
+            norm = batch.recon_mask.sum().clamp_min(1).to(nll.dtype)
+            held = (1.0 - batch.sv_mask) * _encoder_mask(batch)
         t_enc, n_in = batch.encod_data.shape[1:]
         nll_in = nll[:, :t_enc, :n_in]
-        norm = nll.shape[0] * nll.shape[1] * nll.shape[2]
         recon = (nll.sum() - nll_in.sum() + (nll_in * weight).sum()) / norm
         kl_ic = self.ic_prior.kl(out.ic_mean, out.ic_std).sum() / norm
         if self.co_prior is not None:
             kl_co = self.co_prior.kl(out.co_means, out.co_stds, out.inferred_inputs).sum() / norm
         else:
             kl_co = torch.zeros_like(recon)
-        held = 1.0 - batch.sv_mask
         return StepCosts(recon, kl_ic, kl_co, (nll_in.detach() * held).sum(), held.sum())
+
+    def _observed_nll(self, params: Tensor, data: Tensor, mask: Tensor) -> Tensor:
+        """Per-element NLL ``(batch, time, neurons)``, 0 where ``mask`` (bool, True = observed) is False.
+
+        The data at unobserved elements are replaced by 1, a value every likelihood accepts (the Gamma needs
+        ``x > 0``), before the NLL is taken, so neither the NLL nor its gradient depends on them and no
+        non-finite value arises there.
+        """
+        target = torch.where(mask, data, torch.ones((), dtype=data.dtype, device=data.device))
+        return torch.where(mask, self.likelihood.nll(params, target, full=False), 0.0)
 
     def _mean_jslds_costs(
         self, batch: dict[int, SessionBatch], out: dict[int, SessionOutput], training: bool
@@ -514,18 +563,25 @@ class LFADS(pl.LightningModule):
     def _jslds_costs(
         self, session: int, batch: SessionBatch, out: SessionOutput, training: bool = False
     ) -> tuple[Tensor, ...]:
-        """Fixed-point, approximation and reconstruction costs of the co-trained JSLDS, and its one-step error."""
+        """Fixed-point, approximation and reconstruction costs of the co-trained JSLDS, and its one-step error.
+
+        The reconstruction cost is the mean NLL over the observed elements (all of them without a mask).
+        """
         n_steps = out.gen_states.shape[1]
-        gen_states, recon, steps = out.gen_states, batch.recon_data, None
+        gen_states, recon, mask, steps = out.gen_states, batch.recon_data, batch.recon_mask, None
         if training and self.hparams.jslds_step_fraction < 1.0:
             k = max(1, round(self.hparams.jslds_step_fraction * n_steps))
             steps = torch.randperm(n_steps, device=gen_states.device)[:k]
             gen_states, recon = gen_states[:, steps], recon[:, steps]
+            mask = None if mask is None else mask[:, steps]
         j = self.jslds.one_step(self.decoder.generator, out.gen_states, out.gen_init, out.gen_inputs, steps)
         fp = (j.expansion_images - j.expansion_points).pow(2).mean()
         approx = (gen_states - j.approx_states).pow(2).mean()
         params = self.readout(session, j.approx_states @ self.decoder.factor_weight().t()).float()
-        j_recon = self.likelihood.nll(params, recon, full=False).mean()
+        if mask is None:
+            j_recon = self.likelihood.nll(params, recon, full=False).mean()
+        else:
+            j_recon = self._observed_nll(params, recon, mask).sum() / mask.sum().clamp_min(1).to(params.dtype)
         rel = relative_error(j.approx_states, gen_states).mean().detach()
         return fp, approx, j_recon, rel
 
@@ -633,13 +689,19 @@ class LFADS(pl.LightningModule):
 
     @torch.no_grad()
     def init_from_data(self, datamodule) -> None:
-        """Read-out biases from each session's mean activity; PCR read-in (see :mod:`lfads.modules.readin_readout`)."""
+        """Read-out biases from each session's mean activity; PCR read-in (see :mod:`lfads.modules.readin_readout`).
+
+        Means are over the observed elements where the data have masks (:func:`lfads.data.batch.observed_mean`).
+        """
         averaged = []
         for s, session in enumerate(datamodule.sessions):
             train = session.splits["train"]
-            recon = torch.as_tensor(np.asarray(train.recon_data), dtype=torch.float32)
-            mean = recon.mean((0, 1))
+            if train.recon_mask is None:
+                recon = torch.as_tensor(np.asarray(train.recon_data), dtype=torch.float32)
+                mean = recon.mean((0, 1))
+            else:
+                mean = torch.as_tensor(observed_mean(train.recon_data, train.recon_mask, (0, 1)), dtype=torch.float32)
             self.readout.init_bias(s, self.likelihood.init_bias(mean).to(self.device))
             encod = np.asarray(train.encod_data, dtype=np.float64)
-            averaged.append(encod.mean(0))
+            averaged.append(encod.mean(0) if train.encod_mask is None else observed_mean(encod, train.encod_mask, 0))
         self.readin.init_pcr(averaged)

@@ -198,7 +198,7 @@ def score_samples(results: dict, datamodule, protocol: Protocol = "lfads") -> di
         for split, out in results.get(session.name, {}).items():
             data = session.splits[split]
             scores[session.name][split] = compute_split_metrics(
-                out["rates"], scoring_counts(data), data.truth, t_enc, n_in, protocol
+                out["rates"], scoring_counts(data), data.truth, t_enc, n_in, protocol, mask=data.recon_mask
             )
     return scores
 

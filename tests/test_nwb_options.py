@@ -100,7 +100,7 @@ def test_convert_has_one_flag_per_binning_field_with_the_documented_names():
     options = {a.option_strings[0]: a for a in _build_convert_parser()._actions if a.dest in FIELDS}
     assert list(options) == ["--align-event", "--window-ms", "--bin-ms", "--forward-bins", "--heldout-column",
                              "--heldout-fraction", "--split-column", "--valid-fraction", "--test-fraction",
-                             "--behavior", "--condition-columns", "--seed"]
+                             "--behavior", "--condition-columns", "--seed", "--unobserved"]
     assert [options[f"--{name.replace('_', '-')}"].dest for name in FIELDS] == FIELDS
     assert options["--bin-ms"].help == "Bin width in ms (a whole number of nanoseconds). Default: 5.0."
     assert options["--window-ms"].nargs == 2 and options["--window-ms"].metavar == ("START", "END")

@@ -125,6 +125,12 @@ class SessionBatch(NamedTuple):
     sv_mask: Tensor
     """``(batch, T_enc, N_in)`` float, 1.0 where the element of ``encod_data`` may be used for training and
     0.0 where it is held out for sample validation (all ones when the sample-validation rate is 0)."""
+    recon_mask: Tensor | None = None
+    """``(batch, T_recon, N_recon)`` bool, True where the element of ``recon_data`` was observed; ``None`` when
+    every element was (files without masks). Unobserved elements hold 0 and are left out of the cost."""
+    encod_mask: Tensor | None = None
+    """``(batch, T_enc, N_in)`` bool, True where the element of ``encod_data`` was observed (the encoder block
+    of ``recon_mask``); ``None`` when every element was. The encoders see 0 at unobserved elements."""
 
 
 @dataclass
@@ -144,6 +150,12 @@ class SplitData:
     extras : dict of str to np.ndarray
         Other per-trial arrays, keyed without the split prefix (``"conditions"``, ``"behavior"``, ``"inds"``...);
         the first axis of each has length ``n``.
+    recon_mask : np.ndarray or None
+        ``(n, T_recon, N_recon)`` bool, True where ``recon_data`` was observed (``{split}_recon_mask``);
+        ``None``: every element was.
+    encod_mask : np.ndarray or None
+        ``(n, T_enc, N_in)`` bool, True where ``encod_data`` was observed (``{split}_encod_mask``, the encoder
+        block of ``recon_mask``); ``None``: every element was. Data at unobserved elements are 0.
     """
 
     encod_data: np.ndarray
@@ -151,11 +163,30 @@ class SplitData:
     ext_input: np.ndarray
     truth: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    recon_mask: np.ndarray | None = None
+    encod_mask: np.ndarray | None = None
 
     @property
     def n_trials(self) -> int:
         """Number of trials ``n`` in the split."""
         return int(self.encod_data.shape[0])
+
+
+def observed_mean(values: np.ndarray, mask: np.ndarray | None, axis: int | tuple[int, ...]) -> np.ndarray:
+    r"""Mean of ``values`` over ``axis`` taken over the observed elements only.
+
+    .. math::
+
+        \bar x = \frac{\sum m\, x}{\max(1, \sum m)}
+
+    along ``axis``, so an entry with no observed element is 0. ``mask`` is a bool array of ``values``' shape
+    (True = observed); ``None`` gives the plain mean.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if mask is None:
+        return values.mean(axis=axis)
+    observed = np.asarray(mask, dtype=bool)
+    return np.where(observed, values, 0.0).sum(axis=axis) / np.maximum(observed.sum(axis=axis), 1)
 
 
 @dataclass

@@ -43,15 +43,18 @@ class SessionSplitDataset(Dataset):
     Parameters
     ----------
     split : SplitData
-        The split's arrays (float32, ``(trials, time, neurons)``); tensors share their memory.
+        The split's arrays (float32, ``(trials, time, neurons)``); tensors share their memory, except that
+        where the split has masks (``recon_mask``, ``encod_mask``) the data are copied with 0 at unobserved
+        elements, so every reader of the batches (training, sampling) sees the same encoder input.
     sv_mask : np.ndarray
         ``(trials, T_enc, N_in)`` bool, True where an element may be used for training.
     """
 
     def __init__(self, split: SplitData, sv_mask: np.ndarray) -> None:
-        self.encod_data = torch.from_numpy(np.ascontiguousarray(split.encod_data, dtype=np.float32))
-        self.recon_data = (None if split.recon_data is None
-                           else torch.from_numpy(np.ascontiguousarray(split.recon_data, dtype=np.float32)))
+        self.encod_mask = _mask_tensor(split.encod_mask)
+        self.recon_mask = _mask_tensor(split.recon_mask)
+        self.encod_data = _observed_only(split.encod_data, self.encod_mask)
+        self.recon_data = None if split.recon_data is None else _observed_only(split.recon_data, self.recon_mask)
         self.ext_input = torch.from_numpy(np.ascontiguousarray(split.ext_input, dtype=np.float32))
         self.truth = None if split.truth is None else torch.from_numpy(np.ascontiguousarray(split.truth, np.float32))
         if sv_mask.shape != tuple(self.encod_data.shape):
@@ -70,12 +73,25 @@ class SessionSplitDataset(Dataset):
             ext_input=self.ext_input[idx],
             truth=None if self.truth is None else self.truth[idx],
             sv_mask=self.sv_mask[idx].to(torch.float32),
+            recon_mask=None if self.recon_mask is None else self.recon_mask[idx],
+            encod_mask=None if self.encod_mask is None else self.encod_mask[idx],
         )
 
     def __getitem__(self, index: int) -> SessionBatch:
         """One trial, without a batch axis: every tensor is ``(time, channels)``."""
         batch = self.__getitems__([index])
         return SessionBatch(*(None if t is None else t[0] for t in batch))
+
+
+def _mask_tensor(mask: np.ndarray | None) -> torch.Tensor | None:
+    """A bool mask (True = observed) as a tensor; ``None`` stays ``None``."""
+    return None if mask is None else torch.from_numpy(np.ascontiguousarray(mask, dtype=np.bool_))
+
+
+def _observed_only(values: np.ndarray, mask: torch.Tensor | None) -> torch.Tensor:
+    """``values`` as a float32 tensor with 0 where ``mask`` is False (no copy without a mask)."""
+    data = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    return data if mask is None else torch.where(mask, data, torch.zeros((), dtype=data.dtype))
 
 
 def collate_session_batch(batch: SessionBatch) -> SessionBatch:

@@ -52,6 +52,10 @@ def save_h5_atomic(
 DATA_FIELDS: tuple[str, ...] = ("encod_data", "recon_data", "ext_input", "truth")
 """Per-split datasets that the model reads; every other ``{split}_<name>`` dataset is an extra."""
 
+MASK_FIELDS: tuple[str, ...] = ("encod_mask", "recon_mask")
+"""Optional per-split boolean datasets marking the observed elements of ``encod_data`` and ``recon_data``
+(True = observed); a file without them has every element observed."""
+
 MAX_DATA_MAGNITUDE: float = 1e6
 """Largest magnitude accepted in ``encod_data`` and ``recon_data``: spike counts per bin, and the continuous
 signals LFADS models, are far smaller, and squares of larger values overflow the model's float32 costs."""
@@ -66,9 +70,10 @@ def check_split_keys(keys: Iterable[str], path: str | os.PathLike = "<memory>") 
     """Refuse dataset names that look like a misspelt split or data field, instead of keeping them as extras.
 
     A key ``<prefix>_<field>`` is refused when ``<prefix>`` is not a split name and either ``<field>`` is one of
-    :data:`DATA_FIELDS` (``tset_encod_data``, ``validation_recon_data``) or both parts are close to a split name
-    and a data field (``vaild_recon_dat``); a key ``<split>_<field>`` is refused when ``<field>`` is close to, but
-    not, a data field (``train_ext_inputs``). Closeness is :func:`difflib.get_close_matches` similarity.
+    :data:`DATA_FIELDS` or :data:`MASK_FIELDS` (``tset_encod_data``, ``validation_recon_mask``) or both parts are
+    close to a split name and a data field (``vaild_recon_dat``); a key ``<split>_<field>`` is refused when
+    ``<field>`` is close to, but not, a data or mask field (``train_ext_inputs``, ``train_recon_masks``).
+    Closeness is :func:`difflib.get_close_matches` similarity.
 
     Raises
     ------
@@ -83,8 +88,8 @@ def check_split_keys(keys: Iterable[str], path: str | os.PathLike = "<memory>") 
         match = _SPLIT_KEY.match(key)
         if match is not None:
             split, fname = match.groups()
-            close = difflib.get_close_matches(fname, DATA_FIELDS, n=1, cutoff=0.85)
-            if fname not in DATA_FIELDS and close:
+            close = difflib.get_close_matches(fname, DATA_FIELDS + MASK_FIELDS, n=1, cutoff=0.85)
+            if fname not in DATA_FIELDS + MASK_FIELDS and close:
                 raise LFADSDataError(f"{path}: dataset '{key}' looks like '{split}_{close[0]}' misspelt; rename it "
                                      f"to '{split}_{close[0]}' (or give a per-trial extra a name less like "
                                      f"'{close[0]}').")
@@ -92,9 +97,9 @@ def check_split_keys(keys: Iterable[str], path: str | os.PathLike = "<memory>") 
         for cut in [i for i, char in enumerate(key) if char == "_"]:
             prefix, fname = key[:cut], key[cut + 1:]
             split_guess = difflib.get_close_matches(prefix, SPLITS, n=1, cutoff=0.6)
-            field_guess = [fname] if fname in DATA_FIELDS else \
-                difflib.get_close_matches(fname, DATA_FIELDS, n=1, cutoff=0.8)
-            if field_guess and (split_guess or fname in DATA_FIELDS):
+            known = DATA_FIELDS + MASK_FIELDS
+            field_guess = [fname] if fname in known else difflib.get_close_matches(fname, known, n=1, cutoff=0.8)
+            if field_guess and (split_guess or fname in known):
                 suggestion = f" (did you mean '{split_guess[0]}_{field_guess[0]}'?)" if split_guess else ""
                 raise LFADSDataError(
                     f"{path}: dataset '{key}' names an unknown split '{prefix}'{suggestion}; the file holds the "
@@ -194,7 +199,9 @@ def build_session(
 
     ``{split}_truth`` is divided by ``conversion_factor`` (root dataset or attribute; 1 if absent) so that
     ``truth`` holds expected counts per bin. ``{split}_ext_input`` defaults to an ``(n, T_recon, 0)`` array.
-    Other ``{split}_<name>`` datasets become ``SplitData.extras[<name>]``; datasets without a split prefix
+    ``{split}_recon_mask`` and ``{split}_encod_mask`` (see :func:`_read_masks`) become ``SplitData.recon_mask``
+    and ``SplitData.encod_mask``, and the data at unobserved elements are set to 0 (they may be NaN in the
+    file). Other ``{split}_<name>`` datasets become ``SplitData.extras[<name>]``; datasets without a split prefix
     become ``SessionData.extras``.
 
     Parameters
@@ -280,12 +287,70 @@ def build_session(
             truth = _as_float32(truth, path, f"{split}_truth")
             if conversion_factor != 1.0:
                 truth = (truth / np.float32(conversion_factor)).astype(np.float32)
-        splits[split] = SplitData(encod_data=encod, recon_data=recon, ext_input=ext, truth=truth, extras=fields)
+        recon_mask, encod_mask = _read_masks(fields, encod, recon, path, split)
+        if encod_mask is not None:
+            encod = np.where(encod_mask, encod, np.float32(0.0))
+        if recon_mask is not None:
+            recon = np.where(recon_mask, recon, np.float32(0.0))
+        splits[split] = SplitData(encod_data=encod, recon_data=recon, ext_input=ext, truth=truth, extras=fields,
+                                  recon_mask=recon_mask, encod_mask=encod_mask)
 
     session = SessionData(name=name if name is not None else session_name_from_path(path), path=path, splits=splits, attrs=attrs,
                           bin_size=bin_size, extras=session_extras)
     validate_session(session)
     return session
+
+
+def _as_mask(array: np.ndarray, path: Path, key: str, shape: tuple[int, ...], like: str) -> np.ndarray:
+    """``array`` as a bool mask after checking it is boolean (or 0/1) with the shape of dataset ``like``."""
+    array = np.asarray(array)
+    if array.dtype != np.bool_:
+        if not np.issubdtype(array.dtype, np.number) or not np.isin(array, (0, 1)).all():
+            raise LFADSDataError(f"{path}: '{key}' must be boolean (True = observed) or hold only 0 and 1; got dtype "
+                                 f"{array.dtype}.")
+        array = array.astype(bool)
+    if array.shape != shape:
+        raise LFADSDataError(f"{path}: '{key}' has shape {array.shape} but '{like}' has {shape}; a mask marks every "
+                             f"element of its data.")
+    return np.ascontiguousarray(array)
+
+
+def _read_masks(
+    fields: dict[str, np.ndarray], encod: np.ndarray, recon: np.ndarray | None, path: Path, split: str
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Pop and check ``{split}_recon_mask`` and ``{split}_encod_mask`` from a split's datasets.
+
+    The encoder data are the block ``recon[:, :T_enc, :N_in]``, so the two masks must agree there; a mask the
+    file lacks is filled in from the other: ``encod_mask = recon_mask[:, :T_enc, :N_in]``, or ``recon_mask``
+    True everywhere except that block, which is ``encod_mask``.
+
+    Returns
+    -------
+    recon_mask, encod_mask : np.ndarray or None
+        Bool, True = observed; ``(None, None)`` when the split has no mask.
+    """
+    recon_mask, encod_mask = fields.pop("recon_mask", None), fields.pop("encod_mask", None)
+    if recon_mask is None and encod_mask is None:
+        return None, None
+    t_enc, n_in = encod.shape[1:]
+    if encod_mask is not None:
+        encod_mask = _as_mask(encod_mask, path, f"{split}_encod_mask", encod.shape, f"{split}_encod_data")
+    if recon_mask is not None:
+        if recon is None:
+            raise LFADSDataError(f"{path}: '{split}_recon_mask' is given but '{split}_recon_data' is not; remove the "
+                                 f"mask or add the data.")
+        recon_mask = _as_mask(recon_mask, path, f"{split}_recon_mask", recon.shape, f"{split}_recon_data")
+        block = recon_mask[:, :t_enc, :n_in]
+        if encod_mask is not None and not np.array_equal(encod_mask, block):
+            index = _first_index(encod_mask != block)
+            raise LFADSDataError(f"{path}: '{split}_encod_mask' and '{split}_recon_mask' disagree at {index} (trial, "
+                                 f"time, neuron); the encoder data are the first {t_enc} bins and {n_in} neurons of "
+                                 f"the recon data, so their masks must agree there.")
+        encod_mask = np.ascontiguousarray(block)
+    elif recon is not None:
+        recon_mask = np.ones(recon.shape, dtype=bool)
+        recon_mask[:, :t_enc, :n_in] = encod_mask
+    return recon_mask, encod_mask
 
 
 def _first_index(mask: np.ndarray) -> tuple[int, ...]:
@@ -299,7 +364,8 @@ def validate_session(session: SessionData) -> None:
     bin and neuron; within a split all arrays have the same number of trials; across splits ``T_enc``, ``N_in``,
     ``T_recon``, ``N_recon`` and ``ext_dim`` agree; ``T_recon >= T_enc`` and ``N_recon >= N_in``;
     ``ext_input`` is ``(n, T_recon, ext_dim)`` and ``truth`` is ``(n, T_recon, N_recon)``; no NaN or Inf in
-    ``encod_data``, ``recon_data``, ``ext_input`` or ``truth``.
+    ``encod_data``, ``recon_data``, ``ext_input`` or ``truth``; masks, where present, are bool arrays of their
+    data's shape and agree on the encoder block.
     """
     path = session.path
     unknown = sorted(set(session.splits) - set(SPLITS))
@@ -356,6 +422,7 @@ def validate_session(session: SessionData) -> None:
         if data.truth is not None and data.truth.shape != (n, t_recon, n_recon):
             raise LFADSDataError(f"{path}: '{split}_truth' has shape {data.truth.shape}; expected "
                                  f"{(n, t_recon, n_recon)} = (trials, T_recon, N_recon) like the recon data.")
+        _check_masks(path, split, data)
         for key, extra in data.extras.items():
             if np.ndim(extra) == 0 or np.shape(extra)[0] != n:
                 raise LFADSDataError(f"{path}: '{split}_{key}' has shape {np.shape(extra)}; a per-trial dataset "
@@ -386,6 +453,27 @@ def validate_session(session: SessionData) -> None:
     if n_recon < n_in:
         raise LFADSDataError(f"{path}: 'train_recon_data' has {n_recon} neurons but 'train_encod_data' has {n_in}; "
                              f"recon data must hold the encoder's neurons first (extra neurons are held out).")
+
+
+def _check_masks(path: Path, split: str, data: SplitData) -> None:
+    """Masks of a split: bool, the shape of their data, both present when the split has recon data, agreeing."""
+    if data.recon_mask is None and data.encod_mask is None:
+        return
+    pairs = (("encod_mask", data.encod_mask, data.encod_data), ("recon_mask", data.recon_mask, data.recon_data))
+    for name, mask, values in pairs:
+        if values is None:
+            if mask is not None:
+                raise LFADSDataError(f"{path}: '{split}_{name}' is given but its data are not; remove the mask.")
+            continue
+        if mask is None or np.asarray(mask).dtype != np.bool_ or np.shape(mask) != values.shape:
+            raise LFADSDataError(f"{path}: '{split}_{name}' must be a bool array of shape {values.shape} (True = "
+                                 f"observed) when the split has a mask; got "
+                                 f"{None if mask is None else (np.asarray(mask).dtype, np.shape(mask))}.")
+    if data.recon_mask is not None:
+        t_enc, n_in = data.encod_data.shape[1:]
+        if not np.array_equal(data.encod_mask, data.recon_mask[:, :t_enc, :n_in]):
+            raise LFADSDataError(f"{path}: '{split}_encod_mask' and '{split}_recon_mask' disagree on the encoder "
+                                 f"block (the first {t_enc} bins and {n_in} neurons).")
 
 
 def check_count_array(array: np.ndarray, path: str | os.PathLike, key: str, fix: str, finite: bool = True) -> None:
@@ -450,7 +538,8 @@ def load_lfads_h5(path: str | os.PathLike) -> SessionData:
     path : str or PathLike
         An HDF5 file holding ``train_encod_data`` ``(n_train, T_enc, N_in)``, ``train_recon_data``
         ``(n_train, T_recon, N_recon)``, the same for ``valid`` (and optionally ``test``), and optional
-        ``{split}_ext_input``, ``{split}_truth`` and per-trial extras.
+        ``{split}_ext_input``, ``{split}_truth``, ``{split}_recon_mask`` / ``{split}_encod_mask`` (bool, True =
+        observed) and per-trial extras.
 
     Returns
     -------
@@ -489,6 +578,9 @@ def convert_session_to_arrays(session: SessionData) -> tuple[dict[str, np.ndarra
             has_truth = True
         for key, value in data.extras.items():
             arrays[f"{split}_{key}"] = value
+        for key in MASK_FIELDS:
+            if getattr(data, key) is not None:
+                arrays[f"{split}_{key}"] = getattr(data, key)
     arrays.update(session.extras)
     attrs = {key: value for key, value in session.attrs.items() if value is not None}
     attrs.pop("conversion_factor", None)

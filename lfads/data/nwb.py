@@ -42,9 +42,10 @@ Counted drops (one :class:`NWBDropWarning` per reason, giving the count):
 - trials whose split label is ``"none"`` (as in NLB files);
 - trials whose window (including forward bins) does not lie inside the recording, taken as
   ``[min(0, first trial start, first spike), max(last trial stop, last spike)]``;
-- trials whose window is not inside an ``obs_intervals`` interval of *every* unit (when the Units table has
-  ``obs_intervals``); a unit with an empty ``obs_intervals`` therefore removes every trial, which ends in
-  the "no trials left" error naming the unit;
+- with ``unobserved="drop_trials"`` (the default): trials whose window is not inside an ``obs_intervals``
+  interval of *every* unit (when the Units table has ``obs_intervals``); a unit with an empty
+  ``obs_intervals`` therefore removes every trial, which ends in the "no trials left" error naming the unit;
+- with ``unobserved="mask"``: only trials in which no unit is observed in any bin (see below);
 - with ``behavior`` set: trials whose window is not covered by the behaviour TimeSeries, or that have a bin
   whose samples are all NaN.
 
@@ -52,9 +53,23 @@ Pipeline
 --------
 :func:`bin_nwb` runs small steps, each testable alone: ``_bin_grid`` (options -> integer-ns :class:`BinGrid`)
 -> ``_read_tables`` (file -> validated :class:`SessionTables`) -> ``_unit_order`` (drops units without spikes,
-held-in then held-out) -> ``_trial_windows`` -> ``_kept_trials``, which applies :data:`TRIAL_DROP_RULES` in
-order (each rule returns a :class:`Drop`: a mask and the reason for the warning) -> ``_assign_splits`` ->
-``_count_spikes`` -> ``_pack``.
+held-in then held-out) -> ``_trial_windows`` -> ``_observed_bins`` (``unobserved="mask"`` only) ->
+``_kept_trials``, which applies :data:`TRIAL_DROP_RULES` in order (each rule returns a :class:`Drop`: a mask
+and the reason for the warning) -> ``_assign_splits`` -> ``_count_spikes`` -> ``_pack``.
+
+Unobserved bins (``unobserved="mask"``)
+---------------------------------------
+Unit :math:`u` is observed in bin :math:`k` of trial :math:`j` when the bin lies inside one of its
+``obs_intervals`` (closed intervals, overlapping or touching ones merged):
+
+.. math::
+
+    m_{j,k,u} = \mathbb 1\big[\exists\, [o_0, o_1] \in O_u : o_0 \le e_{j,k} \text{ and } e_{j,k+1} \le o_1\big],
+
+so a bin that only partly overlaps an interval is unobserved. Counts of unobserved bins are set to 0 and
+the mask is returned as ``{split}_recon_mask`` ``(n, T + F, N_in + N_out)`` and ``{split}_encod_mask``
+``(n, T, N_in)`` (bool, True = observed), only when some kept bin is unobserved; otherwise the output is
+the same as with ``"drop_trials"``.
 
 Behaviour (``{split}_behavior``, ``(n, T, B)`` over the ``T`` window bins, not the forward bins): a bin
 holding one or more samples (``start <= t < end``) gets the mean of its finite samples; a bin holding no
@@ -74,7 +89,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import h5py
 import numpy as np
 
-from lfads.data.nwb_options import NWBBinning, NWBBinningError
+from lfads.data.nwb_options import UNOBSERVED_CHOICES, NWBBinning, NWBBinningError, check_choice
 from lfads.errors import LFADSDataError
 
 __all__ = [
@@ -394,6 +409,7 @@ def _bin_grid(binning: NWBBinning, path: Path) -> BinGrid:
         value = getattr(binning, name)
         if not 0.0 <= value < 1.0:
             raise LFADSDataError(f"{path}: {name}={value} must be in [0, 1).")
+    check_choice(binning.unobserved, UNOBSERVED_CHOICES, f"{path}: binning option unobserved", LFADSDataError)
     if binning.split_column is None and binning.valid_fraction + binning.test_fraction >= 1.0:
         raise LFADSDataError(f"{path}: valid_fraction + test_fraction = "
                              f"{binning.valid_fraction + binning.test_fraction} leaves no training trials.")
@@ -572,7 +588,9 @@ class TrialContext:
     """What the trial drop rules look at: the tables and every trial's window (``(trials,)`` int64 ns).
 
     ``window_end`` includes the forward bins; ``unit_order`` holds the kept units (rows of the Units table) in
-    output order; ``behavior_ok`` is ``(trials,)`` bool from :func:`_bin_behavior`, ``None`` without behaviour.
+    output order; ``behavior_ok`` is ``(trials,)`` bool from :func:`_bin_behavior`, ``None`` without behaviour;
+    ``observed`` is the ``(trials, T + F, units)`` bool mask of :func:`_observed_bins` with
+    ``unobserved="mask"``, ``None`` otherwise.
     """
 
     path: Path
@@ -583,6 +601,7 @@ class TrialContext:
     window_end: np.ndarray
     unit_order: np.ndarray
     behavior_ok: np.ndarray | None = None
+    observed: np.ndarray | None = None
 
 
 def _drop_silent_units(tables: SessionTables) -> Drop:
@@ -636,10 +655,15 @@ def _drop_outside_recording(ctx: TrialContext, keep: np.ndarray) -> Drop:
 
 
 def _drop_unobserved(ctx: TrialContext, keep: np.ndarray) -> Drop:
-    """Kept trials whose window is not inside an ``obs_intervals`` interval of every kept unit."""
+    """Kept trials whose window is not inside an ``obs_intervals`` interval of every kept unit.
+
+    With ``unobserved="mask"``: only the trials in which no kept unit is observed in any bin.
+    """
     mask = np.zeros_like(keep)
     if ctx.tables.obs_intervals is None:
         return Drop(mask, "")
+    if ctx.binning.unobserved == "mask":
+        return Drop(~ctx.observed.any(axis=(1, 2)), "no unit's 'obs_intervals' cover any bin of their window.")
     culprits: dict[int, int] = {}
     for u in ctx.unit_order:
         outside = keep & ~_windows_inside_intervals(ctx.tables.obs_intervals[u], ctx.window_start, ctx.window_end)
@@ -723,6 +747,23 @@ def _assign_splits(
     return split_of
 
 
+def _observed_bins(
+    obs_intervals: list[np.ndarray], unit_order: np.ndarray, window_starts: np.ndarray, grid: BinGrid
+) -> np.ndarray:
+    r"""``(trials, T + F, units)`` bool :math:`m_{j,k,u}`: bin ``k`` of trial ``j`` lies in an interval of unit ``u``.
+
+    Bin :math:`[e_{j,k}, e_{j,k+1})` is observed when one of the unit's closed, merged ``obs_intervals``
+    :math:`[o_0, o_1]` has :math:`o_0 \le e_{j,k}` and :math:`e_{j,k+1} \le o_1` (as for whole windows in
+    :func:`_windows_inside_intervals`); ``unit_order`` lists the units' rows in output order.
+    """
+    bin_starts = (window_starts[:, None] + grid.bin_ns * np.arange(grid.total_bins, dtype=np.int64)).ravel()
+    observed = np.empty((window_starts.size, grid.total_bins, unit_order.size), dtype=bool)
+    for col, u in enumerate(unit_order):
+        inside = _windows_inside_intervals(obs_intervals[u], bin_starts, bin_starts + grid.bin_ns)
+        observed[:, :, col] = inside.reshape(window_starts.size, grid.total_bins)
+    return observed
+
+
 def _count_spikes(
     tables: SessionTables, unit_order: np.ndarray, window_starts: np.ndarray, grid: BinGrid
 ) -> np.ndarray:
@@ -743,8 +784,13 @@ def _pack(
     n_in: int,
     grid: BinGrid,
     behavior: np.ndarray | None,
+    observed: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The arrays :func:`bin_nwb` returns, from the counts ``recon`` ``(kept, T + F, units)`` of the kept trials."""
+    """The arrays :func:`bin_nwb` returns, from the counts ``recon`` ``(kept, T + F, units)`` of the kept trials.
+
+    ``observed`` ``(kept, T + F, units)`` bool, when given, becomes ``{split}_recon_mask`` and its encoder
+    block ``{split}_encod_mask``.
+    """
     out: dict[str, np.ndarray] = {}
     for name in ("train", "valid", "test"):
         rows = np.flatnonzero(split_of == name)
@@ -759,6 +805,9 @@ def _pack(
             out[f"{name}_behavior"] = behavior[trials].astype(np.float32)
         if tables.conditions is not None:
             out[f"{name}_conditions"] = tables.conditions[trials]
+        if observed is not None:
+            out[f"{name}_recon_mask"] = observed[rows]
+            out[f"{name}_encod_mask"] = np.ascontiguousarray(observed[rows, :grid.n_bins, :n_in])
     out["heldin_unit_ids"] = tables.unit_ids[unit_order[:n_in]]
     out["heldout_unit_ids"] = tables.unit_ids[unit_order[n_in:]]
     out["bin_size"] = np.asarray(grid.bin_ns / _NS_PER_S, dtype=np.float64)
@@ -795,7 +844,10 @@ def bin_nwb(path: str | os.PathLike, binning: NWBBinning | None = None) -> dict[
         - ``s_trial_ids`` ``(n,)`` int64 row index in the NWB trials table (increasing);
         - ``s_align_times`` ``(n,)`` float64 event time in s (session clock);
         - ``s_behavior`` ``(n, T, B)`` float32 when ``binning.behavior`` is set;
-        - ``s_conditions`` ``(n,)`` int64 when ``binning.condition_columns`` is set.
+        - ``s_conditions`` ``(n,)`` int64 when ``binning.condition_columns`` is set;
+        - ``s_recon_mask`` ``(n, T + F, N_in + N_out)`` and ``s_encod_mask`` ``(n, T, N_in)`` bool (True =
+          observed) with ``binning.unobserved == "mask"`` when some bin of a kept trial is unobserved; the
+          counts of unobserved bins are 0.
 
         Plus ``heldin_unit_ids`` ``(N_in,)`` and ``heldout_unit_ids`` ``(N_out,)`` int64 (Units ``id``, in
         column order), and 0-d float64 ``bin_size`` (s) and ``window_start`` (s relative to the event).
@@ -815,11 +867,20 @@ def bin_nwb(path: str | os.PathLike, binning: NWBBinning | None = None) -> dict[
     window_start, window_end = _trial_windows(tables.align, grid)
     behavior, behavior_ok = (None, None) if tables.behavior is None else _bin_behavior(
         *tables.behavior, window_start, grid.n_bins, grid.bin_ns)
-    kept = _kept_trials(TrialContext(path, binning, tables, grid, window_start, window_end, unit_order, behavior_ok))
+    observed = None
+    if binning.unobserved == "mask" and tables.obs_intervals is not None:
+        observed = _observed_bins(tables.obs_intervals, unit_order, window_start, grid)
+    kept = _kept_trials(TrialContext(path, binning, tables, grid, window_start, window_end, unit_order, behavior_ok,
+                                     observed))
     labels = None if tables.split_labels is None else tables.split_labels[kept]
     split_of = _assign_splits(kept.size, labels, binning, rng_split, path)
     recon = _count_spikes(tables, unit_order, window_start[kept], grid)
-    return _pack(recon, split_of, kept, tables, unit_order, n_in, grid, behavior)
+    observed = None if observed is None else observed[kept]
+    if observed is not None and observed.all():
+        observed = None  # every kept bin observed: the same output as dropping trials
+    if observed is not None:
+        recon[~observed] = 0.0
+    return _pack(recon, split_of, kept, tables, unit_order, n_in, grid, behavior, observed)
 
 
 _SCALAR_KEYS = ("bin_size", "window_start")
@@ -853,7 +914,8 @@ def load_nwb_session(path: str | os.PathLike, binning: NWBBinning | None = None,
         Named after the file's stem; ``attrs`` hold ``bin_size`` and ``window_start`` (s), the binning
         options as JSON (``nwb_binning``) and the source path; ``extras`` hold ``heldin_unit_ids`` and
         ``heldout_unit_ids``; each split's extras hold ``trial_ids``, ``align_times`` and, when requested,
-        ``behavior`` and ``conditions``.
+        ``behavior`` and ``conditions``. With ``unobserved="mask"`` and unobserved bins, each split's
+        ``recon_mask`` and ``encod_mask`` mark the observed bins.
     """
     from lfads.data.hdf5 import build_session
 

@@ -17,7 +17,10 @@ import numpy as np
 
 from lfads.errors import LFADSDataError
 
-__all__ = ["NWBBinning", "NWBBinningError"]
+__all__ = ["NWBBinning", "NWBBinningError", "UNOBSERVED_CHOICES"]
+
+UNOBSERVED_CHOICES: tuple[str, ...] = ("drop_trials", "mask")
+"""Values of :attr:`NWBBinning.unobserved`."""
 
 
 class NWBBinningError(LFADSDataError, TypeError):
@@ -64,6 +67,13 @@ class NWBBinning:
         numbered in sorted order of the combinations.
     seed : int
         Seed for the random held-out units and random split.
+    unobserved : str
+        What happens where a unit's ``obs_intervals`` do not cover a bin (window or forward bins):
+        ``"drop_trials"`` drops every trial whose window leaves the ``obs_intervals`` of any unit;
+        ``"mask"`` keeps the trials, sets those bins' counts to 0 and marks them False in the boolean
+        ``{split}_recon_mask`` and ``{split}_encod_mask`` (True = observed), which the model's cost and the
+        metrics leave out. Only trials in which no unit is observed in any bin are dropped then. Default
+        ``"drop_trials"``.
     """
 
     align_event: str = "move_onset_time"
@@ -78,6 +88,7 @@ class NWBBinning:
     behavior: str | None = None
     condition_columns: list[str] | None = field(default=None, metadata={"metavar": "COLUMN"})
     seed: int = 0
+    unobserved: str = field(default="drop_trials", metadata={"choices": UNOBSERVED_CHOICES})
 
     @classmethod
     def from_mapping(
@@ -89,7 +100,7 @@ class NWBBinning:
         """Validated options from a mapping of field names to values (a YAML section, keyword arguments, flags).
 
         Fields absent from ``mapping`` keep their value in ``base``. Values are checked against the field
-        types; whole numbers given for float fields become floats, ``window_ms`` becomes a tuple of floats and
+        types (and a field's ``choices``, e.g. ``unobserved``); whole numbers given for float fields become floats, ``window_ms`` becomes a tuple of floats and
         ``condition_columns`` a list.
 
         Parameters
@@ -109,7 +120,8 @@ class NWBBinning:
         ------
         NWBBinningError
             ``mapping`` is not a mapping, holds keys that are not fields (listed with the valid ones), or a
-            value of the wrong type (the field and the expected type are named).
+            value of the wrong type or not among the field's choices (the field and the expected type or the
+            choices are named).
         """
         if not isinstance(mapping, Mapping):
             raise NWBBinningError(f"{source} must be a mapping of NWB binning options (or null), got "
@@ -121,7 +133,16 @@ class NWBBinning:
                                   f"remove each unknown option ({', '.join(unknown)}) or rename it to a valid one.")
         hints = _binning_types()
         values = {name: _coerce_option(value, hints[name], source, name) for name, value in mapping.items()}
+        for f in fields(cls):
+            if f.name in values:
+                check_choice(values[f.name], f.metadata.get("choices"), f"{source}: option {f.name}", NWBBinningError)
         return replace(cls() if base is None else base, **values)
+
+
+def check_choice(value: Any, choices: tuple[str, ...] | None, where: str, error: type[Exception]) -> None:
+    """Raise ``error`` naming ``where`` and the valid values unless ``value`` is one of ``choices`` (None: any)."""
+    if choices is not None and value not in choices:
+        raise error(f"{where} must be one of {list(choices)}, got {value!r}.")
 
 
 @functools.cache
