@@ -21,7 +21,7 @@ class _MakesADirectory:
         self.path = path
 
     def __reduce__(self):
-        return os.mkdir, (self.path,)
+        return os.makedirs, (self.path, 0o777, True)  # exist_ok: a trusted load may unpickle twice
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,23 @@ def test_file_that_is_no_checkpoint_gives_a_checkpoint_error_naming_it(tmp_path,
 def test_missing_checkpoint_gives_a_checkpoint_error_naming_it(tmp_path):
     with pytest.raises(CheckpointError, match="missing.ckpt"):
         read_checkpoint(tmp_path / "missing.ckpt")
+
+
+@pytest.mark.parametrize("command", ["sample", "analyze"])
+def test_commands_refuse_a_checkpoint_that_would_run_code_until_trusted(poisoned, command, tmp_path, capsys,
+                                                                        monkeypatch):
+    from lfads.cli import main
+
+    run, marker = poisoned
+    monkeypatch.delenv("LFADS_TRUST_CHECKPOINTS", raising=False)
+    ckpt = next((run / "checkpoints").glob("epoch*.ckpt"))
+    extra = ["--samples", "2"] if command == "sample" else ["--n-initial", "8", "--no-jslds", "--max-trials", "8"]
+    argv = [command, "--ckpt", str(ckpt), "--out", str(tmp_path / "out.h5"), "--no-progress", *extra]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"lfads {command}: error:") and "--trust-checkpoint" in line
+    assert not marker.exists() and not (tmp_path / "out.h5").exists()
+    assert main([*argv, "--trust-checkpoint"]) == 0
+    assert marker.is_dir() and (tmp_path / "out.h5").exists()
