@@ -467,6 +467,7 @@ def test_analyze_reports_bad_arguments_as_one_line(args, names, tiny_run, small_
     assert {p: sha256(p) for p in hashes} == hashes
 
 
+@pytest.mark.slow  # two fresh interpreters
 def test_the_installed_command_prints_one_line_and_debug_the_traceback(tmp_path):
     import os
     import subprocess
