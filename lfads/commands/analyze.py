@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lfads.commands.checks import (
+    add_common_options,
     check_splits,
     checkpoint_file,
     data_files,
@@ -43,14 +44,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--no-jslds", action="store_true", help="skip the post-hoc JSLDS")
     parser.add_argument("--expansion-steps", type=int, default=1000, help="training steps of the expansion network")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="load checkpoints with full unpickling, which can run code stored in the file: only for checkpoints "
-        "from a source you trust (default: tensors and plain data only; also LFADS_TRUST_CHECKPOINTS=1)",
-    )
-    parser.add_argument("--no-progress", action="store_true")
+    add_common_options(parser)
     return parser
 
 

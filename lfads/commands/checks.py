@@ -109,30 +109,20 @@ def output_file(
     what : str
         What the protected files belong to, named in messages (``"the input data"``, ``"a run"``).
     """
-    from lfads.data.atomic import check_output_path, run_file_reason
+    from lfads.data.atomic import check_output_path, run_file_reason, same_file
 
     out = Path(out)
     if out.is_dir():
         raise LFADSOutputError(f"{option} {out}: is a directory; give a file name, e.g. {out / 'out.h5'}.")
     never = f"and is never replaced, even with --overwrite; choose another {option}."
     for source in protected:
-        if _same_file(out, Path(source)):
+        if same_file(out, Path(source)):
             raise LFADSOutputError(f"Refusing to write {out} ({option}): it is one of the files of {what}, {never}")
     reason = run_file_reason(out)
     if reason is not None:
         raise LFADSOutputError(f"Refusing to write {out} ({option}): it is {reason}, one of the files of a run, "
                                f"{never}")
     return check_output_path(out, overwrite=overwrite, what="output", option=option)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether ``a`` and ``b`` name one file: equal after resolving links, or one inode (hard links)."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def splits_present(datamodule: Any) -> list[str]:
@@ -209,3 +199,17 @@ def load_model_and_data(ckpt: Path, data: Sequence[str] | None, **kwargs: Any) -
                 if Path(path).is_file():
                     readable_hdf5(path, source=f"data file recorded in {ckpt}:")
         raise
+
+
+def add_common_options(parser: Any, *, progress: bool = True) -> None:
+    """``--overwrite``, ``--trust-checkpoint`` and (with ``progress``) ``--no-progress``, as every command has them."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier output file (never an input, a run's file or a directory)")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load checkpoints with full unpickling, which can run code stored in the file: only for checkpoints "
+        "from a source you trust (default: tensors and plain data only; also LFADS_TRUST_CHECKPOINTS=1)",
+    )
+    if progress:
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lfads.commands.checks import (
+    add_common_options,
     checkpoint_file,
     data_files,
     load_model_and_data,
@@ -40,10 +41,7 @@ def _add_submit(actions) -> None:
     p.add_argument("--session", help="session name (runs fitted to several files)")
     p.add_argument("--samples", type=int, default=50, help="posterior samples averaged per trial (default 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier submission file")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="load the checkpoint with full unpickling (only for checkpoints from a source you trust)")
-    p.add_argument("--no-progress", action="store_true")
+    add_common_options(p)
 
 
 def _add_target(actions) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lfads.commands.checks import (
+    add_common_options,
     check_splits,
     checkpoint_file,
     data_files,
@@ -52,14 +53,7 @@ def build_parser() -> ArgumentParser:
         type=int,
         help="seed of the posterior draws, as lfads.load_run(seed=...) takes it (default: torch's current generator)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="load checkpoints with full unpickling, which can run code stored in the file: only for checkpoints "
-        "from a source you trust (default: tensors and plain data only; also LFADS_TRUST_CHECKPOINTS=1)",
-    )
-    parser.add_argument("--no-progress", action="store_true")
+    add_common_options(parser)
     return parser
 
 

@@ -61,7 +61,7 @@ def run_file_reason(path: str | os.PathLike) -> str | None:
     return None
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     """Whether ``a`` and ``b`` name one file: equal after resolving links, or one inode (hard links)."""
     if a.resolve() == b.resolve():
         return True
@@ -108,7 +108,7 @@ def check_output_path(
         raise LFADSOutputError(f"{path}: the {what} path is a folder; {option} must name a file "
                                f"(e.g. {path / 'out.h5'}).")
     for source in protected:
-        if _same_file(path, Path(source)):
+        if same_file(path, Path(source)):
             raise LFADSOutputError(f"{path}: the {what} path is the input file {source}; inputs are never "
                                    f"overwritten, with or without --overwrite. Choose another {option}.")
     reason = run_file_reason(path)
