@@ -6,12 +6,15 @@ Nodes are the fixed points of :func:`lfads.analysis.find_fixed_points`, labelled
 parts), the map is iterated from :math:`h^* \\pm \\epsilon\\, s\\, v` (:math:`s` the state scale) until the
 state
 
-* **settles** at a listed fixed point (speed below ``settle_tol * s`` and within ``match_rtol * s`` of it,
-  or a Newton polish lands there): an edge joins the two points;
+* **reaches** a listed fixed point (comes within ``match_rtol * s`` of it at a check, every
+  ``check_every`` steps, or slows below ``settle_tol * s`` where a Newton polish lands on it): an edge joins
+  the two points. Reaching a point, not settling there, ends the departure: in exact arithmetic a
+  heteroclinic orbit from a point of index 2 ends at a saddle, while rounding errors would carry the
+  state on along the saddle's own unstable manifold;
 * settles at an unlisted fixed point (``new_point``);
 * **leaves** (farther than ``leave_factor * s`` from the centre of the points);
-* **cycles** (returns within ``match_rtol * s`` of a state it visited ``period`` checks earlier), or is
-  still moving after ``max_steps`` (``unsettled``).
+* **cycles** (returns within ``match_rtol * s`` of a state it had at one of the last 20 checks, moving at
+  the same speed, within 1%), or is still moving after ``max_steps`` (``unsettled``).
 
 Every outcome is recorded in :attr:`TopologyGraph.outcomes`. Two graphs are compared by
 
@@ -180,7 +183,10 @@ def build_topology(
     u = torch.as_tensor(np.array(inputs), dtype=dyn.dtype, device=dyn.device)
     center = pts.mean(0)
     active = np.arange(len(starts))
+    sources = np.array([m["source"] for m in meta], dtype=np.int64)
+    departed = np.zeros(len(starts), dtype=bool)
     history: list[np.ndarray] = []
+    speed_history: list[np.ndarray] = []
     outcome: dict[int, tuple[str, int, int]] = {}
     tol = match_rtol * scale
     steps = 0
@@ -194,11 +200,17 @@ def build_topology(
             speed = (dyn.step(h, u) - h).norm(dim=1).cpu().numpy()
         x = h.cpu().numpy()
         dist = np.linalg.norm(x[:, None] - pts[None], axis=2)
+        rows_all = np.arange(active.size)
+        departed[active] |= dist[rows_all, sources[active]] > tol
+        # the source counts only once the state has left its neighbourhood (a homoclinic return)
+        dist[rows_all, sources[active]] = np.where(departed[active], dist[rows_all, sources[active]], np.inf)
         nearest, near_d = dist.argmin(1), dist.min(1)
         done = np.zeros(active.size, dtype=bool)
         slow = speed < settle_tol * scale
-        # a slow state near a listed point, or one that Newton takes onto one, has settled there
-        hit = slow & (near_d <= tol)
+        # a state within the matching distance of a listed point has reached it (a heteroclinic orbit
+        # ends there in exact arithmetic; rounding errors would carry it on along the unstable manifold
+        # of a saddle); a slow state that Newton takes onto a listed point has too
+        hit = near_d <= tol
         if (slow & ~hit).any():
             rows = np.nonzero(slow & ~hit)[0]
             pol, q_pol, _ = polish_newton(dyn, x[rows], u[rows].cpu().numpy(), newton_steps, max_step=0.1 * scale)
@@ -217,16 +229,20 @@ def build_topology(
             outcome[int(active[row])] = ("left", -1, steps)
             done[row] = True
         if history:
-            back = np.linalg.norm(np.stack(history)[:, :, :] - x[None], axis=2)  # (checks, active)
-            cyc = (back.min(0) <= tol) & ~slow & ~done
+            # a cycle returns near an earlier state with the same speed (a state converging slowly to a
+            # point also stays near its earlier states, but its speed keeps falling)
+            back = np.linalg.norm(np.stack(history) - x[None], axis=2)  # (checks, active)
+            ratio = speed[None] / np.maximum(np.stack(speed_history), np.finfo(np.float64).tiny)
+            returns = (back <= tol) & (ratio > 0.99) & (ratio < 1.0 / 0.99)
+            cyc = returns.any(0) & ~slow & ~done
             for row in np.nonzero(cyc)[0]:
                 outcome[int(active[row])] = ("cycle", -1, steps)
                 done[row] = True
         keep = ~done
         active = active[keep]
         h, u = h[torch.as_tensor(keep)], u[torch.as_tensor(keep)]
-        history = [s[keep] for s in history] + [x[keep]]
-        history = history[-20:]
+        history = ([s[keep] for s in history] + [x[keep]])[-20:]
+        speed_history = ([s[keep] for s in speed_history] + [speed[keep]])[-20:]
     for k in active:
         outcome[int(k)] = ("unsettled", -1, steps)
     for k, m in enumerate(meta):
