@@ -165,7 +165,7 @@ class ShapeMetric:
             "alpha": self.alpha,
             "kind": self.kind,
             "n_components": -1 if self.n_components is None else self.n_components,
-            "variance": float("nan") if self.variance is None else self.variance,
+            "variance": -1.0 if self.variance is None else self.variance,
             "rtol": self.rtol,
         }
 
