@@ -288,14 +288,27 @@ def select_delay_rank(
     errors = np.full((grid_d.size, grid_r.size), np.nan)
     sums = np.zeros_like(errors)
     counts = np.zeros(errors.shape, dtype=np.int64)
+    r_max = int(grid_r.max())
     for m in models:
         train = np.setdiff1d(np.arange(m.shape[0]), test)
         for i, d in enumerate(grid_d):
             svd = _EmbeddingSVD.of(m[train], int(d))
+            k = min(r_max, svd.max_rank)
+            # held-out coordinates on the leading k components, computed once for every rank <= k
+            z_all = (delay_embed(m[test], int(d)) - svd.mean) @ svd.vt[:k].T
+            actual = m[test][:, int(d) - 1 + horizon :]
+            var = np.var(actual.reshape(-1, actual.shape[-1]), axis=0).sum()
+            units = m.shape[2]
             for j, r in enumerate(grid_r):
-                if r <= svd.max_rank:
-                    sums[i, j] += _prediction_error(svd.dmd(int(r), ridge), m[test], horizon)
-                    counts[i, j] += 1
+                if r > k:
+                    continue
+                model = svd.dmd(int(r), ridge)
+                z = z_all[..., :r] / svd.sd[:r]
+                zk = z[:, :-horizon] @ np.linalg.matrix_power(model.operator, horizon).T
+                pred = (zk * svd.sd[:r]) @ svd.vt[:r, :units] + svd.mean[:units]
+                err = np.mean(np.sum((pred - actual) ** 2, axis=-1)) / max(var, np.finfo(np.float64).tiny)
+                sums[i, j] += err
+                counts[i, j] += 1
     full = counts == len(models)
     errors[full] = sums[full] / len(models)
     if not np.isfinite(errors).any():
