@@ -46,7 +46,7 @@ from lfads.compare.topology import TopologyGraph, build_topology, count_distance
 from lfads.data.atomic import atomic_output
 from lfads.errors import LFADSDataError
 
-__all__ = ["METRICS", "ComparisonResult", "Model", "compare_models", "simulate"]
+__all__ = ["METRICS", "ComparisonResult", "Model", "compare_models", "exact_points", "simulate"]
 
 DYNAMICS_METRICS = ("dsa", "dsa_eigenvalues")
 FIXED_POINT_METRICS = ("topology", "topology_counts", "spectra")
@@ -216,6 +216,7 @@ def _prepare_models(
     n_initial_states: int,
     fixed_point_kwargs: dict[str, Any],
     seed: int,
+    exact_only: bool,
 ) -> None:
     need_traj = any(m in GEOMETRY_METRICS or m in DYNAMICS_METRICS for m in metrics)
     need_fps = any(m in FIXED_POINT_METRICS for m in metrics)
@@ -240,6 +241,8 @@ def _prepare_models(
             m.fixed_points = find_fixed_points(  # inputs held at zero
                 m.cell, init.states, None, hidden_size=m.hidden_size, input_size=m.input_size, **fixed_point_kwargs
             )
+        if need_fps and exact_only:
+            m.fixed_points = exact_points(m.fixed_points)
         if "topology" in metrics and m.topology is None:
             if m.cell is None:
                 raise LFADSDataError(f"Model {m.name!r}: the topology metric integrates the map, so it needs a cell.")
@@ -259,6 +262,7 @@ def compare_models(
     fixed_point_kwargs: dict[str, Any] | None = None,
     spectra_kwargs: dict[str, Any] | None = None,
     graph_kwargs: dict[str, Any] | None = None,
+    exact_only: bool = True,
     seed: int = 0,
 ) -> ComparisonResult:
     """All-pairs distance matrices of ``N`` models for each metric (module docstring).
@@ -279,6 +283,9 @@ def compare_models(
         DSA settings (delays, rank, restarts...); selected by held-out prediction when not set.
     n_initial_states : int
         Starts of the fixed-point search per model.
+    exact_only : bool
+        Topology and spectra use only the fixed points that Newton's method resolves to rounding error
+        (:func:`exact_points`), not loose points of slow plateaus.
     fixed_point_kwargs, spectra_kwargs, graph_kwargs : dict, optional
         Passed to :func:`~lfads.analysis.find_fixed_points`,
         :func:`~lfads.compare.spectra.compare_linearizations` and
@@ -301,7 +308,7 @@ def compare_models(
         raise LFADSDataError(f"Unknown metrics {unknown}; choose from {list(METRICS)}.")
     ms = [_as_model(obj, name) for obj, name in zip(models, names)]
     _prepare_models(ms, [m for m in metric_names if m], inputs, initial_states, n_initial_states,
-                    fixed_point_kwargs or {}, seed)
+                    fixed_point_kwargs or {}, seed, exact_only)
     result = ComparisonResult(names)
     n = len(ms)
     dsa_fit: DSA | None = None
@@ -353,6 +360,13 @@ def compare_models(
         result.distances[key] = d
         result.settings[key] = settings
     return result
+
+
+def exact_points(fps: FixedPoints, rtol: float = 1e-6) -> FixedPoints:
+    """The points whose speed is below ``rtol * fixed_tol`` (``fixed_tol`` from the search settings, 1e-10 by
+    default): roots resolved to rounding error, as opposed to loose points on slow plateaus."""
+    fixed_tol = float(fps.settings.get("fixed_tol", 1e-10))
+    return fps.select(fps.q <= rtol * fixed_tol)
 
 
 def _index_graph(m: Model):

@@ -14,7 +14,8 @@ state
 * settles at an unlisted fixed point (``new_point``);
 * **leaves** (farther than ``leave_factor * s`` from the centre of the points);
 * **cycles** (returns within ``match_rtol * s`` of a state it had at one of the last 20 checks, moving at
-  the same speed, within 1%), or is still moving after ``max_steps`` (``unsettled``).
+  the same speed, within 1%, after travelling at least ten times that distance), or is still moving
+  after ``max_steps`` (``unsettled``).
 
 Every outcome is recorded in :attr:`TopologyGraph.outcomes`. Two graphs are compared by
 
@@ -233,7 +234,11 @@ def build_topology(
             # point also stays near its earlier states, but its speed keeps falling)
             back = np.linalg.norm(np.stack(history) - x[None], axis=2)  # (checks, active)
             ratio = speed[None] / np.maximum(np.stack(speed_history), np.finfo(np.float64).tiny)
-            returns = (back <= tol) & (ratio > 0.99) & (ratio < 1.0 / 0.99)
+            # ... having travelled far further than the gap in between (a slow drift at a steady speed
+            # moves about as far as it travels)
+            age = np.arange(len(history), 0, -1)[:, None] * check_every
+            travelled = speed[None] * age
+            returns = (back <= tol) & (ratio > 0.99) & (ratio < 1.0 / 0.99) & (travelled > 10.0 * tol)
             cyc = returns.any(0) & ~slow & ~done
             for row in np.nonzero(cyc)[0]:
                 outcome[int(active[row])] = ("cycle", -1, steps)
