@@ -19,8 +19,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+
+if __name__ == "__main__":  # BLAS threads are fixed when numpy loads: set them from --threads first
+    _threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv[:-1] else "1"
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
 
 import numpy as np
 
@@ -51,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
-    threadpool_limits(args.threads)
+    limits = threadpool_limits(args.threads)  # noqa: F841  (kept for the whole run)
     from scipy.stats import spearmanr
 
     from lfads.compare import DSA, pairwise_distances, silhouette, triangle_violation_rate

@@ -91,14 +91,20 @@ def kernel_env(tmp_path_factory):
     return {"JUPYTER_PATH": str(prefix / "share" / "jupyter")}
 
 
-def test_there_are_three_notebooks():
-    assert [p.name for p in NOTEBOOKS] == ["01_inspect_factors.py", "02_nwb_reach.py", "03_dynamics.py"]
+def test_there_are_four_notebooks():
+    assert [p.name for p in NOTEBOOKS] == ["01_inspect_factors.py", "02_nwb_reach.py", "03_dynamics.py",
+                                           "04_compare_dynamics.py"]
 
 
-CASES = [(p, "lorenz") for p in NOTEBOOKS] + [(p, "inputs") for p in NOTEBOOKS if p.stem == "03_dynamics"]
+# 04_compare_dynamics trains three small networks and needs no run: it is slow, not tied to the fits
+SLOW_NOTEBOOKS = {"04_compare_dynamics"}
+CASES = [pytest.param(p, "lorenz", marks=[pytest.mark.slow] if p.stem in SLOW_NOTEBOOKS else [])
+         for p in NOTEBOOKS] + [(p, "inputs") for p in NOTEBOOKS if p.stem == "03_dynamics"]
 
 
-@pytest.mark.parametrize(("notebook", "dynamics_run"), CASES, ids=[f"{p.stem}-{run}" for p, run in CASES])
+@pytest.mark.parametrize(("notebook", "dynamics_run"), CASES,
+                         ids=[f"{c.values[0].stem}-{c.values[1]}" if hasattr(c, "values") else f"{c[0].stem}-{c[1]}"
+                              for c in CASES])
 def test_notebook_runs_headless_and_every_figure_has_data(notebook, dynamics_run, tiny_runs, kernel_env, tmp_path,
                                                          monkeypatch):
     """03_dynamics runs twice: on the autonomous Lorenz generator and on the input-driven one with a JSLDS."""
@@ -118,6 +124,7 @@ def test_notebook_runs_headless_and_every_figure_has_data(notebook, dynamics_run
         "LFADS_EXPANSION_STEPS": "50",
         "LFADS_FIGURE_DIR": str(figures),
         "LFADS_NUM_THREADS": "1",
+        "LFADS_FLIPFLOP_STEPS": "250",
         "MPLBACKEND": "Agg",
     }
     for key, value in env.items():
