@@ -24,7 +24,7 @@ makes models of different sizes comparable by their slow modes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.optimize

@@ -42,7 +42,6 @@ from torch import Tensor, nn
 
 from lfads.analysis.fixed_points import FixedPoints, polish_newton
 from lfads.analysis.jacobians import Dynamics, as_dynamics
-from lfads.errors import LFADSDataError
 
 __all__ = [
     "OUTCOMES",
