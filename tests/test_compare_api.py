@@ -8,7 +8,14 @@ import torch
 from scipy.stats import ortho_group
 from torch import nn
 
-from lfads.compare import ComparisonResult, Model, compare_models, pairwise_distances, simulate
+from lfads.compare import (
+    ComparisonResult,
+    Model,
+    compare_models,
+    pairwise_cross_validated_distances,
+    pairwise_distances,
+    simulate,
+)
 from lfads.compare.systems import decision_system
 from lfads.errors import LFADSDataError
 
@@ -30,6 +37,9 @@ def test_trajectories_give_symmetric_matrices_that_match_the_metric_modules(tmp_
         assert d.shape == (4, 4) and np.array_equal(d, d.T) and np.all(np.diag(d) == 0), metric
         assert res.settings[metric]["wall_time"] >= 0
     np.testing.assert_array_equal(res["procrustes"], pairwise_distances(data, "procrustes"))
+    cv = compare_models(data, metrics=["cca"], cv_folds=4)
+    assert cv.settings["cca"]["cv_folds"] == 4 and res.settings["cca"]["cv_folds"] == 0
+    np.testing.assert_array_equal(cv["cca"], pairwise_cross_validated_distances(data, "cca", 4, 0))
     assert res.settings["dsa"]["residuals"] and res.settings["dsa"]["rank"] >= 1
     assert res["dsa"][0, 1] < res["dsa"][0, 2]  # two point attractors are closer than a point and a line
     assert "p1" in res.table("cca") and "dsa_eigenvalues" in str(res)

@@ -12,6 +12,7 @@ from lfads.compare.geometry import (
     ShapeMetric,
     cross_validated_distance,
     geometry_metric,
+    pairwise_cross_validated_distances,
     pairwise_distances,
 )
 from lfads.errors import LFADSDataError
@@ -142,3 +143,13 @@ def test_bad_inputs_raise_errors_that_name_the_problem():
         ShapeMetric()(np.ones((3, 4, 2)) + np.arange(2), np.random.default_rng(0).normal(size=(4, 4, 2)))
     with pytest.raises(LFADSDataError, match="NaN"):
         ShapeMetric()(np.full((2, 3, 2), np.nan), np.ones((2, 3, 2)))
+
+
+@pytest.mark.parametrize("name", ["cca", "procrustes", "procrustes_euclidean", "cka"])
+def test_pairwise_cross_validated_matrix_matches_pair_by_pair_scores(name):
+    models = [_embed(_latent(i % 2, trials=12), 5 + i, seed=i, noise=0.05) for i in range(4)]
+    d = pairwise_cross_validated_distances(models, name, n_folds=3, seed=1)
+    np.testing.assert_array_equal(d, d.T)
+    assert np.all(np.diag(d) == 0)
+    np.testing.assert_allclose(d[1, 3], cross_validated_distance(models[1], models[3], name, n_folds=3, seed=1),
+                               rtol=1e-10)

@@ -35,6 +35,7 @@ from lfads.compare.geometry import (
     ShapeMetric,
     cross_validated_distance,
     geometry_metric,
+    pairwise_cross_validated_distances,
     pairwise_distances,
 )
 from lfads.compare.spectra import LinearizationComparison, compare_linearizations, match_fixed_points
@@ -79,6 +80,7 @@ __all__ = [
     "graph_distance",
     "graph_edit_distance",
     "match_fixed_points",
+    "pairwise_cross_validated_distances",
     "pairwise_distances",
     "permutation_test",
     "select_delay_rank",

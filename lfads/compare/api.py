@@ -40,7 +40,12 @@ import torch
 from lfads.analysis.fixed_points import FixedPoints, find_fixed_points, sample_initial_states
 from lfads.analysis.jacobians import as_dynamics, broadcast_inputs
 from lfads.compare.dsa import DSA
-from lfads.compare.geometry import GEOMETRY_METRICS, geometry_metric, pairwise_distances
+from lfads.compare.geometry import (
+    GEOMETRY_METRICS,
+    geometry_metric,
+    pairwise_cross_validated_distances,
+    pairwise_distances,
+)
 from lfads.compare.spectra import compare_linearizations
 from lfads.compare.topology import TopologyGraph, build_topology, count_distance, graph_distance
 from lfads.data.atomic import atomic_output
@@ -263,6 +268,7 @@ def compare_models(
     spectra_kwargs: dict[str, Any] | None = None,
     graph_kwargs: dict[str, Any] | None = None,
     exact_only: bool = True,
+    cv_folds: int | None = None,
     seed: int = 0,
 ) -> ComparisonResult:
     """All-pairs distance matrices of ``N`` models for each metric (module docstring).
@@ -283,6 +289,9 @@ def compare_models(
         DSA settings (delays, rank, restarts...); selected by held-out prediction when not set.
     n_initial_states : int
         Starts of the fixed-point search per model.
+    cv_folds : int, optional
+        Geometry metrics fitted and scored on different trials, averaged over this many folds
+        (:func:`~lfads.compare.geometry.pairwise_cross_validated_distances`).
     exact_only : bool
         Topology and spectra use only the fixed points that Newton's method resolves to rounding error
         (:func:`exact_points`), not loose points of slow plateaus.
@@ -317,8 +326,11 @@ def compare_models(
         if not isinstance(metric, str) or metric in GEOMETRY_METRICS:
             m = geometry_metric(metric)
             key = metric if isinstance(metric, str) else f"shape_alpha{m.alpha}_{m.kind}"
-            d = pairwise_distances([x.trajectories for x in ms], m)
-            settings = dict(m.settings)
+            if cv_folds:
+                d = pairwise_cross_validated_distances([x.trajectories for x in ms], m, cv_folds, seed)
+            else:
+                d = pairwise_distances([x.trajectories for x in ms], m)
+            settings = {**m.settings, "cv_folds": int(cv_folds or 0)}
         elif metric in DYNAMICS_METRICS:
             key = metric
             if dsa_fit is None:

@@ -52,6 +52,7 @@ __all__ = [
     "cross_validated_distance",
     "flatten_trajectories",
     "geometry_metric",
+    "pairwise_cross_validated_distances",
     "pairwise_distances",
 ]
 
@@ -364,6 +365,46 @@ def pairwise_distances(
             block = gram[edges[i] : edges[i + 1], edges[j] : edges[j + 1]]
             out[i, j] = out[j, i] = m.distance_prepared(preps[i], preps[j], cross=block)
     return out
+
+
+def pairwise_cross_validated_distances(
+    trajectories: Sequence[Any], metric: str | ShapeMetric | LinearCKA = "procrustes", n_folds: int = 2, seed: int = 0
+) -> np.ndarray:
+    """All-pairs held-out distances ``(N, N)``: per fold, each model is whitened once on the training trials,
+    each pair's rotation is fitted there, and the distance is scored on the fold; folds are averaged.
+
+    Parameters
+    ----------
+    trajectories : sequence of arrays
+        ``N`` arrays ``(trials, time, units_i)`` of the same trials.
+    """
+    m = geometry_metric(metric)
+    arrays = [np.asarray(t, dtype=np.float64) for t in trajectories]
+    shapes = {a.shape[:2] for a in arrays}
+    if any(a.ndim != 3 for a in arrays) or len(shapes) != 1:
+        raise LFADSDataError(
+            "pairwise_cross_validated_distances needs (trials, time, units) states of the same trials for every "
+            f"model; got shapes {[a.shape for a in arrays]}."
+        )
+    n_trials = arrays[0].shape[0]
+    if n_folds < 2 or n_folds > n_trials:
+        raise LFADSDataError(f"n_folds must be between 2 and the number of trials ({n_trials}); got {n_folds}.")
+    n = len(arrays)
+    total = np.zeros((n, n))
+    for fold in _split_trials(n_trials, n_folds, seed):
+        train = np.setdiff1d(np.arange(n_trials), fold)
+        if isinstance(m, LinearCKA):
+            total += pairwise_distances([a[fold] for a in arrays], m)
+            continue
+        preps = [m.prepare(a[train]) for a in arrays]
+        tests = [p.transform(a[fold]) for p, a in zip(preps, arrays)]
+        for i in range(n):
+            for j in range(i + 1, n):
+                u, _, vt = np.linalg.svd(preps[i].coords.T @ preps[j].coords, full_matrices=False)
+                d = m._residual_distance(tests[i], tests[j], (u @ vt).T)
+                total[i, j] += d
+                total[j, i] += d
+    return total / n_folds
 
 
 def _split_trials(n_trials: int, n_folds: int, seed: int) -> list[np.ndarray]:
