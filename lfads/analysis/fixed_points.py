@@ -44,7 +44,7 @@ points that are not exact), and linearises the map at each unique point
 (:mod:`lfads.analysis.linearization`).
 
 In flat basins (spectral radius near 1) a point with :math:`q` below ``fixed_tol`` can still be far
-from the root, :math:`\|h - h^*\| \approx \|r\| / (1 - \rho)`; without the grouping such points count
+from the root, :math:`\\|h - h^*\\| \\approx \\|r\\| / (1 - \\rho)`; without the grouping such points count
 as separate attractors.
 
 The caller's cell is never modified: GRU weights are copied, other modules deep-copied.
@@ -550,7 +550,7 @@ def polish_newton(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Damped Newton steps on :math:`F(h, u) - h = 0`, kept only where they lower :math:`q` and are shorter than ``max_step``.
 
-    .. math:: \delta = -(J_h - I)^{+} r,\qquad r = F(h, u) - h
+    .. math:: \\delta = -(J_h - I)^{+} r,\\qquad r = F(h, u) - h
 
     (pseudo-inverse with relative cutoff ``rcond``, so marginal directions take no step), halved up to three
     times until :math:`q` decreases; a point whose step cannot lower :math:`q` stops. Near a regular

@@ -69,7 +69,7 @@ def _as_trials(x: Any, name: str = "trajectories") -> np.ndarray:
 
 
 def subtract_condition_means(x: Any, conditions: Any) -> np.ndarray:
-    """Residuals :math:`x_{k,t} - \bar x_{c(k),t}` of every trial ``k`` about the average of its condition.
+    """Residuals :math:`x_{k,t} - \\bar x_{c(k),t}` of every trial ``k`` about the average of its condition.
 
     Fitting DMD to residuals (residual dynamics) compares how models respond to trial-to-trial
     fluctuations, which is where systems with the same condition averages differ.
@@ -327,7 +327,7 @@ def select_delay_rank(
 def _refine(
     a: np.ndarray, b: np.ndarray, c0: np.ndarray, max_iter: int, max_charts: int = 4
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Maximise :math:`\langle A, C B C^T \rangle` from each start ``c0`` ``(k, n, n)`` at once.
+    """Maximise :math:`\\langle A, C B C^T \\rangle` from each start ``c0`` ``(k, n, n)`` at once.
 
     The objectives of the ``k`` starts are independent, so their sum is minimised by one L-BFGS run on
     the stacked Cayley parameters (one vectorised evaluation per step for all starts). Each chart is
