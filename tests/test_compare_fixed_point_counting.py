@@ -76,6 +76,21 @@ def test_flipflop_gru_has_one_stable_point_per_attractor_and_no_near_duplicates(
     assert gaps.min() > fps.settings["merge_atol"]
     assert "merged" in fps.summary() and fps.settings["n_distinct"] > len(fps)
 
+    # the topology graph: every departure from an index-1 saddle ends at a stable point, and at least
+    # one saddle separates two different attractors
+    from lfads.compare.api import exact_points
+    from lfads.compare.topology import build_topology
+
+    exact = exact_points(fps)
+    topo = build_topology(model.gru, exact)
+    saddle_ends = [o for o in topo.outcomes if exact.n_unstable[o["source"]] == 1]
+    assert saddle_ends and all(o["outcome"] == "fixed_point" for o in saddle_ends)
+    assert all(exact.stability[o["target"]] == "stable" for o in saddle_ends)
+    by_saddle = {}
+    for o in saddle_ends:
+        by_saddle.setdefault((o["source"], o["mode"]), set()).add(o["target"])
+    assert any(len(t) == 2 for t in by_saddle.values())
+
     # without the merge the same search reports many near-duplicate stable points
     raw = find_fixed_points(model.gru, init.states, merge=False)
     assert int((raw.stability == "stable").sum()) > len(truth)
