@@ -535,7 +535,7 @@ class MergedPoints(NamedTuple):
     atol: float
 
 
-def _speed_np(dyn: Dynamics, h: Tensor, u: Tensor) -> Tensor:
+def _speed_of(dyn: Dynamics, h: Tensor, u: Tensor) -> Tensor:
     r = dyn.step(h, u) - h
     return 0.5 * (r * r).sum(1)
 
@@ -575,7 +575,7 @@ def polish_newton(
         return h.cpu().numpy(), step_len.cpu().numpy(), step_len.cpu().numpy()
     eye = torch.eye(dyn.hidden_size, dtype=dyn.dtype, device=dyn.device)
     with torch.no_grad():
-        q = _speed_np(dyn, h, u)
+        q = _speed_of(dyn, h, u)
         active = torch.ones(h.shape[0], dtype=torch.bool, device=dyn.device)
         for _ in range(steps):
             idx = torch.nonzero(active).squeeze(1)
@@ -587,7 +587,7 @@ def polish_newton(
             # backtracking: the longest of delta, delta/2, delta/4, delta/8 that lowers q
             best_q, best_t = q[idx].clone(), torch.zeros_like(q[idx])
             for t in (1.0, 0.5, 0.25, 0.125):
-                q_new = _speed_np(dyn, h[idx] + t * delta, u[idx])
+                q_new = _speed_of(dyn, h[idx] + t * delta, u[idx])
                 take = (q_new < best_q) & (best_t == 0) & torch.isfinite(q_new) & (t * step_len[idx] <= max_step)
                 best_q = torch.where(take, q_new, best_q)
                 best_t = torch.where(take, torch.full_like(best_t, t), best_t)
@@ -633,7 +633,8 @@ def merge_same_points(
        space.
     3. **Flow**: each group of the previous step without an exact member whose best point is stable is
        iterated under the map in chunks of 200, 400, 800, ... steps (at most ``flow_steps`` in all),
-       polished after each, until it comes within the tolerance of an exact point or reaches a root;
+       polished after each, until it comes within the tolerance of an exact point or reaches a root (or
+       its speed stops falling: a slow point or a cycle);
        it joins that point, or, if the root is new (the search missed it), moves onto it.
     4. **Slow manifold**: two groups without an exact member join when the speed stays below ``fixed_tol``
        along the segment between their best points (``segment_points`` samples): they lie on one slow
@@ -692,15 +693,20 @@ def merge_same_points(
     exact_idx = np.nonzero(exact)[0]
     chunk, taken = 100, 0
     end = ht[pending].clone()
+    with torch.no_grad():
+        speed = _speed_of(dyn, end, ut[pending]).cpu().numpy()
     while pending.size and taken < flow_steps:
         chunk = min(2 * chunk, flow_steps - taken)
         taken += chunk
         with torch.no_grad():
             for _ in range(chunk):
                 end = dyn.step(end, ut[pending])
+            new_speed = _speed_of(dyn, end, ut[pending]).cpu().numpy()
         pol, q_end, _ = polish_newton(dyn, end.cpu().numpy(), inputs[pending], newton_steps, max_step=0.1 * scale)
         reached = q_end <= 1e-6 * fixed_tol
-        done = reached.copy()
+        # a state whose speed no longer falls is at a slow point or on a cycle, not approaching a root
+        done = reached | (new_speed >= 0.999 * speed)
+        speed = new_speed
         for k, p in enumerate(pending):
             target = pol[k] if reached[k] else end[k].cpu().numpy()
             near = exact_idx[np.linalg.norm(h[exact_idx] - target, axis=1) <= tol] if exact_idx.size else exact_idx
@@ -709,8 +715,9 @@ def merge_same_points(
                 done[k] = True
             elif reached[k]:  # a root the search missed: the point stands for it from now on
                 e_t = torch.as_tensor(pol[k][None], dtype=dyn.dtype, device=dyn.device)
-                h[p], qp[p], exact[p] = pol[k], float(_speed_np(dyn, e_t, ut[p : p + 1])[0]), True
+                h[p], qp[p], exact[p] = pol[k], float(_speed_of(dyn, e_t, ut[p : p + 1])[0]), True
         pending, end = pending[~done], end[torch.as_tensor(~done, device=end.device)]
+        speed = speed[~done]
 
     # 4. slow manifolds between the best points of the groups still without an exact member
     labels = _components(n, edges)
@@ -727,7 +734,7 @@ def merge_same_points(
             pts = ht[a, None] + t[None, :, None] * (ht[b] - ht[a])[:, None]
             us = ut[a, None].expand(-1, t.numel(), -1)
             with torch.no_grad():
-                qs = _speed_np(dyn, pts.reshape(-1, dyn.hidden_size), us.reshape(-1, dyn.input_size))
+                qs = _speed_of(dyn, pts.reshape(-1, dyn.hidden_size), us.reshape(-1, dyn.input_size))
             slow = (qs.reshape(a.size, -1).amax(1) < fixed_tol).cpu().numpy()
             link(a[slow], b[slow], "slow_manifold")
 

@@ -316,7 +316,7 @@ def compare_models(
     if unknown:
         raise LFADSDataError(f"Unknown metrics {unknown}; choose from {list(METRICS)}.")
     ms = [_as_model(obj, name) for obj, name in zip(models, names)]
-    _prepare_models(ms, [m for m in metric_names if m], inputs, initial_states, n_initial_states,
+    _prepare_models(ms, [m if isinstance(m, str) else "shape" for m in metrics], inputs, initial_states, n_initial_states,
                     fixed_point_kwargs or {}, seed, exact_only)
     result = ComparisonResult(names)
     n = len(ms)
