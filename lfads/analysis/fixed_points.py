@@ -633,8 +633,8 @@ def merge_same_points(
        space.
     3. **Flow**: each group of the previous step without an exact member whose best point is stable is
        iterated under the map in chunks of 200, 400, 800, ... steps (at most ``flow_steps`` in all),
-       polished after each, until it comes within the tolerance of an exact point or reaches a root (or
-       its speed stops falling: a slow point or a cycle);
+       polished after each, until it comes within the tolerance of an exact point or reaches a root (or,
+       after :math:`10^4` steps, its speed stops falling: a slow point or a cycle);
        it joins that point, or, if the root is new (the search missed it), moves onto it.
     4. **Slow manifold**: two groups without an exact member join when the speed stays below ``fixed_tol``
        along the segment between their best points (``segment_points`` samples): they lie on one slow
@@ -704,8 +704,9 @@ def merge_same_points(
             new_speed = _speed_of(dyn, end, ut[pending]).cpu().numpy()
         pol, q_end, _ = polish_newton(dyn, end.cpu().numpy(), inputs[pending], newton_steps, max_step=0.1 * scale)
         reached = q_end <= 1e-6 * fixed_tol
-        # a state whose speed no longer falls is at a slow point or on a cycle, not approaching a root
-        done = reached | (new_speed >= 0.999 * speed)
+        # a state whose speed no longer falls after 10^4 steps is at a slow point or on a cycle, not
+        # approaching a root (earlier, speeds may rise while a state leaves a plateau)
+        done = reached | ((new_speed >= 0.999 * speed) & (taken >= 10000))
         speed = new_speed
         for k, p in enumerate(pending):
             target = pol[k] if reached[k] else end[k].cpu().numpy()
