@@ -6,7 +6,7 @@ curves of a random width, 40 units, 40 trials x 100 steps). Printed:
 * closed-form geometry metrics (CCA, SVCCA, shape, Procrustes, Procrustes Euclidean, CKA), all pairs;
 * DMD fits (with delay/rank selection by held-out prediction) and the eigenvalue Wasserstein distance;
 * the full DSA similarity-transform distance, all pairs, and its triangle-inequality violation rate;
-* dsa-metric (``import DSA``) on the same data with the same delays and rank, if it can be imported
+* dsa-metric (``import DSA``) on the same (centred) data with the same delays and rank, if it can be imported
   (``--dsa-metric-path`` adds a folder to ``sys.path``, e.g. one made with
   ``pip install --no-deps --target FOLDER dsa-metric PyDMD ...``), with the ratio of the two times and the
   rank correlation of the two distance matrices.
@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"dsa-metric not importable ({err}); skipped")
         return
     t0 = time.perf_counter()
+    # dsa-metric does not centre the data (a constant mode would take one of the rank's dimensions):
+    # it gets each model minus its mean, as lfads.compare centres the delay embedding
     ref = ReferenceDSA(
-        [m.astype(np.float64) for m in models],
+        [m - m.mean(axis=(0, 1)) for m in models],
         n_delays=dsa.delays,
         rank=dsa.rank,
         score_method="euclidean",
