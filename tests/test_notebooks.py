@@ -91,8 +91,9 @@ def kernel_env(tmp_path_factory):
     return {"JUPYTER_PATH": str(prefix / "share" / "jupyter")}
 
 
-def test_there_are_three_notebooks():
-    assert [p.name for p in NOTEBOOKS] == ["01_inspect_factors.py", "02_nwb_reach.py", "03_dynamics.py"]
+def test_there_are_four_notebooks():
+    assert [p.name for p in NOTEBOOKS] == ["01_inspect_factors.py", "02_nwb_reach.py", "03_dynamics.py",
+                                           "04_compare_dynamics.py"]
 
 
 CASES = [(p, "lorenz") for p in NOTEBOOKS] + [(p, "inputs") for p in NOTEBOOKS if p.stem == "03_dynamics"]
@@ -119,6 +120,7 @@ def test_notebook_runs_headless_and_every_figure_has_data(notebook, dynamics_run
         "LFADS_EXPANSION_STEPS": "50",
         "LFADS_FIGURE_DIR": str(figures),
         "LFADS_NUM_THREADS": "1",
+        "LFADS_FLIPFLOP_STEPS": "250",
         "MPLBACKEND": "Agg",
     }
     for key, value in env.items():

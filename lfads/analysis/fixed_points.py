@@ -37,8 +37,15 @@ Each initial state ends as one *kind*:
 :func:`find_fixed_points` then removes distance outliers (a point farther from the centroid of
 the initial states than ``outlier_scale`` times their RMS distance to it), merges duplicates
 (greedily: the point with the lowest :math:`q` absorbs every point within ``dedup_tol`` in the
-joint space of state and input), and linearises the map at each unique point
+joint space of state and input), groups the remaining points that stand for one fixed point or
+attractor (:func:`merge_same_points`: Newton polish onto the root, a distance tolerance relative to the
+state scale, the flow of loosely converged stable points under the map, and slow manifolds joining
+points that are not exact), and linearises the map at each unique point
 (:mod:`lfads.analysis.linearization`).
+
+In flat basins (spectral radius near 1) a point with :math:`q` below ``fixed_tol`` can still be far
+from the root, :math:`\\|h - h^*\\| \\approx \\|r\\| / (1 - \\rho)`; without the grouping such points count
+as separate attractors.
 
 The caller's cell is never modified: GRU weights are copied, other modules deep-copied.
 """
@@ -70,6 +77,8 @@ __all__ = [
     "sample_initial_states",
     "deduplicate_points",
     "find_distance_outliers",
+    "merge_same_points",
+    "polish_newton",
     "build_fixed_points",
 ]
 
@@ -509,6 +518,234 @@ def deduplicate_points(points: np.ndarray, q: np.ndarray, tol: float) -> tuple[n
     return np.asarray(reps, dtype=np.int64), assignment
 
 
+class MergedPoints(NamedTuple):
+    """Distinct points grouped into the attractors (or fixed points) they stand for.
+
+    ``states`` ``(k, H)`` polished representatives, ``q`` ``(k,)`` their speed, ``group`` ``(n,)`` the
+    representative of each input point, ``source`` ``(k,)`` the input point each representative came
+    from, ``reasons`` the number of merges made by each rule, ``atol`` the distance tolerance used.
+    """
+
+    states: np.ndarray
+    q: np.ndarray
+    group: np.ndarray
+    source: np.ndarray
+    reasons: dict[str, int]
+    atol: float
+
+
+def _speed_of(dyn: Dynamics, h: Tensor, u: Tensor) -> Tensor:
+    r = dyn.step(h, u) - h
+    return 0.5 * (r * r).sum(1)
+
+
+def polish_newton(
+    cell: nn.Module | Callable[[Tensor, Tensor], Tensor] | Dynamics,
+    states: np.ndarray,
+    inputs: np.ndarray,
+    steps: int = 8,
+    max_step: float = np.inf,
+    rcond: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Damped Newton steps on :math:`F(h, u) - h = 0`, kept only where they lower :math:`q` and are shorter than ``max_step``.
+
+    .. math:: \\delta = -(J_h - I)^{+} r,\\qquad r = F(h, u) - h
+
+    (pseudo-inverse with relative cutoff ``rcond``, so marginal directions take no step), halved up to three
+    times until :math:`q` decreases; a point whose step cannot lower :math:`q` stops. Near a regular
+    root the error squares at every step, which takes points that stopped just below ``fixed_tol`` in a
+    flat basin (spectral radius near 1, where the root can be far from a point of small :math:`q`) onto
+    the root itself.
+
+    Returns
+    -------
+    states : np.ndarray
+        ``(n, H)`` polished.
+    q : np.ndarray
+        ``(n,)`` speed there.
+    step : np.ndarray
+        ``(n,)`` length of the last proposed Newton step (an estimate of the distance to a root).
+    """
+    dyn = as_dynamics(cell)
+    h = torch.as_tensor(states, dtype=dyn.dtype, device=dyn.device).clone()
+    u = torch.as_tensor(inputs, dtype=dyn.dtype, device=dyn.device)
+    step_len = torch.zeros(h.shape[0], dtype=dyn.dtype, device=dyn.device)
+    if h.shape[0] == 0:
+        return h.cpu().numpy(), step_len.cpu().numpy(), step_len.cpu().numpy()
+    eye = torch.eye(dyn.hidden_size, dtype=dyn.dtype, device=dyn.device)
+    with torch.no_grad():
+        q = _speed_of(dyn, h, u)
+        active = torch.ones(h.shape[0], dtype=torch.bool, device=dyn.device)
+        for _ in range(steps):
+            idx = torch.nonzero(active).squeeze(1)
+            if idx.numel() == 0:
+                break
+            f, jac, _ = dyn.jacobians(h[idx], u[idx], wrt_input=False)
+            delta = -(torch.linalg.pinv(jac - eye, rtol=rcond) @ (f - h[idx]).unsqueeze(2)).squeeze(2)
+            step_len[idx] = delta.norm(dim=1)
+            # backtracking: the longest of delta, delta/2, delta/4, delta/8 that lowers q
+            best_q, best_t = q[idx].clone(), torch.zeros_like(q[idx])
+            for t in (1.0, 0.5, 0.25, 0.125):
+                q_new = _speed_of(dyn, h[idx] + t * delta, u[idx])
+                take = (q_new < best_q) & (best_t == 0) & torch.isfinite(q_new) & (t * step_len[idx] <= max_step)
+                best_q = torch.where(take, q_new, best_q)
+                best_t = torch.where(take, torch.full_like(best_t, t), best_t)
+            ok = best_t > 0
+            h[idx[ok]] += best_t[ok].unsqueeze(1) * delta[ok]
+            q[idx[ok]] = best_q[ok]
+            active[idx[~ok]] = False
+    return h.cpu().numpy(), q.cpu().numpy(), step_len.cpu().numpy()
+
+
+def _components(n: int, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Connected-component label ``(n,)`` of the graph with the given edges."""
+    import scipy.sparse
+    import scipy.sparse.csgraph
+
+    r = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
+    c = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
+    graph = scipy.sparse.coo_matrix((np.ones(r.size), (r, c)), shape=(n, n))
+    return scipy.sparse.csgraph.connected_components(graph, directed=False)[1]
+
+
+def merge_same_points(
+    cell: nn.Module | Callable[[Tensor, Tensor], Tensor] | Dynamics,
+    states: np.ndarray,
+    inputs: np.ndarray,
+    q: np.ndarray,
+    *,
+    scale: float,
+    fixed_tol: float = 1e-10,
+    merge_rtol: float = 1e-3,
+    atol: float = 1e-4,
+    newton_steps: int = 8,
+    flow_steps: int = 100000,
+    segment_points: int = 16,
+) -> MergedPoints:
+    """Group distinct points that stand for the same fixed point or attractor.
+
+    1. **Polish** every point with :func:`polish_newton` (steps no longer than ``0.1 * scale``). A point is
+       *exact* when its speed is then below ``1e-6 * fixed_tol``.
+    2. **Distance**: points (held at the same input) closer than
+       :math:`\\max(\\text{atol}, \\text{merge\\_rtol} \\cdot \\text{scale})` are one point; ``scale`` is the
+       RMS spread of the states the search started from, so the tolerance follows the size of the state
+       space.
+    3. **Flow**: each group of the previous step without an exact member whose best point is stable is
+       iterated under the map in chunks of 200, 400, 800, ... steps (at most ``flow_steps`` in all),
+       polished after each, until it comes within the tolerance of an exact point or reaches a root (or,
+       after :math:`10^4` steps, its speed stops falling: a slow point or a cycle);
+       it joins that point, or, if the root is new (the search missed it), moves onto it.
+    4. **Slow manifold**: two groups without an exact member join when the speed stays below ``fixed_tol``
+       along the segment between their best points (``segment_points`` samples): they lie on one slow
+       manifold, not at two fixed points.
+
+    Exact points are merged only by distance, so distinct exact points on a line attractor stay apart.
+    Each final group is represented by its member of lowest speed (exact members first).
+
+    Parameters
+    ----------
+    states, inputs, q : np.ndarray
+        ``(n, H)``, ``(n, I)``, ``(n,)`` distinct points, e.g. after :func:`deduplicate_points`.
+    scale : float
+        State scale (RMS distance of the initial states to their centroid).
+    """
+    dyn = as_dynamics(cell)
+    n = states.shape[0]
+    tol = max(float(atol), float(merge_rtol) * float(scale))
+    reasons = {"distance": 0, "flow": 0, "slow_manifold": 0}
+    if n == 0:
+        return MergedPoints(states, q, np.zeros(0, np.int64), np.zeros(0, np.int64), reasons, tol)
+    h, qp, _ = polish_newton(dyn, states, inputs, newton_steps, max_step=0.1 * scale)
+    exact = qp <= 1e-6 * fixed_tol
+    same_input = np.linalg.norm(inputs[:, None] - inputs[None], axis=2) <= atol
+    edges: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def link(i: np.ndarray, j: np.ndarray, reason: str) -> None:
+        keep = same_input[i, j] & (i != j)
+        reasons[reason] += int(keep.sum())
+        edges.append((i[keep], j[keep]))
+
+    def best_of_groups(labels: np.ndarray) -> np.ndarray:
+        """Index of the best member (exact first, then lowest speed) of every group, ordered by group label."""
+        order = np.lexsort((qp, ~exact, labels))
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = labels[order][1:] != labels[order][:-1]
+        return order[first]
+
+    # 2. distance
+    i, j = np.nonzero(np.triu(np.linalg.norm(h[:, None] - h[None], axis=2) <= tol, 1))
+    link(i, j, "distance")
+    labels = _components(n, edges)
+    best = best_of_groups(labels)
+    loose_groups = best[~exact[best]]
+
+    # 3. flow of loose groups whose best point is stable
+    ht = torch.as_tensor(h, dtype=dyn.dtype, device=dyn.device)
+    ut = torch.as_tensor(inputs, dtype=dyn.dtype, device=dyn.device)
+    if loose_groups.size and dyn.hidden_size:
+        with torch.no_grad():
+            _, jac, _ = dyn.jacobians(ht[loose_groups], ut[loose_groups], wrt_input=False)
+        radius = torch.linalg.eigvals(jac).abs().amax(1).cpu().numpy()
+        pending = loose_groups[radius < 1.0]
+    else:
+        pending = np.zeros(0, np.int64)
+    exact_idx = np.nonzero(exact)[0]
+    chunk, taken = 100, 0
+    end = ht[pending].clone()
+    with torch.no_grad():
+        speed = _speed_of(dyn, end, ut[pending]).cpu().numpy()
+    while pending.size and taken < flow_steps:
+        chunk = min(2 * chunk, flow_steps - taken)
+        taken += chunk
+        with torch.no_grad():
+            for _ in range(chunk):
+                end = dyn.step(end, ut[pending])
+            new_speed = _speed_of(dyn, end, ut[pending]).cpu().numpy()
+        pol, q_end, _ = polish_newton(dyn, end.cpu().numpy(), inputs[pending], newton_steps, max_step=0.1 * scale)
+        reached = q_end <= 1e-6 * fixed_tol
+        # a state whose speed no longer falls after 10^4 steps is at a slow point or on a cycle, not
+        # approaching a root (earlier, speeds may rise while a state leaves a plateau)
+        done = reached | ((new_speed >= 0.999 * speed) & (taken >= 10000))
+        speed = new_speed
+        for k, p in enumerate(pending):
+            target = pol[k] if reached[k] else end[k].cpu().numpy()
+            near = exact_idx[np.linalg.norm(h[exact_idx] - target, axis=1) <= tol] if exact_idx.size else exact_idx
+            if near.size:
+                link(np.full(near.size, p), near, "flow")
+                done[k] = True
+            elif reached[k]:  # a root the search missed: the point stands for it from now on
+                e_t = torch.as_tensor(pol[k][None], dtype=dyn.dtype, device=dyn.device)
+                h[p], qp[p], exact[p] = pol[k], float(_speed_of(dyn, e_t, ut[p : p + 1])[0]), True
+        pending, end = pending[~done], end[torch.as_tensor(~done, device=end.device)]
+        speed = speed[~done]
+
+    # 4. slow manifolds between the best points of the groups still without an exact member
+    labels = _components(n, edges)
+    best = best_of_groups(labels)
+    loose = best[~exact[best]]
+    if loose.size > 1:
+        i, j = np.triu_indices(loose.size, 1)
+        a, b = loose[i], loose[j]
+        keep = same_input[a, b]
+        a, b = a[keep], b[keep]
+        if a.size:
+            ht = torch.as_tensor(h, dtype=dyn.dtype, device=dyn.device)
+            t = torch.linspace(0.0, 1.0, segment_points + 2, dtype=dyn.dtype, device=dyn.device)[1:-1]
+            pts = ht[a, None] + t[None, :, None] * (ht[b] - ht[a])[:, None]
+            us = ut[a, None].expand(-1, t.numel(), -1)
+            with torch.no_grad():
+                qs = _speed_of(dyn, pts.reshape(-1, dyn.hidden_size), us.reshape(-1, dyn.input_size))
+            slow = (qs.reshape(a.size, -1).amax(1) < fixed_tol).cpu().numpy()
+            link(a[slow], b[slow], "slow_manifold")
+
+    labels = _components(n, edges)
+    best = best_of_groups(labels)
+    source = best[np.lexsort((qp[best], ~exact[best]))]
+    position = np.empty(labels.max() + 1, dtype=np.int64)
+    position[labels[source]] = np.arange(source.size)
+    return MergedPoints(h[source], qp[source], position[labels], source, reasons, tol)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Result
 # ----------------------------------------------------------------------------------------------------------------------
@@ -720,6 +957,15 @@ class FixedPoints(H5Record):
             for s in ("stable", "saddle", "unstable")
             if (self.stability == s).any()
         )
+        st = self.settings
+        if st.get("merge") and "n_distinct" in st:
+            lines.append(
+                f"merged {int(st['n_distinct'])} distinct points into {len(self)} "
+                f"(links by distance <= {float(st['merge_atol']):.1e}: {int(st.get('merged_by_distance', 0))}, "
+                f"by flow: {int(st.get('merged_by_flow', 0))}, "
+                f"by slow manifold: {int(st.get('merged_by_slow_manifold', 0))}); "
+                f"'count' is the number of initial states in each"
+            )
         lines.append(f"by kind: {by_kind or 'none'}; by stability: {by_stab or 'none'}")
         header = (
             f"{'#':>4} {'kind':<6} {'stability':<9} {'n_unst':>6} {'n_marg':>6} {'max|lam|':>9} {'q':>9} "
@@ -756,6 +1002,10 @@ def find_fixed_points(
     grad_tol: float = 1e-9,
     hess_tol: float = 1e-8,
     dedup_tol: float = 1e-4,
+    merge: bool = True,
+    merge_rtol: float = 1e-3,
+    newton_steps: int = 8,
+    flow_steps: int = 100000,
     outlier_scale: float | None = 10.0,
     marginal_tol: float = 1e-2,
     keep_unconverged: bool = False,
@@ -786,7 +1036,14 @@ def find_fixed_points(
     inputs : Tensor or np.ndarray, optional
         :math:`u^*`: ``None`` (zeros), ``(I,)``, or ``(M, I)``.
     dedup_tol : float
-        Distance below which two points are the same.
+        Distance below which two end states are the same.
+    merge : bool
+        Group distinct points that stand for one fixed point or attractor (:func:`merge_same_points`:
+        Newton polish, distance within ``max(dedup_tol, merge_rtol * scale)``, flow of loose stable points
+        under the map for ``flow_steps`` steps, slow manifolds); ``scale`` is the RMS spread of the
+        initial states. The merges made by each rule are in ``settings`` and in :meth:`FixedPoints.summary`.
+    merge_rtol, newton_steps, flow_steps
+        See ``merge``.
     outlier_scale : float or None
         Outlier rule scale (``None`` disables it).
     marginal_tol : float
@@ -841,6 +1098,11 @@ def find_fixed_points(
         outlier_scale=outlier_scale,
         marginal_tol=marginal_tol,
         keep_unconverged=keep_unconverged,
+        merge=merge,
+        merge_rtol=merge_rtol,
+        newton_steps=newton_steps,
+        flow_steps=flow_steps,
+        fixed_tol=fixed_tol,
         settings={
             "fixed_tol": fixed_tol,
             "grad_tol": grad_tol,
@@ -861,13 +1123,22 @@ def build_fixed_points(
     marginal_tol: float = 1e-2,
     keep_unconverged: bool = False,
     settings: dict[str, Any] | None = None,
+    merge: bool = True,
+    merge_rtol: float = 1e-3,
+    newton_steps: int = 8,
+    flow_steps: int = 100000,
+    fixed_tol: float | None = None,
 ) -> FixedPoints:
     """Turn per-initial-state results into a :class:`FixedPoints` (see :func:`find_fixed_points`).
 
-    ``reference_states`` ``(M, H)`` defines the outlier rule (the initial states; by default the end
-    states themselves).
+    ``reference_states`` ``(M, H)`` defines the outlier rule and the state scale of the merge (the initial
+    states; by default the end states themselves). With ``merge`` the distinct points are grouped by
+    :func:`merge_same_points` (``merge_rtol``, ``newton_steps``, ``flow_steps`` go there; ``fixed_tol``
+    defaults to ``settings["fixed_tol"]`` or 1e-10).
     """
     dyn = as_dynamics(cell)
+    if fixed_tol is None:
+        fixed_tol = float((settings or {}).get("fixed_tol", 1e-10))
     m = result.states.shape[0]
     candidate_index = np.full(m, -1, dtype=np.int64)
     usable = np.ones(m, bool) if keep_unconverged else result.converged.copy()
@@ -886,11 +1157,43 @@ def build_fixed_points(
     joint = np.concatenate([result.states[cand], result.inputs[cand]], axis=1)
     reps_local, assign = deduplicate_points(joint, rank, dedup_tol)
     reps = cand[reps_local]
+    n_distinct = int(reps.size)
+    kind = result.kind[reps]
+    q = result.q[reps]
+    states = result.states[reps]
+    inputs = result.inputs[reps]
+    merge_settings: dict[str, Any] = {"merge": bool(merge)}
+    if merge and reps.size:
+        ref = result.states[cand] if reference_states is None else np.asarray(reference_states, dtype=np.float64)
+        scale = float(np.sqrt(((ref - ref.mean(axis=0)) ** 2).sum(axis=1).mean())) if ref.size else 1.0
+        merged = merge_same_points(
+            dyn, states, inputs, q, scale=scale, fixed_tol=fixed_tol, merge_rtol=merge_rtol, atol=dedup_tol,
+            newton_steps=newton_steps, flow_steps=flow_steps,
+        )
+        # order: kind (fixed first), then speed, as without merging
+        kind = np.where(merged.q < fixed_tol, "fixed", kind[merged.source]).astype(kind.dtype)
+        kind_rank = np.array([KINDS.index(k) for k in kind], dtype=np.int64)
+        order = np.lexsort((merged.q, kind_rank))
+        position = np.empty_like(order)
+        position[order] = np.arange(order.size)
+        reps = reps[merged.source][order]
+        kind, q, states = kind[order], merged.q[order], merged.states[order]
+        inputs = inputs[merged.source][order]
+        assign = position[merged.group[assign]]
+        merge_settings.update(
+            {
+                "merge_rtol": merge_rtol,
+                "merge_atol": merged.atol,
+                "state_scale": scale,
+                "newton_steps": newton_steps,
+                "flow_steps": flow_steps,
+                "n_distinct": n_distinct,
+                **{f"merged_by_{k}": v for k, v in merged.reasons.items()},
+            }
+        )
     candidate_index[cand] = assign
     count = np.bincount(assign, minlength=reps.size).astype(np.int64)
 
-    states = result.states[reps]
-    inputs = result.inputs[reps]
     h = torch.as_tensor(states, dtype=dyn.dtype, device=dyn.device)
     u = torch.as_tensor(inputs, dtype=dyn.dtype, device=dyn.device)
     with torch.no_grad():
@@ -912,14 +1215,19 @@ def build_fixed_points(
         "wall_time": result.wall_time,
         "n_initial_states": m,
         "closed_form": isinstance(dyn, GRUDynamics),
+        **merge_settings,
     }
+    grad_norm = result.grad_norm[reps]
+    if merge and reps.size:
+        with torch.no_grad():
+            grad_norm = dyn.speed_and_gradient(h, u)[2].norm(dim=1).cpu().numpy()
     return FixedPoints(
         states=states,
         inputs=inputs,
-        q=result.q[reps],
-        grad_norm=result.grad_norm[reps],
+        q=q,
+        grad_norm=grad_norm,
         iterations=result.iterations[reps].astype(np.int64),
-        kind=result.kind[reps],
+        kind=kind,
         count=count,
         jac_state=jh_np,
         jac_input=ju_np,

@@ -1,0 +1,188 @@
+"""Figures of model comparisons: distance heatmaps, MDS embeddings and fixed-point topology graphs.
+
+Distances come from :func:`lfads.compare.compare_models` (a :class:`~lfads.compare.ComparisonResult`) or
+any mapping ``metric -> (models, models)`` matrix.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from lfads.compare.stats import embed_mds
+from lfads.errors import LFADSDataError
+from lfads.viz._common import as_array, check_leading, condition_colors, make_axes
+
+__all__ = ["plot_comparison", "plot_distance_matrices", "plot_mds", "plot_topology"]
+
+
+def _matrices(distances: Any, metrics: Sequence[str] | None) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    names = getattr(distances, "names", None)
+    table = getattr(distances, "distances", distances)
+    if isinstance(table, np.ndarray):
+        table = {"distance": table}
+    if not isinstance(table, Mapping):
+        raise LFADSDataError("distances must be a ComparisonResult, a mapping metric -> (N, N) array, or one array.")
+    keys = list(table) if metrics is None else list(metrics)
+    missing = [k for k in keys if k not in table]
+    if missing:
+        raise LFADSDataError(f"metrics {missing} are not in the distances (have {list(table)}).")
+    out = {}
+    for k in keys:
+        d = as_array(table[k], f"distances[{k!r}]", 2, "(models, models)")
+        if d.shape[0] != d.shape[1]:
+            raise LFADSDataError(f"distances[{k!r}] has shape {d.shape}; it must be square (models, models).")
+        out[k] = d
+    return out, names
+
+
+def plot_distance_matrices(
+    distances: Any,
+    *,
+    metrics: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    cmap: str = "viridis",
+    annotate: bool | None = None,
+    ax: Axes | Sequence[Axes] | None = None,
+) -> Figure:
+    """One heatmap per metric, models in the same order on both axes.
+
+    Parameters
+    ----------
+    distances : ComparisonResult, mapping or array
+        ``(N, N)`` matrices by metric.
+    metrics : sequence of str, optional
+        Which metrics (all by default).
+    names : sequence of str, optional
+        Model names (those of the result by default).
+    annotate : bool, optional
+        Write the values in the cells (default: when ``N <= 8``).
+    ax : Axes or sequence of Axes, optional
+        One per metric.
+    """
+    mats, result_names = _matrices(distances, metrics)
+    n = next(iter(mats.values())).shape[0]
+    labels = list(names) if names is not None else (result_names or [str(i) for i in range(n)])
+    if len(labels) != n:
+        raise LFADSDataError(f"names holds {len(labels)} entries but the matrices are {n} x {n}.")
+    fig, axes = make_axes(ax, 1, len(mats), figsize=(3.6 * len(mats), 3.3))
+    annotate = n <= 8 if annotate is None else annotate
+    for a, (metric, d) in zip(axes[0], mats.items()):
+        im = a.imshow(d, cmap=cmap, interpolation="nearest")
+        fig.colorbar(im, ax=a, shrink=0.8)
+        a.set_title(metric)
+        ticks = np.arange(n)
+        a.set_xticks(ticks, labels, rotation=90, fontsize="small")
+        a.set_yticks(ticks, labels, fontsize="small")
+        if annotate:
+            top = np.nanmax(d) if np.isfinite(d).any() else 1.0
+            for i in range(n):
+                for j in range(n):
+                    a.text(j, i, f"{d[i, j]:.2g}", ha="center", va="center", fontsize="x-small",
+                           color="white" if d[i, j] < 0.5 * top else "black")
+    return fig
+
+
+def plot_mds(
+    distances: Any,
+    labels: Sequence[Any] | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    title: str | None = None,
+    cmap: str | None = None,
+    seed: int = 0,
+    ax: Axes | None = None,
+) -> Figure:
+    """Models placed in 2-D by metric MDS of one distance matrix, coloured by ``labels`` (e.g. family, seed group).
+
+    Parameters
+    ----------
+    distances : array
+        ``(N, N)``.
+    labels : sequence, optional
+        ``N`` group labels.
+    names : sequence of str, optional
+        Written next to the points.
+    """
+    d = as_array(distances, "distances", 2, "(models, models)")
+    xy = embed_mds(d, 2, seed=seed)
+    fig, axes = make_axes(ax, 1, 1, figsize=(4.2, 3.8))
+    a = axes[0, 0]
+    if labels is None:
+        a.scatter(xy[:, 0], xy[:, 1], s=30, c="C0", edgecolors="none")
+    else:
+        lab = check_leading(np.asarray(labels), "labels", d.shape[0], "distances")
+        groups, colors = condition_colors(lab, cmap)
+        a.scatter(xy[:, 0], xy[:, 1], s=30, c=[colors[g] for g in lab], edgecolors="none")
+        a.legend(handles=[Line2D([], [], ls="", marker="o", color=colors[g], label=str(g)) for g in groups],
+                 fontsize="small", frameon=False)
+    if names is not None:
+        for (x, y), nm in zip(xy, names):
+            a.annotate(str(nm), (x, y), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
+    a.set_xlabel("MDS 1")
+    a.set_ylabel("MDS 2")
+    a.set_aspect("equal", adjustable="datalim")
+    if title:
+        a.set_title(title)
+    return fig
+
+
+def plot_comparison(
+    result: Any, labels: Sequence[Any] | None = None, *, metrics: Sequence[str] | None = None, seed: int = 0
+) -> Figure:
+    """Heatmaps (top row) and MDS embeddings (bottom row) of every metric of a comparison."""
+    mats, names = _matrices(result, metrics)
+    k = len(mats)
+    fig, axes = plt.subplots(2, k, figsize=(3.8 * k, 7.0), squeeze=False, layout="constrained")
+    plot_distance_matrices(mats, names=names, ax=list(axes[0]))
+    for a, (metric, d) in zip(axes[1], mats.items()):
+        plot_mds(d, labels, title=f"{metric}: MDS", seed=seed, ax=a)
+    return fig
+
+
+_INDEX_COLORS = ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown")
+
+
+def plot_topology(
+    topology: Any,
+    positions: np.ndarray | None = None,
+    *,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """A fixed-point graph: nodes coloured by index (0 stable, 1, 2, ... unstable directions), edges by the flow.
+
+    Parameters
+    ----------
+    topology : TopologyGraph or networkx.Graph
+    positions : np.ndarray, optional
+        ``(N, 2)`` node positions (e.g. the fixed points on two principal components); a spring layout by default.
+    """
+    import networkx as nx
+
+    graph = topology if isinstance(topology, nx.Graph) else topology.graph
+    nodes = sorted(graph.nodes)
+    if positions is None:
+        pos = nx.spring_layout(graph, seed=0)
+    else:
+        p = as_array(positions, "positions", 2, "(points, 2)")
+        if p.shape != (len(nodes), 2):
+            raise LFADSDataError(f"positions has shape {p.shape}; expected ({len(nodes)}, 2), one row per fixed point.")
+        pos = {k: p[i] for i, k in enumerate(nodes)}
+    fig, axes = make_axes(ax, 1, 1, figsize=(4.2, 3.8))
+    a = axes[0, 0]
+    index = [graph.nodes[k]["index"] for k in nodes]
+    colors = [_INDEX_COLORS[min(i, len(_INDEX_COLORS) - 1)] for i in index]
+    nx.draw_networkx_edges(graph, pos, ax=a, edge_color="0.6")
+    nx.draw_networkx_nodes(graph, pos, nodelist=nodes, node_color=colors, node_size=60, ax=a)
+    present = sorted(set(index))
+    a.legend(handles=[Line2D([], [], ls="", marker="o", color=_INDEX_COLORS[min(i, len(_INDEX_COLORS) - 1)],
+                             label=f"index {i}") for i in present], fontsize="small", frameon=False)
+    a.set_title(title or f"{len(nodes)} fixed points, {graph.number_of_edges()} edges")
+    a.set_axis_off()
+    return fig

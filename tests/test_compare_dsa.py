@@ -1,0 +1,145 @@
+"""DSA: delay embedding, DMD against known operators, the orthogonal similarity distance, and the
+systems of DSA's Figures 3 and 4 (identical condition averages; a deformed ring attractor)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from scipy.stats import ortho_group, spearmanr
+from sklearn.metrics import silhouette_score
+
+from lfads.compare.dsa import (
+    DSA,
+    delay_embed,
+    eigenvalue_wasserstein,
+    fit_dmd,
+    select_delay_rank,
+    similarity_transform_distance,
+    subtract_condition_means,
+    triangle_violation_rate,
+)
+from lfads.compare.geometry import ShapeMetric, pairwise_distances
+from lfads.compare.systems import DECISION_FAMILIES, decision_system, ring_attractor
+from lfads.errors import LFADSDataError
+
+
+def test_delay_embedding_stacks_lagged_copies_within_each_trial():
+    x = np.arange(2 * 5 * 2, dtype=float).reshape(2, 5, 2)
+    e = delay_embed(x, 3)
+    assert e.shape == (2, 3, 6)
+    np.testing.assert_array_equal(e[1, 0], np.concatenate([x[1, 2], x[1, 1], x[1, 0]]))
+    with pytest.raises(LFADSDataError, match="delays must be between 1 and"):
+        delay_embed(x, 5)
+
+
+def _linear_trials(a: np.ndarray, n_trials: int = 30, n_time: int = 60, noise: float = 0.05, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n_trials, n_time, a.shape[0]))
+    h = rng.normal(size=(n_trials, a.shape[0]))
+    for t in range(n_time):
+        x[:, t] = h
+        h = h @ a.T + noise * rng.normal(size=h.shape)
+    return x
+
+
+def test_dmd_recovers_the_eigenvalues_of_a_linear_system_seen_through_an_invertible_map():
+    rot = lambda th: np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    a = np.zeros((4, 4))
+    a[:2, :2], a[2:, 2:] = 0.95 * rot(0.3), np.diag([0.8, 0.5])
+    x = _linear_trials(a, noise=0.1)
+    mixed = x @ (np.random.default_rng(1).normal(size=(4, 6)))  # 4 -> 6 units, invertible on the data
+    dmd = fit_dmd(mixed, delays=1, rank=4, ridge=0.0)
+    expected = np.sort_complex(np.linalg.eigvals(a))
+    np.testing.assert_allclose(np.sort_complex(dmd.eigenvalues), expected, atol=0.02)
+    assert eigenvalue_wasserstein(dmd.operator, a) < 0.02
+
+
+def test_similarity_distance_recovers_a_reflected_copy_in_under_two_seconds():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20, 20)) / np.sqrt(20)
+    q = ortho_group.rvs(20, random_state=1)
+    if np.linalg.det(q) > 0:
+        q[:, 0] = -q[:, 0]
+    start = time.perf_counter()
+    fit = similarity_transform_distance(a, q @ a @ q.T, return_fit=True)
+    elapsed = time.perf_counter() - start
+    assert fit.distance < 2e-2 * np.linalg.norm(a) and fit.distance < 1e-8
+    assert fit.determinant == pytest.approx(-1.0)
+    sign = np.sign(np.sum(fit.transform * q.T))  # C B C^T = A for C = +-Q^T
+    np.testing.assert_allclose(sign * fit.transform, q.T, atol=1e-6)
+    assert elapsed < 2.0, f"{elapsed:.2f} s"
+
+
+def test_similarity_distance_of_2x2_operators_matches_a_brute_force_search_over_o2():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        a, b = rng.normal(size=(2, 2)), rng.normal(size=(2, 2))
+        th = np.linspace(0, 2 * np.pi, 200001)
+        c, s = np.cos(th), np.sin(th)
+        rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # (k, 2, 2)
+        cands = np.concatenate([rot, rot @ np.diag([1.0, -1.0])])
+        best = np.linalg.norm(a - cands @ b @ cands.transpose(0, 2, 1), axis=(1, 2)).min()
+        d = similarity_transform_distance(a, b)
+        assert best - 1e-6 <= d <= best + 1e-9
+
+
+def test_eigenvalue_wasserstein_is_the_mean_distance_of_matched_eigenvalues():
+    a, b = np.diag([0.9, 0.5, 0.1]), np.diag([0.1, 0.6, 0.9])  # optimal matching: 0.5 <-> 0.6 only moves
+    assert eigenvalue_wasserstein(a, b) == pytest.approx(0.1 / 3)
+    rot = np.array([[0.0, -0.5], [0.5, 0.0]])  # eigenvalues +-0.5i
+    assert eigenvalue_wasserstein(rot, np.zeros((2, 2))) == pytest.approx(0.5)
+    assert eigenvalue_wasserstein(np.array([1.0, 3.0]), np.array([2.0])) == pytest.approx(1.0)
+
+
+def test_delay_and_rank_selection_finds_the_order_of_an_autoregressive_process():
+    # a scalar AR(2) process needs two delays and rank 2; one delay cannot predict it
+    rng = np.random.default_rng(0)
+    x = np.zeros((40, 80, 1))
+    for t in range(2, 80):
+        x[:, t, 0] = 1.6 * x[:, t - 1, 0] - 0.9 * x[:, t - 2, 0] + 0.3 * rng.normal(size=40)
+    sel = select_delay_rank(x, delays=(1, 2, 3, 4), horizon=3)
+    assert (sel.delays, sel.rank) == (2, 2)
+    assert sel.errors[0, 0] > 2 * np.nanmin(sel.errors)
+
+
+def test_condition_means_are_removed_per_condition_and_time():
+    x, cond = decision_system("point", seed=0, n_trials=20)
+    r = subtract_condition_means(x, cond)
+    for c in (1.0, -1.0):
+        np.testing.assert_allclose(r[cond == c].mean(0), 0.0, atol=1e-12)
+    with pytest.raises(LFADSDataError, match="one label per trial"):
+        subtract_condition_means(x, cond[:3])
+
+
+def test_dsa_figure_3_families_with_identical_condition_averages_separate_by_dynamics_only():
+    data, labels = [], []
+    for fi, family in enumerate(DECISION_FAMILIES):
+        for i in range(5):
+            x, cond = decision_system(family, seed=100 * fi + i)
+            data.append(x)
+            labels.append(fi)
+    averages = [np.stack([x[cond == c].mean(0) for c in (1.0, -1.0)]) for x in data]
+    procrustes = pairwise_distances(averages, "procrustes")
+    assert procrustes.max() <= 0.1
+    dsa = DSA().fit(data, conditions=cond)
+    d = dsa.distances()
+    assert silhouette_score(d, labels, metric="precomputed") >= 0.5
+    assert silhouette_score(procrustes, labels, metric="precomputed") < 0.2
+    assert triangle_violation_rate(d) <= 0.01
+
+
+def test_dsa_figure_4_ring_deformation_moves_geometry_but_not_dynamics_and_a_cut_ring_differs():
+    levels = np.linspace(0.0, 1.0, 8)
+    reference = ring_attractor(0.0, seed=0)
+    deformed = [ring_attractor(b, seed=10 + i) for i, b in enumerate(levels)]
+    undeformed_same_noise = [ring_attractor(0.0, seed=10 + i) for i in range(len(levels))]
+    procrustes = [ShapeMetric(alpha=1.0)(u, x) for u, x in zip(undeformed_same_noise, deformed)]
+    assert spearmanr(levels, procrustes)[0] >= 0.8
+    line = ring_attractor(0.0, seed=99, cut=0.2 * np.pi)
+    dsa = DSA().fit([reference, *deformed, line])
+    d = dsa.distances()[0, 1:]
+    ring_d, line_d = d[:-1], d[-1]
+    assert abs(spearmanr(levels, ring_d)[0]) <= 0.5
+    assert line_d > ring_d.max()

@@ -1,0 +1,114 @@
+"""Each fixed point is counted once: a trained flip-flop GRU has exactly one stable point per attractor.
+
+Ground truth by simulation: every state the network visits on test trials (and every memory pattern) is
+iterated for a long time with the inputs off and polished by Newton's method; the distinct end points
+are the attractors the network holds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lfads.analysis import find_fixed_points, sample_initial_states
+from lfads.analysis.fixed_points import merge_same_points, polish_newton
+from lfads.analysis.flipflop import generate_flipflop_data, train_flipflop_rnn
+from lfads.analysis.jacobians import as_dynamics
+
+torch.set_num_threads(1)
+PATTERNS = torch.tensor([[a, b, c] for a in (-1.0, 1.0) for b in (-1.0, 1.0) for c in (-1.0, 1.0)])
+
+
+def _attractors_by_simulation(dyn, starts: np.ndarray, steps: int = 60000, tol: float = 1e-3) -> np.ndarray:
+    """Distinct points that ``starts`` ``(n, H)`` reach under the map (then polished onto the root)."""
+    h = torch.as_tensor(starts, dtype=torch.float64)
+    u = torch.zeros(h.shape[0], dyn.input_size, dtype=torch.float64)
+    with torch.no_grad():
+        for _ in range(steps):
+            h = dyn.step(h, u)
+    ends, q, _ = polish_newton(dyn, h.numpy(), u.numpy(), steps=20)
+    assert q.max() < 1e-20, "a simulated state did not settle at a fixed point"
+    distinct: list[np.ndarray] = []
+    for e in ends:
+        if not any(np.linalg.norm(e - d) < tol for d in distinct):
+            distinct.append(e)
+    return np.array(distinct)
+
+
+@pytest.fixture(scope="module")
+def flipflop64():
+    model, losses = train_flipflop_rnn(
+        hidden_size=64, n_steps=250, batch_size=32, n_time=96, lr=2e-2, pulse_prob=0.03, carry_state=True, seed=1
+    )
+    assert np.mean(losses[-20:]) < 0.03
+    data = generate_flipflop_data(32, 200, 3, 0.03, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        _, states = model(data.inputs)
+        x = torch.zeros(8, 10, 3)
+        x[:, 5] = PATTERNS
+        _, memory_states = model(x)
+    return model, states, memory_states[:, -1].double().numpy()
+
+
+@pytest.mark.slow
+def test_flipflop_gru_has_one_stable_point_per_attractor_and_no_near_duplicates(flipflop64):
+    model, states, memories = flipflop64
+    dyn = as_dynamics(model.gru)
+    init = sample_initial_states(states, 512, noise_std=0.05, seed=0)
+    fps = find_fixed_points(model.gru, init.states)
+    stable = fps.select(fps.stability == "stable")
+
+    visited = sample_initial_states(states, 128, seed=1).states.numpy()
+    truth = _attractors_by_simulation(dyn, np.concatenate([visited, memories]))
+    held = _attractors_by_simulation(dyn, memories)
+    with torch.no_grad():
+        signs = torch.sign(model.readout(torch.tensor(held, dtype=torch.float32)))
+    assert len({tuple(s.tolist()) for s in signs}) == len(held) >= 4  # distinct memories
+
+    # one stable point per attractor, each on its attractor, no extra ones
+    assert len(stable) == len(truth), fps.summary(max_rows=0)
+    dist = np.linalg.norm(stable.states[:, None] - truth[None], axis=2)
+    assert sorted(dist.argmin(axis=1).tolist()) == list(range(len(truth)))
+    assert dist.min(axis=1).max() < 1e-8
+    # no near-duplicates anywhere: points are further apart than the merge tolerance
+    gaps = np.linalg.norm(fps.states[:, None] - fps.states[None], axis=2) + np.eye(len(fps)) * 1e9
+    assert gaps.min() > fps.settings["merge_atol"]
+    assert "merged" in fps.summary() and fps.settings["n_distinct"] > len(fps)
+
+    # the topology graph: every departure from an index-1 saddle ends at a stable point, and at least
+    # one saddle separates two different attractors
+    from lfads.compare.api import exact_points
+    from lfads.compare.topology import build_topology
+
+    exact = exact_points(fps)
+    topo = build_topology(model.gru, exact)
+    saddle_ends = [o for o in topo.outcomes if exact.n_unstable[o["source"]] == 1]
+    assert saddle_ends and all(o["outcome"] == "fixed_point" for o in saddle_ends)
+    assert all(exact.stability[o["target"]] == "stable" for o in saddle_ends)
+    by_saddle = {}
+    for o in saddle_ends:
+        by_saddle.setdefault((o["source"], o["mode"]), set()).add(o["target"])
+    assert any(len(t) == 2 for t in by_saddle.values())
+
+    # without the merge the same search reports many near-duplicate stable points
+    raw = find_fixed_points(model.gru, init.states, merge=False)
+    assert int((raw.stability == "stable").sum()) > len(truth)
+
+
+def test_merge_polishes_loose_points_onto_the_root_and_keeps_exact_line_points_apart():
+    # h -> 0.999 h in 1-D: points with q below fixed_tol lie up to 1.4e-2 from the only root, 0
+    slow = as_dynamics(lambda u, h: 0.999 * h, hidden_size=1, input_size=0)
+    loose = np.array([[1.0e-2], [-7.0e-3], [4.0e-3]])
+    q = 0.5 * (1e-3 * loose[:, 0]) ** 2
+    assert (q < 1e-10).all()
+    merged = merge_same_points(slow, loose, np.zeros((3, 0)), q, scale=1.0)
+    assert merged.states.shape == (1, 1) and abs(merged.states[0, 0]) < 1e-12
+    np.testing.assert_array_equal(merged.group, [0, 0, 0])
+
+    # a line attractor: exact fixed points 0.1 apart are distinct, 1e-4 apart are one
+    line = as_dynamics(lambda u, h: torch.stack([h[:, 0], 0.5 * h[:, 1]], dim=1), hidden_size=2, input_size=0)
+    pts = np.array([[0.0, 0.0], [0.1, 0.0], [0.1 + 1e-4, 0.0], [0.5, 0.0]])
+    merged = merge_same_points(line, pts, np.zeros((4, 0)), np.zeros(4), scale=1.0)
+    assert len(merged.states) == 3 and merged.reasons["distance"] == 1
+    assert merged.group[1] == merged.group[2]

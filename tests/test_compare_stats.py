@@ -1,0 +1,64 @@
+"""Statistics on distance matrices against closed forms and synthetic groups with known structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from lfads.compare.geometry import ShapeMetric
+from lfads.compare.stats import (
+    bootstrap_interval,
+    embed_mds,
+    permutation_test,
+    separation_auc,
+    silhouette,
+    split_half_floor,
+)
+from lfads.errors import LFADSDataError
+
+
+def _two_clusters(gap: float, n: int = 8, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    pts = np.concatenate([rng.normal(size=(n, 2)), rng.normal(size=(n, 2)) + [gap, 0.0]])
+    return cdist(pts, pts), np.repeat([0, 1], n), pts
+
+
+def test_permutation_test_rejects_separated_groups_and_not_a_single_cloud():
+    d, labels, _ = _two_clusters(6.0)
+    res = permutation_test(d, labels, n_permutations=500)
+    assert res.p_value == pytest.approx(1 / 501) and res.statistic > 3
+    d0, labels0, _ = _two_clusters(0.0, seed=1)
+    assert permutation_test(d0, labels0, n_permutations=500).p_value > 0.05
+    # the statistic is between minus within, by hand on a 4-model matrix
+    d4 = np.array([[0, 1, 5, 6], [1, 0, 7, 8], [5, 7, 0, 2], [6, 8, 2, 0]], dtype=float)
+    assert permutation_test(d4, [0, 0, 1, 1], 10).statistic == pytest.approx((5 + 6 + 7 + 8) / 4 - 1.5)
+    with pytest.raises(LFADSDataError, match="exactly two groups"):
+        permutation_test(d4, [0, 1, 2, 2])
+
+
+def test_mds_recovers_planar_configurations_and_silhouette_and_auc_follow_the_gap():
+    d, labels, pts = _two_clusters(6.0)
+    emb = embed_mds(d)
+    np.testing.assert_allclose(cdist(emb, emb), d, atol=1e-3 * d.max())  # a planar configuration embeds exactly
+    assert silhouette(d, labels) > 0.6 and separation_auc(d, labels) == 1.0
+    d0, labels0, _ = _two_clusters(0.0, seed=1)
+    assert abs(silhouette(d0, labels0)) < 0.15 and 0.3 < separation_auc(d0, labels0) < 0.7
+
+
+def test_split_half_floor_and_bootstrap_interval_shrink_with_more_trials():
+    rng = np.random.default_rng(0)
+    signal = np.sin(np.linspace(0, 3, 20))[None, :, None] * rng.normal(size=(1, 1, 6))
+    metric = ShapeMetric(alpha=1.0)
+
+    def trials(n):
+        return signal + 0.3 * rng.normal(size=(n, 20, 6))
+
+    mean_of = lambda a, b: metric(a.mean(0), b.mean(0))  # noqa: E731  (condition averages of two halves)
+    small, large = split_half_floor(trials(10), mean_of), split_half_floor(trials(200), mean_of)
+    assert small.shape == (10,) and small.mean() > 2 * large.mean()
+    x = trials(60)
+    y = x @ np.linalg.qr(rng.normal(size=(6, 6)))[0] + 0.2 * rng.normal(size=x.shape)
+    low, high, draws = bootstrap_interval(x, y, metric, n_boot=100)
+    assert low < metric(x, y) < high and draws.shape == (100,)
+    assert low > 0
