@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1,
-                        help="BLAS and torch threads (the matrices are small: one thread is fastest on a shared machine)")
+                        help="BLAS and torch threads (the matrices are small: one thread is fastest on a shared "
+                             "machine)")
     parser.add_argument("--dsa-metric-path", default=None, help="folder with the dsa-metric package")
     parser.add_argument("--dsa-metric-iters", type=int, default=1500, help="Adam iterations of dsa-metric")
     parser.add_argument("--skip-dsa-metric", action="store_true")

@@ -23,7 +23,10 @@ torch.set_num_threads(1)
 
 
 def _bistable(rates, seed=None):
-    q = torch.eye(len(rates), dtype=torch.float64) if seed is None else torch.tensor(ortho_group.rvs(len(rates), random_state=seed))
+    if seed is None:
+        q = torch.eye(len(rates), dtype=torch.float64)
+    else:
+        q = torch.tensor(ortho_group.rvs(len(rates), random_state=seed))
     k = torch.tensor(rates, dtype=torch.float64)
     return lambda u, h: ((h @ q) + k * ((h @ q) - (h @ q) ** 3)) @ q.T
 

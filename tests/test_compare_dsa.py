@@ -45,7 +45,9 @@ def _linear_trials(a: np.ndarray, n_trials: int = 30, n_time: int = 60, noise: f
 
 
 def test_dmd_recovers_the_eigenvalues_of_a_linear_system_seen_through_an_invertible_map():
-    rot = lambda th: np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    def rot(th):
+        return np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+
     a = np.zeros((4, 4))
     a[:2, :2], a[2:, 2:] = 0.95 * rot(0.3), np.diag([0.8, 0.5])
     x = _linear_trials(a, noise=0.1)

@@ -54,8 +54,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -547,7 +548,7 @@ def polish_newton(
     max_step: float = np.inf,
     rcond: float = 1e-10,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Damped Newton steps on :math:`F(h, u) - h = 0`, kept only where they lower :math:`q` and are shorter than ``max_step``.
+    """Damped Newton steps on :math:`F(h, u) - h = 0`, kept where they lower :math:`q` and are under ``max_step``.
 
     .. math:: \\delta = -(J_h - I)^{+} r,\\qquad r = F(h, u) - h
 
@@ -881,7 +882,7 @@ class FixedPoints(H5Record):
             return float("nan")
         return float(np.mean(self.candidate_kind != "unconverged"))
 
-    def select(self, mask: np.ndarray) -> "FixedPoints":
+    def select(self, mask: np.ndarray) -> FixedPoints:
         """A new result with only the points where ``mask`` ``(N,)`` (bool or indices) holds.
 
         ``candidate_index`` is remapped; initial states of dropped points get ``-3``.
@@ -899,11 +900,11 @@ class FixedPoints(H5Record):
         kwargs["settings"] = dict(self.settings)
         return FixedPoints(**kwargs)
 
-    def fixed(self) -> "FixedPoints":
+    def fixed(self) -> FixedPoints:
         """Only the points with :math:`q <` ``fixed_tol``."""
         return self.select(self.kind == "fixed")
 
-    def slow(self) -> "FixedPoints":
+    def slow(self) -> FixedPoints:
         """Only the certified slow points."""
         return self.select(self.kind == "slow")
 

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,10 @@ def simulate(
     hidden_size: int | None = None,
     input_size: int | None = None,
 ) -> np.ndarray:
-    """States ``(trials, time, H)`` of :math:`h_t = F(h_{t-1}, u_t)` for inputs ``(trials, time, I)`` from ``(trials, H)``."""
+    """States ``(trials, time, H)`` of :math:`h_t = F(h_{t-1}, u_t)`.
+
+    Inputs are ``(trials, time, I)``, initial states ``(trials, H)``.
+    """
     dyn = as_dynamics(cell, hidden_size=hidden_size, input_size=input_size)
     u = torch.as_tensor(np.asarray(inputs), dtype=dyn.dtype, device=dyn.device)
     h = torch.as_tensor(np.asarray(initial_states), dtype=dyn.dtype, device=dyn.device)
@@ -179,7 +183,7 @@ class ComparisonResult:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ComparisonResult":
+    def load(cls, path: str | Path) -> ComparisonResult:
         """Read a file written by :meth:`save`.
 
         Raises
@@ -316,7 +320,8 @@ def compare_models(
     if unknown:
         raise LFADSDataError(f"Unknown metrics {unknown}; choose from {list(METRICS)}.")
     ms = [_as_model(obj, name) for obj, name in zip(models, names)]
-    _prepare_models(ms, [m if isinstance(m, str) else "shape" for m in metrics], inputs, initial_states, n_initial_states,
+    metric_kinds = [m if isinstance(m, str) else "shape" for m in metrics]
+    _prepare_models(ms, metric_kinds, inputs, initial_states, n_initial_states,
                     fixed_point_kwargs or {}, seed, exact_only)
     result = ComparisonResult(names)
     n = len(ms)

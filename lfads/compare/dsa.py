@@ -31,8 +31,9 @@ multi-step predictions.
 from __future__ import annotations
 
 import time as _time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -172,7 +173,7 @@ class _EmbeddingSVD:
     delays: int
 
     @classmethod
-    def of(cls, x: Any, delays: int) -> "_EmbeddingSVD":
+    def of(cls, x: Any, delays: int) -> _EmbeddingSVD:
         emb = delay_embed(x, delays)
         flat = emb.reshape(-1, emb.shape[-1])
         mean = flat.mean(axis=0)
@@ -472,7 +473,9 @@ def similarity_transform_distance(
 
 
 def eigenvalue_wasserstein(a: np.ndarray, b: np.ndarray) -> float:
-    """1-Wasserstein distance between the eigenvalues of ``a`` and ``b`` (uniform weights, points in :math:`\\mathbb C`).
+    """1-Wasserstein distance between the eigenvalues of ``a`` and ``b``.
+
+    Uniform weights, points in :math:`\\mathbb C`.
 
     ``a`` and ``b`` may be square matrices or 1-D arrays of eigenvalues; their sizes may differ.
     """
@@ -545,7 +548,7 @@ class DSA:
             "residuals": bool(getattr(self, "residuals", False)),
         }
 
-    def fit(self, trajectories: Sequence[Any], conditions: Any | None = None) -> "DSA":
+    def fit(self, trajectories: Sequence[Any], conditions: Any | None = None) -> DSA:
         """Fit one DMD per model ``(trials, time, units_i)``, selecting delays/rank first if needed.
 
         With ``conditions`` (``(trials,)`` labels shared by all models, or one array per model) the DMD is

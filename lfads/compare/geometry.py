@@ -37,8 +37,9 @@ training trials and the distance is scored on held-out trials (:func:`cross_vali
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -284,7 +285,10 @@ class LinearCKA:
         return float(np.sum(m * m) / (self._gram_norm(px) * self._gram_norm(py)))
 
     def distance_prepared(self, px: Prepared, py: Prepared, cross: np.ndarray | None = None) -> float:
-        """:math:`\\arccos \\mathrm{CKA}`; small angles are recomputed as :math:`2\\arcsin(\\|\\hat K_X - \\hat K_Y\\|_F / 2)`."""
+        """:math:`\\arccos \\mathrm{CKA}`.
+
+        Small angles are recomputed as :math:`2\\arcsin(\\|\\hat K_X - \\hat K_Y\\|_F / 2)`.
+        """
         d = _angle(self.similarity_prepared(px, py, cross))
         if d < _SMALL:
             # ||K_x/|K_x| - K_y/|K_y|||_F^2 through the sample-space Gram matrices, without forming them:

@@ -112,7 +112,8 @@ def match_fixed_points(
             raise LFADSDataError("match_fixed_points(by='readout') needs readout_a and readout_b.")
         ya, yb = _apply_readout(readout_a, a.states), _apply_readout(readout_b, b.states)
         if ya.shape[1] != yb.shape[1]:
-            raise LFADSDataError(f"The readouts map to {ya.shape[1]} and {yb.shape[1]} outputs; they must share one space.")
+            raise LFADSDataError(
+                f"The readouts map to {ya.shape[1]} and {yb.shape[1]} outputs; they must share one space.")
         cost = np.linalg.norm(ya[:, None] - yb[None], axis=2)
     elif by == "spectra":
         sa = [_spectrum(a, i, n_modes) for i in range(len(a))]
@@ -122,7 +123,8 @@ def match_fixed_points(
         import networkx as nx
 
         if graph_a is None or graph_b is None:
-            raise LFADSDataError("match_fixed_points(by='graph') needs graph_a and graph_b (lfads.compare.build_topology).")
+            raise LFADSDataError(
+                "match_fixed_points(by='graph') needs graph_a and graph_b (lfads.compare.build_topology).")
         best = None  # the last (cheapest) node map found within the time cap
         for node_map, _, _ in nx.optimize_edit_paths(
             graph_a.graph, graph_b.graph, node_match=lambda x, y: x["index"] == y["index"], timeout=timeout

@@ -15,8 +15,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,8 @@ def bootstrap_interval(
     """
     xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if xa.shape[0] != ya.shape[0]:
-        raise LFADSDataError(f"bootstrap_interval: x has {xa.shape[0]} trials, y has {ya.shape[0]}; pass the same trials.")
+        raise LFADSDataError(
+            f"bootstrap_interval: x has {xa.shape[0]} trials, y has {ya.shape[0]}; pass the same trials.")
     rng = np.random.default_rng(seed)
     draws = np.array([distance(xa[idx], ya[idx]) for idx in rng.integers(0, xa.shape[0], size=(n_boot, xa.shape[0]))])
     alpha = (1.0 - level) / 2.0

@@ -17,7 +17,10 @@ DECISION_FAMILIES: tuple[str, ...] = ("bistable", "line", "point")
 
 
 def _residual_step(family: str, r: np.ndarray, rate: float) -> np.ndarray:
-    """One step of the residual map :math:`g` of a family (odd in :math:`r`, so zero-mean noise keeps :math:`E[r] = 0`)."""
+    """One step of the residual map :math:`g` of a family.
+
+    The map is odd in :math:`r`, so zero-mean noise keeps :math:`E[r] = 0`.
+    """
     decay = 1.0 - rate
     if family == "point":
         return decay * r
@@ -75,7 +78,8 @@ def decision_system(
 def ring_latent(
     seed: int = 0, n_trials: int = 40, n_time: int = 100, diffusion: float = 0.02, cut: float | None = None
 ) -> np.ndarray:
-    """Angles ``(n_trials, n_time)`` diffusing on the ring, :math:`\\theta_{t+1} = \\theta_t + \\sqrt{2D}\\,\\epsilon_t`.
+    """Angles ``(n_trials, n_time)`` diffusing on the ring,
+    :math:`\\theta_{t+1} = \\theta_t + \\sqrt{2D}\\,\\epsilon_t`.
 
     With ``cut`` the ring is cut into a line: the angle lives on :math:`[-\\pi + c/2, \\pi - c/2]` with
     reflecting ends (``cut`` = :math:`c`, the removed arc in radians).
@@ -96,7 +100,10 @@ def ring_latent(
 
 
 def tuning_curves(theta: np.ndarray, n_units: int = 40, kappa: float = 1.0) -> np.ndarray:
-    """Rates ``theta.shape + (n_units,)`` of von Mises tuning curves :math:`\\exp(\\kappa(\\cos(\\theta - \\phi_i) - 1))`."""
+    """Rates ``theta.shape + (n_units,)`` of von Mises tuning curves.
+
+    :math:`\\exp(\\kappa(\\cos(\\theta - \\phi_i) - 1))` for unit :math:`i` preferring :math:`\\phi_i`.
+    """
     pref = np.linspace(-np.pi, np.pi, n_units, endpoint=False)
     return np.exp(kappa * (np.cos(np.asarray(theta)[..., None] - pref) - 1.0))
 
@@ -104,7 +111,9 @@ def tuning_curves(theta: np.ndarray, n_units: int = 40, kappa: float = 1.0) -> n
 def ring_attractor(
     deformation: float = 0.0, seed: int = 0, cut: float | None = None, n_units: int = 40, **kwargs
 ) -> np.ndarray:
-    """States ``(trials, time, n_units)`` of a ring attractor seen through tuning curves of width set by ``deformation``.
+    """States ``(trials, time, n_units)`` of a ring attractor.
+
+    It is seen through tuning curves whose width is set by ``deformation``.
 
     ``deformation`` in :math:`[0, 1]` sharpens the tuning from :math:`\\kappa = 1` to :math:`\\kappa = 5`: a
     smooth, invertible change of the ring's embedding that leaves its dynamics (diffusion along the ring)

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import time as _time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import networkx as nx
 import numpy as np
