@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "convert": "lfads.commands.convert:convert_command",
     "tune": "lfads.commands.tune:main",
     "nlb": "lfads.commands.nlb:main",
+    "compare": "lfads.commands.compare:main",
 }
 """Subcommand -> ``module:function`` taking the arguments after the subcommand (imported on use)."""
 

@@ -400,7 +400,8 @@ def test_unknown_command_is_one_line(capsys):
         main(["sampel"])
     assert stop.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
-        "lfads: error: unknown command 'sampel'; choose one of fit, validate, test, sample, analyze, convert, tune, nlb"
+        "lfads: error: unknown command 'sampel'; choose one of "
+        "fit, validate, test, sample, analyze, convert, tune, nlb, compare"
     ]
 
 

@@ -149,7 +149,9 @@ def embed_mds(distances: Any, n_components: int = 2, seed: int = 0) -> np.ndarra
     else:
         kwargs.update(dissimilarity="precomputed", n_init=4)
     mds = MDS(**kwargs)
-    return mds.fit_transform(d)
+    # A matrix of zeros (models at one point, e.g. equal topologies) leaves SMACOF's relative stress 0/0.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return mds.fit_transform(d)
 
 
 def silhouette(distances: Any, labels: Sequence[Any]) -> float:

@@ -1,0 +1,125 @@
+"""``lfads compare``: distances between the dynamics of several fitted LFADS models.
+
+Every model's generator is compared on the same trials (runs fitted to different data are refused, as for
+an ensemble): geometry of the generator states (Procrustes, CCA, CKA), data-driven dynamics (DSA), the
+topology of the generator's fixed points and their linearizations (see :mod:`lfads.compare`). The distance
+matrices and their settings go to one HDF5 file, the tables to the terminal, and a figure (heatmaps and an
+MDS embedding) beside the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lfads.commands.checks import (
+    add_common_options,
+    check_splits,
+    checkpoint_file,
+    load_model_and_data,
+    output_file,
+    require_at_least,
+    run_checkpoint,
+    run_files,
+    session_index,
+    splits_present,
+)
+from lfads.commands.report import ArgumentParser
+from lfads.errors import LFADSArgumentError
+
+__all__ = ["DEFAULT_METRICS", "build_parser", "main"]
+
+DEFAULT_METRICS = "procrustes,cca,dsa,topology,spectra"
+
+
+def build_parser() -> ArgumentParser:
+    """The argument parser of ``lfads compare``."""
+    parser = ArgumentParser(prog="lfads compare", description="Distances between the dynamics of fitted models.")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", action="append", help="run directory, using its best checkpoint (repeat: two or more)")
+    src.add_argument("--ckpt", action="append", help="checkpoint file (repeat: two or more)")
+    parser.add_argument("--names", help="comma-separated model names (default: run0, run1, ...)")
+    parser.add_argument("--metrics", default=DEFAULT_METRICS,
+                        help=f"comma-separated metrics (default {DEFAULT_METRICS})")
+    parser.add_argument("--out", required=True, help="output HDF5 file with every distance matrix")
+    parser.add_argument("--figure", help="figure file (default: the output file's name with .png)")
+    parser.add_argument("--split", default="valid", help="trials whose generator states are compared (default valid)")
+    parser.add_argument("--session", type=int, default=0, help="session index (multi-session models)")
+    parser.add_argument("--max-trials", type=int, default=200, help="use at most this many trials (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    add_common_options(parser, progress=False)
+    return parser
+
+
+def _metrics(text: str) -> list[str]:
+    from lfads.compare.api import METRICS
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if not names or unknown:
+        raise LFADSArgumentError(
+            f"--metrics {text}: unknown {unknown or 'empty list'}; choose from {', '.join(METRICS)}.")
+    return names
+
+
+def _names(text: str | None, n: int) -> list[str]:
+    names = [f"run{i}" for i in range(n)] if text is None else [s.strip() for s in text.split(",")]
+    if len(names) != n or len(set(names)) != n or not all(names):
+        raise LFADSArgumentError(f"--names {text}: give {n} distinct names, one per --run/--ckpt, separated by commas.")
+    return names
+
+
+def main(argv: list[str]) -> int:
+    """Run ``lfads compare`` with the arguments after ``compare``; returns 0 on success."""
+    from lfads.compare.runs import lfads_generator_model
+
+    args = build_parser().parse_args(argv)
+    trust = True if args.trust_checkpoint else None
+    sources = args.ckpt or args.run
+    if len(sources) < 2:
+        raise LFADSArgumentError("give two or more models to compare (repeat --run or --ckpt).")
+    metrics, names = _metrics(args.metrics), _names(args.names, len(sources))
+    require_at_least(args.max_trials, 2, "--max-trials")
+    ckpts = [checkpoint_file(c) for c in args.ckpt] if args.ckpt else [run_checkpoint(r, trust) for r in args.run]
+    out = output_file(args.out, args.overwrite, protected=run_files(ckpts), what="a run")
+    figure = output_file(args.figure or out.with_suffix(".png"), args.overwrite, protected=run_files(ckpts),
+                         option="--figure", what="a run")
+    members = [load_model_and_data(c, None, trust=trust) for c in ckpts]
+    _check_members(members, ckpts, args.split, args.session)
+    inputs = {Path(s.path) for _, dm in members for s in dm.sessions}
+    output_file(out, args.overwrite, protected=inputs, what="the input data")
+    models = [lfads_generator_model(m, dm, name, args.split, args.session, args.max_trials)
+              for (m, dm), name in zip(members, names)]
+    _compare_and_write(models, metrics, names, args, out, figure, run_files(ckpts) | inputs)
+    return 0
+
+
+def _check_members(members: list, ckpts: list[Path], split: str, session: int) -> None:
+    from lfads.ensemble import check_same_trials
+
+    check_same_trials([dm for _, dm in members], [str(c) for c in ckpts])
+    datamodule = members[0][1]
+    session_index(session, datamodule)
+    check_splits([split], splits_present(datamodule), f"the data ({', '.join(datamodule.session_names)})", "--split")
+
+
+def _compare_and_write(models, metrics, names, args, out: Path, figure: Path, protected: set) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lfads.compare.api import compare_models
+    from lfads.data.atomic import guarded_output
+    from lfads.viz.compare import plot_comparison
+
+    result = compare_models(models, metrics, names=names, seed=args.seed)
+    with guarded_output(out, protected=protected, overwrite=args.overwrite, what="comparison file") as tmp:
+        result.save(tmp)
+    print(result)
+    print(f"Wrote {out}")
+    fig = plot_comparison(result)
+    with guarded_output(figure, protected=protected, overwrite=args.overwrite, what="figure", option="--figure",
+                        suffix=figure.suffix) as tmp:
+        fig.savefig(tmp, dpi=120, format=figure.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    print(f"Wrote {figure}")

@@ -1,0 +1,92 @@
+"""`lfads compare` on fitted LFADS runs: distance matrices of their generators, written with a figure."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from lfads.cli import main
+from lfads.compare.api import ComparisonResult
+
+
+def fit(data, save_dir, name: str, seed: int) -> None:
+    logger = json.dumps([{"class_path": "pytorch_lightning.loggers.CSVLogger",
+                          "init_args": {"save_dir": str(save_dir), "name": name}}])
+    argv = sys.argv
+    sys.argv = ["lfads"]
+    try:
+        main(["fit", "--config", "configs/lorenz.yaml", "--data.data_paths", str(data), "--data.batch_size", "8",
+              "--model.gen_dim", "12", "--model.ic_dim", "4", "--model.fac_dim", "3", "--model.ic_enc_dim", "4",
+              "--model.ci_enc_dim", "4", "--model.kl_increase_epoch", "1", "--trainer.max_epochs", "2",
+              "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false", "--trainer.logger", logger, "--seed_everything", str(seed)])
+    finally:
+        sys.argv = argv
+
+
+@pytest.fixture(scope="module")
+def two_runs(small_lorenz, tmp_path_factory):
+    save_dir = tmp_path_factory.mktemp("compare_runs")
+    fit(small_lorenz, save_dir, "a", 0)
+    fit(small_lorenz, save_dir, "b", 1)
+    return save_dir / "a", save_dir / "b"
+
+
+def test_compare_writes_symmetric_matrices_and_a_figure(two_runs, tmp_path, capsys):
+    out = tmp_path / "compare.h5"
+    assert main(["compare", "--run", str(two_runs[0]), "--run", str(two_runs[1]), "--names", "a,b",
+                 "--metrics", "procrustes,cca,dsa_eigenvalues,topology_counts,spectra", "--out", str(out)]) == 0
+    result = ComparisonResult.load(out)
+    assert result.names == ["a", "b"]
+    for metric in ("procrustes", "cca", "dsa_eigenvalues", "topology_counts", "spectra"):
+        d = result[metric]
+        assert d.shape == (2, 2) and np.allclose(d, d.T) and np.allclose(np.diag(d), 0)
+        assert np.isfinite(d).all() and (d >= 0).all()
+    assert (tmp_path / "compare.png").stat().st_size > 0
+    assert "procrustes" in capsys.readouterr().out
+
+
+def test_a_run_compared_with_itself_is_at_distance_zero(two_runs, tmp_path):
+    out = tmp_path / "self.h5"
+    assert main(["compare", "--run", str(two_runs[0]), "--run", str(two_runs[0]), "--names", "x,y",
+                 "--metrics", "procrustes,cca,dsa_eigenvalues,spectra", "--out", str(out)]) == 0
+    result = ComparisonResult.load(out)
+    for metric in ("procrustes", "cca", "dsa_eigenvalues", "spectra"):
+        assert result[metric][0, 1] < 1e-6, metric
+
+
+def test_runs_on_different_data_are_refused(two_runs, tmp_path, capsys):
+    from datasets.lorenz import write_lorenz
+
+    other = tmp_path / "other.h5"
+    write_lorenz(other, n_conditions=8, trials_per_condition=5, n_time=50, n_heldin=12, n_heldout=4, seed=2)
+    fit(other, tmp_path / "runs", "c", 0)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--run", str(two_runs[0]), "--run", str(tmp_path / "runs" / "c"), "--out",
+              str(tmp_path / "x.h5")])
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("lfads compare: error:")
+    assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--metrics", "procrustes,warp"], "--metrics"),
+    (["--names", "a"], "--names"),
+    (["--max-trials", "1"], "--max-trials"),
+])
+def test_bad_arguments_are_one_line(two_runs, tmp_path, capsys, extra, says):
+    with pytest.raises(SystemExit):
+        main(["compare", "--run", str(two_runs[0]), "--run", str(two_runs[1]), "--out", str(tmp_path / "x.h5"),
+              *extra])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("lfads compare: error:") and says in line
+
+
+def test_a_single_run_is_refused(two_runs, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--run", str(two_runs[0]), "--out", str(tmp_path / "x.h5")])
+    assert "two or more" in capsys.readouterr().err
