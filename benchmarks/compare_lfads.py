@@ -43,6 +43,7 @@ import numpy as np
 from benchmarks.fits import ROOT, start_fit
 
 DATASETS = ("lorenz", "chaotic_rnn")
+SHORT = {"lorenz": "lorenz", "chaotic_rnn": "rnn"}
 DYNAMICS = ("dsa_eigenvalues", "dsa")
 TOPOLOGY = ("topology_counts", "topology")
 MODEL_ARGS = [  # one small autonomous LFADS for both data sets
@@ -108,7 +109,8 @@ def load_models(workdir: Path, seeds: int, max_trials: int) -> tuple[list, np.nd
             print("  " + fit_summary(workdir, name))
             model, dm = load_model_and_data(find_checkpoint(workdir / name))
             dm.setup("fit")
-            models.append(lfads_generator_model(model, dm, name, split="train", max_trials=max_trials))
+            short = f"{SHORT[d]}{s}"  # (short names keep the printed matrices aligned)
+            models.append(lfads_generator_model(model, dm, short, split="train", max_trials=max_trials))
             labels.append(d)
     return models, np.array(labels)
 
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"comparison: {time.perf_counter() - t0:.0f} s", flush=True)
     for m in models:
         c = m.topology.count_vector() if m.topology is not None else []
-        print(f"  {m.name}: fixed points by index {list(c)}")
+        print(f"  {m.name}: fixed points by index (0 = stable) {[int(v) for v in c]}")
     t0 = time.perf_counter()
     floor = floors(models, dsa, fp_kwargs, args.n_splits, seed=0)
     print(f"split-half floors: {time.perf_counter() - t0:.0f} s")
