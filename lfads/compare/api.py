@@ -155,7 +155,7 @@ class ComparisonResult:
     def table(self, metric: str, digits: int = 3) -> str:
         """The matrix of one metric as text, rows and columns labelled by model name."""
         d = self.distances[metric]
-        width = max(8, digits + 6, *(len(n) for n in self.names))
+        width = max(8, digits + 6, *(len(n) for n in self.names)) + 2  # two spaces between columns
         head = " " * width + "".join(f"{n:>{width}}" for n in self.names)
         rows = [f"{n:<{width}}" + "".join(f"{v:>{width}.{digits}f}" for v in row) for n, row in zip(self.names, d)]
         return f"{metric}\n{head}\n" + "\n".join(rows)
