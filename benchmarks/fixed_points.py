@@ -44,12 +44,9 @@ from lfads.analysis.fixed_points import (
     find_fixed_points,
     sample_initial_states,
 )
-from lfads.analysis.flipflop import (
-    FlipFlopRNN,
-    generate_flipflop_data,
-    train_flipflop_rnn,
-)
 from lfads.analysis.jacobians import as_dynamics
+from lfads.population.single import FlipFlopRNN, train_flipflop_rnn
+from lfads.population.tasks import generate_flipflop_data
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 QUANTILES = (0.0, 0.5, 0.9, 0.99, 1.0)

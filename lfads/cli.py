@@ -1,9 +1,10 @@
 """The ``lfads`` command line: picks the subcommand and runs it through the one error path.
 
 ``lfads fit|validate|test`` are the Lightning CLI (:mod:`lfads.commands.fit`); ``sample``, ``analyze``,
-``convert``, ``tune`` and ``nlb`` have a module each under :mod:`lfads.commands`. Errors the user can fix end any
-of them with one line ``lfads <command>: error: ...`` and exit status 2; ``--debug`` or ``LFADS_DEBUG=1``
-shows the traceback instead (see :mod:`lfads.commands.report`).
+``convert``, ``tune``, ``nlb``, ``compare`` and ``population`` have a module each under
+:mod:`lfads.commands`. Errors the user can fix end any of them with one line
+``lfads <command>: error: ...`` and exit status 2; ``--debug`` or ``LFADS_DEBUG=1`` shows the traceback
+instead (see :mod:`lfads.commands.report`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ SUBCOMMANDS = {
     "tune": "lfads.commands.tune:main",
     "nlb": "lfads.commands.nlb:main",
     "compare": "lfads.commands.compare:main",
+    "population": "lfads.commands.population:main",
 }
 """Subcommand -> ``module:function`` taking the arguments after the subcommand (imported on use)."""
 

@@ -42,11 +42,12 @@ import torch
 from scipy.stats import spearmanr
 
 from lfads.analysis.fixed_points import find_fixed_points, sample_initial_states
-from lfads.analysis.flipflop import generate_flipflop_data, train_flipflop_rnn
 from lfads.analysis.projection import compute_pca
 from lfads.compare import DSA, Model, ShapeMetric, compare_models, pairwise_distances, silhouette
 from lfads.compare.api import exact_points
 from lfads.compare.systems import DECISION_FAMILIES, decision_system, ring_attractor
+from lfads.population.single import train_flipflop_rnn
+from lfads.population.tasks import generate_flipflop_data
 from lfads.viz.compare import plot_comparison, plot_distance_matrices, plot_topology
 
 torch.set_num_threads(NUM_THREADS)

@@ -401,7 +401,7 @@ def test_unknown_command_is_one_line(capsys):
     assert stop.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
         "lfads: error: unknown command 'sampel'; choose one of "
-        "fit, validate, test, sample, analyze, convert, tune, nlb, compare"
+        "fit, validate, test, sample, analyze, convert, tune, nlb, compare, population"
     ]
 
 

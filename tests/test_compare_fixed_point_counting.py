@@ -13,8 +13,9 @@ import torch
 
 from lfads.analysis import find_fixed_points, sample_initial_states
 from lfads.analysis.fixed_points import merge_same_points, polish_newton
-from lfads.analysis.flipflop import generate_flipflop_data, train_flipflop_rnn
 from lfads.analysis.jacobians import as_dynamics
+from lfads.population.single import train_flipflop_rnn
+from lfads.population.tasks import generate_flipflop_data
 
 torch.set_num_threads(1)
 PATTERNS = torch.tensor([[a, b, c] for a in (-1.0, 1.0) for b in (-1.0, 1.0) for c in (-1.0, 1.0)])

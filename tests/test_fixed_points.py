@@ -17,10 +17,11 @@ from lfads.analysis import (
     find_fixed_points,
     sample_initial_states,
 )
-from lfads.analysis.flipflop import generate_flipflop_data, train_flipflop_rnn
 from lfads.analysis.jacobians import as_dynamics
 from lfads.errors import LFADSDataError
 from lfads.modules.gru import ClippedGRUCell
+from lfads.population.single import train_flipflop_rnn
+from lfads.population.tasks import generate_flipflop_data
 
 torch.set_num_threads(1)
 DT = torch.float64

@@ -19,6 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+POPULATION_NOTEBOOK = ROOT / "notebooks" / "05_universality.py"  # trains its own networks; run by its own test
+RUN_NOTEBOOKS = [p for p in NOTEBOOKS if p != POPULATION_NOTEBOOK]
 
 # KL ramp over the first epoch, so that the best checkpoint of a 3-epoch fit is scored (not last.ckpt)
 TINY_MODEL = ["--model.gen_dim", "16", "--model.ic_dim", "8", "--model.fac_dim", "4", "--model.ic_enc_dim", "8",
@@ -91,12 +93,13 @@ def kernel_env(tmp_path_factory):
     return {"JUPYTER_PATH": str(prefix / "share" / "jupyter")}
 
 
-def test_there_are_four_notebooks():
-    assert [p.name for p in NOTEBOOKS] == ["01_inspect_factors.py", "02_nwb_reach.py", "03_dynamics.py",
-                                           "04_compare_dynamics.py"]
+def test_there_are_four_notebooks_on_fitted_runs_and_the_population_notebook():
+    assert [p.name for p in RUN_NOTEBOOKS] == ["01_inspect_factors.py", "02_nwb_reach.py", "03_dynamics.py",
+                                               "04_compare_dynamics.py"]
+    assert POPULATION_NOTEBOOK in NOTEBOOKS
 
 
-CASES = [(p, "lorenz") for p in NOTEBOOKS] + [(p, "inputs") for p in NOTEBOOKS if p.stem == "03_dynamics"]
+CASES = [(p, "lorenz") for p in RUN_NOTEBOOKS] + [(p, "inputs") for p in RUN_NOTEBOOKS if p.stem == "03_dynamics"]
 
 
 @pytest.mark.slow
@@ -104,10 +107,6 @@ CASES = [(p, "lorenz") for p in NOTEBOOKS] + [(p, "inputs") for p in NOTEBOOKS i
 def test_notebook_runs_headless_and_every_figure_has_data(notebook, dynamics_run, tiny_runs, kernel_env, tmp_path,
                                                          monkeypatch):
     """03_dynamics runs twice: on the autonomous Lorenz generator and on the input-driven one with a JSLDS."""
-    import jupytext
-    import nbformat
-    from nbclient import NotebookClient
-
     figures = tmp_path / "figures"
     env = {
         **kernel_env,
@@ -125,6 +124,18 @@ def test_notebook_runs_headless_and_every_figure_has_data(notebook, dynamics_run
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    report, nb = execute_notebook(notebook)
+    assert len(report) >= 4, f"{notebook.name} drew only {len(report)} figures"
+    check_figures(notebook, report, nb, figures)
+
+
+def execute_notebook(notebook: Path) -> tuple[dict, object]:
+    """Run ``notebook`` headless (its first cell must read its settings from the environment); returns the
+    figure report ``{figure number: axes with data}`` and the executed notebook."""
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+
     nb = jupytext.read(notebook)
     first_code = next(c for c in nb.cells if c.cell_type == "code")
     for var in ("LFADS_FIGURE_DIR", "os.environ.get("):
@@ -136,10 +147,12 @@ def test_notebook_runs_headless_and_every_figure_has_data(notebook, dynamics_run
     NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(ROOT)}}).execute()
     elapsed = time.perf_counter() - start
     print(f"{notebook.name}: {elapsed:.1f} s")
-
     report_lines = [o.get("text", "") for o in nb.cells[-1].outputs if o.get("name") == "stdout"]
-    report = json.loads("".join(report_lines).split("FIGURES ", 1)[1])
-    assert len(report) >= 4, f"{notebook.name} drew only {len(report)} figures"
+    return json.loads("".join(report_lines).split("FIGURES ", 1)[1]), nb
+
+
+def check_figures(notebook: Path, report: dict, nb, figures: Path) -> None:
+    """Every figure has axes with data, every figure was saved, and no cell raised."""
     empty = [num for num, n_axes in report.items() if n_axes == 0]
     assert not empty, f"{notebook.name}: figures {empty} have no axes with drawn data"
     saved = sorted(figures.glob("*.png"))
@@ -147,6 +160,21 @@ def test_notebook_runs_headless_and_every_figure_has_data(notebook, dynamics_run
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+
+
+@pytest.mark.slow
+def test_population_notebook_runs_headless_on_a_tiny_population(kernel_env, tmp_path, monkeypatch):
+    """05_universality trains 2 seeds of each architecture with 16 units for 300 steps, and draws every figure."""
+    figures = tmp_path / "figures"
+    env = {**kernel_env, "LFADS_POPULATION_SEEDS": "2", "LFADS_POPULATION_UNITS": "16", "LFADS_POPULATION_STEPS": "300",
+           "LFADS_N_INITIAL_STATES": "64", "LFADS_POPULATION_FILE": str(tmp_path / "population.h5"),
+           "LFADS_FIGURE_DIR": str(figures), "LFADS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    report, nb = execute_notebook(POPULATION_NOTEBOOK)
+    assert len(report) >= 3, f"05_universality drew only {len(report)} figures"
+    check_figures(POPULATION_NOTEBOOK, report, nb, figures)
+    assert (tmp_path / "population.h5").exists()
 
 
 def test_load_run_returns_config_model_data_metrics_and_saved_posteriors(tiny_runs, tmp_path, monkeypatch):

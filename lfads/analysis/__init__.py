@@ -9,8 +9,10 @@ For :math:`h_t = F(h_{t-1}, u_t)`:
   (closed form for GRU cells, ``torch.func`` for any callable);
 * :mod:`~lfads.analysis.linearization` -- eigenmodes and stability of a map;
 * :mod:`~lfads.analysis.jslds` -- Jacobian-switching linear dynamics built around the points;
-* :mod:`~lfads.analysis.projection` -- PCA views (figures are in :mod:`lfads.viz.dynamics`);
-* :mod:`~lfads.analysis.flipflop` -- the flip-flop task, a network with known attractors.
+* :mod:`~lfads.analysis.projection` -- PCA views (figures are in :mod:`lfads.viz.dynamics`).
+
+Tasks with known attractors (the flip-flop) and trained networks to test all this on live in
+:mod:`lfads.population`.
 
 Example with a trained LFADS model (``out`` the posterior outputs)::
 

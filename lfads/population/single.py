@@ -1,67 +1,22 @@
-"""The N-bit flip-flop task: a GRU with :math:`2^N` known attractors, for checking dynamics analysis.
+"""One torch GRU trained on the N-bit flip-flop: a network with :math:`2^N` known attractors, for checking analysis.
 
-Each of :math:`N` input channels carries sparse pulses of :math:`\\pm 1`; the target of output
-channel :math:`k` at time :math:`t` is the sign of the latest pulse on channel :math:`k` up to
-:math:`t` (``0`` before the first one). A network that holds the memories indefinitely has
-:math:`2^N` attractors (one per memory pattern) with saddles between them (Sussillo & Barak
-2013). Networks trained on finite trials sometimes hold a memory only as a slow transient
-instead; simulating the map long after a pulse tells which.
+The task (:func:`lfads.population.tasks.generate_flipflop_data`): each of :math:`N` input channels
+carries sparse pulses of :math:`\\pm 1`; the target of output channel :math:`k` at time :math:`t` is
+the sign of the latest pulse on channel :math:`k` up to :math:`t` (``0`` before the first one).
+A network that holds the memories indefinitely has :math:`2^N` attractors (one per memory
+pattern) with saddles between them (Sussillo & Barak 2013). Networks trained on finite trials
+sometimes hold a memory only as a slow transient instead; simulating the map long after a pulse
+tells which.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FlipFlopData", "FlipFlopRNN", "generate_flipflop_data", "train_flipflop_rnn"]
+from lfads.population.tasks import generate_flipflop_data
 
-
-class FlipFlopData(NamedTuple):
-    """``inputs`` and ``targets``, both ``(trials, time, bits)`` float32."""
-
-    inputs: Tensor
-    targets: Tensor
-
-
-def generate_flipflop_data(
-    n_trials: int,
-    n_time: int,
-    n_bits: int = 3,
-    pulse_prob: float = 0.05,
-    generator: torch.Generator | None = None,
-    initial_targets: Tensor | None = None,
-) -> FlipFlopData:
-    """Random flip-flop trials.
-
-    .. math:: x_{t,k} \\in \\{-1, 0, 1\\},\\ P(x_{t,k} \\ne 0) = p;\\qquad
-              y_{t,k} = x_{s,k},\\ s = \\max\\{s \\le t : x_{s,k} \\ne 0\\}\\ (y_{0,k}^{init} \\text{ if none})
-
-    Parameters
-    ----------
-    n_trials, n_time, n_bits : int
-        Shape ``(trials, time, bits)``.
-    pulse_prob : float
-        :math:`p`, probability of a pulse per time step and channel.
-    generator : torch.Generator, optional
-        Random source (seed it for reproducible data).
-    initial_targets : Tensor, optional
-        ``(trials, bits)`` memory held before the first pulse (zeros by default); used to continue
-        trials across batches.
-    """
-    shape = (n_trials, n_time, n_bits)
-    pulse = torch.rand(shape, generator=generator) < pulse_prob
-    sign = torch.where(torch.rand(shape, generator=generator) < 0.5, -1.0, 1.0)
-    inputs = pulse.float() * sign
-    # index of the latest pulse up to t (0 where none yet, then masked)
-    t_idx = torch.arange(n_time).view(1, n_time, 1).expand(shape)
-    last = torch.cummax(torch.where(pulse, t_idx, torch.zeros_like(t_idx)), dim=1).values
-    seen = torch.cummax(pulse.int(), dim=1).values.bool()
-    targets = torch.gather(inputs, 1, last) * seen
-    if initial_targets is not None:
-        targets = torch.where(seen, targets, initial_targets.unsqueeze(1).to(targets.dtype))
-    return FlipFlopData(inputs, targets)
+__all__ = ["FlipFlopRNN", "train_flipflop_rnn"]
 
 
 class FlipFlopRNN(nn.Module):

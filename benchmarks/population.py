@@ -1,0 +1,180 @@
+"""Population benchmarks: training speed (batched trainer against a loop over seeds) and universality.
+
+Measured figures, with their protocol: ``docs/population.md``.
+
+**Speed** (default).
+Trains ``--seeds`` networks (8) of each architecture (vanilla, GRU, LSTM, UGRNN; 64 units) on the
+3-bit flip-flop until each reaches the task's target loss (evaluation MSE < 0.01, checked every 25
+steps) or ``--max-steps``, with :func:`lfads.population.train.train_population`: one batched model per
+architecture. In the same run, right after each architecture, the first ``--loop-seeds`` of those
+networks are trained again one after the other with the same code and settings
+(:func:`lfads.population.train.train_seed_loop`, a Python loop over seeds); being the same seeds on the
+same data, they take the same number of steps. Both rates are networks per minute of wall time
+(training only, one thread). Only ``--loop-seeds`` networks are trained in the loop (all of them would
+take too long); the loop's time for all networks is its measured time per network-step times the steps
+all networks took (the same in both: same seeds, same data).
+
+**Universality** (``--universality``): populations of 8 seeds x 4 architectures x 64 units on the
+3-bit flip-flop (memories carried across batches), the sine wave and context-dependent integration,
+trained and analysed by :func:`lfads.population.population.run_population` (cached in
+``benchmarks/.cache/``; ``--retrain`` ignores the cache). Printed per architecture: the fraction of
+flip-flop networks whose 8 stable points are the 8 memories and whose index-1 saddles join them as the
+edges of a cube; the silhouette by architecture of the SVCCA, CCA and topology distances; the fraction of
+sine networks x frequencies whose oscillation angle is within 15% of the target; the fraction of
+context networks x contexts with a line attractor.
+
+Usage (from the repository root)::
+
+    OMP_NUM_THREADS=1 python -m benchmarks.population
+    OMP_NUM_THREADS=1 python -m benchmarks.population --archs gru --seeds 4 --loop-seeds 1
+    OMP_NUM_THREADS=1 python -m benchmarks.population --universality
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lfads.population.tasks import get_task
+from lfads.population.train import TrainConfig, train_population, train_seed_loop
+from lfads.population.universality import ANALYSIS, TRAINING
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", default="vanilla,gru,lstm,ugrnn")
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--loop-seeds", type=int, default=2, help="networks per architecture trained in the loop")
+    parser.add_argument("--units", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--max-steps", type=int, default=3000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-carry", action="store_true", help="fresh flip-flop trials every batch")
+    parser.add_argument("--universality", action="store_true", help="the universality figures instead of speed")
+    parser.add_argument("--retrain", action="store_true", help="ignore cached populations")
+    return parser.parse_args(argv)
+
+
+def get_population(task: str, args: argparse.Namespace):
+    """Train (or load from ``benchmarks/.cache``) the universality population of ``task``."""
+    from lfads.population.population import analyse_population, load_population, run_population, save_population
+
+    cache = Path(__file__).resolve().parent / ".cache"
+    cache.mkdir(exist_ok=True)
+    (cache / ".gitignore").write_text("*\n")
+    path = cache / f"population_{task}_{args.seeds}x{args.units}.h5"
+    start = time.perf_counter()
+    if path.exists() and not args.retrain:
+        pop = load_population(path)
+        print(f"[{task}] loaded {path.name}")
+    else:
+        pop = run_population(task=task, archs=args.archs.split(","), seeds=args.seeds, units=args.units,
+                             max_steps=args.max_steps, find_points=False, out=str(path), verbose=True,
+                             **TRAINING[task])
+    if not pop.fixed_points or not pop.graphs:
+        analyse_population(pop, graphs=True, verbose=True, **ANALYSIS[task])
+        save_population(pop, path)
+    print(f"[{task}] ready in {time.perf_counter() - start:.0f} s")
+    return pop
+
+
+def universality(args: argparse.Namespace) -> None:
+    from lfads.population.distances import (
+        arch_labels,
+        geometry_distances,
+        silhouette_by_arch,
+        topology_distances,
+    )
+    from lfads.population.graphs import saddle_edges
+    from lfads.population.universality import context_population, flipflop_population, sine_population
+
+    pop = get_population("flipflop", args)
+    print(pop.summary())
+    edges = {a: [saddle_edges(net["zero"]) for net in pop.graphs[a]] for a in pop.archs}
+    structure = flipflop_population(pop, saddle_edges=edges)
+    print(f"{'arch':<8} {'8 memories':>10} {'cube':>6} {'both':>6}")
+    for arch, nets in structure.items():
+        mem = np.mean([s.all_memories for s in nets])
+        cube = np.mean([bool(s.cube) for s in nets])
+        both = np.mean([s.all_memories and bool(s.cube) for s in nets])
+        print(f"{arch:<8} {mem:>10.2f} {cube:>6.2f} {both:>6.2f}")
+    trials = pop.task.condition_sample("zero", 64, torch.Generator().manual_seed(12345))
+    traj = pop.trajectories(trials.inputs)
+    labels = arch_labels(pop)
+    sil = {m: silhouette_by_arch(geometry_distances(traj, m), labels) for m in ("svcca", "cca")}
+    d_topo, methods = topology_distances(pop, "zero")
+    sil["topology"] = silhouette_by_arch(d_topo, labels)
+    print("silhouette by architecture: " + ", ".join(f"{k} {v:.3f}" for k, v in sil.items())
+          + f" (topology by {sorted(set(methods))})")
+
+    pop = get_population("sine", args)
+    print(pop.summary())
+    errors = sine_population(pop)
+    for arch, err in errors.items():
+        print(f"sine {arch:<8} within 15%: {np.mean(err <= 0.15):.2f} of {err.size} "
+              f"(median error {np.nanmedian(err):.3f})")
+
+    pop = get_population("context", args)
+    print(pop.summary())
+    lines = context_population(pop)
+    for arch, nets in lines.items():
+        found = [la.is_line for net in nets for la in net.values()]
+        near = np.nanmedian([la.eig_near_one for net in nets for la in net.values()])
+        frac = np.nanmedian([la.line_fraction for net in nets for la in net.values()])
+        print(f"context {arch:<8} line attractor: {np.mean(found):.2f} of {len(found)} (median: fraction of "
+              f"points with an eigenvalue within 0.02 of 1 {near:.2f}, variance on the line {frac:.3f})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.universality:
+        universality(args)
+        return
+    task = get_task("flipflop")
+    config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, eval_trials=128,
+                         carry_state=not args.no_carry)
+    seeds = list(range(args.seeds))
+    print(f"3-bit flip-flop, {args.units} units, batch {args.batch_size}, lr {args.lr}, target loss "
+          f"{task.target_loss}, {'fresh trials' if args.no_carry else 'trials continued across batches'}, "
+          f"{args.threads} thread(s)")
+    header = (f"{'arch':<8} {'reached':>7} {'median steps':>12} {'batched s':>9} {'net/min':>8} "
+              f"{'loop s (measured)':>17} {'loop s (all)':>12} {'loop net/min':>12} {'speed-up':>8}")
+    print(header)
+    print("-" * len(header))
+    total_batched = total_loop = 0.0
+    run_start = time.perf_counter()
+    n_loop = n_reached = 0
+    for arch in args.archs.split(","):
+        fit = train_population(task, arch, seeds, args.units, config)
+        start = time.perf_counter()
+        loop = train_seed_loop(task, arch, seeds[: args.loop_seeds], args.units, config)
+        loop_time = time.perf_counter() - start
+        same = all(f.stop_step[0] == fit.stop_step[i] for i, f in enumerate(loop))
+        # the loop's time for all seeds: its measured time per network-step times all networks' steps
+        loop_all = loop_time * fit.stop_step.sum() / sum(int(f.stop_step[0]) for f in loop)
+        rate, loop_rate = 60 * len(seeds) / fit.wall_time, 60 * len(seeds) / loop_all
+        print(f"{arch:<8} {int(fit.reached.sum()):>4}/{len(seeds):<2} {np.median(fit.stop_step):>12.0f} "
+              f"{fit.wall_time:>9.1f} {rate:>8.1f} {loop_time:>17.1f} {loop_all:>12.1f} {loop_rate:>12.1f} "
+              f"{rate / loop_rate:>7.1f}x"
+              + ("" if same else "  (loop stopped at other steps)"), flush=True)
+        total_batched += fit.wall_time
+        total_loop += loop_all
+        n_loop += len(loop)
+        n_reached += int(fit.reached.sum())
+    n_total = len(seeds) * len(args.archs.split(","))
+    rate = 60 * n_total / total_batched
+    print("-" * len(header))
+    print(f"all: {n_reached}/{n_total} networks reached the target; batched {n_total} networks in "
+          f"{total_batched:.1f} s ({rate:.1f} per minute); loop ({n_loop} networks measured, time per network-step "
+          f"times all steps) {total_loop:.1f} s ({60 * n_total / total_loop:.1f} per minute); "
+          f"speed-up {total_loop / total_batched:.1f}x; run time {time.perf_counter() - run_start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,383 @@
+"""Training many networks of one architecture at once, each with its own stopping rule.
+
+A population of :math:`N` networks of one architecture (:mod:`lfads.population.cells`) is one model
+whose parameters carry a leading network axis: ``weight_hh`` ``(N, G H, H)`` and so on, readout
+``(N, O, H)``. A step of all networks is one batched product per time step
+(``torch.matmul`` over the network axis), and the summed loss :math:`\\sum_n L_n` has gradient
+:math:`\\partial L_n / \\partial \\theta_n` in the rows of network :math:`n`, so Adam (elementwise) and
+the per-network gradient clip (:math:`g_n \\leftarrow g_n \\min(1, c / \\|g_n\\|)`, the norm over all of
+network :math:`n`'s parameters) give each network exactly the updates it would get alone.
+
+All networks see the same stream of training trials (seeded by ``data_seed``); they differ by their
+initial weights (seeded per network). Every ``check_every`` steps each network still training is
+scored on a fixed evaluation set; once its loss is below ``target_loss`` it stops: it leaves the
+forward pass (the cost of a step falls with the number still training) and its weights are held
+(Adam's momentum would otherwise keep moving them). Networks that never reach the target are
+kept and marked (``reached`` is ``False``).
+
+:func:`train_population` is the batched trainer; :func:`train_seed_loop` trains the same networks one
+after the other with the same code (the reference for equality and speed).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lfads.errors import LFADSDataError
+from lfads.population.cells import PARAMETER_NAMES, RecurrentCell, cell_update, check_arch, init_parameters, state_size
+from lfads.population.tasks import Task, TaskData
+
+__all__ = ["PopulationFit", "StackedRNN", "TrainConfig", "masked_mse", "train_population", "train_seed_loop"]
+
+_EVAL_SEED_OFFSET = 1_000_003
+
+
+class StackedRNN(nn.Module):
+    """:math:`N` networks :math:`h_t = F_n(h_{t-1}, x_t)`, :math:`y_t = W_n h_t + b_n` with stacked parameters.
+
+    Parameters
+    ----------
+    arch : str
+        Architecture (:data:`lfads.population.cells.ARCHITECTURES`).
+    params : dict of Tensor
+        Cell parameters with a leading network axis: ``weight_ih`` ``(N, G H, I)``, ``weight_hh``
+        ``(N, G H, H)``, ``bias_ih``, ``bias_hh`` ``(N, G H)``.
+    readout_weight : Tensor
+        ``(N, O, H)``.
+    readout_bias : Tensor
+        ``(N, O)``.
+    """
+
+    def __init__(self, arch: str, params: dict[str, Tensor], readout_weight: Tensor, readout_bias: Tensor) -> None:
+        super().__init__()
+        self.arch = check_arch(arch)
+        for name in PARAMETER_NAMES:
+            self.register_parameter(name, nn.Parameter(params[name].detach().clone()))
+        self.readout_weight = nn.Parameter(readout_weight.detach().clone())
+        self.readout_bias = nn.Parameter(readout_bias.detach().clone())
+
+    @classmethod
+    def initialize(cls, arch: str, seeds: Sequence[int], units: int, n_inputs: int, n_outputs: int) -> StackedRNN:
+        """Network ``n`` initialised from ``torch.Generator().manual_seed(seeds[n])`` (cell, then readout).
+
+        The readout is :math:`U(-1/\\sqrt H, 1/\\sqrt H)` (``nn.Linear``'s default).
+        """
+        cells, weights, biases = [], [], []
+        k = 1.0 / math.sqrt(units)
+        for seed in seeds:
+            gen = torch.Generator().manual_seed(int(seed))
+            cells.append(init_parameters(arch, units, n_inputs, gen))
+            weights.append((2.0 * torch.rand(n_outputs, units, generator=gen) - 1.0) * k)
+            biases.append((2.0 * torch.rand(n_outputs, generator=gen) - 1.0) * k)
+        params = {name: torch.stack([c[name] for c in cells]) for name in PARAMETER_NAMES}
+        return cls(arch, params, torch.stack(weights), torch.stack(biases))
+
+    @property
+    def n_networks(self) -> int:
+        """``N``."""
+        return int(self.weight_hh.shape[0])
+
+    @property
+    def units(self) -> int:
+        """``H``."""
+        return int(self.weight_hh.shape[2])
+
+    @property
+    def state_size(self) -> int:
+        """``S`` (``2 H`` for the LSTM)."""
+        return state_size(self.arch, self.units)
+
+    def parameter_dict(self, networks: Tensor | None = None) -> dict[str, Tensor]:
+        """Cell parameters, all networks or the rows ``networks`` (differentiable gather)."""
+        out = {name: getattr(self, name) for name in PARAMETER_NAMES}
+        return out if networks is None else {k: v[networks] for k, v in out.items()}
+
+    def forward(
+        self, inputs: Tensor, networks: Tensor | None = None, h0: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Run the networks on ``inputs`` ``(B, T, I)`` (the same trials for all) or ``(n, B, T, I)``.
+
+        Parameters
+        ----------
+        inputs : Tensor
+            Trials.
+        networks : Tensor, optional
+            ``(n,)`` indices of the networks to run (all by default).
+        h0 : Tensor, optional
+            ``(n, B, S)`` initial states (zeros by default).
+
+        Returns
+        -------
+        outputs : Tensor
+            ``(n, B, T, O)``.
+        states : Tensor
+            ``(n, B, T, S)``.
+        """
+        p = self.parameter_dict(networks)
+        w_out, b_out = self.readout_weight, self.readout_bias
+        if networks is not None:
+            w_out, b_out = w_out[networks], b_out[networks]
+        n = p["weight_hh"].shape[0]
+        spec = "bti,ngi->ntbg" if inputs.ndim == 3 else "nbti,ngi->ntbg"
+        drive = torch.einsum(spec, inputs, p["weight_ih"]) + p["bias_ih"][:, None, None, :]
+        h = inputs.new_zeros(n, drive.shape[2], self.state_size) if h0 is None else h0
+        states = []
+        for drive_t in drive.unbind(1):  # unbind: one gradient buffer for all steps, not one per step
+            h = cell_update(self.arch, drive_t, h, p["weight_hh"], p["bias_hh"])
+            states.append(h)
+        st = torch.stack(states, dim=2)
+        out = torch.einsum("nbth,noh->nbto", st[..., : self.units], w_out) + b_out[:, None, None, :]
+        return out, st
+
+    def cell(self, index: int) -> RecurrentCell:
+        """Network ``index``'s cell as a :class:`~lfads.population.cells.RecurrentCell` (a copy)."""
+        params = {k: v[index] for k, v in self.parameter_dict().items()}
+        return RecurrentCell(self.arch, params["weight_ih"].shape[1], self.units, params=params)
+
+    def readout(self, index: int) -> tuple[Tensor, Tensor]:
+        """Network ``index``'s readout ``(W (O, H), b (O,))`` (copies); it reads the first ``H`` state entries."""
+        return self.readout_weight[index].detach().clone(), self.readout_bias[index].detach().clone()
+
+
+def masked_mse(outputs: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Per-network loss :math:`\\sum m (y - y^*)^2 / \\sum m` ``(n,)``.
+
+    ``outputs`` ``(n, B, T, O)``; ``targets`` and ``mask`` ``(B, T, O)``.
+    """
+    err = (outputs - targets) ** 2 * mask
+    return err.sum(dim=(1, 2, 3)) / mask.sum().clamp_min(1.0)
+
+
+@dataclass
+class TrainConfig:
+    r"""Settings of :func:`train_population`.
+
+    Attributes
+    ----------
+    max_steps : int
+        Adam steps at most.
+    batch_size : int
+        Trials per step (shared by all networks).
+    lr : float
+        Adam learning rate at the start.
+    lr_half_life : int or None
+        Steps over which the learning rate halves (:math:`\eta_t = \eta\, 2^{-t / T_{1/2}}`); constant if ``None``.
+    target_loss : float or None
+        A network stops once its evaluation loss is below it (``None``: the task's default).
+    check_every : int
+        Steps between evaluations.
+    eval_trials : int
+        Size of the fixed evaluation set.
+    grad_clip : float
+        Per-network gradient norm clip.
+    input_noise : float
+        Standard deviation of Gaussian noise added to the training inputs.
+    carry_state : bool
+        Each batch continues the trials of the previous one (``Task.continue_sample``): the networks
+        start from their final states of the previous batch (gradients truncated at the boundary), so
+        memories must be held across batches, longer than any one trial. The evaluation then runs three
+        continued chunks of trials and scores the last two.
+    data_seed : int
+        Seed of the training trials (the evaluation set uses ``data_seed + 1000003``).
+    """
+
+    max_steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-2
+    lr_half_life: int | None = None
+    target_loss: float | None = None
+    check_every: int = 25
+    eval_trials: int = 256
+    grad_clip: float = 1.0
+    input_noise: float = 0.0
+    carry_state: bool = False
+    data_seed: int = 0
+
+
+@dataclass
+class PopulationFit:
+    """A trained population of one architecture.
+
+    Attributes
+    ----------
+    arch : str
+        Architecture.
+    seeds : np.ndarray
+        ``(N,)`` initialisation seeds.
+    model : StackedRNN
+        The networks (evaluation mode).
+    losses : np.ndarray
+        ``(steps, N)`` training loss per step; NaN once a network has stopped.
+    eval_steps : np.ndarray
+        ``(checks,)`` the steps after which the evaluation ran.
+    eval_losses : np.ndarray
+        ``(checks, N)`` evaluation losses; NaN once a network has stopped.
+    reached : np.ndarray
+        ``(N,)`` bool: the network reached ``target_loss``.
+    stop_step : np.ndarray
+        ``(N,)`` steps trained (``max_steps`` for networks that never reached the target).
+    final_loss : np.ndarray
+        ``(N,)`` evaluation loss of the final weights.
+    target_loss : float
+        The target.
+    wall_time : float
+        Seconds.
+    config : TrainConfig
+        Settings.
+    """
+
+    arch: str
+    seeds: np.ndarray
+    model: StackedRNN
+    losses: np.ndarray
+    eval_steps: np.ndarray
+    eval_losses: np.ndarray
+    reached: np.ndarray
+    stop_step: np.ndarray
+    final_loss: np.ndarray
+    target_loss: float
+    wall_time: float
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _clip_per_network(params: list[nn.Parameter], max_norm: float) -> None:
+    """Scale each network's gradient (rows of the leading axis, across all tensors) to norm at most ``max_norm``."""
+    sq = sum(p.grad.pow(2).flatten(1).sum(1) for p in params)
+    coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+    for p in params:
+        p.grad.mul_(coef.view(-1, *([1] * (p.grad.ndim - 1))))
+
+
+def _evaluate(model: StackedRNN, chunks: list[TaskData], networks: Tensor) -> Tensor:
+    """Loss on the evaluation chunks, run one after the other with the state carried; the first chunk
+    is scored only when it is the only one."""
+    with torch.no_grad():
+        h, total = None, 0.0
+        for k, data in enumerate(chunks):
+            out, states = model(data.inputs, networks, h0=h)
+            h = states[:, :, -1]
+            if k > 0 or len(chunks) == 1:
+                total = total + masked_mse(out, data.targets, data.mask)
+        return total / max(1, len(chunks) - 1)
+
+
+def _sample(task: Task, n: int, gen: torch.Generator, previous: TaskData | None) -> TaskData:
+    if previous is None:
+        return task.sample(n, gen)
+    if task.continue_sample is None:
+        raise LFADSDataError(
+            f"TrainConfig.carry_state: task {task.name!r} has no continuation of its trials; train it with "
+            "carry_state=False."
+        )
+    return task.continue_sample(n, gen, previous)
+
+
+def train_population(
+    task: Task, arch: str, seeds: Sequence[int], units: int = 64, config: TrainConfig | None = None
+) -> PopulationFit:
+    """Train ``len(seeds)`` networks of one architecture at once on ``task`` (module docstring).
+
+    Parameters
+    ----------
+    task : Task
+        From :func:`lfads.population.tasks.get_task`.
+    arch : str
+        Architecture.
+    seeds : sequence of int
+        One initialisation seed per network.
+    units : int
+        ``H``.
+    config : TrainConfig, optional
+        Settings (defaults of :class:`TrainConfig`).
+
+    Returns
+    -------
+    PopulationFit
+    """
+    config = config or TrainConfig()
+    target = task.target_loss if config.target_loss is None else float(config.target_loss)
+    start = time.perf_counter()
+    model = StackedRNN.initialize(arch, seeds, units, task.n_inputs, task.n_outputs)
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=config.lr)
+    half_life = config.lr_half_life
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 if not half_life else 0.5 ** (t / half_life))
+    gen = torch.Generator().manual_seed(int(config.data_seed))
+    eval_gen = torch.Generator().manual_seed(int(config.data_seed) + _EVAL_SEED_OFFSET)
+    eval_data = [_sample(task, config.eval_trials, eval_gen, None)]
+    for _ in range(2 if config.carry_state else 0):
+        eval_data.append(_sample(task, config.eval_trials, eval_gen, eval_data[-1]))
+    n = model.n_networks
+    active = torch.ones(n, dtype=torch.bool)
+    held = [p.detach().clone() for p in params]
+    stop_step = np.full(n, config.max_steps, dtype=np.int64)
+    losses, eval_steps, eval_losses = [], [], []
+    data: TaskData | None = None
+    carried = torch.zeros(n, config.batch_size, model.state_size)
+    for step in range(config.max_steps):
+        idx = active.nonzero().squeeze(1)
+        data = _sample(task, config.batch_size, gen, data if config.carry_state else None)
+        x = data.inputs
+        if config.input_noise > 0:
+            x = x + config.input_noise * torch.randn(x.shape, generator=gen)
+        out, states = model(x, idx, h0=carried[idx] if config.carry_state else None)
+        if config.carry_state:
+            carried[idx] = states[:, :, -1].detach()
+        loss = masked_mse(out, data.targets, data.mask)
+        opt.zero_grad(set_to_none=False)
+        loss.sum().backward()
+        _clip_per_network(params, config.grad_clip)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            stopped = ~active
+            if stopped.any():
+                for p, h in zip(params, held):
+                    p[stopped] = h[stopped]
+        row = np.full(n, np.nan)
+        row[idx.numpy()] = loss.detach().numpy()
+        losses.append(row)
+        if (step + 1) % config.check_every == 0 or step + 1 == config.max_steps:
+            ev = _evaluate(model, eval_data, idx)
+            row = np.full(n, np.nan)
+            row[idx.numpy()] = ev.numpy()
+            eval_steps.append(step + 1)
+            eval_losses.append(row)
+            done = idx[ev < target]
+            if done.numel():
+                active[done] = False
+                stop_step[done.numpy()] = step + 1
+                with torch.no_grad():
+                    for p, h in zip(params, held):
+                        h[done] = p[done]
+            if not active.any():
+                break
+    final = _evaluate(model, eval_data, torch.arange(n)).numpy()
+    return PopulationFit(
+        arch=arch,
+        seeds=np.asarray(list(seeds), dtype=np.int64),
+        model=model.eval(),
+        losses=np.asarray(losses).reshape(-1, n),
+        eval_steps=np.asarray(eval_steps, dtype=np.int64),
+        eval_losses=np.asarray(eval_losses).reshape(-1, n),
+        reached=~active.numpy(),
+        stop_step=stop_step,
+        final_loss=final,
+        target_loss=target,
+        wall_time=time.perf_counter() - start,
+        config=replace(config),
+    )
+
+
+def train_seed_loop(
+    task: Task, arch: str, seeds: Sequence[int], units: int = 64, config: TrainConfig | None = None
+) -> list[PopulationFit]:
+    """The same networks trained one after the other (a Python loop over seeds), one fit each."""
+    return [train_population(task, arch, [seed], units, config) for seed in seeds]

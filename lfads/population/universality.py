@@ -1,0 +1,282 @@
+"""Does a trained network have the dynamics its task needs? Per-network checks against the theory of each task.
+
+* Flip-flop (:func:`flipflop_structure`): the stable fixed points, read out through
+  :math:`y = W h + b`, are the :math:`2^N` memories :math:`\\{\\pm 1\\}^N` (one stable point each, every
+  readout channel within ``tol`` of :math:`\\pm 1`), and the index-1 saddles join memories that differ
+  in exactly one bit: the edges of the :math:`N`-cube (:math:`N 2^{N-1}` of them, 12 for 3 bits).
+  The saddle-to-memory edges come from the fixed-point graph of :mod:`lfads.compare.topology`
+  when given.
+* Sine wave (:func:`sine_oscillation`): at the input level of frequency :math:`\\omega`, the fixed point
+  has a complex pair :math:`|\\lambda| e^{\\pm i \\theta}`; the network oscillates at
+  :math:`\\theta` radians per step, to compare with :math:`\\omega`.
+* Context-dependent integration (:func:`line_attractor`): with a context cued and no evidence, the
+  fixed and slow points lie along a line (first principal component :math:`\\ge` ``line_fraction``
+  of their variance) and each has an eigenvalue within ``eig_tol`` of 1 whose right eigenvector
+  points along that line; the relevant stream's input vector :math:`J_u e_k` projects on the
+  left eigenvector (the selection vector) more than the irrelevant one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from lfads.analysis.fixed_points import FixedPoints
+
+__all__ = [
+    "ANALYSIS",
+    "TRAINING",
+    "FlipFlopStructure",
+    "LineAttractor",
+    "cube_edges",
+    "flipflop_structure",
+    "line_attractor",
+    "sine_oscillation",
+]
+
+
+TRAINING: dict[str, dict[str, float | int | bool]] = {
+    "flipflop": {"batch_size": 8, "lr": 1e-2, "carry_state": True},
+    "sine": {"batch_size": 8, "lr": 3e-3, "lr_half_life": 500},
+    "context": {"batch_size": 16, "lr": 3e-3, "lr_half_life": 700},
+}
+"""Training settings (:func:`lfads.population.population.run_population` keywords) used for the universality
+figures: flip-flop memories carried across batches (trials of unbounded length, so memories become
+attractors rather than slow transients), a decaying learning rate for the sine wave and the integration."""
+
+
+ANALYSIS: dict[str, dict[str, float | int]] = {
+    "flipflop": {"n_initial_states": 1024, "noise_std": 0.1},
+    "sine": {"n_initial_states": 256, "noise_std": 0.02},
+    "context": {"n_initial_states": 256, "noise_std": 0.02},
+}
+"""Fixed-point search settings (:func:`lfads.population.population.analyse_population` keywords) for the
+universality figures: the flip-flop needs many, widely spread starts to reach all 12 index-1 saddles (with 256
+starts at noise 0.02 most LSTMs showed 8 to 10 of them; with 1024 at 0.1, all 12 in 7 of 8)."""
+
+
+def cube_edges(n_bits: int) -> set[frozenset[tuple[int, ...]]]:
+    """The :math:`N 2^{N-1}` edges of the :math:`N`-cube: pairs of sign patterns that differ in one bit."""
+    corners = list(itertools.product((-1, 1), repeat=n_bits))
+    return {frozenset((a, b)) for a, b in itertools.combinations(corners, 2) if sum(x != y for x, y in zip(a, b)) == 1}
+
+
+@dataclass
+class FlipFlopStructure:
+    """The fixed-point structure of one flip-flop network.
+
+    Attributes
+    ----------
+    n_stable : int
+        Stable fixed points.
+    memories : list of tuple
+        Sign patterns of the stable points whose every readout channel is within ``tol`` of :math:`\\pm 1`.
+    n_index1 : int
+        Index-1 saddles.
+    edges : set of frozenset or None
+        Memory pairs joined through an index-1 saddle (``None`` when no graph was given).
+    all_memories : bool
+        Exactly :math:`2^N` stable points and they are the :math:`2^N` memories.
+    cube : bool or None
+        The saddle edges are exactly the edges of the :math:`N`-cube (``None`` without a graph).
+    """
+
+    n_stable: int
+    memories: list[tuple[int, ...]]
+    n_index1: int
+    edges: set[frozenset[tuple[int, ...]]] | None
+    all_memories: bool
+    cube: bool | None
+
+
+def _readouts(fps: FixedPoints, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    return fps.states[:, : weight.shape[1]] @ weight.T + bias
+
+
+def flipflop_structure(
+    fps: FixedPoints,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    tol: float = 0.25,
+    saddle_edges: list[tuple[int, int, int]] | None = None,
+) -> FlipFlopStructure:
+    """Stable points as memories and index-1 saddles as cube edges (module docstring).
+
+    Parameters
+    ----------
+    fps : FixedPoints
+        The network's points at zero input.
+    weight, bias : np.ndarray
+        Readout ``(N_bits, H)`` and ``(N_bits,)``; it reads the first ``H`` state entries.
+    tol : float
+        Largest distance of a memory's readout channels from :math:`\\pm 1`.
+    saddle_edges : list of (int, int, int), optional
+        ``(saddle, point_a, point_b)``: indices into ``fps`` of an index-1 saddle and the two points its
+        unstable manifold flows to (from the fixed-point graph).
+    """
+    n_bits = weight.shape[0]
+    y = _readouts(fps, weight, bias)
+    stable = np.nonzero(fps.stability == "stable")[0]
+    pattern = {}
+    for i in stable:
+        if np.all(np.abs(np.abs(y[i]) - 1.0) <= tol):
+            pattern[int(i)] = tuple(int(s) for s in np.sign(y[i]))
+    memories = sorted(set(pattern.values()))
+    all_memories = len(stable) == 2**n_bits and len(memories) == 2**n_bits and len(pattern) == len(stable)
+    index1 = set(np.nonzero((fps.stability == "saddle") & (fps.n_unstable == 1))[0].tolist())
+    edges = cube = None
+    if saddle_edges is not None:
+        edges = {frozenset((pattern[a], pattern[b])) for s, a, b in saddle_edges
+                 if s in index1 and a in pattern and b in pattern and pattern[a] != pattern[b]}  # fmt: skip
+        cube = edges == cube_edges(n_bits)
+    return FlipFlopStructure(len(stable), memories, len(index1), edges, all_memories, cube)
+
+
+def sine_oscillation(fps: FixedPoints) -> float:
+    """Angle :math:`\\theta \\in (0, \\pi)` (radians per step) of the oscillation at one input level.
+
+    Among the fixed points (``kind == "fixed"``) found at that input, the complex eigenvalue pair of
+    largest modulus over all points is taken (the mode that carries the oscillation); NaN if no fixed
+    point has a complex pair.
+    """
+    best, angle = -np.inf, np.nan
+    for i in np.nonzero(fps.kind == "fixed")[0]:
+        ev = fps.eigenvalues[i]
+        cplx = ev[np.abs(ev.imag) > 1e-9]
+        if cplx.size and np.abs(cplx).max() > best:
+            k = np.argmax(np.abs(cplx))
+            best, angle = float(np.abs(cplx[k])), float(abs(np.angle(cplx[k])))
+    return angle
+
+
+@dataclass
+class LineAttractor:
+    """Slow-point geometry of one network in one context.
+
+    Attributes
+    ----------
+    n_points : int
+        Fixed and slow points found.
+    line_fraction : float
+        Fraction of their variance along their first principal component.
+    eig_near_one : float
+        Fraction of points with an eigenvalue within ``eig_tol`` of 1.
+    mode_alignment : float
+        Median :math:`|\\cos|` between that eigenvalue's right eigenvector and the line.
+    relevant_gain, irrelevant_gain : float
+        Median :math:`|w^\\top J_u e_k|` over points, :math:`w` the left eigenvector of the mode near 1
+        (scaled so that :math:`w^\\top v = 1`), for the cued and the other evidence stream.
+    is_line : bool
+        All criteria met: at least ``min_points`` points, ``line_fraction`` above the threshold,
+        ``eig_near_one`` and ``mode_alignment`` at least 0.8, and relevant gain above irrelevant gain.
+    """
+
+    n_points: int
+    line_fraction: float
+    eig_near_one: float
+    mode_alignment: float
+    relevant_gain: float
+    irrelevant_gain: float
+    is_line: bool
+
+
+def line_attractor(
+    fps: FixedPoints,
+    relevant: int,
+    irrelevant: int,
+    eig_tol: float = 0.02,
+    min_line_fraction: float = 0.9,
+    min_points: int = 5,
+) -> LineAttractor:
+    """Check one context's points for a line attractor (module docstring).
+
+    Parameters
+    ----------
+    fps : FixedPoints
+        Points found with the context cued and no evidence.
+    relevant, irrelevant : int
+        Input channels of the cued and the other evidence stream.
+    eig_tol : float
+        Tolerance of :math:`|\\lambda - 1|`.
+    min_line_fraction : float
+        Smallest fraction of variance along the line.
+    min_points : int
+        Fewest points for a line.
+    """
+    n = len(fps)
+    nan = float("nan")
+    if n < 2:
+        return LineAttractor(n, nan, nan, nan, nan, nan, False)
+    x = fps.states - fps.states.mean(0)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    frac = float(s[0] ** 2 / max((s**2).sum(), 1e-300))
+    line = vt[0]
+    near, align, rel, irr = [], [], [], []
+    for i in range(n):
+        dist = np.abs(fps.eigenvalues[i] - 1.0)
+        k = int(np.argmin(dist))
+        near.append(dist[k] <= eig_tol)
+        v = fps.right_eigenvectors[i][:, k]
+        w = fps.left_eigenvectors[i][:, k]
+        align.append(abs(np.real(np.vdot(v, line))) / max(np.linalg.norm(v), 1e-300))
+        ju = fps.jac_input[i]
+        rel.append(abs(np.vdot(w, ju[:, relevant])))
+        irr.append(abs(np.vdot(w, ju[:, irrelevant])))
+    near_f, align_m = float(np.mean(near)), float(np.median(align))
+    rel_m, irr_m = float(np.median(rel)), float(np.median(irr))
+    ok = n >= min_points and frac >= min_line_fraction and near_f >= 0.8 and align_m >= 0.8 and rel_m > irr_m
+    return LineAttractor(n, frac, near_f, align_m, rel_m, irr_m, bool(ok))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Whole populations
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def flipflop_population(
+    result, tol: float = 0.25, saddle_edges: dict | None = None
+) -> dict[str, list[FlipFlopStructure]]:
+    """:func:`flipflop_structure` of every network of a flip-flop population
+    (a :class:`~lfads.population.population.PopulationResult`).
+
+    ``saddle_edges[arch][n]`` (optional): network ``n``'s saddle edges, as in :func:`flipflop_structure`.
+    """
+    out = {}
+    for arch in result.archs:
+        out[arch] = []
+        for n, net in enumerate(result.fixed_points[arch]):
+            w, b = result.readout(arch, n)
+            edges = None if saddle_edges is None else saddle_edges[arch][n]
+            out[arch].append(flipflop_structure(net["zero"], w, b, tol, edges))
+    return out
+
+
+def sine_population(result, rel_tol: float = 0.15) -> dict[str, np.ndarray]:
+    """Per architecture, ``(networks, conditions)`` relative errors :math:`|\\theta - \\omega| / \\omega`.
+
+    NaN where no fixed point has a complex pair.
+
+    The target :math:`\\omega` of each condition is read from its label (``omega=...``).
+    """
+    out = {}
+    for arch in result.archs:
+        rows = []
+        for net in result.fixed_points[arch]:
+            rows.append([abs(sine_oscillation(fps) - float(label.split("=")[1])) / float(label.split("=")[1])
+                         for label, fps in net.items()])  # fmt: skip
+        out[arch] = np.asarray(rows)
+    return out
+
+
+def context_population(result, eig_tol: float = 0.02) -> dict[str, list[dict[str, LineAttractor]]]:
+    """:func:`line_attractor` of every network in each context (the cued stream is relevant)."""
+    out = {}
+    for arch in result.archs:
+        out[arch] = [
+            {label: line_attractor(fps, relevant=int(label[-1]) - 1, irrelevant=2 - int(label[-1]), eig_tol=eig_tol)
+             for label, fps in net.items()}
+            for net in result.fixed_points[arch]
+        ]  # fmt: skip
+    return out

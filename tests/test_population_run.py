@@ -1,0 +1,89 @@
+"""run_population end to end on a tiny population: training, fixed points, the HDF5 file, the summary."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from lfads.errors import LFADSDataError
+from lfads.population.graphs import find_population_graphs, saddle_edges
+from lfads.population.population import load_population, run_population, save_population
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("population") / "pop.h5"
+    result = run_population(task="flipflop", archs=["gru", "lstm"], seeds=2, units=8, max_steps=20, batch_size=8,
+                            n_initial_states=32, out=str(path), task_settings={"n_bits": 2, "n_time": 16})
+    return result, path
+
+
+def test_population_trains_each_architecture_and_finds_points_per_network(tiny):
+    result, _ = tiny
+    assert result.archs == ["gru", "lstm"]
+    for arch in result.archs:
+        fit = result.fits[arch]
+        assert fit.model.n_networks == 2 and fit.losses.shape[1] == 2
+        points = result.fixed_points[arch]
+        assert len(points) == 2 and all(set(net) == {"zero"} for net in points)
+        for n, net in enumerate(points):
+            fps = net["zero"]
+            assert len(fps) >= 1 and fps.hidden_size == (16 if arch == "lstm" else 8)
+            # every reported fixed point is one of the trained network's own fixed points
+            dyn = fit.model.cell(n).dynamics()
+            h = torch.as_tensor(fps.states[fps.kind == "fixed"])
+            np.testing.assert_allclose(dyn.step(h, torch.zeros(h.shape[0], 2, dtype=h.dtype)).numpy(), h.numpy(),
+                                       atol=1e-4)
+
+
+def test_population_file_round_trips(tiny):
+    result, path = tiny
+    back = load_population(path)
+    assert back.task.name == "flipflop" and back.task.n_inputs == 2 and back.units == 8
+    for arch in result.archs:
+        a, b = result.fits[arch], back.fits[arch]
+        np.testing.assert_array_equal(a.losses, b.losses)
+        np.testing.assert_array_equal(a.reached, b.reached)
+        assert b.config == a.config and b.target_loss == a.target_loss
+        for name in ("weight_hh", "readout_weight"):
+            torch.testing.assert_close(getattr(a.model, name), getattr(b.model, name), atol=0, rtol=0)
+        for net_a, net_b in zip(result.fixed_points[arch], back.fixed_points[arch]):
+            np.testing.assert_array_equal(net_a["zero"].states, net_b["zero"].states)
+            np.testing.assert_array_equal(net_a["zero"].stability, net_b["zero"].stability)
+    assert back.summary_rows() == result.summary_rows()
+
+
+def test_summary_table_has_one_row_per_architecture(tiny):
+    result, _ = tiny
+    rows = result.summary_rows()
+    assert [r["arch"] for r in rows] == ["gru", "lstm"]
+    assert all(r["networks"] == 2 and 0 <= r["reached"] <= 2 for r in rows)
+    text = result.summary()
+    assert "gru" in text and "lstm" in text and "stable/net" in text
+
+
+def test_loading_another_file_names_the_problem(tmp_path):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "something else"
+    with pytest.raises(LFADSDataError, match="not a population file"):
+        load_population(path)
+
+
+def test_graphs_of_every_network_are_stored_and_read_back(tiny, tmp_path):
+    result, path = tiny
+    back = load_population(path)
+    back.graphs = find_population_graphs(back)
+    assert all(sorted(a["zero"].graph.edges) == sorted(b["zero"].graph.edges)
+               for arch in back.archs for a, b in zip(back.graphs[arch], result.graphs[arch]))  # as run_population
+    assert set(back.graphs) == {"gru", "lstm"} and all(len(nets) == 2 for nets in back.graphs.values())
+    for arch in back.archs:
+        for net, fps in zip(back.graphs[arch], back.fixed_points[arch]):
+            assert net["zero"].graph.number_of_nodes() == len(fps["zero"])
+    again = load_population(save_population(back, tmp_path / "with_graphs.h5"))
+    for arch in back.archs:
+        for a, b in zip(back.graphs[arch], again.graphs[arch]):
+            assert sorted(a["zero"].graph.edges) == sorted(b["zero"].graph.edges)
+            assert saddle_edges(a["zero"]) == saddle_edges(b["zero"])

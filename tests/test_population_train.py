@@ -1,0 +1,101 @@
+"""The batched population trainer: the same numbers as one network at a time, and its stopping rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lfads.errors import LFADSDataError
+from lfads.population.cells import ARCHITECTURES
+from lfads.population.tasks import get_task
+from lfads.population.train import StackedRNN, TrainConfig, masked_mse, train_population, train_seed_loop
+
+TASK = get_task("flipflop", n_time=16)
+SMALL = TrainConfig(max_steps=6, batch_size=8, lr=1e-2, check_every=3, eval_trials=16, target_loss=0.0)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_batched_training_gives_each_seed_the_losses_it_gets_alone(arch):
+    seeds = [3, 0, 5]
+    batched = train_population(TASK, arch, seeds, units=12, config=SMALL)
+    alone = train_seed_loop(TASK, arch, seeds, units=12, config=SMALL)
+    np.testing.assert_allclose(batched.losses, np.concatenate([f.losses for f in alone], axis=1), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(batched.final_loss, [f.final_loss[0] for f in alone], rtol=0, atol=1e-5)
+    for n, fit in enumerate(alone):
+        torch.testing.assert_close(batched.model.weight_hh[n], fit.model.weight_hh[0], atol=1e-5, rtol=0)
+    assert batched.losses.shape == (6, 3) and batched.losses[0].std() > 0  # the seeds differ
+
+
+def test_networks_that_reach_the_target_stop_and_keep_their_weights():
+    seeds = list(range(6))
+    probe = train_population(TASK, "gru", seeds, units=12, config=TrainConfig(**{**SMALL.__dict__, "max_steps": 3}))
+    target = float(np.median(probe.eval_losses[0]))  # half the networks are below it after 3 steps
+    config = TrainConfig(**{**SMALL.__dict__, "target_loss": target})
+    fit = train_population(TASK, "gru", seeds, units=12, config=config)
+    below = probe.eval_losses[0] < target
+    np.testing.assert_array_equal(fit.reached[below], True)
+    np.testing.assert_array_equal(fit.stop_step[below], 3)
+    for n in np.nonzero(below)[0]:  # held at their weights after step 3
+        torch.testing.assert_close(fit.model.weight_hh[n], probe.model.weight_hh[n], atol=0, rtol=0)
+        assert np.isnan(fit.losses[3:, n]).all() and np.isfinite(fit.losses[:3, n]).all()
+    for n in np.nonzero(~below)[0]:  # the others kept training
+        assert not torch.equal(fit.model.weight_hh[n], probe.model.weight_hh[n])
+        assert np.isfinite(fit.losses[:, n]).all()
+
+
+def test_networks_that_never_reach_the_target_are_kept_and_marked():
+    fit = train_population(TASK, "vanilla", [0, 1], units=8, config=SMALL)  # target 0: unreachable
+    assert fit.reached.tolist() == [False, False] and fit.stop_step.tolist() == [6, 6]
+    assert fit.model.n_networks == 2 and np.isfinite(fit.final_loss).all()
+    assert fit.eval_steps.tolist() == [3, 6]
+
+
+def test_a_reachable_target_ends_training_early():
+    fit = train_population(TASK, "gru", [0, 1], units=8, config=TrainConfig(**{**SMALL.__dict__, "target_loss": 1e9}))
+    assert fit.reached.all() and fit.losses.shape[0] == 3 and fit.stop_step.tolist() == [3, 3]
+
+
+def test_stacked_networks_are_their_extracted_cells_and_readouts():
+    model = StackedRNN.initialize("lstm", [0, 1], 5, 3, 2)
+    x = torch.randn(4, 7, 3)
+    out, states = model(x)
+    assert out.shape == (2, 4, 7, 2) and states.shape == (2, 4, 7, 10)
+    for n in range(2):
+        cell, (w, b) = model.cell(n), model.readout(n)
+        h = torch.zeros(4, 10)
+        for t in range(7):
+            h = cell(x[:, t], h)
+            torch.testing.assert_close(states[n, :, t], h, atol=1e-6, rtol=0)
+            torch.testing.assert_close(out[n, :, t], h[:, :5] @ w.T + b, atol=1e-6, rtol=0)
+
+
+def test_initialisation_depends_only_on_the_seed():
+    a = StackedRNN.initialize("ugrnn", [4, 9], 6, 3, 3)
+    b = StackedRNN.initialize("ugrnn", [9], 6, 3, 3)
+    torch.testing.assert_close(a.weight_hh[1], b.weight_hh[0], atol=0, rtol=0)
+    torch.testing.assert_close(a.readout_weight[1], b.readout_weight[0], atol=0, rtol=0)
+
+
+def test_masked_mse_counts_only_scored_entries():
+    out = torch.zeros(2, 1, 3, 1)
+    out[1] = 2.0
+    target = torch.ones(1, 3, 1)
+    mask = torch.tensor([[[1.0], [0.0], [1.0]]])
+    torch.testing.assert_close(masked_mse(out, target, mask), torch.tensor([1.0, 1.0]))
+
+
+def test_carried_states_give_each_seed_the_losses_it_gets_alone():
+    config = TrainConfig(**{**SMALL.__dict__, "carry_state": True})
+    batched = train_population(TASK, "lstm", [1, 2], units=8, config=config)
+    alone = train_seed_loop(TASK, "lstm", [1, 2], units=8, config=config)
+    np.testing.assert_allclose(batched.losses, np.concatenate([f.losses for f in alone], axis=1), rtol=0, atol=1e-5)
+    fresh = train_population(TASK, "lstm", [1, 2], units=8, config=SMALL)
+    np.testing.assert_allclose(batched.losses[0], fresh.losses[0], atol=1e-6)  # the first batch starts at zero
+    assert not np.allclose(batched.losses[1:], fresh.losses[1:])  # later ones continue the trials
+
+
+def test_carrying_states_needs_a_task_whose_trials_continue():
+    with pytest.raises(LFADSDataError, match="carry_state"):
+        train_population(get_task("sine", n_time=8), "gru", [0], units=4,
+                         config=TrainConfig(max_steps=2, batch_size=2, carry_state=True, eval_trials=2))

@@ -1,0 +1,104 @@
+"""Per-network checks of lfads.population.universality on maps whose fixed points are known exactly."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from lfads.analysis.fixed_points import find_fixed_points
+from lfads.population.universality import (
+    cube_edges,
+    flipflop_structure,
+    line_attractor,
+    sine_oscillation,
+)
+
+DT = torch.float64
+
+
+def test_cube_edges_join_patterns_one_bit_apart():
+    edges = cube_edges(3)
+    assert len(edges) == 12 and len(cube_edges(2)) == 4
+    assert all(sum(x != y for x, y in zip(*sorted(e))) == 1 for e in edges)
+
+
+def _corner_map(n_bits: int = 3, scale: float = 1.5):
+    """h' = tanh(s h) per unit: stable points at +-h* per unit (2^N corners), index-k saddles on the faces."""
+
+    def f(u, h):
+        return torch.tanh(scale * h)
+
+    return f
+
+
+def test_flipflop_structure_recognises_the_eight_memories_and_the_cube():
+    fps = find_fixed_points(_corner_map(), torch.as_tensor(np.random.default_rng(0).uniform(-1.2, 1.2, (400, 3))),
+                            hidden_size=3, input_size=0)
+    h_star = fps.states[fps.stability == "stable"].max()
+    weight, bias = np.eye(3) / h_star, np.zeros(3)  # readout puts the stable points on the corners
+    # edges by construction: the saddle with unit k at 0 joins the two corners that differ in bit k
+    stable = {tuple(np.sign(s).astype(int)): i for i, s in enumerate(fps.states) if fps.stability[i] == "stable"}
+    edges = []
+    for s in np.nonzero(fps.n_unstable == 1)[0]:
+        zero = int(np.argmin(np.abs(fps.states[s])))
+        signs = np.sign(fps.states[s]).astype(int)
+        a, b = signs.copy(), signs.copy()
+        a[zero], b[zero] = 1, -1
+        edges.append((int(s), stable[tuple(a)], stable[tuple(b)]))
+    st = flipflop_structure(fps, weight, bias, saddle_edges=edges)
+    assert st.n_stable == 8 and st.all_memories and st.n_index1 == 12
+    assert set(st.memories) == set(itertools.product((-1, 1), repeat=3))
+    assert st.cube is True and len(st.edges) == 12
+    # a graph missing one edge is not a cube; no graph: no verdict on the saddles
+    assert flipflop_structure(fps, weight, bias, saddle_edges=edges[1:]).cube is False
+    assert flipflop_structure(fps, weight, bias).cube is None
+    # a readout that moves the points off the corners: no memories
+    assert not flipflop_structure(fps, 0.5 * weight, bias).all_memories
+
+
+def test_sine_oscillation_reads_the_rotation_angle_of_the_fixed_point():
+    theta, radius = 0.37, 1.05
+    rot = radius * torch.tensor([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]], dtype=DT)
+    centre = torch.tensor([0.3, -0.2], dtype=DT)
+
+    def f(u, h):
+        return centre + (h - centre) @ rot.T + 0 * u
+
+    fps = find_fixed_points(f, torch.randn(8, 2, dtype=DT), hidden_size=2, input_size=1)
+    assert abs(sine_oscillation(fps) - theta) < 1e-9
+    no_rotation = find_fixed_points(lambda u, h: 0.5 * h, torch.randn(4, 2, dtype=DT), hidden_size=2, input_size=1)
+    assert np.isnan(sine_oscillation(no_rotation))
+
+
+def _line_map(lam_other: float = 0.5, irrelevant_in_selection: float = 0.0):
+    """h' = A h + B u with A = I - (1 - lam) Q Q^T (Q orthogonal to the line v): fixed points = the line through 0."""
+    rng = np.random.default_rng(1)
+    basis, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    v, q = basis[:, 0], basis[:, 1:]
+    a = np.outer(v, v) + lam_other * q @ q.T
+    b = np.zeros((6, 4))
+    b[:, 0] = 0.2 * v + 0.1 * q[:, 0]  # relevant stream: moves along the line
+    b[:, 1] = irrelevant_in_selection * v + 0.2 * q[:, 1]  # irrelevant stream: off the line
+    a_t, b_t = torch.as_tensor(a), torch.as_tensor(b)
+    return (lambda u, h: h @ a_t.T + u @ b_t.T), v
+
+
+def test_line_attractor_is_found_along_a_continuous_line_of_fixed_points():
+    f, v = _line_map()
+    starts = torch.as_tensor(np.linspace(-2, 2, 40)[:, None] * v + 0.05 * np.random.default_rng(2).normal(size=(40, 6)))
+    fps = find_fixed_points(f, starts, torch.zeros(4, dtype=DT), hidden_size=6, input_size=4)
+    la = line_attractor(fps, relevant=0, irrelevant=1)
+    assert la.n_points >= 20 and la.line_fraction > 0.999 and la.eig_near_one == 1.0
+    assert la.mode_alignment > 0.999 and abs(la.relevant_gain - 0.2) < 1e-8 and la.irrelevant_gain < 1e-8
+    assert la.is_line
+    # swapping the streams: the cued one no longer moves along the line
+    assert not line_attractor(fps, relevant=1, irrelevant=0).is_line
+
+
+def test_isolated_points_are_not_a_line_attractor():
+    fps = find_fixed_points(lambda u, h: 0.5 * h + 0 * u[:, :1], torch.randn(16, 6, dtype=DT), hidden_size=6,
+                            input_size=4)
+    la = line_attractor(fps, relevant=0, irrelevant=1)
+    assert la.n_points == 1 and not la.is_line
