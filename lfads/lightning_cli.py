@@ -220,6 +220,8 @@ class LFADSCLI(LightningCLI):
             and rank_zero_only.rank == 0
         ):
             first._version = claim_run_version(Path(first.root_dir))
+            # the folder this fit created: the only one a failed fit may remove (lfads.commands.fit)
+            trainer.lfads_claimed_run_dir = Path(first.root_dir) / f"version_{first._version}"
         self._point_loggers_at_first(loggers)
 
     def _point_loggers_at_first(self, loggers: list) -> None:

@@ -84,3 +84,19 @@ def test_divergence_before_any_checkpoint_says_so_through_the_command_line(small
     assert re.match(r"^lfads fit: error: training diverged at epoch 0, step \d+ \(loss = (nan|inf|-inf)\); "
                     r"no checkpoint was written yet; try a lower model.lr_init", last_line), last_line
     assert not list(tmp_path.glob("tiny/version_0/checkpoints/*.ckpt"))
+
+
+def test_a_failed_fit_removes_only_a_run_folder_it_created(small_lorenz, tmp_path, capsys):
+    import json
+
+    mine = tmp_path / "tiny" / "mine"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("the user's own file")
+    args = tiny_fit_args(small_lorenz, tmp_path, *INFREQUENT_VALIDATION, "--model.lr_init", "1000")
+    logger = json.dumps([{"class_path": "pytorch_lightning.loggers.CSVLogger",
+                          "init_args": {"save_dir": str(tmp_path), "name": "tiny", "version": "mine"}}])
+    args[args.index("--trainer.logger") + 1] = logger
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "training diverged" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "the user's own file"

@@ -36,9 +36,9 @@ def _discard_run_callback():
             if trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero or not trainer.loggers:
                 return
             logger = trainer.loggers[0]
-            if getattr(logger, "_version", None) is None:  # no folder was claimed for this fit
+            run = getattr(trainer, "lfads_claimed_run_dir", None)  # set only when this fit created the folder
+            if run is None:
                 return
-            run = Path(logger.log_dir)
             if run.is_dir() and not any(run.rglob("*.ckpt")):
                 for lg in trainer.loggers:  # close open event files before their folder goes
                     lg.finalize("failed")
