@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lfads.errors import LFADSArgumentError, LFADSDataError, LFADSOutputError
+from lfads.errors import LFADSArgumentError, LFADSDataError
 
 __all__ = [
     "check_splits",
@@ -109,20 +109,9 @@ def output_file(
     what : str
         What the protected files belong to, named in messages (``"the input data"``, ``"a run"``).
     """
-    from lfads.data.atomic import check_output_path, run_file_reason, same_file
+    from lfads.data.atomic import check_output_path
 
-    out = Path(out)
-    if out.is_dir():
-        raise LFADSOutputError(f"{option} {out}: is a directory; give a file name, e.g. {out / 'out.h5'}.")
-    never = f"and is never replaced, even with --overwrite; choose another {option}."
-    for source in protected:
-        if same_file(out, Path(source)):
-            raise LFADSOutputError(f"Refusing to write {out} ({option}): it is one of the files of {what}, {never}")
-    reason = run_file_reason(out)
-    if reason is not None:
-        raise LFADSOutputError(f"Refusing to write {out} ({option}): it is {reason}, one of the files of a run, "
-                               f"{never}")
-    return check_output_path(out, overwrite=overwrite, what="output", option=option)
+    return check_output_path(out, protected=protected, overwrite=overwrite, option=option, owner=what)
 
 
 def splits_present(datamodule: Any) -> list[str]:

@@ -79,6 +79,7 @@ def check_output_path(
     what: str = "output",
     option: str = "--out",
     make_parents: bool = False,
+    owner: str = "the inputs",
 ) -> Path:
     """Check that ``path`` may be written, before any work; return it as a :class:`Path`.
 
@@ -96,6 +97,8 @@ def check_output_path(
         The command-line option that named the path, for messages.
     make_parents : bool
         Create missing parent folders (otherwise a missing folder is an error).
+    owner : str
+        What the ``protected`` files belong to (``"the input data"``, ``"a run"``), for messages.
 
     Raises
     ------
@@ -105,16 +108,17 @@ def check_output_path(
     """
     path = Path(path)
     if path.is_dir():
-        raise LFADSOutputError(f"{path}: the {what} path is a folder; {option} must name a file "
-                               f"(e.g. {path / 'out.h5'}).")
+        raise LFADSOutputError(f"{option} {path} is a directory (a folder), not a file; give the {what} a file name, "
+                               f"e.g. {path / 'out.h5'}.")
+    never = f"which is never overwritten, with or without --overwrite; choose another {option}."
     for source in protected:
         if same_file(path, Path(source)):
-            raise LFADSOutputError(f"{path}: the {what} path is the input file {source}; inputs are never "
-                                   f"overwritten, with or without --overwrite. Choose another {option}.")
+            raise LFADSOutputError(f"Refusing to write {path} ({option}): it is the input file {source}, one of "
+                                   f"the files of {owner}, {never}")
     reason = run_file_reason(path)
     if reason is not None:
-        raise LFADSOutputError(f"{path}: the {what} path is {reason}; files of a run are never overwritten, with or "
-                               f"without --overwrite. Choose another {option}.")
+        raise LFADSOutputError(f"Refusing to write {path} ({option}): it is {reason}, one of the files of a run, "
+                               f"{never}")
     if os.path.lexists(path) and not overwrite:
         raise LFADSOutputError(f"{path} exists; pass --overwrite to replace it or choose another {option}.")
     _check_folder(path, option, make_parents)
