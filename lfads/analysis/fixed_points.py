@@ -27,7 +27,9 @@ from many initial states at once (rows of a batch), in float64, in two phases:
 
 Each initial state ends as one *kind*:
 
-* ``fixed``: :math:`q <` ``fixed_tol`` (1e-10 by default);
+* ``fixed``: :math:`q <` ``fixed_tol`` (1e-10 by default); with merging (:func:`find_fixed_points`'s
+  default) only points that :func:`merge_same_points` resolves onto a root (:math:`q \\le 10^{-6}`
+  ``fixed_tol``) stay ``fixed``, the others below ``fixed_tol`` become ``slow``;
 * ``slow``: a certified local minimum with :math:`q \\ge` ``fixed_tol``:
   :math:`\\|\\nabla q\\| <` ``grad_tol`` (1e-9 by default; states of tanh/GRU networks are
   :math:`O(1)`, so this is an absolute tolerance) and the smallest Hessian eigenvalue
@@ -80,6 +82,7 @@ __all__ = [
     "find_distance_outliers",
     "merge_same_points",
     "polish_newton",
+    "pseudo_transient",
     "build_fixed_points",
 ]
 
@@ -524,7 +527,8 @@ class MergedPoints(NamedTuple):
 
     ``states`` ``(k, H)`` polished representatives, ``q`` ``(k,)`` their speed, ``group`` ``(n,)`` the
     representative of each input point, ``source`` ``(k,)`` the input point each representative came
-    from, ``reasons`` the number of merges made by each rule, ``atol`` the distance tolerance used.
+    from, ``reasons`` the number of merges made by each rule, ``atol`` the distance tolerance used,
+    ``exact`` ``(k,)`` whether the representative is a root resolved to rounding error.
     """
 
     states: np.ndarray
@@ -533,6 +537,7 @@ class MergedPoints(NamedTuple):
     source: np.ndarray
     reasons: dict[str, int]
     atol: float
+    exact: np.ndarray
 
 
 def _speed_of(dyn: Dynamics, h: Tensor, u: Tensor) -> Tensor:
@@ -598,6 +603,73 @@ def polish_newton(
     return h.cpu().numpy(), q.cpu().numpy(), step_len.cpu().numpy()
 
 
+def pseudo_transient(
+    cell: nn.Module | Callable[[Tensor, Tensor], Tensor] | Dynamics,
+    states: np.ndarray,
+    inputs: np.ndarray,
+    steps: int = 200,
+    growth: float = 2.0,
+    target_q: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Follow the flow :math:`\\dot h = F(h, u) - h` to its root by pseudo-transient continuation.
+
+    Backward-Euler steps of growing pseudo-time step :math:`k` (Kelley & Keyes 1998):
+
+    .. math:: \\big(k^{-1} I - (J_h - I)\\big)\\,\\delta = r,\\qquad h \\leftarrow h + \\delta,\\qquad
+              r = F(h, u) - h,
+
+    starting at :math:`k = 1` (about one step of the map) and multiplying :math:`k` by ``growth`` after every
+    accepted step (a step is refused, and :math:`k` divided by ``growth**2``, when it is not finite or raises
+    :math:`q = \\tfrac12\\|r\\|^2` more than a hundredfold). Small :math:`k` follows the flow; as :math:`k`
+    grows the step becomes Newton's, which converges quadratically at a regular root. Near a stable point
+    of the map (:math:`|\\lambda(J_h)| < 1`, so :math:`\\operatorname{Re}(1 - \\lambda) > 0`) the system is never
+    singular, and a state on a slow manifold travels along it to the root in tens of steps, where
+    iterating the map would take :math:`\\sim 1/(1 - |\\lambda|)` steps per e-fold.
+
+    Parameters
+    ----------
+    states, inputs : np.ndarray
+        ``(n, H)`` and ``(n, I)``.
+    steps : int
+        Iterations (points whose :math:`q` falls to ``target_q`` or below stop early).
+
+    Returns
+    -------
+    states : np.ndarray
+        ``(n, H)`` end states.
+    q : np.ndarray
+        ``(n,)`` speed there.
+    """
+    dyn = as_dynamics(cell)
+    h = torch.as_tensor(states, dtype=dyn.dtype, device=dyn.device).clone()
+    u = torch.as_tensor(inputs, dtype=dyn.dtype, device=dyn.device)
+    n = h.shape[0]
+    if n == 0:
+        return h.cpu().numpy(), np.zeros(0)
+    eye = torch.eye(dyn.hidden_size, dtype=dyn.dtype, device=dyn.device)
+    k = torch.ones(n, dtype=dyn.dtype, device=dyn.device)
+    with torch.no_grad():
+        f, jac, _ = dyn.jacobians(h, u, wrt_input=False)
+        r = f - h
+        q = 0.5 * (r * r).sum(1)
+        active = torch.nonzero(q > target_q).squeeze(1)
+        for _ in range(steps):
+            if active.numel() == 0:
+                break
+            system = eye / k[active, None, None] + eye - jac[active]
+            delta, info = torch.linalg.solve_ex(system, r[active].unsqueeze(2))
+            h_new = h[active] + torch.where((info == 0)[:, None], delta.squeeze(2), torch.zeros_like(r[active]))
+            f_new, jac_new, _ = dyn.jacobians(h_new, u[active], wrt_input=False)
+            r_new = f_new - h_new
+            q_new = 0.5 * (r_new * r_new).sum(1)
+            ok = (info == 0) & torch.isfinite(q_new) & (q_new <= 100.0 * q[active])
+            rows = active[ok]
+            h[rows], jac[rows], r[rows], q[rows] = h_new[ok], jac_new[ok], r_new[ok], q_new[ok]
+            k[active] = torch.where(ok, k[active] * growth, k[active] / growth**2)
+            active = active[q[active] > target_q]
+    return h.cpu().numpy(), q.cpu().numpy()
+
+
 def _components(n: int, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Connected-component label ``(n,)`` of the graph with the given edges."""
     import scipy.sparse
@@ -620,7 +692,9 @@ def merge_same_points(
     merge_rtol: float = 1e-3,
     atol: float = 1e-4,
     newton_steps: int = 8,
+    ptc_steps: int = 200,
     flow_steps: int = 100000,
+    lm_steps: int = 200,
     segment_points: int = 16,
 ) -> MergedPoints:
     """Group distinct points that stand for the same fixed point or attractor.
@@ -631,17 +705,24 @@ def merge_same_points(
        :math:`\\max(\\text{atol}, \\text{merge\\_rtol} \\cdot \\text{scale})` are one point; ``scale`` is the
        RMS spread of the states the search started from, so the tolerance follows the size of the state
        space.
-    3. **Flow**: each group of the previous step without an exact member whose best point is stable is
-       iterated under the map in chunks of 200, 400, 800, ... steps (at most ``flow_steps`` in all),
-       polished after each, until it comes within the tolerance of an exact point or reaches a root (or,
-       after :math:`10^4` steps, its speed stops falling: a slow point or a cycle);
-       it joins that point, or, if the root is new (the search missed it), moves onto it.
-    4. **Slow manifold**: two groups without an exact member join when the speed stays below ``fixed_tol``
+    3. **Flow**: each group of the previous step without an exact member whose best point is stable
+       follows the flow :math:`\\dot h = F(h, u) - h` by :func:`pseudo_transient` (``ptc_steps``
+       iterations); where that ends at a stable root, the group joins the exact point within the tolerance
+       of it, or, if the root is new (the search missed it), moves onto it (later groups reaching the same
+       root then join it). Groups it does not settle are iterated under the map in chunks of 200, 400,
+       800, ... steps (at most ``flow_steps`` in all), polished after each, until they come within the
+       tolerance of an exact point or reach a root (or, after :math:`10^4` steps, their speed stops
+       falling: a slow point or a cycle), and join it in the same way.
+    4. **Root**: from the best point of each group still without an exact member (saddles included),
+       Levenberg-Marquardt on :math:`q` (:func:`minimize_speed`, ``lm_steps`` iterations, no Adam phase);
+       where it reaches a root within ``0.1 * scale`` the group joins that root as in 3.
+    5. **Slow manifold**: two groups without an exact member join when the speed stays below ``fixed_tol``
        along the segment between their best points (``segment_points`` samples): they lie on one slow
        manifold, not at two fixed points.
 
     Exact points are merged only by distance, so distinct exact points on a line attractor stay apart.
-    Each final group is represented by its member of lowest speed (exact members first).
+    Each final group is represented by its member of lowest speed (exact members first). A group left
+    without an exact member is not at a root that these steps can resolve: a slow point (``exact`` False).
 
     Parameters
     ----------
@@ -653,9 +734,10 @@ def merge_same_points(
     dyn = as_dynamics(cell)
     n = states.shape[0]
     tol = max(float(atol), float(merge_rtol) * float(scale))
-    reasons = {"distance": 0, "flow": 0, "slow_manifold": 0}
+    reasons = {"distance": 0, "flow": 0, "root": 0, "slow_manifold": 0}
     if n == 0:
-        return MergedPoints(states, q, np.zeros(0, np.int64), np.zeros(0, np.int64), reasons, tol)
+        empty = np.zeros(0, np.int64)
+        return MergedPoints(states, q, empty, empty, reasons, tol, np.zeros(0, dtype=bool))
     h, qp, _ = polish_newton(dyn, states, inputs, newton_steps, max_step=0.1 * scale)
     exact = qp <= 1e-6 * fixed_tol
     same_input = np.linalg.norm(inputs[:, None] - inputs[None], axis=2) <= atol
@@ -691,6 +773,36 @@ def merge_same_points(
     else:
         pending = np.zeros(0, np.int64)
     exact_idx = np.nonzero(exact)[0]
+
+    def join_root(p: int, target: np.ndarray, is_root: bool, reason: str = "flow") -> bool:
+        """Link point ``p`` to the exact points near ``target``; or, if ``target`` is a root none of them is,
+        move ``p`` onto it (a root the search missed). True when ``p`` is settled."""
+        nonlocal exact_idx
+        near = exact_idx[np.linalg.norm(h[exact_idx] - target, axis=1) <= tol] if exact_idx.size else exact_idx
+        if near.size:
+            link(np.full(near.size, p), near, reason)
+            return True
+        if is_root:
+            e_t = torch.as_tensor(target[None], dtype=dyn.dtype, device=dyn.device)
+            h[p], qp[p], exact[p] = target, float(_speed_of(dyn, e_t, ut[p : p + 1])[0]), True
+            exact_idx = np.append(exact_idx, p)  # later groups reaching the same root join it
+            return True
+        return False
+
+    # 3a. pseudo-transient continuation along the flow; kept where it ends at a stable root
+    if pending.size:
+        end_ptc, q_ptc = pseudo_transient(dyn, h[pending], inputs[pending], ptc_steps, target_q=1e-6 * fixed_tol)
+        at_root = q_ptc <= 1e-6 * fixed_tol
+        if at_root.any():
+            with torch.no_grad():
+                _, jac, _ = dyn.jacobians(torch.as_tensor(end_ptc[at_root], dtype=dyn.dtype, device=dyn.device),
+                                          ut[pending[at_root]], wrt_input=False)
+            at_root[at_root] = (torch.linalg.eigvals(jac).abs().amax(1) < 1.0).cpu().numpy()
+        settled = np.array([bool(at_root[k]) and join_root(p, end_ptc[k], True) for k, p in enumerate(pending)],
+                           dtype=bool)
+        pending = pending[~settled]
+
+    # 3b. the remaining ones iterated under the map
     chunk, taken = 100, 0
     end = ht[pending].clone()
     with torch.no_grad():
@@ -710,17 +822,23 @@ def merge_same_points(
         speed = new_speed
         for k, p in enumerate(pending):
             target = pol[k] if reached[k] else end[k].cpu().numpy()
-            near = exact_idx[np.linalg.norm(h[exact_idx] - target, axis=1) <= tol] if exact_idx.size else exact_idx
-            if near.size:
-                link(np.full(near.size, p), near, "flow")
-                done[k] = True
-            elif reached[k]:  # a root the search missed: the point stands for it from now on
-                e_t = torch.as_tensor(pol[k][None], dtype=dyn.dtype, device=dyn.device)
-                h[p], qp[p], exact[p] = pol[k], float(_speed_of(dyn, e_t, ut[p : p + 1])[0]), True
+            done[k] = join_root(p, target, bool(reached[k])) or done[k]
         pending, end = pending[~done], end[torch.as_tensor(~done, device=end.device)]
         speed = speed[~done]
 
-    # 4. slow manifolds between the best points of the groups still without an exact member
+    # 4. Levenberg-Marquardt from the best point of every group still without an exact member (saddles too)
+    labels = _components(n, edges)
+    best = best_of_groups(labels)
+    loose = best[~exact[best]]
+    if loose.size and lm_steps > 0:
+        lm = minimize_speed(dyn, h[loose], inputs[loose], fixed_tol=1e-6 * fixed_tol, adam_steps=0,
+                            max_iter=lm_steps, polish_steps=2, dtype=dyn.dtype, device=dyn.device)
+        near_root = (lm.q <= 1e-6 * fixed_tol) & (np.linalg.norm(lm.states - h[loose], axis=1) <= 0.1 * scale)
+        for k, p in enumerate(loose):
+            if near_root[k]:
+                join_root(p, lm.states[k], True, "root")
+
+    # 5. slow manifolds between the best points of the groups still without an exact member
     labels = _components(n, edges)
     best = best_of_groups(labels)
     loose = best[~exact[best]]
@@ -744,7 +862,7 @@ def merge_same_points(
     source = best[np.lexsort((qp[best], ~exact[best]))]
     position = np.empty(labels.max() + 1, dtype=np.int64)
     position[labels[source]] = np.arange(source.size)
-    return MergedPoints(h[source], qp[source], position[labels], source, reasons, tol)
+    return MergedPoints(h[source], qp[source], position[labels], source, reasons, tol, exact[source])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -963,7 +1081,7 @@ class FixedPoints(H5Record):
             lines.append(
                 f"merged {int(st['n_distinct'])} distinct points into {len(self)} "
                 f"(links by distance <= {float(st['merge_atol']):.1e}: {int(st.get('merged_by_distance', 0))}, "
-                f"by flow: {int(st.get('merged_by_flow', 0))}, "
+                f"by flow: {int(st.get('merged_by_flow', 0))}, by root: {int(st.get('merged_by_root', 0))}, "
                 f"by slow manifold: {int(st.get('merged_by_slow_manifold', 0))}); "
                 f"'count' is the number of initial states in each"
             )
@@ -1006,6 +1124,7 @@ def find_fixed_points(
     merge: bool = True,
     merge_rtol: float = 1e-3,
     newton_steps: int = 8,
+    ptc_steps: int = 200,
     flow_steps: int = 100000,
     outlier_scale: float | None = 10.0,
     marginal_tol: float = 1e-2,
@@ -1040,10 +1159,11 @@ def find_fixed_points(
         Distance below which two end states are the same.
     merge : bool
         Group distinct points that stand for one fixed point or attractor (:func:`merge_same_points`:
-        Newton polish, distance within ``max(dedup_tol, merge_rtol * scale)``, flow of loose stable points
-        under the map for ``flow_steps`` steps, slow manifolds); ``scale`` is the RMS spread of the
-        initial states. The merges made by each rule are in ``settings`` and in :meth:`FixedPoints.summary`.
-    merge_rtol, newton_steps, flow_steps
+        Newton polish, distance within ``max(dedup_tol, merge_rtol * scale)``, the flow of loose stable points
+        by pseudo-transient continuation (``ptc_steps``) and under the map (``flow_steps``), slow
+        manifolds, Levenberg-Marquardt onto roots); ``scale`` is the RMS spread of the initial states. The
+        merges made by each rule are in ``settings`` and in :meth:`FixedPoints.summary`.
+    merge_rtol, newton_steps, ptc_steps, flow_steps
         See ``merge``.
     outlier_scale : float or None
         Outlier rule scale (``None`` disables it).
@@ -1102,6 +1222,7 @@ def find_fixed_points(
         merge=merge,
         merge_rtol=merge_rtol,
         newton_steps=newton_steps,
+        ptc_steps=ptc_steps,
         flow_steps=flow_steps,
         fixed_tol=fixed_tol,
         settings={
@@ -1127,6 +1248,7 @@ def build_fixed_points(
     merge: bool = True,
     merge_rtol: float = 1e-3,
     newton_steps: int = 8,
+    ptc_steps: int = 200,
     flow_steps: int = 100000,
     fixed_tol: float | None = None,
 ) -> FixedPoints:
@@ -1134,7 +1256,7 @@ def build_fixed_points(
 
     ``reference_states`` ``(M, H)`` defines the outlier rule and the state scale of the merge (the initial
     states; by default the end states themselves). With ``merge`` the distinct points are grouped by
-    :func:`merge_same_points` (``merge_rtol``, ``newton_steps``, ``flow_steps`` go there; ``fixed_tol``
+    :func:`merge_same_points` (``merge_rtol``, ``newton_steps``, ``ptc_steps``, ``flow_steps`` go there; ``fixed_tol``
     defaults to ``settings["fixed_tol"]`` or 1e-10).
     """
     dyn = as_dynamics(cell)
@@ -1169,10 +1291,13 @@ def build_fixed_points(
         scale = float(np.sqrt(((ref - ref.mean(axis=0)) ** 2).sum(axis=1).mean())) if ref.size else 1.0
         merged = merge_same_points(
             dyn, states, inputs, q, scale=scale, fixed_tol=fixed_tol, merge_rtol=merge_rtol, atol=dedup_tol,
-            newton_steps=newton_steps, flow_steps=flow_steps,
+            newton_steps=newton_steps, ptc_steps=ptc_steps, flow_steps=flow_steps,
         )
         # order: kind (fixed first), then speed, as without merging
-        kind = np.where(merged.q < fixed_tol, "fixed", kind[merged.source]).astype(kind.dtype)
+        # a point is fixed when it is a root resolved to rounding error; one below fixed_tol that no merge
+        # step could take onto a root is a slow point (on a slow manifold or near a ghost), not a fixed point
+        below = np.where(merged.q < fixed_tol, "slow", kind[merged.source])
+        kind = np.where(merged.exact, "fixed", below).astype(kind.dtype)
         kind_rank = np.array([KINDS.index(k) for k in kind], dtype=np.int64)
         order = np.lexsort((merged.q, kind_rank))
         position = np.empty_like(order)
@@ -1187,6 +1312,7 @@ def build_fixed_points(
                 "merge_atol": merged.atol,
                 "state_scale": scale,
                 "newton_steps": newton_steps,
+                "ptc_steps": ptc_steps,
                 "flow_steps": flow_steps,
                 "n_distinct": n_distinct,
                 **{f"merged_by_{k}": v for k, v in merged.reasons.items()},

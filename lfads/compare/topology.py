@@ -7,7 +7,8 @@ parts), the map is iterated from :math:`h^* \\pm \\epsilon\\, s\\, v` (:math:`s`
 state
 
 * **reaches** a listed fixed point (comes within ``match_rtol * s`` of it at a check, every
-  ``check_every`` steps, or slows below ``settle_tol * s`` where a Newton polish lands on it): an edge joins
+  ``check_every`` steps, or slows below ``settle_tol * s`` where a Newton polish lands on it, or enters a
+  region where the map contracts from which pseudo-transient continuation follows the flow onto it): an edge joins
   the two points. Reaching a point, not settling there, ends the departure: in exact arithmetic a
   heteroclinic orbit from a point of index 2 ends at a saddle, while rounding errors would carry the
   state on along the saddle's own unstable manifold;
@@ -41,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lfads.analysis.fixed_points import FixedPoints, polish_newton
+from lfads.analysis.fixed_points import FixedPoints, polish_newton, pseudo_transient
 from lfads.analysis.jacobians import Dynamics, as_dynamics
 
 __all__ = [
@@ -137,6 +138,7 @@ def build_topology(
     match_rtol: float = 1e-2,
     leave_factor: float = 10.0,
     newton_steps: int = 8,
+    ptc_steps: int = 100,
     hidden_size: int | None = None,
     input_size: int | None = None,
 ) -> TopologyGraph:
@@ -158,6 +160,10 @@ def build_topology(
     settle_tol, match_rtol, leave_factor : float
         Speed (relative to :math:`s`) below which a state may have settled; matching distance (relative);
         escape radius (relative).
+    ptc_steps : int
+        Iterations of :func:`lfads.analysis.fixed_points.pseudo_transient` that follow the flow of a departed
+        state to its root once the map contracts there (every :math:`|\\lambda| < 1`): in a flat basin the
+        map would take thousands of steps to come within the matching distance.
     """
     dyn = as_dynamics(cell, hidden_size=hidden_size, input_size=input_size)
     pts = np.asarray(fixed_points.states, dtype=np.float64)
@@ -186,6 +192,7 @@ def build_topology(
     active = np.arange(len(starts))
     sources = np.array([m["source"] for m in meta], dtype=np.int64)
     departed = np.zeros(len(starts), dtype=bool)
+    tried = np.zeros(len(starts), dtype=bool)
     history: list[np.ndarray] = []
     speed_history: list[np.ndarray] = []
     outcome: dict[int, tuple[str, int, int]] = {}
@@ -222,6 +229,27 @@ def build_topology(
                 elif q_pol[r] < 1e-20 * scale**2:
                     outcome[int(active[row])] = ("new_point", -1, steps)
                     done[row] = True
+        # a departed state where the map is contracting (every |eigenvalue| < 1) is in a basin; in a flat
+        # one (spectral radius near 1) the map creeps towards the attractor for thousands of steps, so the
+        # flow is followed to its root by pseudo-transient continuation instead (once per departure), and
+        # the departure has reached that root when it is a listed attractor
+        trial = departed[active] & ~hit & ~done & ~tried[active]
+        if trial.any():
+            rows = np.nonzero(trial)[0]
+            with torch.no_grad():
+                _, jac, _ = dyn.jacobians(h[rows], u[rows], wrt_input=False)
+            rows = rows[(torch.linalg.eigvals(jac).abs().amax(1) < 1.0).cpu().numpy()]
+            tried[active[rows]] = True
+            if rows.size:
+                end, q_end = pseudo_transient(dyn, x[rows], u[rows].cpu().numpy(), ptc_steps,
+                                              target_q=1e-20 * scale**2)
+                d_end = np.linalg.norm(end[:, None] - pts[None], axis=2)
+                for r, row in enumerate(rows):
+                    target = int(d_end[r].argmin())
+                    # only an attractor: continuation can also converge to a root the map repels from
+                    attractor = fixed_points.n_unstable[target] == 0
+                    if q_end[r] <= 1e-20 * scale**2 and d_end[r, target] <= tol and attractor:
+                        hit[row], nearest[row] = True, target
         for row in np.nonzero(hit)[0]:
             outcome[int(active[row])] = ("fixed_point", int(nearest[row]), steps)
             done[row] = True

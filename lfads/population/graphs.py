@@ -26,15 +26,20 @@ _OUTCOME_FIELDS = ("source", "mode", "sign", "outcome", "target", "steps")
 def find_population_graphs(result: Any, **kwargs: Any) -> dict[str, list[dict[str, TopologyGraph]]]:
     """``graphs[arch][n][condition]``: the graph of each network's fixed points at each condition.
 
+    Nodes are the points of kind ``fixed`` (the first ones of each :class:`FixedPoints`, so node ``k`` is
+    point ``k``); for a task whose conditions hold slow points (context-dependent integration), all points.
+
     ``result`` is a :class:`lfads.population.population.PopulationResult` with its fixed points; keyword
     arguments go to :func:`lfads.compare.topology.build_topology`.
     """
+    slow_task = getattr(result.task, "slow_points", None) is not None
     out = {}
     for arch, fit in result.fits.items():
         out[arch] = [
-            {label: build_topology(fit.model.cell(n).dynamics(), fps, **kwargs) for label, fps in net.items()}
+            {label: build_topology(fit.model.cell(n).dynamics(), fps if slow_task else fps.fixed(), **kwargs)
+             for label, fps in net.items()}
             for n, net in enumerate(result.fixed_points[arch])
-        ]
+        ]  # fmt: skip
     return out
 
 

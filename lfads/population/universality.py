@@ -99,7 +99,7 @@ def flipflop_structure(
     fps: FixedPoints,
     weight: np.ndarray,
     bias: np.ndarray,
-    tol: float = 0.25,
+    tol: float = 0.5,
     saddle_edges: list[tuple[int, int, int]] | None = None,
 ) -> FlipFlopStructure:
     """Stable points as memories and index-1 saddles as cube edges (module docstring).
@@ -111,21 +111,23 @@ def flipflop_structure(
     weight, bias : np.ndarray
         Readout ``(N_bits, H)`` and ``(N_bits,)``; it reads the first ``H`` state entries.
     tol : float
-        Largest distance of a memory's readout channels from :math:`\\pm 1`.
+        Largest distance of a memory's readout channels from :math:`\\pm 1`; the default 0.5 asks each channel
+        to be nearer its memory's value than the decision boundary 0.
     saddle_edges : list of (int, int, int), optional
         ``(saddle, point_a, point_b)``: indices into ``fps`` of an index-1 saddle and the two points its
         unstable manifold flows to (from the fixed-point graph).
     """
     n_bits = weight.shape[0]
     y = _readouts(fps, weight, bias)
-    stable = np.nonzero(fps.stability == "stable")[0]
+    fixed = fps.kind == "fixed"
+    stable = np.nonzero(fixed & (fps.stability == "stable"))[0]
     pattern = {}
     for i in stable:
         if np.all(np.abs(np.abs(y[i]) - 1.0) <= tol):
             pattern[int(i)] = tuple(int(s) for s in np.sign(y[i]))
     memories = sorted(set(pattern.values()))
     all_memories = len(stable) == 2**n_bits and len(memories) == 2**n_bits and len(pattern) == len(stable)
-    index1 = set(np.nonzero((fps.stability == "saddle") & (fps.n_unstable == 1))[0].tolist())
+    index1 = set(np.nonzero(fixed & (fps.stability == "saddle") & (fps.n_unstable == 1))[0].tolist())
     edges = cube = None
     if saddle_edges is not None:
         edges = {frozenset((pattern[a], pattern[b])) for s, a, b in saddle_edges
@@ -236,7 +238,7 @@ def line_attractor(
 
 
 def flipflop_population(
-    result, tol: float = 0.25, saddle_edges: dict | None = None
+    result, tol: float = 0.5, saddle_edges: dict | None = None
 ) -> dict[str, list[FlipFlopStructure]]:
     """:func:`flipflop_structure` of every network of a flip-flop population
     (a :class:`~lfads.population.population.PopulationResult`).
