@@ -142,12 +142,15 @@ class ComparisonResult:
         Metric name -> dict of scalar settings (and ``wall_time`` in seconds).
     extras : dict
         Metric name -> dict of other ``(N, N)`` arrays (e.g. the graph-distance method per pair).
+    labels : list of str, optional
+        A group label per model (e.g. the architecture of each network of a population).
     """
 
     names: list[str]
     distances: dict[str, np.ndarray] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    labels: list[str] | None = None
 
     def __getitem__(self, metric: str) -> np.ndarray:
         return self.distances[metric]
@@ -164,14 +167,16 @@ class ComparisonResult:
         return "\n\n".join(self.table(m) for m in self.distances)
 
     def save(self, path: str | Path) -> Path:
-        """Write to HDF5 atomically: ``names``, one group per metric with ``distances`` (and extras), settings
-        as the group's attributes."""
+        """Write to HDF5 atomically: ``names`` (and ``labels`` when set), one group per metric with ``distances``
+        (and extras), settings as the group's attributes."""
         import h5py
 
         path = Path(path)
         with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = _FORMAT
             f.create_dataset("names", data=np.asarray(self.names, dtype="S"))
+            if self.labels is not None:
+                f.create_dataset("labels", data=np.asarray(self.labels, dtype="S"))
             for metric, d in self.distances.items():
                 g = f.create_group(metric)
                 g.create_dataset("distances", data=np.asarray(d, dtype=np.float64))
@@ -201,8 +206,10 @@ class ComparisonResult:
                 )
             names = [n.decode() for n in f["names"][()]]
             out = cls(names)
+            if "labels" in f:
+                out.labels = [n.decode() for n in f["labels"][()]]
             for metric in f:
-                if metric == "names":
+                if metric in ("names", "labels"):
                     continue
                 g = f[metric]
                 out.distances[metric] = g["distances"][()]
