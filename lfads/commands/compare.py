@@ -52,7 +52,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--split", default="valid", help="trials whose generator states are compared (default valid)")
     parser.add_argument("--session", type=int, default=0, help="session index (multi-session models)")
     parser.add_argument("--max-trials", type=int, default=200, help="use at most this many trials (default 200)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the comparison (and, with --population, of the shared task trials)")
     pop = parser.add_argument_group("populations (with --population)")
     pop.add_argument("--archs", help="comma-separated architectures to compare (default: all in the files)")
     pop.add_argument("--condition", help="task condition whose fixed points are compared (default: the first)")

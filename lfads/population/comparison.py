@@ -59,7 +59,7 @@ class TaskReadout:
     bias: np.ndarray
 
     def __call__(self, states: Any) -> np.ndarray:
-        """Outputs ``(n, O)`` (float64) of states ``(n, S)`` (array or tensor; only the first ``H`` entries are read)."""
+        """Outputs ``(n, O)`` (float64) of states ``(n, S)`` (array or tensor; only entries ``:H`` are read)."""
         h = states.detach().cpu().double().numpy() if isinstance(states, torch.Tensor) else np.asarray(states)
         return h[:, : self.weight.shape[1]].astype(np.float64) @ self.weight.T + self.bias
 
@@ -115,7 +115,7 @@ def population_models(
     -------
     models : list of Model
         Named ``<prefix><arch>/seed<s>``; ``fixed_points`` and ``topology`` are ``None`` where the population
-        holds none.
+        holds none (:func:`compare_population` then refuses the fixed-point metrics rather than searching).
     labels : np.ndarray
         ``(models,)`` the architecture of each model.
     """
@@ -141,7 +141,7 @@ def population_models(
                 topology=graphs[n].get(label) if graphs else None,
             ))  # fmt: skip
             labels.append(arch)
-    return models, np.asarray(labels)
+    return models, np.asarray(labels, dtype=str)
 
 
 def check_population_file(path: str | Path) -> Path:
