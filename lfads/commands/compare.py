@@ -38,7 +38,8 @@ DEFAULT_METRICS = "procrustes,cca,dsa,topology,spectra"
 
 def build_parser() -> ArgumentParser:
     """The argument parser of ``lfads compare``."""
-    parser = ArgumentParser(prog="lfads compare", description="Distances between the dynamics of fitted models.")
+    parser = ArgumentParser(prog="lfads compare",
+                            description="Distances between the dynamics of fitted models or of population networks.")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", action="append", help="run directory, using its best checkpoint (repeat: two or more)")
     src.add_argument("--ckpt", action="append", help="checkpoint file (repeat: two or more)")
