@@ -220,3 +220,30 @@ def test_models_on_different_trials_or_without_what_they_need_are_refused():
         compare_models([Model("a", x, cell), Model("b", x, cell)], metrics=["jslds"])
     with pytest.raises(LFADSDataError, match="initial_states must be"):
         linearization_points(TrialPath(cell, x, u, np.zeros((5, 3))), np.array([[0, 0]]))
+
+
+def test_an_lfads_model_cotrained_with_a_jslds_is_linearized_at_its_expansion_points(small_lorenz):
+    from lfads.compare.runs import lfads_generator_model
+    from lfads.data.datamodule import LFADSDataModule
+    from lfads.model import LFADS
+
+    torch.manual_seed(0)
+    dm = LFADSDataModule(str(small_lorenz), batch_size=8)
+    model = LFADS(dm.encod_data_dims, dm.recon_data_dims, dm.encod_seq_len, dm.recon_seq_len, dm.ext_input_dim,
+                  ic_enc_dim=4, ci_enc_dim=4, con_dim=4, co_dim=2, ic_dim=4, gen_dim=6, fac_dim=3, jslds=True,
+                  jslds_hidden_dim=8)
+    torch.nn.init.normal_(model.jslds.expansion.mlp[-1].weight, std=0.3)  # E(h) != h
+    m = lfads_generator_model(model, dm, "cotrained", split="valid", max_trials=5)
+    assert m.expansion is model.jslds.expansion and m.inputs.shape[-1] == 2
+    valid = dm.sessions[0].splits["valid"]
+    model.eval()
+    out = model.jslds_outputs(0, torch.as_tensor(valid.encod_data[:5]), torch.as_tensor(valid.ext_input[:5]))
+    path = TrialPath(m.cell, m.trajectories, m.inputs, m.initial_states, m.expansion, m.hidden_size, m.input_size)
+    points = shared_points([path], max_points=None)
+    x, w, where, _ = linearization_points(path, points)
+    assert where == "expansion" and w is None
+    np.testing.assert_allclose(x.numpy(), out["expansion_points"].double().numpy()[points[:, 0], points[:, 1]],
+                               atol=1e-5)
+    # the generator's own visited states reproduce its trajectory: step t from (g_{t-1}, [u_t; v_t])
+    x, w, where, dyn = linearization_points(path, points, at="states")
+    np.testing.assert_allclose(dyn.step(x, w).numpy(), m.trajectories[points[:, 0], points[:, 1]], atol=1e-5)
