@@ -244,7 +244,7 @@ def _prepare_models(
     need_traj = need_lin or any(m in GEOMETRY_METRICS or m in DYNAMICS_METRICS for m in metrics)
     need_fps = any(m in FIXED_POINT_METRICS for m in metrics)
     for k, m in enumerate(models):
-        h0 = initial_states[k] if isinstance(initial_states, (list, tuple)) else initial_states
+        h0 = _initial_states_of(initial_states, k)
         if m.trajectories is None and m.cell is not None and (need_traj or (need_fps and m.fixed_points is None)):
             if inputs is None or initial_states is None:
                 raise LFADSDataError(
@@ -408,6 +408,13 @@ def compare_models(
         result.distances[key] = d
         result.settings[key] = settings
     return result
+
+
+def _initial_states_of(initial_states: Any, k: int) -> Any:
+    """Model ``k``'s initial states from one array shared by all models or a list of one per model."""
+    if isinstance(initial_states, (list, tuple)):
+        return initial_states[k] if k < len(initial_states) else None
+    return initial_states
 
 
 def _jslds_distances(ms: list[Model], kwargs: dict[str, Any], seed: int) -> tuple[np.ndarray, dict, np.ndarray]:

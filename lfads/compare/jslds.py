@@ -135,7 +135,8 @@ def shared_points(paths: Sequence[TrialPath], max_points: int | None = 2000, see
     shapes = [np.shape(p.states) for p in paths]
     bad = [p.name for p, s in zip(paths, shapes) if len(s) != 3]
     if bad:
-        raise LFADSDataError(f"The jslds metric needs states (trials, time, H) for every model; {bad} have other shapes.")
+        raise LFADSDataError(
+            f"The jslds metric needs states (trials, time, H) for every model; {bad} have other shapes.")
     if len({s[:2] for s in shapes}) != 1:
         listed = ", ".join(f"{p.name!r} {s[:2]}" for p, s in zip(paths, shapes))
         raise LFADSDataError(
@@ -265,7 +266,7 @@ def spectral_distances(ev_a: np.ndarray, ev_b: np.ndarray) -> np.ndarray:
     .. math:: W_1 = \\min_\\sigma \\frac1k \\sum_m |\\lambda_m - \\mu_{\\sigma(m)}|,
 
     solved exactly by ``scipy.optimize.linear_sum_assignment``; it equals
-    :func:`lfads.compare.dsa.eigenvalue_wasserstein` (POT's exact solver) at a tenth of the cost.
+    :func:`lfads.compare.dsa.eigenvalue_wasserstein` (POT's exact solver) at a fraction of the cost.
     """
     width = max(ev_a.shape[1], ev_b.shape[1])
     pad_a = np.pad(ev_a, ((0, 0), (0, width - ev_a.shape[1])))
