@@ -2,7 +2,8 @@
 
 Every model's generator is compared on the same trials (runs fitted to different data are refused, as for
 an ensemble): geometry of the generator states (Procrustes, CCA, CKA), data-driven dynamics (DSA), the
-topology of the generator's fixed points and their linearizations (see :mod:`lfads.compare`). The distance
+topology of the generator's fixed points and their linearizations, the generator's Jacobians along the same
+trials (``jslds``; at the expansion points of a co-trained JSLDS) (see :mod:`lfads.compare`). The distance
 matrices and their settings go to one HDF5 file, the tables to the terminal, and a figure (heatmaps and an
 MDS embedding) beside the file.
 
