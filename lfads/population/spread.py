@@ -236,17 +236,19 @@ def _check_reachable(address: str, timeout: float = _CONNECT_TIMEOUT_S) -> None:
 
 
 @contextmanager
-def _ray_instance(address: str | None, num_cpus: int | None) -> Iterator[None]:
-    """Ray, joined at ``address`` or started here (and shut down after) unless already running."""
+def _ray_instance(address: str | None, num_cpus: int | None, verbose: bool) -> Iterator[None]:
+    """Ray, joined at ``address`` or started here (and shut down after) unless already running; the trials'
+    own output reaches this process only when ``verbose``."""
     import ray
 
     if ray.is_initialized():
         yield
         return
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": bool(verbose)}
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, **quiet)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **quiet)
     try:
         yield
     finally:
@@ -265,7 +267,8 @@ def _fit_trials(units: list[dict], setup: SpreadSetup, cpus_per_trial: float, st
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(train_chunk, setup=setup), {"cpu": cpus_per_trial}),
         param_space={"unit": tune.grid_search(units)},
-        tune_config=tune.TuneConfig(trial_name_creator=_unit_name, trial_dirname_creator=_unit_name),
+        tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=_unit_name,
+                                    trial_dirname_creator=_unit_name),
         run_config=tune.RunConfig(storage_path=storage, verbose=1 if verbose else 0),
     )
     return list(tuner.fit())
@@ -347,7 +350,7 @@ def run_population_ray(
     if address:
         _check_reachable(address)
     with tempfile.TemporaryDirectory(prefix="lfads_population_ray_") as scratch:
-        with _ray_instance(address, num_cpus):
+        with _ray_instance(address, num_cpus, verbose):
             results = _fit_trials(trials, setup, cpus_per_trial, _storage_path(storage or scratch), verbose)
         chunks: dict[str, list] = {arch: [] for arch in archs}
         for res in results:
