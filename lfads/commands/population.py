@@ -37,7 +37,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier population file")
     ray = parser.add_argument_group("spreading the training over Ray Tune")
     ray.add_argument("--ray", action="store_true",
-                     help="train on Ray Tune, one trial per architecture and chunk of seeds (pip install 'lfads[tune]')")
+                     help="train on Ray Tune, one trial per architecture and chunk of seeds "
+                          "(pip install 'lfads[tune]')")
     ray.add_argument("--ray-address", metavar="HOST:PORT",
                      help="a running Ray cluster (`ray start --head` prints it; trusted networks only); "
                           "default: start Ray on this machine")
