@@ -58,6 +58,18 @@ def test_a_run_compared_with_itself_is_at_distance_zero(two_runs, tmp_path):
         assert result[metric][0, 1] < 1e-6, metric
 
 
+def test_the_jslds_metric_compares_the_generators_linearized_along_the_same_trials(two_runs, tmp_path):
+    out = tmp_path / "jslds.h5"
+    assert main(["compare", "--run", str(two_runs[0]), "--run", str(two_runs[0]), "--run", str(two_runs[1]),
+                 "--names", "a,a_again,b", "--metrics", "jslds", "--max-trials", "4", "--out", str(out)]) == 0
+    result = ComparisonResult.load(out)
+    d = result["jslds"]
+    assert np.array_equal(d, d.T) and np.all(np.diag(d) == 0)
+    assert d[0, 1] < 1e-12 and d[0, 2] > 1e-6
+    assert result.settings["jslds"]["n_points"] == 4 * 50  # every step of 4 trials, from the initial states on
+    assert list(result.extras["jslds"]["linearized_at"]) == ["states"] * 3
+
+
 def test_runs_on_different_data_are_refused(two_runs, tmp_path, capsys):
     from datasets.lorenz import write_lorenz
 

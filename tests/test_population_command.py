@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import sys
+
 import pytest
 
 from lfads.cli import main
-from lfads.population.population import load_population
+from lfads.population.population import load_population, run_population
 
 TINY = ["--task", "flipflop", "--arch", "gru,vanilla", "--seeds", "2", "--units", "8", "--max-steps", "20",
         "--n-initial", "16"]
@@ -42,3 +45,67 @@ def test_an_existing_file_is_kept_without_overwrite(tmp_path, capsys):
         main(["population", *TINY, "--out", str(out)])
     assert out.read_bytes() == b"earlier results"
     assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--ray", "--seeds-per-trial", "0"], "--seeds-per-trial 0: must be at least 1"),
+    (["--ray", "--cpus-per-trial", "0"], "--cpus-per-trial 0: must be at least 1"),
+    (["--seeds-per-trial", "2"], "--seeds-per-trial: only with --ray"),
+    (["--ray-address", "10.0.0.5:6379"], "--ray-address: only with --ray"),
+])
+def test_bad_ray_options_are_one_line_before_any_training(tmp_path, capsys, extra, says):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["population", *TINY, *extra, "--out", str(tmp_path / "pop.h5")])
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("lfads population: error:") and says in line
+    assert not (tmp_path / "pop.h5").exists()
+
+
+def test_ray_without_ray_installed_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(SystemExit) as exit_info:
+        main(["population", *TINY, "--ray", "--out", str(tmp_path / "pop.h5")])
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("lfads population: error: --ray: Ray Tune is not installed")
+    assert "pip install 'lfads[tune]'" in line
+
+
+def test_ray_address_without_a_cluster_is_one_line_before_any_training(tmp_path, capsys):
+    pytest.importorskip("ray", reason="Ray Tune is optional: pip install 'lfads[tune]'")
+    import ray
+
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["population", *TINY, "--ray", "--ray-address", f"127.0.0.1:{port}", "--out", str(tmp_path / "pop.h5")])
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"Ray address 127.0.0.1:{port}: no Ray cluster answers" in line and "ray start --head" in line
+    assert not ray.is_initialized() and not (tmp_path / "pop.h5").exists()
+
+
+def test_ray_options_reach_the_spread_population(tmp_path, monkeypatch):
+    """--ray hands the trial settings and the population settings to run_population_ray (stood in for here)."""
+    pytest.importorskip("ray", reason="Ray Tune is optional: pip install 'lfads[tune]'")
+    from lfads.population import spread
+
+    calls = []
+
+    def fake(**kwargs):
+        calls.append(kwargs)
+        return run_population(task=kwargs["task"], archs=kwargs["archs"], seeds=kwargs["seeds"], units=kwargs["units"],
+                              max_steps=kwargs["max_steps"], find_points=False)
+
+    monkeypatch.setattr(spread, "run_population_ray", fake)
+    out = tmp_path / "pop.h5"
+    assert main(["population", *TINY, "--ray", "--seeds-per-trial", "1", "--cpus-per-trial", "2",
+                 "--ray-storage", str(tmp_path / "ray"), "--out", str(out)]) == 0
+    assert len(calls) == 1
+    kwargs = calls[0]
+    assert {k: kwargs[k] for k in ("seeds_per_trial", "cpus_per_trial", "address", "storage")} == {
+        "seeds_per_trial": 1, "cpus_per_trial": 2, "address": None, "storage": str(tmp_path / "ray")}
+    assert kwargs["archs"] == ["gru", "vanilla"] and kwargs["seeds"] == 2 and kwargs["units"] == 8
+    assert load_population(out).archs == ["gru", "vanilla"]

@@ -2,9 +2,15 @@
 
 Every model's generator is compared on the same trials (runs fitted to different data are refused, as for
 an ensemble): geometry of the generator states (Procrustes, CCA, CKA), data-driven dynamics (DSA), the
-topology of the generator's fixed points and their linearizations (see :mod:`lfads.compare`). The distance
+topology of the generator's fixed points and their linearizations, the generator's Jacobians along the same
+trials (``jslds``; at the expansion points of a co-trained JSLDS) (see :mod:`lfads.compare`). The distance
 matrices and their settings go to one HDF5 file, the tables to the terminal, and a figure (heatmaps and an
 MDS embedding) beside the file.
+
+``--population FILE`` (repeatable) compares instead the networks of populations written by ``lfads population``
+(:func:`lfads.population.comparison.compare_population`): their states on shared trials of the task, their
+stored fixed points and fixed-point graphs at one condition; it also prints, and stores with each metric, the
+silhouette of the distances with the architectures as labels, and stores the labels in the output file.
 """
 
 from __future__ import annotations
@@ -33,11 +39,14 @@ DEFAULT_METRICS = "procrustes,cca,dsa,topology,spectra"
 
 def build_parser() -> ArgumentParser:
     """The argument parser of ``lfads compare``."""
-    parser = ArgumentParser(prog="lfads compare", description="Distances between the dynamics of fitted models.")
+    parser = ArgumentParser(prog="lfads compare",
+                            description="Distances between the dynamics of fitted models or of population networks.")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", action="append", help="run directory, using its best checkpoint (repeat: two or more)")
     src.add_argument("--ckpt", action="append", help="checkpoint file (repeat: two or more)")
-    parser.add_argument("--names", help="comma-separated model names (default: run0, run1, ...)")
+    src.add_argument("--population", action="append",
+                     help="population file written by `lfads population` (repeat to pool populations of one task)")
+    parser.add_argument("--names", help="comma-separated model names (default: run0, run1, ...; runs only)")
     parser.add_argument("--metrics", default=DEFAULT_METRICS,
                         help=f"comma-separated metrics (default {DEFAULT_METRICS})")
     parser.add_argument("--out", required=True, help="output HDF5 file with every distance matrix")
@@ -45,7 +54,12 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--split", default="valid", help="trials whose generator states are compared (default valid)")
     parser.add_argument("--session", type=int, default=0, help="session index (multi-session models)")
     parser.add_argument("--max-trials", type=int, default=200, help="use at most this many trials (default 200)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the comparison (and, with --population, of the shared task trials)")
+    pop = parser.add_argument_group("populations (with --population)")
+    pop.add_argument("--archs", help="comma-separated architectures to compare (default: all in the files)")
+    pop.add_argument("--condition", help="task condition whose fixed points are compared (default: the first)")
+    pop.add_argument("--trials", type=int, help="shared task trials the networks are run on (default 64)")
     add_common_options(parser, progress=False)
     return parser
 
@@ -73,6 +87,12 @@ def main(argv: list[str]) -> int:
     from lfads.compare.runs import lfads_generator_model
 
     args = build_parser().parse_args(argv)
+    if args.population:
+        return _population_main(args)
+    given = [o for o, v in (("--archs", args.archs), ("--condition", args.condition), ("--trials", args.trials))
+             if v is not None]  # fmt: skip
+    if given:
+        raise LFADSArgumentError(f"{', '.join(given)}: only with --population, not with --run or --ckpt.")
     trust = True if args.trust_checkpoint else None
     sources = args.ckpt or args.run
     if len(sources) < 2:
@@ -102,22 +122,50 @@ def _check_members(members: list, ckpts: list[Path], split: str, session: int) -
     check_splits([split], splits_present(datamodule), f"the data ({', '.join(datamodule.session_names)})", "--split")
 
 
+def _population_main(args) -> int:
+    """``lfads compare --population FILE ...``: the networks of populations, compared and scored by architecture."""
+    from lfads.population.comparison import check_population_file, compare_population
+
+    if args.names is not None:
+        raise LFADSArgumentError("--names: a population's networks are named by the file (arch/seed<s>); leave it out.")
+    metrics = _metrics(args.metrics)
+    archs = None if args.archs is None else [a.strip() for a in args.archs.split(",") if a.strip()]
+    if archs is not None and not archs:
+        raise LFADSArgumentError(f"--archs {args.archs}: give comma-separated architectures, e.g. gru,lstm.")
+    trials = 64 if args.trials is None else args.trials
+    require_at_least(trials, 2, "--trials")
+    paths = [check_population_file(p) for p in args.population]
+    out = output_file(args.out, args.overwrite, protected=paths, what="a population file")
+    figure = output_file(args.figure or out.with_suffix(".png"), args.overwrite, protected=paths, option="--figure",
+                         what="a population file")
+    comparison = compare_population(paths, metrics, condition=args.condition, archs=archs, n_trials=trials,
+                                    seed=args.seed)
+    _write(comparison.result, args, out, figure, set(paths), labels=comparison.labels)
+    print(comparison.silhouette_table())
+    return 0
+
+
 def _compare_and_write(models, metrics, names, args, out: Path, figure: Path, protected: set) -> None:
+    from lfads.compare.api import compare_models
+
+    _write(compare_models(models, metrics, names=names, seed=args.seed), args, out, figure, protected)
+
+
+def _write(result, args, out: Path, figure: Path, protected: set, labels=None) -> None:
+    """Write ``result`` and its figure through the output guard; print the tables."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lfads.compare.api import compare_models
     from lfads.data.atomic import guarded_output
     from lfads.viz.compare import plot_comparison
 
-    result = compare_models(models, metrics, names=names, seed=args.seed)
     with guarded_output(out, protected=protected, overwrite=args.overwrite, what="comparison file") as tmp:
         result.save(tmp)
     print(result)
     print(f"Wrote {out}")
-    fig = plot_comparison(result)
+    fig = plot_comparison(result, None if labels is None else list(labels))
     with guarded_output(figure, protected=protected, overwrite=args.overwrite, what="figure", option="--figure",
                         suffix=figure.suffix) as tmp:
         fig.savefig(tmp, dpi=120, format=figure.suffix.lstrip(".") or "png")

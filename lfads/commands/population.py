@@ -4,6 +4,10 @@
 ``seeds`` networks of each architecture at once (one batched model per architecture), finds each network's
 fixed points and fixed-point graph, writes weights, losses, the reached-target flags, fixed points and graphs
 to one HDF5 file, and prints a summary table per architecture (see :mod:`lfads.population`).
+
+With ``--ray`` the training is spread over Ray Tune trials, one per architecture and chunk of
+``--seeds-per-trial`` seeds (:mod:`lfads.population.spread`), on a Ray started here or on the cluster at
+``--ray-address`` (``ray start --head`` prints it); the file is the same.
 """
 
 from __future__ import annotations
@@ -31,6 +35,19 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--no-graphs", action="store_true", help="skip the fixed-point graphs")
     parser.add_argument("--out", required=True, help="HDF5 file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier population file")
+    ray = parser.add_argument_group("spreading the training over Ray Tune")
+    ray.add_argument("--ray", action="store_true",
+                     help="train on Ray Tune, one trial per architecture and chunk of seeds "
+                          "(pip install 'lfads[tune]')")
+    ray.add_argument("--ray-address", metavar="HOST:PORT",
+                     help="a running Ray cluster (`ray start --head` prints it; trusted networks only); "
+                          "default: start Ray on this machine")
+    ray.add_argument("--seeds-per-trial", type=int, metavar="K",
+                     help="networks trained together in one trial (default 8)")
+    ray.add_argument("--cpus-per-trial", type=int, metavar="C", help="CPUs of one trial (default 1)")
+    ray.add_argument("--ray-storage", metavar="DIR",
+                     help="keep Ray Tune's results (trial logs, checkpoints) here; on a cluster of several "
+                          "machines a folder they all see (default: a temporary folder)")
     return parser
 
 
@@ -45,6 +62,32 @@ def _archs(text: str) -> list[str]:
     return archs
 
 
+_RAY_OPTIONS = ("ray_address", "seeds_per_trial", "cpus_per_trial", "ray_storage")
+
+
+def _ray_settings(args) -> dict | None:
+    """The settings of :func:`lfads.population.spread.run_population_ray` from ``--ray ...``; None without ``--ray``."""
+    given = [f"--{name.replace('_', '-')}" for name in _RAY_OPTIONS if getattr(args, name) is not None]
+    if not args.ray:
+        if given:
+            raise LFADSArgumentError(f"{', '.join(given)}: only with --ray; add --ray or drop them.")
+        return None
+    settings = {"seeds_per_trial": 8 if args.seeds_per_trial is None else args.seeds_per_trial,
+                "cpus_per_trial": 1 if args.cpus_per_trial is None else args.cpus_per_trial,
+                "address": args.ray_address, "storage": args.ray_storage}
+    require_at_least(settings["seeds_per_trial"], 1, "--seeds-per-trial")
+    require_at_least(settings["cpus_per_trial"], 1, "--cpus-per-trial")
+    if args.ray_address is not None and not args.ray_address.strip():
+        raise LFADSArgumentError("--ray-address '': empty; pass the host:port `ray start --head` prints, or drop it.")
+    try:
+        import ray  # noqa: F401
+        from ray import tune  # noqa: F401
+    except ImportError:
+        raise LFADSArgumentError("--ray: Ray Tune is not installed; install it with pip install 'lfads[tune]', "
+                                 "or drop --ray.") from None
+    return settings
+
+
 def main(argv: list[str]) -> int:
     """Run ``lfads population`` with the arguments after ``population``; returns 0 on success."""
     from lfads.data.atomic import guarded_output
@@ -56,11 +99,18 @@ def main(argv: list[str]) -> int:
     for value, option in ((args.seeds, "--seeds"), (args.units, "--units"), (args.max_steps, "--max-steps"),
                           (args.n_initial, "--n-initial")):
         require_at_least(value, 1, option)
+    ray = _ray_settings(args)
     get_task(args.task)  # an unknown task is an error before any training
     out = output_file(args.out, args.overwrite, what="a run")
-    result = run_population(task=args.task, archs=archs, seeds=args.seeds, units=args.units,
-                            max_steps=args.max_steps, target_loss=args.target_loss, n_initial_states=args.n_initial,
-                            graphs=not args.no_graphs, verbose=True)
+    common = dict(task=args.task, archs=archs, seeds=args.seeds, units=args.units, max_steps=args.max_steps,
+                  target_loss=args.target_loss, n_initial_states=args.n_initial, graphs=not args.no_graphs,
+                  verbose=True)  # fmt: skip
+    if ray is None:
+        result = run_population(**common)
+    else:
+        from lfads.population.spread import run_population_ray
+
+        result = run_population_ray(**ray, **common)
     with guarded_output(out, overwrite=args.overwrite, what="population file") as tmp:
         save_population(result, tmp)
     print(result.summary())

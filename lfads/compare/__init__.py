@@ -6,6 +6,7 @@
 * :mod:`~lfads.compare.topology` -- the graph of fixed points joined by the flow out of their unstable
   directions, and distances between such graphs;
 * :mod:`~lfads.compare.spectra` -- fixed points of two models matched, Jacobian spectra compared;
+* :mod:`~lfads.compare.jslds` -- Jacobian spectra compared along the same trials (the matrices of a JSLDS);
 * :mod:`~lfads.compare.stats` -- permutation tests, noise floors, bootstrap intervals, MDS, silhouettes;
 * :mod:`~lfads.compare.systems` -- small systems with known answers (DSA's Figures 3 and 4);
 * :mod:`~lfads.compare.api` -- :func:`compare_models`: every metric for many models at once, saved to HDF5.
@@ -38,6 +39,7 @@ from lfads.compare.geometry import (
     pairwise_cross_validated_distances,
     pairwise_distances,
 )
+from lfads.compare.jslds import JSLDSComparison, TrialPath, pairwise_jslds_distances
 from lfads.compare.spectra import LinearizationComparison, compare_linearizations, match_fixed_points
 from lfads.compare.stats import (
     bootstrap_interval,
@@ -59,6 +61,7 @@ from lfads.compare.topology import (
 __all__ = [
     "DMD",
     "DSA",
+    "JSLDSComparison",
     "METRICS",
     "ComparisonResult",
     "LinearCKA",
@@ -66,6 +69,7 @@ __all__ = [
     "Model",
     "ShapeMetric",
     "TopologyGraph",
+    "TrialPath",
     "bootstrap_interval",
     "build_topology",
     "compare_linearizations",
@@ -82,6 +86,7 @@ __all__ = [
     "match_fixed_points",
     "pairwise_cross_validated_distances",
     "pairwise_distances",
+    "pairwise_jslds_distances",
     "permutation_test",
     "select_delay_rank",
     "separation_auc",

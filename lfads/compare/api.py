@@ -21,6 +21,8 @@ Metrics (names for ``metrics=``):
 ``topology``              graph distance between fixed-point graphs (:mod:`lfads.compare.topology`)
 ``topology_counts``       L1 distance between counts of fixed points by index
 ``spectra``               mean eigenvalue distance of matched fixed points (:mod:`lfads.compare.spectra`)
+``jslds``                 mean eigenvalue distance of the Jacobians along the same trials
+                          (:mod:`lfads.compare.jslds`)
 ========================  ==========================================================================
 
 :meth:`ComparisonResult.save` writes every matrix with its settings to one HDF5 file, atomically.
@@ -47,6 +49,7 @@ from lfads.compare.geometry import (
     pairwise_cross_validated_distances,
     pairwise_distances,
 )
+from lfads.compare.jslds import TrialPath, pairwise_jslds_distances
 from lfads.compare.spectra import compare_linearizations
 from lfads.compare.topology import TopologyGraph, build_topology, count_distance, graph_distance
 from lfads.data.atomic import atomic_output
@@ -56,7 +59,8 @@ __all__ = ["METRICS", "ComparisonResult", "Model", "compare_models", "exact_poin
 
 DYNAMICS_METRICS = ("dsa", "dsa_eigenvalues")
 FIXED_POINT_METRICS = ("topology", "topology_counts", "spectra")
-METRICS: tuple[str, ...] = (*GEOMETRY_METRICS, *DYNAMICS_METRICS, *FIXED_POINT_METRICS)
+TRIAL_LINEARIZATION_METRICS = ("jslds",)
+METRICS: tuple[str, ...] = (*GEOMETRY_METRICS, *DYNAMICS_METRICS, *FIXED_POINT_METRICS, *TRIAL_LINEARIZATION_METRICS)
 _FORMAT = "lfads.compare.ComparisonResult/1"
 
 
@@ -103,6 +107,12 @@ class Model:
         Map from states to a space shared by all models (used to match fixed points).
     hidden_size, input_size : int, optional
         Sizes of a plain function ``f(u, h)``.
+    inputs : np.ndarray, optional
+        ``(trials, time, I)`` inputs that drove ``trajectories`` (``trajectories[:, t] = F(h_{t-1}, u_t)``).
+    initial_states : np.ndarray, optional
+        ``(trials, H)`` states before the first step.
+    expansion : module or callable, optional
+        JSLDS expansion-point network ``(batch, H) -> (batch, H)`` (for the ``jslds`` metric).
     """
 
     name: str
@@ -112,6 +122,9 @@ class Model:
     readout: Any = None
     hidden_size: int | None = None
     input_size: int | None = None
+    inputs: np.ndarray | None = None
+    initial_states: np.ndarray | None = None
+    expansion: Any = None
     topology: TopologyGraph | None = field(default=None, repr=False)
 
 
@@ -142,12 +155,15 @@ class ComparisonResult:
         Metric name -> dict of scalar settings (and ``wall_time`` in seconds).
     extras : dict
         Metric name -> dict of other ``(N, N)`` arrays (e.g. the graph-distance method per pair).
+    labels : list of str, optional
+        A group label per model (e.g. the architecture of each network of a population).
     """
 
     names: list[str]
     distances: dict[str, np.ndarray] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    labels: list[str] | None = None
 
     def __getitem__(self, metric: str) -> np.ndarray:
         return self.distances[metric]
@@ -164,14 +180,16 @@ class ComparisonResult:
         return "\n\n".join(self.table(m) for m in self.distances)
 
     def save(self, path: str | Path) -> Path:
-        """Write to HDF5 atomically: ``names``, one group per metric with ``distances`` (and extras), settings
-        as the group's attributes."""
+        """Write to HDF5 atomically: ``names`` (and ``labels`` when set), one group per metric with ``distances``
+        (and extras), settings as the group's attributes."""
         import h5py
 
         path = Path(path)
         with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = _FORMAT
             f.create_dataset("names", data=np.asarray(self.names, dtype="S"))
+            if self.labels is not None:
+                f.create_dataset("labels", data=np.asarray(self.labels, dtype="S"))
             for metric, d in self.distances.items():
                 g = f.create_group(metric)
                 g.create_dataset("distances", data=np.asarray(d, dtype=np.float64))
@@ -201,8 +219,10 @@ class ComparisonResult:
                 )
             names = [n.decode() for n in f["names"][()]]
             out = cls(names)
+            if "labels" in f:
+                out.labels = [n.decode() for n in f["labels"][()]]
             for metric in f:
-                if metric == "names":
+                if metric in ("names", "labels"):
                     continue
                 g = f[metric]
                 out.distances[metric] = g["distances"][()]
@@ -227,17 +247,26 @@ def _prepare_models(
     seed: int,
     exact_only: bool,
 ) -> None:
-    need_traj = any(m in GEOMETRY_METRICS or m in DYNAMICS_METRICS for m in metrics)
+    need_lin = any(m in TRIAL_LINEARIZATION_METRICS for m in metrics)
+    need_traj = need_lin or any(m in GEOMETRY_METRICS or m in DYNAMICS_METRICS for m in metrics)
     need_fps = any(m in FIXED_POINT_METRICS for m in metrics)
-    for m in models:
+    for k, m in enumerate(models):
+        h0 = _initial_states_of(initial_states, k)
         if m.trajectories is None and m.cell is not None and (need_traj or (need_fps and m.fixed_points is None)):
             if inputs is None or initial_states is None:
                 raise LFADSDataError(
                     f"Model {m.name!r} is a cell: pass inputs (trials, time, I) and initial_states (trials, H) to "
                     "compare_models so it can be run, or give its trajectories."
                 )
-            h0 = initial_states[models.index(m)] if isinstance(initial_states, (list, tuple)) else initial_states
             m.trajectories = simulate(m.cell, inputs, h0, m.hidden_size, m.input_size)
+        if need_lin:
+            if m.cell is None:
+                raise LFADSDataError(
+                    f"Model {m.name!r} has no cell; the jslds metric differentiates the map along the trials, so give "
+                    "its cell (or f(u, h)) with its trajectories."
+                )
+            m.inputs = np.asarray(inputs) if m.inputs is None and inputs is not None else m.inputs
+            m.initial_states = np.asarray(h0) if m.initial_states is None and h0 is not None else m.initial_states
         if need_traj and m.trajectories is None:
             raise LFADSDataError(f"Model {m.name!r} has no trajectories; the metrics {list(metrics)} need them.")
         if need_fps and m.fixed_points is None:
@@ -271,6 +300,7 @@ def compare_models(
     fixed_point_kwargs: dict[str, Any] | None = None,
     spectra_kwargs: dict[str, Any] | None = None,
     graph_kwargs: dict[str, Any] | None = None,
+    jslds_kwargs: dict[str, Any] | None = None,
     exact_only: bool = True,
     cv_folds: int | None = None,
     seed: int = 0,
@@ -286,7 +316,9 @@ def compare_models(
     names : sequence of str, optional
         Model names (``model0``, ``model1``, ... by default).
     inputs, initial_states : array, optional
-        ``(trials, time, I)`` and ``(trials, H)`` (or one per model) to run models given as cells.
+        ``(trials, time, I)`` and ``(trials, H)`` (or one per model) to run models given as cells; for
+        ``jslds`` also the inputs and initial states of models given with trajectories and a cell, unless their
+        :class:`Model` has its own.
     conditions : array, optional
         ``(trials,)`` labels: DSA is fitted to the residuals about the condition averages.
     dsa : DSA, optional
@@ -299,10 +331,12 @@ def compare_models(
     exact_only : bool
         Topology and spectra use only the fixed points that Newton's method resolves to rounding error
         (:func:`exact_points`), not loose points of slow plateaus.
-    fixed_point_kwargs, spectra_kwargs, graph_kwargs : dict, optional
+    fixed_point_kwargs, spectra_kwargs, graph_kwargs, jslds_kwargs : dict, optional
         Passed to :func:`~lfads.analysis.find_fixed_points`,
-        :func:`~lfads.compare.spectra.compare_linearizations` and
-        :func:`~lfads.compare.topology.graph_distance`.
+        :func:`~lfads.compare.spectra.compare_linearizations`,
+        :func:`~lfads.compare.topology.graph_distance` and
+        :func:`~lfads.compare.jslds.pairwise_jslds_distances` (``max_points``, default 2000; ``n_modes``;
+        ``at``; ``seed`` defaults to ``seed``).
 
     Examples
     --------
@@ -363,6 +397,10 @@ def compare_models(
                 for j in range(i + 1, n):
                     d[i, j] = d[j, i] = count_distance(_index_graph(ms[i]), _index_graph(ms[j]))
             settings = {}
+        elif metric == "jslds":
+            key = metric
+            d, settings, per_model = _jslds_distances(ms, jslds_kwargs or {}, seed)
+            result.extras[key] = {"linearized_at": per_model}
         else:  # spectra
             key = metric
             kw = dict(spectra_kwargs or {})
@@ -377,6 +415,24 @@ def compare_models(
         result.distances[key] = d
         result.settings[key] = settings
     return result
+
+
+def _initial_states_of(initial_states: Any, k: int) -> Any:
+    """Model ``k``'s initial states from one array shared by all models or a list of one per model."""
+    if isinstance(initial_states, (list, tuple)):
+        return initial_states[k] if k < len(initial_states) else None
+    return initial_states
+
+
+def _jslds_distances(ms: list[Model], kwargs: dict[str, Any], seed: int) -> tuple[np.ndarray, dict, np.ndarray]:
+    kw = {"max_points": 2000, "n_modes": None, "at": "auto", "seed": seed, **kwargs}
+    paths = [TrialPath(m.cell, m.trajectories, m.inputs, m.initial_states, m.expansion, m.hidden_size, m.input_size,
+                       m.name) for m in ms]
+    res = pairwise_jslds_distances(paths, **kw)
+    settings = {"max_points": int(kw["max_points"] or 0), "n_points": int(len(res.points)),
+                "n_modes": int(kw["n_modes"] or 0), "at": str(kw["at"]), "seed": int(kw["seed"]),
+                "widths": "zero-padded"}
+    return res.distances, settings, np.asarray(res.linearized_at)
 
 
 def exact_points(fps: FixedPoints, rtol: float = 1e-6) -> FixedPoints:

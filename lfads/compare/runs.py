@@ -9,7 +9,9 @@ For a fitted LFADS model the compared system is its generator,
 with ``g`` ``(trials, time, gen_dim)`` the posterior-mean generator states on one split, ``F`` the generator
 GRU (fixed points are searched with its inputs held at zero, as ``lfads analyze`` does), and the readout to
 log-rates as the space shared by models fitted to the same neurons (it matches fixed points of different
-models, whose generator coordinates are unrelated).
+models, whose generator coordinates are unrelated). The generator inputs ``[u; v]`` and initial states ``g_{-1}``
+come with the states, and a model co-trained with a JSLDS brings its expansion-point network, so the
+``jslds`` metric linearizes the generator where its JSLDS does (:mod:`lfads.compare.jslds`).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def lfads_generator_model(
     """
     traj = generator_trajectories(model, datamodule, split=split, session=session, max_trials=max_trials)
     cell = model.decoder.generator
+    jslds = getattr(model, "jslds", None)
     return Model(
         name,
         trajectories=traj["gen_states"],
@@ -70,4 +73,7 @@ def lfads_generator_model(
         readout=_log_rate_readout(model, session),
         hidden_size=int(traj["gen_states"].shape[-1]),
         input_size=int(traj["gen_inputs"].shape[-1]),
+        inputs=traj["gen_inputs"],
+        initial_states=traj["gen_init"],
+        expansion=None if jslds is None else jslds.expansion,
     )

@@ -8,9 +8,13 @@
   own stopping rule;
 * :mod:`~lfads.population.population` -- :func:`~lfads.population.population.run_population`: train,
   find fixed points and graphs, write one HDF5 file;
+* :mod:`~lfads.population.spread` -- :func:`~lfads.population.spread.run_population_ray`: the same
+  population with its training spread over Ray Tune trials (architecture, chunk of seeds);
 * :mod:`~lfads.population.graphs` -- each network's fixed-point graph (:mod:`lfads.compare.topology`);
 * :mod:`~lfads.population.universality` -- per-network checks against each task's theory;
 * :mod:`~lfads.population.distances` -- geometry and topology distances between networks, silhouettes;
+* :mod:`~lfads.population.comparison` -- every network as a :class:`lfads.compare.Model` (shared trials,
+  stored fixed points and graphs), compared with any metric of :func:`lfads.compare.compare_models`;
 * :mod:`~lfads.population.single` -- one torch GRU trained on the flip-flop (a network with known
   attractors, for checking the analysis).
 """

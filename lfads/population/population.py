@@ -40,7 +40,10 @@ __all__ = [
     "PopulationResult",
     "analyse_population",
     "find_population_fixed_points",
+    "finish_population",
     "load_population",
+    "population_archs",
+    "report_fit",
     "run_population",
     "save_population",
 ]
@@ -264,9 +267,7 @@ def run_population(
     PopulationResult
     """
     the_task = get_task(task, **(task_settings or {}))
-    archs = list(archs) if archs else ["vanilla", "gru", "lstm", "ugrnn"]
-    for arch in archs:
-        check_arch(arch)
+    archs = population_archs(archs)
     config = TrainConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, lr_half_life=lr_half_life,
                          carry_state=carry_state, target_loss=target_loss, data_seed=data_seed)
     result = PopulationResult(the_task, int(units), {})
@@ -274,8 +275,34 @@ def run_population(
         fit = train_population(the_task, arch, list(range(seeds)), units, config)
         result.fits[arch] = fit
         if verbose:
-            print(f"[population] {arch}: {int(fit.reached.sum())}/{seeds} reached {fit.target_loss:g} "
-                  f"in {fit.wall_time:.1f} s", flush=True)  # fmt: skip
+            report_fit(fit)
+    return finish_population(result, find_points, graphs, n_initial_states, noise_std, out, verbose)
+
+
+def population_archs(archs: list[str] | None) -> list[str]:
+    """``archs`` checked (:func:`lfads.population.cells.check_arch`), or vanilla, GRU, LSTM and UGRNN by default."""
+    archs = list(archs) if archs else ["vanilla", "gru", "lstm", "ugrnn"]
+    for arch in archs:
+        check_arch(arch)
+    return archs
+
+
+def report_fit(fit: PopulationFit) -> None:
+    """Print how many of ``fit``'s networks reached the target, and its training time."""
+    print(f"[population] {fit.arch}: {int(fit.reached.sum())}/{fit.model.n_networks} reached "
+          f"{fit.target_loss:g} in {fit.wall_time:.1f} s", flush=True)  # fmt: skip
+
+
+def finish_population(
+    result: PopulationResult,
+    find_points: bool = True,
+    graphs: bool = True,
+    n_initial_states: int = 256,
+    noise_std: float = 0.02,
+    out: str | Path | None = None,
+    verbose: bool = False,
+) -> PopulationResult:
+    """After training: with ``find_points``, :func:`analyse_population`; with ``out``, :func:`save_population`."""
     if find_points:
         analyse_population(result, n_initial_states, noise_std, graphs=graphs, verbose=verbose)
     if out is not None:
