@@ -782,7 +782,8 @@ def merge_same_points(
         if near.size:
             link(np.full(near.size, p), near, reason)
             return True
-        if is_root:
+        if is_root:  # polished to rounding error first: in a flat basin q <= 1e-6 fixed_tol is still far off
+            target = polish_newton(dyn, target[None], inputs[p : p + 1], newton_steps)[0][0]
             e_t = torch.as_tensor(target[None], dtype=dyn.dtype, device=dyn.device)
             h[p], qp[p], exact[p] = target, float(_speed_of(dyn, e_t, ut[p : p + 1])[0]), True
             exact_idx = np.append(exact_idx, p)  # later groups reaching the same root join it
@@ -853,7 +854,8 @@ def merge_same_points(
             pts = ht[a, None] + t[None, :, None] * (ht[b] - ht[a])[:, None]
             us = ut[a, None].expand(-1, t.numel(), -1)
             with torch.no_grad():
-                qs = _speed_of(dyn, pts.reshape(-1, dyn.hidden_size), us.reshape(-1, dyn.input_size))
+                m = pts.shape[0] * pts.shape[1]
+                qs = _speed_of(dyn, pts.reshape(m, dyn.hidden_size), us.reshape(m, dyn.input_size))
             slow = (qs.reshape(a.size, -1).amax(1) < fixed_tol).cpu().numpy()
             link(a[slow], b[slow], "slow_manifold")
 

@@ -99,7 +99,7 @@ def flipflop_structure(
     fps: FixedPoints,
     weight: np.ndarray,
     bias: np.ndarray,
-    tol: float = 0.5,
+    tol: float = 0.4,
     saddle_edges: list[tuple[int, int, int]] | None = None,
 ) -> FlipFlopStructure:
     """Stable points as memories and index-1 saddles as cube edges (module docstring).
@@ -111,8 +111,9 @@ def flipflop_structure(
     weight, bias : np.ndarray
         Readout ``(N_bits, H)`` and ``(N_bits,)``; it reads the first ``H`` state entries.
     tol : float
-        Largest distance of a memory's readout channels from :math:`\\pm 1`; the default 0.5 asks each channel
-        to be nearer its memory's value than the decision boundary 0.
+        Largest distance of a memory's readout channels from :math:`\\pm 1`; the default 0.4 keeps each
+        channel well on its side of the decision boundary 0 (trained networks read out their attractors
+        within about 0.3 of the targets they were trained on).
     saddle_edges : list of (int, int, int), optional
         ``(saddle, point_a, point_b)``: indices into ``fps`` of an index-1 saddle and the two points its
         unstable manifold flows to (from the fixed-point graph).
@@ -238,7 +239,7 @@ def line_attractor(
 
 
 def flipflop_population(
-    result, tol: float = 0.5, saddle_edges: dict | None = None
+    result, tol: float = 0.4, saddle_edges: dict | None = None
 ) -> dict[str, list[FlipFlopStructure]]:
     """:func:`flipflop_structure` of every network of a flip-flop population
     (a :class:`~lfads.population.population.PopulationResult`).
