@@ -72,8 +72,12 @@ def get_population(task: str, args: argparse.Namespace):
     (cache / ".gitignore").write_text("*\n")
     path = cache / f"population_{task}_{args.seeds}x{args.units}.h5"
     start = time.perf_counter()
-    if path.exists() and not args.retrain:
-        pop = load_population(path)
+    wanted = get_task(task, **TRAINING[task].get("task_settings", {})).settings
+    pop = load_population(path) if path.exists() and not args.retrain else None
+    if pop is not None and pop.task.settings != wanted:
+        print(f"[{task}] {path.name} was trained with {pop.task.settings}, not {wanted}: training again")
+        pop = None
+    if pop is not None:
         print(f"[{task}] loaded {path.name}")
     else:
         pop = run_population(task=task, archs=args.archs.split(","), seeds=args.seeds, units=args.units,
