@@ -20,14 +20,19 @@ trained and analysed by :func:`lfads.population.population.run_population` (cach
 ``benchmarks/.cache/``; ``--retrain`` ignores the cache). Printed per architecture: the fraction of
 flip-flop networks whose 8 stable points are the 8 memories and whose index-1 saddles join them as the
 edges of a cube; the silhouette by architecture of the SVCCA, CCA and topology distances; the fraction of
-sine networks x frequencies whose oscillation angle is within 15% of the target; the fraction of
-context networks x contexts with a line attractor.
+sine networks x frequencies whose oscillation angle is within 15% of the target, beside the same
+fraction for the frequency each network's output actually has over 1200 steps; the fraction of context
+networks x contexts with a line attractor (:func:`lfads.population.universality.line_attractor`) and its
+criteria. ``--tasks`` picks the tasks; ``--reanalyse`` finds a cached population's fixed points again
+(after a change of the search settings); a cached population trained with other task settings than
+:data:`lfads.population.universality.TRAINING` asks is trained again.
 
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 python -m benchmarks.population
     OMP_NUM_THREADS=1 python -m benchmarks.population --archs gru --seeds 4 --loop-seeds 1
     OMP_NUM_THREADS=1 python -m benchmarks.population --universality
+    OMP_NUM_THREADS=1 python -m benchmarks.population --universality --tasks context --reanalyse context
 """
 
 from __future__ import annotations
@@ -139,7 +144,7 @@ def universality(args: argparse.Namespace) -> None:
                   f"{', '.join(f'{x:.2f}' for x in np.nanmedian(err, 0))}) | "
                   f"simulated output {np.mean(sim <= 0.15):.2f} "
                   f"({', '.join(f'{x:.2f}' for x in np.mean(sim <= 0.15, 0))}; "
-                  f"{', '.join(f'{x:.2f}' for x in np.median(sim, 0))})")
+                  f"{', '.join(f'{x:.3f}' for x in np.median(sim, 0))})")
     if "context" in tasks:
         pop = get_population("context", args)
         print(pop.summary())
