@@ -20,14 +20,19 @@ trained and analysed by :func:`lfads.population.population.run_population` (cach
 ``benchmarks/.cache/``; ``--retrain`` ignores the cache). Printed per architecture: the fraction of
 flip-flop networks whose 8 stable points are the 8 memories and whose index-1 saddles join them as the
 edges of a cube; the silhouette by architecture of the SVCCA, CCA and topology distances; the fraction of
-sine networks x frequencies whose oscillation angle is within 15% of the target; the fraction of
-context networks x contexts with a line attractor.
+sine networks x frequencies whose oscillation angle is within 15% of the target, beside the same
+fraction for the frequency each network's output actually has over 1200 steps; the fraction of context
+networks x contexts with a line attractor (:func:`lfads.population.universality.line_attractor`) and its
+criteria. ``--tasks`` picks the tasks; ``--reanalyse`` finds a cached population's fixed points again
+(after a change of the search settings); a cached population trained with other task settings than
+:data:`lfads.population.universality.TRAINING` asks is trained again.
 
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 python -m benchmarks.population
     OMP_NUM_THREADS=1 python -m benchmarks.population --archs gru --seeds 4 --loop-seeds 1
     OMP_NUM_THREADS=1 python -m benchmarks.population --universality
+    OMP_NUM_THREADS=1 python -m benchmarks.population --universality --tasks context --reanalyse context
 """
 
 from __future__ import annotations
@@ -56,7 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-carry", action="store_true", help="fresh flip-flop trials every batch")
     parser.add_argument("--universality", action="store_true", help="the universality figures instead of speed")
+    parser.add_argument("--tasks", default="flipflop,sine,context", help="universality: the tasks to report")
     parser.add_argument("--retrain", action="store_true", help="ignore cached populations")
+    parser.add_argument("--reanalyse", default="", help="tasks (comma-separated) whose cached fixed points are "
+                        "found again (after a change of the search settings)")
     return parser.parse_args(argv)
 
 
@@ -69,14 +77,18 @@ def get_population(task: str, args: argparse.Namespace):
     (cache / ".gitignore").write_text("*\n")
     path = cache / f"population_{task}_{args.seeds}x{args.units}.h5"
     start = time.perf_counter()
-    if path.exists() and not args.retrain:
-        pop = load_population(path)
+    wanted = get_task(task, **TRAINING[task].get("task_settings", {})).settings
+    pop = load_population(path) if path.exists() and not args.retrain else None
+    if pop is not None and pop.task.settings != wanted:
+        print(f"[{task}] {path.name} was trained with {pop.task.settings}, not {wanted}: training again")
+        pop = None
+    if pop is not None:
         print(f"[{task}] loaded {path.name}")
     else:
         pop = run_population(task=task, archs=args.archs.split(","), seeds=args.seeds, units=args.units,
                              max_steps=args.max_steps, find_points=False, out=str(path), verbose=True,
                              **TRAINING[task])
-    if not pop.fixed_points or not pop.graphs:
+    if not pop.fixed_points or not pop.graphs or task in args.reanalyse.split(","):
         analyse_population(pop, graphs=True, verbose=True, **ANALYSIS[task])
         save_population(pop, path)
     print(f"[{task}] ready in {time.perf_counter() - start:.0f} s")
@@ -91,43 +103,66 @@ def universality(args: argparse.Namespace) -> None:
         topology_distances,
     )
     from lfads.population.graphs import saddle_edges
-    from lfads.population.universality import context_population, flipflop_population, sine_population
+    from lfads.population.universality import (
+        context_population,
+        flipflop_population,
+        sine_population,
+        sine_simulated_population,
+    )
 
-    pop = get_population("flipflop", args)
-    print(pop.summary())
-    edges = {a: [saddle_edges(net["zero"]) for net in pop.graphs[a]] for a in pop.archs}
-    structure = flipflop_population(pop, saddle_edges=edges)
-    print(f"{'arch':<8} {'8 memories':>10} {'cube':>6} {'both':>6}")
-    for arch, nets in structure.items():
-        mem = np.mean([s.all_memories for s in nets])
-        cube = np.mean([bool(s.cube) for s in nets])
-        both = np.mean([s.all_memories and bool(s.cube) for s in nets])
-        print(f"{arch:<8} {mem:>10.2f} {cube:>6.2f} {both:>6.2f}")
-    trials = pop.task.condition_sample("zero", 64, torch.Generator().manual_seed(12345))
-    traj = pop.trajectories(trials.inputs)
-    labels = arch_labels(pop)
-    sil = {m: silhouette_by_arch(geometry_distances(traj, m), labels) for m in ("svcca", "cca")}
-    d_topo, methods = topology_distances(pop, "zero")
-    sil["topology"] = silhouette_by_arch(d_topo, labels)
-    print("silhouette by architecture: " + ", ".join(f"{k} {v:.3f}" for k, v in sil.items())
-          + f" (topology by {sorted(set(methods))})")
+    tasks = args.tasks.split(",")
+    if "flipflop" in tasks:
+        pop = get_population("flipflop", args)
+        print(pop.summary())
+        edges = {a: [saddle_edges(net["zero"]) for net in pop.graphs[a]] for a in pop.archs}
+        structure = flipflop_population(pop, saddle_edges=edges)
+        print(f"{'arch':<8} {'8 memories':>10} {'cube':>6} {'both':>6}")
+        for arch, nets in structure.items():
+            mem = np.mean([s.all_memories for s in nets])
+            cube = np.mean([bool(s.cube) for s in nets])
+            both = np.mean([s.all_memories and bool(s.cube) for s in nets])
+            print(f"{arch:<8} {mem:>10.2f} {cube:>6.2f} {both:>6.2f}")
+        trials = pop.task.condition_sample("zero", 64, torch.Generator().manual_seed(12345))
+        traj = pop.trajectories(trials.inputs)
+        labels = arch_labels(pop)
+        sil = {m: silhouette_by_arch(geometry_distances(traj, m), labels) for m in ("svcca", "cca")}
+        d_topo, methods = topology_distances(pop, "zero")
+        sil["topology"] = silhouette_by_arch(d_topo, labels)
+        print("silhouette by architecture: " + ", ".join(f"{k} {v:.3f}" for k, v in sil.items())
+              + f" (topology by {sorted(set(methods))})")
+    if "sine" in tasks:
+        pop = get_population("sine", args)
+        print(pop.summary())
+        errors = sine_population(pop)
+        simulated = sine_simulated_population(pop)
+        omegas = ", ".join(label.split("=")[1] for label in pop.task.conditions)
+        print(f"sine: fraction within 15% of omega (all; per omega {omegas}) and median relative error per omega")
+        for arch, err in errors.items():
+            sim = simulated[arch]
+            print(f"sine {arch:<8} linearisation {np.mean(err <= 0.15):.2f} "
+                  f"({', '.join(f'{x:.2f}' for x in np.mean(err <= 0.15, 0))}; "
+                  f"{', '.join(f'{x:.2f}' for x in np.nanmedian(err, 0))}) | "
+                  f"simulated output {np.mean(sim <= 0.15):.2f} "
+                  f"({', '.join(f'{x:.2f}' for x in np.mean(sim <= 0.15, 0))}; "
+                  f"{', '.join(f'{x:.3f}' for x in np.median(sim, 0))})")
+    if "context" in tasks:
+        pop = get_population("context", args)
+        print(pop.summary())
+        lines = context_population(pop)
+        print("context: fraction of networks x contexts with a line attractor; medians over them of: points, variance "
+              "on PC1, fraction with the line mode within 0.02 of 1, |lambda - 1| of the line mode, |cos| line mode vs "
+              "tangent, gain relevant / irrelevant; fraction with relevant > irrelevant")
+        for arch, nets in lines.items():
+            found = [la for net in nets for la in net.values()]
 
-    pop = get_population("sine", args)
-    print(pop.summary())
-    errors = sine_population(pop)
-    for arch, err in errors.items():
-        print(f"sine {arch:<8} within 15%: {np.mean(err <= 0.15):.2f} of {err.size} "
-              f"(median error {np.nanmedian(err):.3f})")
+            def med(name: str, found=found) -> float:
+                return float(np.nanmedian([getattr(la, name) for la in found]))
 
-    pop = get_population("context", args)
-    print(pop.summary())
-    lines = context_population(pop)
-    for arch, nets in lines.items():
-        found = [la.is_line for net in nets for la in net.values()]
-        near = np.nanmedian([la.eig_near_one for net in nets for la in net.values()])
-        frac = np.nanmedian([la.line_fraction for net in nets for la in net.values()])
-        print(f"context {arch:<8} line attractor: {np.mean(found):.2f} of {len(found)} (median: fraction of "
-              f"points with an eigenvalue within 0.02 of 1 {near:.2f}, variance on the line {frac:.3f})")
+            print(f"context {arch:<8} line attractor {np.mean([la.is_line for la in found]):.2f} of {len(found)} | "
+                  f"points {med('n_points'):.0f}, PC1 {med('line_fraction'):.2f}, near 1 {med('eig_near_one'):.2f}, "
+                  f"|lambda - 1| {med('line_eigenvalue'):.3f}, alignment {med('mode_alignment'):.2f}, gain "
+                  f"{med('relevant_gain'):.3f} / {med('irrelevant_gain'):.3f}, relevant > irrelevant "
+                  f"{np.mean([la.relevant_gain > la.irrelevant_gain for la in found]):.2f}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,8 @@ from lfads.population.universality import (
     cube_edges,
     flipflop_structure,
     line_attractor,
+    line_tangents,
+    oscillation_frequency,
     sine_oscillation,
 )
 
@@ -102,3 +104,51 @@ def test_isolated_points_are_not_a_line_attractor():
                             input_size=4)
     la = line_attractor(fps, relevant=0, irrelevant=1)
     assert la.n_points == 1 and not la.is_line
+
+
+def test_oscillation_frequency_finds_the_frequency_of_a_noisy_sinusoid():
+    rng = np.random.default_rng(3)
+    t = np.arange(1000)
+    for omega in (0.1, 0.37, 2.9):
+        y = 0.8 * np.sin(omega * t + 0.4) + 0.3 + 0.1 * rng.normal(size=t.size)
+        assert abs(oscillation_frequency(y) - omega) < 1e-3 * omega
+
+
+def test_line_tangents_follow_a_curved_line_through_noise():
+    rng = np.random.default_rng(4)
+    radius, s = 3.0, np.sort(rng.uniform(-2.0, 2.0, 300))
+    states = np.zeros((300, 5))
+    states[:, 0], states[:, 1] = radius * np.sin(s / radius), radius * np.cos(s / radius)
+    noisy = states + 0.01 * rng.normal(size=states.shape)
+    tangents, frac = line_tangents(noisy, 30)
+    exact = np.stack([np.cos(s / radius), -np.sin(s / radius)], axis=1)
+    cos = np.abs((tangents[:, :2] * exact).sum(1))
+    assert np.median(cos) > 0.999 and cos.min() > 0.98 and frac > 0.9
+
+
+def _points_of(a: np.ndarray, b: np.ndarray, starts: np.ndarray):
+    """The given states, linearised under h' = A h + B u (no search: every start is kept as a point)."""
+    a_t, b_t = torch.as_tensor(a), torch.as_tensor(b)
+    return find_fixed_points(lambda u, h: h @ a_t.T + u @ b_t.T, torch.as_tensor(starts),
+                             torch.zeros(b.shape[1], dtype=DT), keep_unconverged=True, adam_steps=0, max_iter=0,
+                             merge=False, dedup_tol=1e-9, outlier_scale=None, hidden_size=a.shape[0],
+                             input_size=b.shape[1])  # fmt: skip
+
+
+def test_line_mode_is_the_mode_along_the_line_not_the_eigenvalue_nearest_one():
+    # eigenvalue 0.995 along the line v, an exact 1 across it (q1): the mode nearest 1 is the wrong one
+    rng = np.random.default_rng(5)
+    basis, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    v, q = basis[:, 0], basis[:, 1:]
+    a = 0.995 * np.outer(v, v) + np.outer(q[:, 0], q[:, 0]) + 0.5 * q[:, 1:] @ q[:, 1:].T
+    b = np.zeros((6, 4))
+    b[:, 0], b[:, 1] = 0.2 * v, 0.2 * q[:, 1]
+    fps = _points_of(a, b, np.linspace(-2, 2, 40)[:, None] * v + 1e-3 * rng.normal(size=(40, 6)))
+    la = line_attractor(fps, relevant=0, irrelevant=1)
+    assert la.n_points == 40 and la.mode_alignment > 0.999 and abs(la.line_eigenvalue - 0.005) < 1e-9
+    assert abs(la.relevant_gain - 0.2) < 1e-8 and la.irrelevant_gain < 1e-8 and la.is_line
+    # the same line leaking 5% per step is not a line attractor
+    leaky = _points_of(a - 0.045 * np.outer(v, v), b, fps.states)
+    la = line_attractor(leaky, relevant=0, irrelevant=1)
+    assert la.mode_alignment > 0.999 and abs(la.line_eigenvalue - 0.05) < 1e-9 and la.eig_near_one == 0.0
+    assert not la.is_line

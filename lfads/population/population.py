@@ -179,9 +179,10 @@ def find_population_fixed_points(
             dyn = fit.model.cell(n).dynamics()
             if task.slow_points is None:
                 out[n][label] = find_fixed_points(dyn, init.states, u)
-            else:  # a continuum of slow points: Adam only, keep the slow end states
+            else:  # a continuum of slow points: Adam only, no merging (its Newton polish and flow of stable
+                # points would fold the continuum into the few exact fixed points on it), keep the slow end states
                 fps = find_fixed_points(dyn, init.states, u, keep_unconverged=True, max_iter=0, dedup_tol=1e-3,
-                                        adam_steps=int(task.slow_points["adam_steps"]))
+                                        adam_steps=int(task.slow_points["adam_steps"]), merge=False)
                 out[n][label] = fps.select(fps.q <= float(task.slow_points["max_speed"]))
     return out
 

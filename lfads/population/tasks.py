@@ -248,8 +248,8 @@ class Task:
     slow_points : dict or None
         For tasks whose solution is a continuum of *slow* points (a line attractor) rather than isolated
         fixed points: ``{"adam_steps": k, "max_speed": q}``: the search is ``k`` Adam steps on
-        :math:`q` without the Newton phase (which would carry every start to one of the few exact fixed
-        points on the line), and every end state with :math:`q \\le` ``max_speed`` is kept.
+        :math:`q` without the Newton phase and without merging (either would carry every start to one of
+        the few exact fixed points on the line), and every end state with :math:`q \\le` ``max_speed`` is kept.
     """
 
     name: str
@@ -323,7 +323,7 @@ def context_integration_task(
                                                   cued=int(label[-1]) - 1),
         target_loss,
         {"n_time": n_time, "max_coherence": max_coherence, "noise_std": noise_std, "response_steps": response_steps},
-        slow_points={"adam_steps": 300, "max_speed": 1e-4},
+        slow_points={"adam_steps": 1000, "max_speed": 1e-4},
     )  # fmt: skip
 
 
