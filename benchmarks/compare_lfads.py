@@ -97,7 +97,7 @@ def fit_summary(workdir: Path, name: str) -> str:
     return f"{name}: {epochs} epochs, best valid rate R2 {r2:.3f}"
 
 
-def load_models(workdir: Path, seeds: int, max_trials: int) -> tuple[list, np.ndarray]:
+def load_models(workdir: Path, seeds: int, max_trials: int | None) -> tuple[list, np.ndarray]:
     """Each fit's generator as a :class:`lfads.compare.Model` on its own training trials, with its data label."""
     from lfads.compare.runs import lfads_generator_model
     from lfads.rundir import find_checkpoint, load_model_and_data
@@ -115,7 +115,7 @@ def load_models(workdir: Path, seeds: int, max_trials: int) -> tuple[list, np.nd
     return models, np.array(labels)
 
 
-def floors(models: list, dsa, fp_kwargs: dict, n_splits: int, seed: int) -> dict[str, np.ndarray]:
+def floors(models: list, dsa, fp_kwargs: dict, n_splits: int, seed: int, unstable_tol: float) -> dict[str, np.ndarray]:
     """Split-half floors ``{metric: (models, n_splits)}`` (topology metrics: one split each)."""
     import dataclasses
 
@@ -139,7 +139,7 @@ def floors(models: list, dsa, fp_kwargs: dict, n_splits: int, seed: int) -> dict
         halves = [Model(f"{m.name}_{h}", trajectories=m.trajectories[idx], cell=m.cell, readout=m.readout,
                         hidden_size=m.hidden_size, input_size=m.input_size)
                   for h, idx in (("a", perm[:half]), ("b", perm[half : 2 * half]))]
-        res = compare_models(halves, TOPOLOGY, fixed_point_kwargs=fp_kwargs, seed=seed)
+        res = compare_models(halves, TOPOLOGY, fixed_point_kwargs=fp_kwargs, unstable_tol=unstable_tol, seed=seed)
         for metric in TOPOLOGY:
             out[metric][i] = res[metric][0, 1]
     return out
@@ -179,8 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conditions", type=int, default=30, help="conditions per data set (x 10 trials)")
     parser.add_argument("--time", type=int, default=50, help="bins per trial")
     parser.add_argument("--batch-size", type=int, default=25)
-    parser.add_argument("--max-trials", type=int, default=240, help="training trials per model compared")
+    parser.add_argument("--max-trials", type=int, default=None, help="training trials per model compared (all)")
     parser.add_argument("--n-splits", type=int, default=5, help="random halvings per model for the DSA floors")
+    parser.add_argument("--unstable-tol", type=float, default=1e-2,
+                        help="topology: a direction is unstable when |lambda| > 1 + this (default: the fixed-point "
+                             "search's marginal band, marginal_tol)")
     parser.add_argument("--skip-fit", action="store_true", help="reuse the data and fits in --workdir")
     parser.add_argument("--out", type=Path, default=None, help="write the distance matrices here (HDF5)")
     parser.add_argument("--figure", type=Path, default=None, help="save heatmaps + MDS of every metric here")
@@ -210,13 +213,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"models: {[m.trajectories.shape for m in models]}; DSA delays {sel.delays}, rank {sel.rank}")
     fp_kwargs = {"progress": False}
     res = compare_models(models, (*DYNAMICS, *TOPOLOGY), names=[m.name for m in models], dsa=dsa,
-                         fixed_point_kwargs=fp_kwargs)
+                         fixed_point_kwargs=fp_kwargs, unstable_tol=args.unstable_tol)
     print(f"comparison: {time.perf_counter() - t0:.0f} s", flush=True)
     for m in models:
         c = m.topology.count_vector() if m.topology is not None else []
-        print(f"  {m.name}: fixed points by index (0 = stable) {[int(v) for v in c]}")
+        print(f"  {m.name}: fixed points by index (|lambda| > 1 + {args.unstable_tol:g}) {[int(v) for v in c]}; "
+              f"by |lambda| > 1 {np.bincount(m.fixed_points.n_unstable).tolist()}")
+        for k, lam in enumerate(m.fixed_points.eigenvalues):
+            mag = np.sort(np.abs(lam))[::-1]
+            print(f"    point {k}: largest |lambda| {np.array2string(mag[:6], precision=4)}")
     t0 = time.perf_counter()
-    floor = floors(models, dsa, fp_kwargs, args.n_splits, seed=0)
+    floor = floors(models, dsa, fp_kwargs, args.n_splits, seed=0, unstable_tol=args.unstable_tol)
     print(f"split-half floors: {time.perf_counter() - t0:.0f} s")
     report(res, labels, floor)
     if args.out is not None:
