@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=25)
     parser.add_argument("--max-trials", type=int, default=None, help="training trials per model compared (all)")
     parser.add_argument("--n-splits", type=int, default=5, help="random halvings per model for the DSA floors")
+    parser.add_argument("--max-rank", type=int, default=None,
+                        help="largest DSA rank tried by the held-out selection (default: the generator size)")
     parser.add_argument("--unstable-tol", type=float, default=1e-2,
                         help="topology: a direction is unstable when |lambda| > 1 + this (default: the fixed-point "
                              "search's marginal band, marginal_tol)")
@@ -229,9 +231,11 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.perf_counter()
     models, labels = load_models(args.workdir, args.seeds, args.max_trials)
-    sel = select_delay_rank([m.trajectories for m in models])
+    max_rank = args.max_rank or min(m.trajectories.shape[-1] for m in models)
+    sel = select_delay_rank([m.trajectories for m in models], ranks=range(1, max_rank + 1))
     dsa = DSA(delays=sel.delays, rank=sel.rank)
-    print(f"models: {[m.trajectories.shape for m in models]}; DSA delays {sel.delays}, rank {sel.rank}")
+    print(f"models: {[m.trajectories.shape for m in models]}; DSA delays {sel.delays}, rank {sel.rank} "
+          f"(selected from delays {sel.grid_delays.tolist()}, ranks 1-{max_rank})")
     fp_kwargs = {"progress": False}
     res = compare_models(models, (*DYNAMICS, *TOPOLOGY), names=[m.name for m in models], dsa=dsa,
                          fixed_point_kwargs=fp_kwargs, unstable_tol=args.unstable_tol)

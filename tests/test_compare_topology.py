@@ -163,8 +163,8 @@ def test_unstable_tol_leaves_a_marginal_direction_out_of_the_index_and_the_graph
     y = np.round(fps.states).astype(int)
     np.testing.assert_array_equal(topo.indices, (y[:, 0] == 0).astype(int))
     assert topo.count_vector().tolist() == [6, 3]
-    expected = {tuple(sorted((int(np.flatnonzero((y == (0, s)).all(1))[0]), int(np.flatnonzero((y == (e, s)).all(1))[0]))))
-                for s in (-1, 0, 1) for e in (-1, 1)}
+    at = {tuple(p): k for k, p in enumerate(y.tolist())}
+    expected = {tuple(sorted((at[(0, s)], at[(e, s)]))) for s in (-1, 0, 1) for e in (-1, 1)}
     assert set(topo.graph.edges) == expected
     assert len(topo.outcomes) == 6 and topo.outcome_counts()["fixed_point"] == 6
     assert count_distance(plain, topo) == abs(4 - 6) + abs(4 - 3) + 1
