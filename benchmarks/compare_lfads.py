@@ -12,7 +12,10 @@ Protocol (measured figures: ``docs/compare.md``, section "LFADS fits"):
   so only the metrics that need no shared trials are used), the generator cell, the log-rate readout;
 * :func:`lfads.compare.compare_models` on the six generators with ``dsa_eigenvalues``, ``dsa``,
   ``topology_counts`` and ``topology``; DSA's delays and rank selected once by held-out prediction on all
-  models, then fixed (so every operator, and every split-half floor, has the same size);
+  models over ranks up to the generator size (``--max-rank``), then fixed (so every operator, and every
+  split-half floor, has the same size); a fixed point's index counts the directions with
+  :math:`|\\lambda| > 1 +` ``--unstable-tol`` (the search's marginal band, 1e-2), so marginal modes do not
+  set it;
 * per metric the separation AUC (:func:`lfads.compare.separation_auc`: probability that a between-data-set
   distance exceeds a within-data-set one; target >= 0.95);
 * per model the split-half noise floor (:func:`lfads.compare.split_half_floor`): the model against itself
@@ -21,7 +24,7 @@ Protocol (measured figures: ``docs/compare.md``, section "LFADS fits"):
 
 Usage::
 
-    python -m benchmarks.compare_lfads                      # data, 6 fits (about 6 minutes), comparison
+    python -m benchmarks.compare_lfads                      # data, 6 fits (about 10 minutes), comparison
     python -m benchmarks.compare_lfads --skip-fit           # reuse the fits in --workdir
 """
 
@@ -194,10 +197,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "compare_lfads")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--minutes", type=float, default=1.5, help="training budget of each fit")
+    parser.add_argument("--minutes", type=float, default=3.0, help="training budget of each fit")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each fit")
     parser.add_argument("--parallel", type=int, default=2, help="fits side by side")
-    parser.add_argument("--conditions", type=int, default=30, help="conditions per data set (x 10 trials)")
+    parser.add_argument("--conditions", type=int, default=60, help="conditions per data set (x 10 trials)")
     parser.add_argument("--time", type=int, default=50, help="bins per trial")
     parser.add_argument("--batch-size", type=int, default=25)
     parser.add_argument("--max-trials", type=int, default=None, help="training trials per model compared (all)")
