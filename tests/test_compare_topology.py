@@ -18,7 +18,14 @@ from scipy.stats import ortho_group
 
 from lfads.analysis import find_fixed_points
 from lfads.compare.spectra import compare_linearizations, match_fixed_points
-from lfads.compare.topology import build_topology, count_distance, graph_distance, graph_edit_distance, wl_distance
+from lfads.compare.topology import (
+    build_topology,
+    count_distance,
+    graph_distance,
+    graph_edit_distance,
+    unstable_index,
+    wl_distance,
+)
 
 torch.set_num_threads(1)
 
@@ -134,3 +141,64 @@ def test_linearizations_match_through_readout_spectra_or_graph_and_recover_rate_
     g_c = build_topology(f_c, c, hidden_size=2, input_size=0)
     pairs = match_fixed_points(a, c, by="graph", graph_a=g_a, graph_b=g_c)
     assert len(pairs) == 9 and (a.n_unstable[pairs[:, 0]] == c.n_unstable[pairs[:, 1]]).all()
+
+
+def test_unstable_tol_leaves_a_marginal_direction_out_of_the_index_and_the_graph():
+    # y1 -> y1 + 0.2 (y1 - y1^3) (|lambda| 1.2 at 0, 0.6 at +-1) and a marginal y2 -> y2 + 0.004 (y2 - y2^3)
+    # (|lambda| 1.004 at 0, 0.992 at +-1): 9 points {-1, 0, 1}^2. Counting every |lambda| > 1 the
+    # indices are the square's ([4, 4, 1]); with tol 0.01 only y1 counts: the 3 points with y1 = 0 have
+    # index 1, the 6 others index 0, and each index-1 point (0, s) joins (+-1, s) along y1 only.
+    rates = torch.tensor([0.2, 0.004], dtype=torch.float64)
+
+    def f(u, h):
+        return h + rates * (h - h**3)
+
+    grid = torch.tensor(list(itertools.product(np.linspace(-1.3, 1.3, 7), repeat=2)), dtype=torch.float64)
+    fps = find_fixed_points(f, grid, hidden_size=2, input_size=0, progress=False)
+    assert len(fps) == 9
+    np.testing.assert_array_equal(unstable_index(fps.eigenvalues), fps.n_unstable)
+    plain = build_topology(f, fps, hidden_size=2, input_size=0)
+    assert plain.count_vector().tolist() == [4, 4, 1]
+    topo = build_topology(f, fps, unstable_tol=0.01, hidden_size=2, input_size=0)
+    y = np.round(fps.states).astype(int)
+    np.testing.assert_array_equal(topo.indices, (y[:, 0] == 0).astype(int))
+    assert topo.count_vector().tolist() == [6, 3]
+    at = {tuple(p): k for k, p in enumerate(y.tolist())}
+    expected = {tuple(sorted((at[(0, s)], at[(e, s)]))) for s in (-1, 0, 1) for e in (-1, 1)}
+    assert set(topo.graph.edges) == expected
+    assert len(topo.outcomes) == 6 and topo.outcome_counts()["fixed_point"] == 6
+    assert count_distance(plain, topo) == abs(4 - 6) + abs(4 - 3) + 1
+
+
+def test_unstable_index_counts_moduli_above_one_plus_the_tolerance():
+    lam = np.array([[1.5, 0.3 + 1.0j, 0.3 - 1.0j, 1.005, 0.2], [0.99, -1.02, 0.5j, -0.5j, 0.0]])
+    # moduli: [1.5, 1.044, 1.044, 1.005, 0.2] and [0.99, 1.02, 0.5, 0.5, 0]
+    assert unstable_index(lam).tolist() == [4, 1]
+    assert unstable_index(lam, 0.01).tolist() == [3, 1]
+    assert unstable_index(lam, 0.03).tolist() == [3, 0]
+    assert unstable_index(lam, 0.1).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="unstable_tol"):
+        unstable_index(lam, -0.1)
+
+
+def test_compare_models_with_unstable_tol_sees_maps_that_differ_only_in_a_marginal_direction_as_equal():
+    # the same y1 flow; y2 -> y2 +- 0.004 (y2 - y2^3) flips which side of |lambda| = 1 each point's marginal
+    # mode falls on: indices [4, 4, 1] against [2, 5, 2] (count distance 2 + 1 + 1), equal once it is left out
+    from lfads.compare import Model, compare_models
+
+    grid = torch.tensor(list(itertools.product(np.linspace(-1.3, 1.3, 7), repeat=2)), dtype=torch.float64)
+    models = []
+    for sign in (1, -1):
+        rates = torch.tensor([0.2, sign * 0.004], dtype=torch.float64)
+
+        def f(u, h, rates=rates):
+            return h + rates * (h - h**3)
+
+        fps = find_fixed_points(f, grid, hidden_size=2, input_size=0)
+        models.append(Model(f"m{sign}", cell=f, fixed_points=fps, hidden_size=2, input_size=0))
+    plain = compare_models(models, ("topology_counts",))
+    assert plain.distances["topology_counts"][0, 1] == 4.0
+    res = compare_models(models, ("topology_counts", "topology"), unstable_tol=0.01)
+    assert res.distances["topology_counts"][0, 1] == 0.0 and res.distances["topology"][0, 1] == 0.0
+    assert res.settings["topology"]["unstable_tol"] == res.settings["topology_counts"]["unstable_tol"] == 0.01
+    assert [m.topology.count_vector().tolist() for m in models] == [[6, 3], [6, 3]]

@@ -55,6 +55,7 @@ from lfads.compare.topology import (
     count_distance,
     graph_distance,
     graph_edit_distance,
+    unstable_index,
     wl_distance,
 )
 
@@ -96,5 +97,6 @@ __all__ = [
     "split_half_floor",
     "subtract_condition_means",
     "triangle_violation_rate",
+    "unstable_index",
     "wl_distance",
 ]

@@ -51,7 +51,7 @@ from lfads.compare.geometry import (
 )
 from lfads.compare.jslds import TrialPath, pairwise_jslds_distances
 from lfads.compare.spectra import compare_linearizations
-from lfads.compare.topology import TopologyGraph, build_topology, count_distance, graph_distance
+from lfads.compare.topology import TopologyGraph, build_topology, count_distance, graph_distance, unstable_index
 from lfads.data.atomic import atomic_output
 from lfads.errors import LFADSDataError
 
@@ -246,6 +246,7 @@ def _prepare_models(
     fixed_point_kwargs: dict[str, Any],
     seed: int,
     exact_only: bool,
+    unstable_tol: float = 0.0,
 ) -> None:
     need_lin = any(m in TRIAL_LINEARIZATION_METRICS for m in metrics)
     need_traj = need_lin or any(m in GEOMETRY_METRICS or m in DYNAMICS_METRICS for m in metrics)
@@ -284,7 +285,8 @@ def _prepare_models(
         if "topology" in metrics and m.topology is None:
             if m.cell is None:
                 raise LFADSDataError(f"Model {m.name!r}: the topology metric integrates the map, so it needs a cell.")
-            m.topology = build_topology(m.cell, m.fixed_points, hidden_size=m.hidden_size, input_size=m.input_size)
+            m.topology = build_topology(m.cell, m.fixed_points, unstable_tol=unstable_tol,
+                                        hidden_size=m.hidden_size, input_size=m.input_size)
 
 
 def compare_models(
@@ -302,6 +304,7 @@ def compare_models(
     graph_kwargs: dict[str, Any] | None = None,
     jslds_kwargs: dict[str, Any] | None = None,
     exact_only: bool = True,
+    unstable_tol: float = 0.0,
     cv_folds: int | None = None,
     seed: int = 0,
 ) -> ComparisonResult:
@@ -331,6 +334,12 @@ def compare_models(
     exact_only : bool
         Topology and spectra use only the fixed points that Newton's method resolves to rounding error
         (:func:`exact_points`), not loose points of slow plateaus.
+    unstable_tol : float
+        ``topology`` and ``topology_counts`` count a direction as unstable when :math:`|\\lambda| > 1 +`
+        ``unstable_tol`` (:func:`~lfads.compare.topology.unstable_index`). The default 0 counts every
+        :math:`|\\lambda| > 1`; the search's ``marginal_tol`` (1e-2 by default) leaves out the marginal modes
+        (:math:`||\\lambda| - 1| \\le` ``marginal_tol``) whose side of 1 a fit does not pin down. Models
+        given with a ``topology`` already built keep theirs.
     fixed_point_kwargs, spectra_kwargs, graph_kwargs, jslds_kwargs : dict, optional
         Passed to :func:`~lfads.analysis.find_fixed_points`,
         :func:`~lfads.compare.spectra.compare_linearizations`,
@@ -356,7 +365,7 @@ def compare_models(
     ms = [_as_model(obj, name) for obj, name in zip(models, names)]
     metric_kinds = [m if isinstance(m, str) else "shape" for m in metrics]
     _prepare_models(ms, metric_kinds, inputs, initial_states, n_initial_states,
-                    fixed_point_kwargs or {}, seed, exact_only)
+                    fixed_point_kwargs or {}, seed, exact_only, unstable_tol)
     result = ComparisonResult(names)
     n = len(ms)
     dsa_fit: DSA | None = None
@@ -389,14 +398,15 @@ def compare_models(
             result.extras[key] = {"method": method,
                                   "count_vector": _pad_counts([x.topology.count_vector() for x in ms])}
             settings = {"max_nodes": (graph_kwargs or {}).get("max_nodes", 12),
-                        "timeout": (graph_kwargs or {}).get("timeout", 5.0)}
+                        "timeout": (graph_kwargs or {}).get("timeout", 5.0), "unstable_tol": float(unstable_tol)}
         elif metric == "topology_counts":
             key = metric
             d = np.zeros((n, n))
             for i in range(n):
                 for j in range(i + 1, n):
-                    d[i, j] = d[j, i] = count_distance(_index_graph(ms[i]), _index_graph(ms[j]))
-            settings = {}
+                    d[i, j] = d[j, i] = count_distance(_index_graph(ms[i], unstable_tol),
+                                                       _index_graph(ms[j], unstable_tol))
+            settings = {"unstable_tol": float(unstable_tol)}
         elif metric == "jslds":
             key = metric
             d, settings, per_model = _jslds_distances(ms, jslds_kwargs or {}, seed)
@@ -442,13 +452,14 @@ def exact_points(fps: FixedPoints, rtol: float = 1e-6) -> FixedPoints:
     return fps.select(fps.q <= rtol * fixed_tol)
 
 
-def _index_graph(m: Model):
+def _index_graph(m: Model, unstable_tol: float = 0.0):
     import networkx as nx
 
     if m.topology is not None:
         return m.topology.graph
     g = nx.Graph()
-    for k, idx in enumerate(m.fixed_points.n_unstable):
+    index = unstable_index(m.fixed_points.eigenvalues, unstable_tol) if len(m.fixed_points) else []
+    for k, idx in enumerate(index):
         g.add_node(k, index=int(idx))
     return g
 

@@ -1,7 +1,8 @@
 """The topology of a model's fixed points: which saddles lead to which attractors, as a labelled graph.
 
 Nodes are the fixed points of :func:`lfads.analysis.find_fixed_points`, labelled by their *index*
-(the number of unstable directions, :math:`|\\lambda| > 1`). From every point with index
+(the number of unstable directions, :math:`|\\lambda| > 1 + \\tau` with :math:`\\tau` =
+``unstable_tol``, 0 by default: see :func:`unstable_index`). From every point with index
 :math:`\\ge 1` and each of its unstable directions :math:`v` (for a complex pair, its real and imaginary
 parts), the map is iterated from :math:`h^* \\pm \\epsilon\\, s\\, v` (:math:`s` the state scale) until the
 state
@@ -52,6 +53,7 @@ __all__ = [
     "count_distance",
     "graph_distance",
     "graph_edit_distance",
+    "unstable_index",
     "wl_distance",
 ]
 
@@ -105,12 +107,41 @@ class TopologyGraph:
         return "\n".join(lines)
 
 
-def _unstable_directions(eigenvalues: np.ndarray, vectors: np.ndarray) -> list[np.ndarray]:
-    """Real unit directions spanning the unstable modes (real and imaginary parts of complex pairs, once)."""
+def unstable_index(eigenvalues: np.ndarray, unstable_tol: float = 0.0) -> np.ndarray:
+    """Index of each fixed point: the number of eigenvalues with :math:`|\\lambda| > 1 + \\tau`.
+
+    With :math:`\\tau = 0` this is the plain count of unstable directions (``FixedPoints.n_unstable``).
+    A map fitted to data often has many directions it never uses, each with :math:`|\\lambda|` close to 1;
+    which side of 1 such a marginal mode falls on is set by noise in the fit, not by the dynamics. With
+    :math:`\\tau` equal to the marginal band of the search (``marginal_tol``: directions with
+    :math:`||\\lambda| - 1| \\le \\tau` are *marginal*), marginal modes count as neither stable nor unstable:
+    the index counts only the directions that grow by more than a factor :math:`1 + \\tau` per step.
+
+    Parameters
+    ----------
+    eigenvalues : np.ndarray
+        ``(points, H)`` complex eigenvalues of :math:`\\partial F / \\partial h` at each point.
+    unstable_tol : float
+        :math:`\\tau \\ge 0`.
+
+    Returns
+    -------
+    np.ndarray
+        ``(points,)`` int64.
+    """
+    if unstable_tol < 0:
+        raise ValueError(f"unstable_tol must be >= 0 (a margin above |lambda| = 1); got {unstable_tol}.")
+    mag = np.abs(np.asarray(eigenvalues))
+    return (mag > 1.0 + unstable_tol).sum(axis=-1).astype(np.int64)
+
+
+def _unstable_directions(eigenvalues: np.ndarray, vectors: np.ndarray, unstable_tol: float = 0.0) -> list[np.ndarray]:
+    """Real unit directions spanning the modes with :math:`|\\lambda| > 1 + \\tau` (real and imaginary parts of
+    complex pairs, once)."""
     out: list[np.ndarray] = []
     seen_pair: list[complex] = []
     for lam, v in zip(eigenvalues, vectors.T):
-        if abs(lam) <= 1.0:
+        if abs(lam) <= 1.0 + unstable_tol:
             continue
         if abs(lam.imag) > 1e-12:
             if any(abs(lam - np.conj(s)) < 1e-9 for s in seen_pair):
@@ -139,6 +170,7 @@ def build_topology(
     leave_factor: float = 10.0,
     newton_steps: int = 8,
     ptc_steps: int = 100,
+    unstable_tol: float = 0.0,
     hidden_size: int | None = None,
     input_size: int | None = None,
 ) -> TopologyGraph:
@@ -164,6 +196,10 @@ def build_topology(
         Iterations of :func:`lfads.analysis.fixed_points.pseudo_transient` that follow the flow of a departed
         state to its root once the map contracts there (every :math:`|\\lambda| < 1`): in a flat basin the
         map would take thousands of steps to come within the matching distance.
+    unstable_tol : float
+        A direction is unstable when :math:`|\\lambda| > 1 +` ``unstable_tol`` (:func:`unstable_index`): it
+        sets each node's ``index`` and the directions departed along. The default 0 counts every
+        :math:`|\\lambda| > 1`; ``fixed_points.settings["marginal_tol"]`` leaves marginal modes out.
     """
     dyn = as_dynamics(cell, hidden_size=hidden_size, input_size=input_size)
     pts = np.asarray(fixed_points.states, dtype=np.float64)
@@ -171,14 +207,16 @@ def build_topology(
     if scale is None:
         scale = float(np.sqrt(((pts - pts.mean(0)) ** 2).sum(1).mean())) if n > 1 else 1.0
         scale = scale if scale > 0 else 1.0
+    index = unstable_index(fixed_points.eigenvalues, unstable_tol) if n else np.zeros(0, dtype=np.int64)
     graph = nx.Graph()
     for k in range(n):
-        graph.add_node(k, index=int(fixed_points.n_unstable[k]), stability=str(fixed_points.stability[k]))
+        graph.add_node(k, index=int(index[k]), stability=str(fixed_points.stability[k]))
     starts, inputs, meta = [], [], []
     for k in range(n):
-        if fixed_points.n_unstable[k] < 1:
+        if index[k] < 1:
             continue
-        for m, v in enumerate(_unstable_directions(fixed_points.eigenvalues[k], fixed_points.right_eigenvectors[k])):
+        directions = _unstable_directions(fixed_points.eigenvalues[k], fixed_points.right_eigenvectors[k], unstable_tol)
+        for m, v in enumerate(directions):
             for sign in (1, -1):
                 starts.append(pts[k] + sign * epsilon * scale * v)
                 inputs.append(fixed_points.inputs[k])
