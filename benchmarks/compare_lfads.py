@@ -100,26 +100,6 @@ def fit_summary(workdir: Path, name: str) -> str:
     return f"{name}: {epochs} epochs, best valid rate R2 {r2:.3f}"
 
 
-def with_one_zero_input(m):
-    """The model with its autonomous generator (``input_size`` 0) given one input of zero weight: the same map.
-
-    The duplicate merge of :func:`lfads.analysis.find_fixed_points` cannot yet check slow segments between
-    points of a map with no inputs (it reshapes an empty input batch); a zero-weight input leaves the map,
-    its fixed points and Jacobians unchanged.
-    """
-    import dataclasses
-
-    import torch
-
-    from lfads.analysis.jacobians import GRUDynamics, extract_gru_parameters
-
-    if m.input_size != 0:
-        return m
-    params = extract_gru_parameters(m.cell)
-    zero = torch.zeros(params.weight_ih.shape[0], 1, dtype=params.weight_ih.dtype, device=params.weight_ih.device)
-    return dataclasses.replace(m, cell=GRUDynamics(dataclasses.replace(params, weight_ih=zero)), input_size=1)
-
-
 def load_models(workdir: Path, seeds: int, max_trials: int | None) -> tuple[list, np.ndarray]:
     """Each fit's generator as a :class:`lfads.compare.Model` on its own training trials, with its data label."""
     from lfads.compare.runs import lfads_generator_model
@@ -133,8 +113,7 @@ def load_models(workdir: Path, seeds: int, max_trials: int | None) -> tuple[list
             model, dm = load_model_and_data(find_checkpoint(workdir / name))
             dm.setup("fit")
             short = f"{SHORT[d]}{s}"  # (short names keep the printed matrices aligned)
-            models.append(with_one_zero_input(lfads_generator_model(model, dm, short, split="train",
-                                                                    max_trials=max_trials)))
+            models.append(lfads_generator_model(model, dm, short, split="train", max_trials=max_trials))
             labels.append(d)
     return models, np.array(labels)
 

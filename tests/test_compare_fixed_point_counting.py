@@ -134,3 +134,14 @@ def test_merge_polishes_loose_points_onto_the_root_and_keeps_exact_line_points_a
     merged = merge_same_points(line, pts, np.zeros((4, 0)), np.zeros(4), scale=1.0)
     assert len(merged.states) == 3 and merged.reasons["distance"] == 1
     assert merged.group[1] == merged.group[2]
+
+
+def test_loose_points_on_a_slow_manifold_without_a_root_are_one_slow_point_also_for_maps_without_inputs():
+    # h -> h + 1e-6 (1-D, no input): q = 5e-13 everywhere, below fixed_tol, and there is no root
+    drift = as_dynamics(lambda u, h: h + 1e-6, hidden_size=1, input_size=0)
+    pts = np.array([[0.0], [0.3], [0.6]])
+    merged = merge_same_points(drift, pts, np.zeros((3, 0)), np.full(3, 5e-13), scale=1.0)
+    assert len(merged.states) == 1 and not merged.exact.any()
+    assert merged.reasons["slow_manifold"] >= 2
+    fps = find_fixed_points(drift, torch.tensor(pts), hidden_size=1, input_size=0)
+    assert set(fps.kind) == {"slow"} and len(fps) == 1
