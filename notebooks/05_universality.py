@@ -109,7 +109,8 @@ for ax, arch in zip(np.atleast_1d(axes), population.archs):
     fps = population.fixed_points[arch][0]["zero"]
     units = population.fits[arch].model.units
     p = pca.transform(fps.states[:, :units])
-    stable, saddle = fps.stability == "stable", (fps.stability == "saddle") & (fps.n_unstable == 1)
+    fixed = fps.kind == "fixed"  # roots, not the slow points of flat basins
+    stable, saddle = fixed & (fps.stability == "stable"), fixed & (fps.stability == "saddle") & (fps.n_unstable == 1)
     ax.scatter(p[stable, 0], p[stable, 1], color=COLORS[arch], s=30, label="stable")
     ax.scatter(p[saddle, 0], p[saddle, 1], color="k", marker="x", s=25, label="index-1 saddle")
     ax.set(title=f"{arch}, seed 0", xlabel="PC 1", ylabel="PC 2")
@@ -133,7 +134,7 @@ for arch in population.archs:
     for n, net in enumerate(population.fixed_points[arch]):
         fps = net["zero"]
         w, b = population.readout(arch, n)
-        y = fps.states[fps.stability == "stable", : w.shape[1]] @ w.T + b
+        y = fps.states[(fps.stability == "stable") & (fps.kind == "fixed"), : w.shape[1]] @ w.T + b
         for marker, sel in (("o", y[:, 2] > 0), ("s", y[:, 2] <= 0)):
             ax.scatter(y[sel, 0], y[sel, 1], color=COLORS[arch], marker=marker, s=12, alpha=0.5)
 ax.set(xlabel="readout 1", ylabel="readout 2", title="stable points of every network")

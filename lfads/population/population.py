@@ -103,12 +103,15 @@ class PopulationResult:
         return out
 
     def summary_rows(self) -> list[dict[str, float | int | str]]:
-        """One row per architecture: networks, reached target, median loss and steps, fixed points per network."""
+        """One row per architecture: networks, reached target, median loss and steps, stable points and index-1
+        saddles per network (of kind ``fixed``; all points for a task that keeps slow points)."""
         rows = []
         for arch, fit in self.fits.items():
-            fps = self.fixed_points.get(arch, [])
-            n_stable = [sum(int((f.stability == "stable").sum()) for f in net.values()) for net in fps]
-            n_saddle1 = [sum(int(((f.stability == "saddle") & (f.n_unstable == 1)).sum()) for f in net.values())
+            # fixed points only (not the slow points of flat basins), except for a task that keeps slow points
+            fps = [[f if self.task.slow_points is not None else f.fixed() for f in net.values()]
+                   for net in self.fixed_points.get(arch, [])]  # fmt: skip
+            n_stable = [sum(int((f.stability == "stable").sum()) for f in net) for net in fps]
+            n_saddle1 = [sum(int(((f.stability == "saddle") & (f.n_unstable == 1)).sum()) for f in net)
                          for net in fps]  # fmt: skip
             rows.append({
                 "arch": arch,
@@ -146,6 +149,18 @@ class PopulationResult:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _between_attractors(fps: FixedPoints, noise_std: float, seed: int, copies: int = 4) -> np.ndarray:
+    """``copies`` noisy midpoints ``(copies * pairs, H)`` of every pair of stable fixed points: starts for a
+    second search (the segment between two attractors crosses the boundary of their basins, where the
+    saddles between them sit)."""
+    stable = fps.states[(fps.kind == "fixed") & (fps.stability == "stable")]
+    i, j = np.triu_indices(len(stable), 1)
+    rng = np.random.default_rng(seed)
+    mids = [0.5 * (stable[i] + stable[j]) + noise_std * rng.standard_normal((i.size, fps.hidden_size))
+            for _ in range(copies)]  # fmt: skip
+    return np.concatenate(mids) if i.size else np.zeros((0, fps.hidden_size))
+
+
 def find_population_fixed_points(
     task: Task,
     fit: PopulationFit,
@@ -159,7 +174,9 @@ def find_population_fixed_points(
     For each condition, ``n_trials`` trials from ``task.condition_sample`` are run through each network;
     ``n_initial_states`` visited states plus Gaussian noise of standard deviation ``noise_std``
     (:func:`lfads.analysis.fixed_points.sample_initial_states`) start the search, with the input
-    held at the condition's :math:`u^*`. The closed-form Jacobians of
+    held at the condition's :math:`u^*`; when it finds several attractors, a second search starts from the same
+    states and from noisy midpoints of every pair of stable points (:func:`_between_attractors`), where the
+    saddles between attractors are (from visited states alone the search misses some of them). The closed-form Jacobians of
     :class:`lfads.population.cells.CellDynamics` are used. For a task with ``slow_points`` (context-dependent
     integration) the slow points are kept instead (:class:`lfads.population.tasks.Task`).
 
@@ -178,7 +195,11 @@ def find_population_fixed_points(
             init = sample_initial_states(states[n], n_initial_states, noise_std, seed=int(seed) + c)
             dyn = fit.model.cell(n).dynamics()
             if task.slow_points is None:
-                out[n][label] = find_fixed_points(dyn, init.states, u)
+                fps = find_fixed_points(dyn, init.states, u)
+                mids = _between_attractors(fps, noise_std, int(seed) + c)
+                if len(mids):
+                    fps = find_fixed_points(dyn, np.concatenate([init.states.numpy(), mids]), u)
+                out[n][label] = fps
             else:  # a continuum of slow points: Adam only, no merging (its Newton polish and flow of stable
                 # points would fold the continuum into the few exact fixed points on it), keep the slow end states
                 fps = find_fixed_points(dyn, init.states, u, keep_unconverged=True, max_iter=0, dedup_tol=1e-3,
