@@ -84,6 +84,14 @@ def _archs(result: PopulationResult, archs: Sequence[str] | None) -> list[str]:
     return result.archs if archs is None else [a for a in result.archs if a in set(archs)]
 
 
+def _graph_points(fps, task):
+    """The points the population's graphs were built on: the fixed points (kind ``fixed``), or all points for a
+    task that keeps slow points (:func:`lfads.population.graphs.find_population_graphs`)."""
+    if fps is None or task.slow_points is not None or bool((fps.kind == "fixed").all()):
+        return fps
+    return fps.fixed()
+
+
 def population_models(
     result: PopulationResult,
     condition: str | None = None,
@@ -134,7 +142,7 @@ def population_models(
                 f"{prefix}{arch}/seed{int(fit.seeds[n])}",
                 trajectories=traj[arch][n],
                 cell=fit.model.cell(n).dynamics(),
-                fixed_points=points[n].get(label) if points else None,
+                fixed_points=_graph_points(points[n].get(label), result.task) if points else None,
                 readout=TaskReadout(w, b),
                 hidden_size=fit.model.state_size,
                 input_size=result.task.n_inputs,
@@ -263,8 +271,8 @@ def compare_population(
     n_trials, seed : int
         The shared trials (:func:`shared_trials`); ``seed`` seeds :func:`compare_models` too.
     exact_only : bool
-        Passed to :func:`compare_models`. ``False`` by default: the stored points are the population's own
-        selection (the slow points of a line attractor among them) and its stored graphs were built on all of them.
+        Passed to :func:`compare_models`. ``False`` by default: the models carry the points the stored graphs
+        were built on (the fixed points; for a task that keeps slow points, those of its line attractors).
     **compare_kwargs
         Other keyword arguments of :func:`compare_models` (``dsa=``, ``cv_folds=``, ``spectra_kwargs=`` ...).
 
