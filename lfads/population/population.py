@@ -177,8 +177,9 @@ def find_population_fixed_points(
     held at the condition's :math:`u^*`; when it finds several attractors, a second search starts from the
     same states and from noisy midpoints of every pair of stable points (:func:`_between_attractors`), where
     the saddles between attractors are (from visited states alone the search misses some of them). The
-    closed-form Jacobians of :class:`lfads.population.cells.CellDynamics` are used. For a task with ``slow_points`` (context-dependent
-    integration) the slow points are kept instead (:class:`lfads.population.tasks.Task`).
+    closed-form Jacobians of :class:`lfads.population.cells.CellDynamics` are used. For a task with
+    ``slow_points`` (context-dependent integration) the slow points are kept instead
+    (:class:`lfads.population.tasks.Task`).
 
     Returns
     -------
