@@ -27,8 +27,8 @@ def _patterns(n_bits: int) -> torch.Tensor:
     return torch.tensor(list(itertools.product((-1.0, 1.0), repeat=n_bits)))
 
 
-def _attractors_by_simulation(dyn, starts: np.ndarray, chunk: int = 60000, tol: float = 1e-3) -> np.ndarray:
-    """Distinct points that ``starts`` ``(n, H)`` reach under the map (then polished onto the root).
+def _simulate_to_roots(dyn, starts: np.ndarray, chunk: int = 60000) -> np.ndarray:
+    """The roots ``(n, H)`` that ``starts`` ``(n, H)`` reach under the map (then polished onto the root).
 
     The map is iterated in chunks of ``chunk`` steps (at most ten) until Newton's method takes every state
     onto a root: in flat basins the states creep towards their attractor for hundreds of thousands of steps.
@@ -43,8 +43,12 @@ def _attractors_by_simulation(dyn, starts: np.ndarray, chunk: int = 60000, tol: 
         if q.max() < 1e-20:
             break
     assert q.max() < 1e-20, "a simulated state did not settle at a fixed point"
+    return ends
+
+
+def _distinct(points: np.ndarray, tol: float = 1e-3) -> np.ndarray:
     distinct: list[np.ndarray] = []
-    for e in ends:
+    for e in points:
         if not any(np.linalg.norm(e - d) < tol for d in distinct):
             distinct.append(e)
     return np.array(distinct)
@@ -82,8 +86,8 @@ def test_flipflop_gru_has_one_stable_point_per_attractor_and_no_near_duplicates(
     stable = fps.select((fps.stability == "stable") & (fps.kind == "fixed"))
 
     visited = sample_initial_states(states, n_visited, seed=1).states.numpy()
-    truth = _attractors_by_simulation(dyn, np.concatenate([visited, memories]))
-    held = _attractors_by_simulation(dyn, memories)
+    ends = _simulate_to_roots(dyn, np.concatenate([visited, memories]))
+    truth, held = _distinct(ends), _distinct(ends[len(visited):])
     with torch.no_grad():
         signs = torch.sign(model.readout(torch.tensor(held, dtype=torch.float32)))
     assert len({tuple(s.tolist()) for s in signs}) == len(held) >= 2 ** (memories.shape[0].bit_length() - 2)
