@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ from lfads.errors import LFADSArgumentError, LFADSDataError
 from lfads.population.population import PopulationResult, finish_population, population_archs, report_fit
 from lfads.population.tasks import get_task
 from lfads.population.train import PopulationFit, StackedRNN, TrainConfig, train_population
+from lfads.ray_cluster import connection_failure, split_address
 
 __all__ = [
     "FIT_FILE",
@@ -219,17 +219,17 @@ def _read_trial(result) -> dict[str, np.ndarray]:
 def _check_reachable(address: str, timeout: float = _CONNECT_TIMEOUT_S) -> None:
     """Fail fast unless ``address`` (``host:port`` or ``ray://host:port``; ``auto``/``local`` are not checked)
     accepts a TCP connection."""
-    if address in ("auto", "local"):
-        return
-    host, _, port = (address.split("://", 1)[-1]).rpartition(":")
-    if not host or not port.isdigit():
-        raise LFADSArgumentError(f"Ray address {address!r}: expected host:port (e.g. 10.0.0.5:6379), the address "
-                                 "`ray start --head` prints, or 'auto'.")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return
-    except OSError as err:
-        reason = "timed out" if isinstance(err, TimeoutError) else (err.strerror or type(err).__name__).lower()
+        hostport = split_address(address)
+    except ValueError:
+        raise LFADSArgumentError(f"Ray address {address!r}: expected host:port (e.g. 10.0.0.5:6379), the address "
+                                 "`ray start --head` prints, or 'auto'.") from None
+    if hostport is None:
+        return
+    host, port = hostport
+    reason = connection_failure(host, port, timeout)
+    if reason is None:
+        return
     raise LFADSDataError(f"Ray address {address}: no Ray cluster answers at {host}:{port} ({reason} within "
                          f"{timeout:g} s); start one there with `ray start --head --port {port}`, correct the "
                          "address, or drop it to start Ray on this machine.")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ import yaml
 
 from lfads.data.atomic import atomic_write_text, check_output_dir, guarded_output
 from lfads.errors import LFADSDataError
+from lfads.ray_cluster import connection_failure
 from lfads.tune.history import HISTORY_FILE, PopulationHistory, select_best_trial
 from lfads.tune.rounds import TrialSetup, build_trial_cli, train_trial, trial_name
 from lfads.tune.settings import SearchDimension, TuneSettings, load_tune_settings, read_yaml_mapping, split_address
@@ -96,11 +96,9 @@ def check_cluster_reachable(address: str | None, timeout: float = CONNECT_TIMEOU
     if hostport is None:
         return
     host, port = hostport
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return
-    except OSError as err:
-        reason = "timed out" if isinstance(err, TimeoutError) else (err.strerror or type(err).__name__).lower()
+    reason = connection_failure(host, port, timeout)
+    if reason is None:
+        return
     raise RayClusterUnreachable(
         f"tune.address {address}: no Ray cluster answers at {host}:{port} ({reason} within {timeout:g} s); "
         f"start one there with `ray start --head --port {port}`, correct the address, or drop tune.address "

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from lfads.errors import LFADSDataError
+from lfads.ray_cluster import LOCAL_ADDRESSES, split_address
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -33,8 +34,6 @@ __all__ = [
 DISTRIBUTIONS = ("uniform", "loguniform")
 """Distributions a search dimension may be drawn from."""
 
-LOCAL_ADDRESSES = ("auto", "local")
-"""Values of ``tune.address`` that Ray resolves on this machine (no network address to check)."""
 
 SPEC_KEYS = {"distribution", "low", "high"}
 
@@ -235,24 +234,6 @@ def _resources(value: Any, where: str) -> dict[str, float]:
     if negative:
         raise LFADSDataError(f"{where}: {negative} must be non-negative amounts, e.g. {{cpu: 1, gpu: 0}}.")
     return amounts
-
-
-def split_address(address: str) -> tuple[str, int] | None:
-    """``(host, port)`` of a Ray cluster address (``host:port`` or ``ray://host:port``); None for ``auto``/``local``.
-
-    Raises
-    ------
-    ValueError
-        If the address has no ``host:port`` form or its port is not an integer in ``1..65535``.
-    """
-    if address in LOCAL_ADDRESSES:
-        return None
-    hostport = address.split("://", 1)[1] if "://" in address else address
-    host, _, port = hostport.rpartition(":")
-    host = host.strip("[]")  # [::1]:6379
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected host:port (e.g. 10.0.0.5:6379), got {address!r}")
-    return host, int(port)
 
 
 def _address(value: Any, where: str) -> str:
