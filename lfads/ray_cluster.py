@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-__all__ = ["LOCAL_ADDRESSES", "connection_failure", "split_address"]
+__all__ = ["LOCAL_ADDRESSES", "connection_failure", "split_address", "unreachable"]
 
 LOCAL_ADDRESSES = ("auto", "local")
 """Addresses Ray resolves on this machine; they are not checked."""
@@ -41,3 +41,13 @@ def connection_failure(host: str, port: int, timeout: float) -> str | None:
             return None
     except OSError as err:
         return "timed out" if isinstance(err, TimeoutError) else (err.strerror or type(err).__name__).lower()
+
+
+def unreachable(address: str, timeout: float) -> tuple[str, int, str] | None:
+    """``(host, port, reason)`` when no Ray cluster accepts a connection at ``address`` within ``timeout``
+    seconds; None when one does, or for ``auto``/``local``. Raises ``ValueError`` for a malformed address."""
+    hostport = split_address(address)
+    if hostport is None:
+        return None
+    reason = connection_failure(*hostport, timeout)
+    return None if reason is None else (*hostport, reason)

@@ -42,7 +42,7 @@ from lfads.errors import LFADSArgumentError, LFADSDataError
 from lfads.population.population import PopulationResult, finish_population, population_archs, report_fit
 from lfads.population.tasks import get_task
 from lfads.population.train import PopulationFit, StackedRNN, TrainConfig, train_population
-from lfads.ray_cluster import connection_failure, split_address
+from lfads.ray_cluster import unreachable
 
 __all__ = [
     "FIT_FILE",
@@ -220,16 +220,13 @@ def _check_reachable(address: str, timeout: float = _CONNECT_TIMEOUT_S) -> None:
     """Fail fast unless ``address`` (``host:port`` or ``ray://host:port``; ``auto``/``local`` are not checked)
     accepts a TCP connection."""
     try:
-        hostport = split_address(address)
+        failure = unreachable(address, timeout)
     except ValueError:
         raise LFADSArgumentError(f"Ray address {address!r}: expected host:port (e.g. 10.0.0.5:6379), the address "
                                  "`ray start --head` prints, or 'auto'.") from None
-    if hostport is None:
+    if failure is None:
         return
-    host, port = hostport
-    reason = connection_failure(host, port, timeout)
-    if reason is None:
-        return
+    host, port, reason = failure
     raise LFADSDataError(f"Ray address {address}: no Ray cluster answers at {host}:{port} ({reason} within "
                          f"{timeout:g} s); start one there with `ray start --head --port {port}`, correct the "
                          "address, or drop it to start Ray on this machine.")

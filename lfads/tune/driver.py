@@ -23,10 +23,10 @@ import yaml
 
 from lfads.data.atomic import atomic_write_text, check_output_dir, guarded_output
 from lfads.errors import LFADSDataError
-from lfads.ray_cluster import connection_failure
+from lfads.ray_cluster import unreachable
 from lfads.tune.history import HISTORY_FILE, PopulationHistory, select_best_trial
 from lfads.tune.rounds import TrialSetup, build_trial_cli, train_trial, trial_name
-from lfads.tune.settings import SearchDimension, TuneSettings, load_tune_settings, read_yaml_mapping, split_address
+from lfads.tune.settings import SearchDimension, TuneSettings, load_tune_settings, read_yaml_mapping
 
 __all__ = [
     "INSTALL_HINT",
@@ -92,13 +92,10 @@ def check_cluster_reachable(address: str | None, timeout: float = CONNECT_TIMEOU
     RayClusterUnreachable
         If no connection is accepted within ``timeout`` seconds (refused, timed out, unknown host).
     """
-    hostport = None if address is None else split_address(address)
-    if hostport is None:
+    failure = None if address is None else unreachable(address, timeout)
+    if failure is None:
         return
-    host, port = hostport
-    reason = connection_failure(host, port, timeout)
-    if reason is None:
-        return
+    host, port, reason = failure
     raise RayClusterUnreachable(
         f"tune.address {address}: no Ray cluster answers at {host}:{port} ({reason} within {timeout:g} s); "
         f"start one there with `ray start --head --port {port}`, correct the address, or drop tune.address "
