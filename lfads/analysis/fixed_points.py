@@ -83,6 +83,7 @@ __all__ = [
     "merge_same_points",
     "polish_newton",
     "pseudo_transient",
+    "spectral_radius",
     "build_fixed_points",
 ]
 
@@ -545,6 +546,20 @@ def _speed_of(dyn: Dynamics, h: Tensor, u: Tensor) -> Tensor:
     return 0.5 * (r * r).sum(1)
 
 
+def spectral_radius(dyn: Dynamics, h: Tensor | np.ndarray, u: Tensor | np.ndarray) -> np.ndarray:
+    """:math:`\\max_i |\\lambda_i(\\partial F / \\partial h)|` at each state, ``(n,)``; below 1 the map contracts there.
+
+    ``h`` ``(n, H)`` and ``u`` ``(n, I)``.
+    """
+    h = torch.as_tensor(h, dtype=dyn.dtype, device=dyn.device)
+    u = torch.as_tensor(u, dtype=dyn.dtype, device=dyn.device)
+    if h.shape[0] == 0:
+        return np.zeros(0)
+    with torch.no_grad():
+        _, jac, _ = dyn.jacobians(h, u, wrt_input=False)
+    return torch.linalg.eigvals(jac).abs().amax(1).cpu().numpy()
+
+
 def polish_newton(
     cell: nn.Module | Callable[[Tensor, Tensor], Tensor] | Dynamics,
     states: np.ndarray,
@@ -766,10 +781,7 @@ def merge_same_points(
     ht = torch.as_tensor(h, dtype=dyn.dtype, device=dyn.device)
     ut = torch.as_tensor(inputs, dtype=dyn.dtype, device=dyn.device)
     if loose_groups.size and dyn.hidden_size:
-        with torch.no_grad():
-            _, jac, _ = dyn.jacobians(ht[loose_groups], ut[loose_groups], wrt_input=False)
-        radius = torch.linalg.eigvals(jac).abs().amax(1).cpu().numpy()
-        pending = loose_groups[radius < 1.0]
+        pending = loose_groups[spectral_radius(dyn, ht[loose_groups], ut[loose_groups]) < 1.0]
     else:
         pending = np.zeros(0, np.int64)
     exact_idx = np.nonzero(exact)[0]
@@ -783,9 +795,8 @@ def merge_same_points(
             link(np.full(near.size, p), near, reason)
             return True
         if is_root:  # polished to rounding error first: in a flat basin q <= 1e-6 fixed_tol is still far off
-            target = polish_newton(dyn, target[None], inputs[p : p + 1], newton_steps)[0][0]
-            e_t = torch.as_tensor(target[None], dtype=dyn.dtype, device=dyn.device)
-            h[p], qp[p], exact[p] = target, float(_speed_of(dyn, e_t, ut[p : p + 1])[0]), True
+            root, q_root, _ = polish_newton(dyn, target[None], inputs[p : p + 1], newton_steps)
+            h[p], qp[p], exact[p] = root[0], float(q_root[0]), True
             exact_idx = np.append(exact_idx, p)  # later groups reaching the same root join it
             return True
         return False
@@ -794,11 +805,7 @@ def merge_same_points(
     if pending.size:
         end_ptc, q_ptc = pseudo_transient(dyn, h[pending], inputs[pending], ptc_steps, target_q=1e-6 * fixed_tol)
         at_root = q_ptc <= 1e-6 * fixed_tol
-        if at_root.any():
-            with torch.no_grad():
-                _, jac, _ = dyn.jacobians(torch.as_tensor(end_ptc[at_root], dtype=dyn.dtype, device=dyn.device),
-                                          ut[pending[at_root]], wrt_input=False)
-            at_root[at_root] = (torch.linalg.eigvals(jac).abs().amax(1) < 1.0).cpu().numpy()
+        at_root[at_root] = spectral_radius(dyn, end_ptc[at_root], ut[pending[at_root]]) < 1.0
         settled = np.array([bool(at_root[k]) and join_root(p, end_ptc[k], True) for k, p in enumerate(pending)],
                            dtype=bool)
         pending = pending[~settled]

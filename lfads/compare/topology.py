@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lfads.analysis.fixed_points import FixedPoints, polish_newton, pseudo_transient
+from lfads.analysis.fixed_points import FixedPoints, polish_newton, pseudo_transient, spectral_radius
 from lfads.analysis.jacobians import Dynamics, as_dynamics
 
 __all__ = [
@@ -274,9 +274,7 @@ def build_topology(
         trial = departed[active] & ~hit & ~done & ~tried[active]
         if trial.any():
             rows = np.nonzero(trial)[0]
-            with torch.no_grad():
-                _, jac, _ = dyn.jacobians(h[rows], u[rows], wrt_input=False)
-            rows = rows[(torch.linalg.eigvals(jac).abs().amax(1) < 1.0).cpu().numpy()]
+            rows = rows[spectral_radius(dyn, h[rows], u[rows]) < 1.0]
             tried[active[rows]] = True
             if rows.size:
                 end, q_end = pseudo_transient(dyn, x[rows], u[rows].cpu().numpy(), ptc_steps,
