@@ -30,6 +30,7 @@ import torch
 from lfads.compare.api import FIXED_POINT_METRICS, ComparisonResult, Model, compare_models
 from lfads.errors import LFADSDataError
 from lfads.population.distances import silhouette_by_arch
+from lfads.population.graphs import graph_points
 from lfads.population.population import _FORMAT, PopulationResult, load_population
 
 __all__ = [
@@ -84,14 +85,6 @@ def _archs(result: PopulationResult, archs: Sequence[str] | None) -> list[str]:
     return result.archs if archs is None else [a for a in result.archs if a in set(archs)]
 
 
-def _graph_points(fps, task):
-    """The points the population's graphs were built on: the fixed points (kind ``fixed``), or all points for a
-    task that keeps slow points (:func:`lfads.population.graphs.find_population_graphs`)."""
-    if fps is None or task.slow_points is not None or bool((fps.kind == "fixed").all()):
-        return fps
-    return fps.fixed()
-
-
 def population_models(
     result: PopulationResult,
     condition: str | None = None,
@@ -142,7 +135,7 @@ def population_models(
                 f"{prefix}{arch}/seed{int(fit.seeds[n])}",
                 trajectories=traj[arch][n],
                 cell=fit.model.cell(n).dynamics(),
-                fixed_points=_graph_points(points[n].get(label), result.task) if points else None,
+                fixed_points=graph_points(points[n].get(label), result.task) if points else None,
                 readout=TaskReadout(w, b),
                 hidden_size=fit.model.state_size,
                 input_size=result.task.n_inputs,

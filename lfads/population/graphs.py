@@ -18,25 +18,32 @@ import numpy as np
 
 from lfads.compare.topology import OUTCOMES, TopologyGraph, build_topology
 
-__all__ = ["find_population_graphs", "graph_arrays", "graph_from_h5", "saddle_edges"]
+__all__ = ["find_population_graphs", "graph_arrays", "graph_from_h5", "graph_points", "saddle_edges"]
 
 _OUTCOME_FIELDS = ("source", "mode", "sign", "outcome", "target", "steps")
+
+
+def graph_points(fps: Any, task: Any) -> Any:
+    """The points a network's graph is built on and its counts are taken over: the fixed points (kind
+    ``fixed``, the first ones of a :class:`~lfads.analysis.FixedPoints`, so point ``k`` is node ``k``), or all
+    points for a ``task`` that keeps slow points (context-dependent integration). ``None`` stays ``None``."""
+    if fps is None or task.slow_points is not None or bool((fps.kind == "fixed").all()):
+        return fps
+    return fps.fixed()
 
 
 def find_population_graphs(result: Any, **kwargs: Any) -> dict[str, list[dict[str, TopologyGraph]]]:
     """``graphs[arch][n][condition]``: the graph of each network's fixed points at each condition.
 
-    Nodes are the points of kind ``fixed`` (the first ones of each :class:`FixedPoints`, so node ``k`` is
-    point ``k``); for a task whose conditions hold slow points (context-dependent integration), all points.
+    Nodes are the points of :func:`graph_points`.
 
     ``result`` is a :class:`lfads.population.population.PopulationResult` with its fixed points; keyword
     arguments go to :func:`lfads.compare.topology.build_topology`.
     """
-    slow_task = getattr(result.task, "slow_points", None) is not None
     out = {}
     for arch, fit in result.fits.items():
         out[arch] = [
-            {label: build_topology(fit.model.cell(n).dynamics(), fps if slow_task else fps.fixed(), **kwargs)
+            {label: build_topology(fit.model.cell(n).dynamics(), graph_points(fps, result.task), **kwargs)
              for label, fps in net.items()}
             for n, net in enumerate(result.fixed_points[arch])
         ]  # fmt: skip

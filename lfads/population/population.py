@@ -32,7 +32,7 @@ from lfads.analysis.fixed_points import FixedPoints, find_fixed_points, sample_i
 from lfads.data.hdf5 import save_h5_atomic
 from lfads.errors import LFADSDataError
 from lfads.population.cells import check_arch
-from lfads.population.graphs import find_population_graphs, graph_arrays, graph_from_h5
+from lfads.population.graphs import find_population_graphs, graph_arrays, graph_from_h5, graph_points
 from lfads.population.tasks import Task, get_task
 from lfads.population.train import PopulationFit, StackedRNN, TrainConfig, train_population
 
@@ -104,12 +104,10 @@ class PopulationResult:
 
     def summary_rows(self) -> list[dict[str, float | int | str]]:
         """One row per architecture: networks, reached target, median loss and steps, stable points and index-1
-        saddles per network (of kind ``fixed``; all points for a task that keeps slow points)."""
+        saddles per network (among :func:`lfads.population.graphs.graph_points`)."""
         rows = []
         for arch, fit in self.fits.items():
-            # fixed points only (not the slow points of flat basins), except for a task that keeps slow points
-            fps = [[f if self.task.slow_points is not None else f.fixed() for f in net.values()]
-                   for net in self.fixed_points.get(arch, [])]  # fmt: skip
+            fps = [[graph_points(f, self.task) for f in net.values()] for net in self.fixed_points.get(arch, [])]
             n_stable = [sum(int((f.stability == "stable").sum()) for f in net) for net in fps]
             n_saddle1 = [sum(int(((f.stability == "saddle") & (f.n_unstable == 1)).sum()) for f in net)
                          for net in fps]  # fmt: skip
