@@ -330,6 +330,11 @@ def flipflop_population(
     return out
 
 
+def _target_omega(label: str) -> float:
+    """The target frequency of a sine-task condition, read from its label (``omega=...``)."""
+    return float(label.split("=")[1])
+
+
 def sine_population(result, rel_tol: float = 0.15) -> dict[str, np.ndarray]:
     """Per architecture, ``(networks, conditions)`` relative errors :math:`|\\theta - \\omega| / \\omega`.
 
@@ -341,7 +346,7 @@ def sine_population(result, rel_tol: float = 0.15) -> dict[str, np.ndarray]:
     for arch in result.archs:
         rows = []
         for net in result.fixed_points[arch]:
-            rows.append([abs(sine_oscillation(fps) - float(label.split("=")[1])) / float(label.split("=")[1])
+            rows.append([abs(sine_oscillation(fps) - _target_omega(label)) / _target_omega(label)
                          for label, fps in net.items()])  # fmt: skip
         out[arch] = np.asarray(rows)
     return out
@@ -356,7 +361,7 @@ def sine_simulated_population(result, n_steps: int = 1200, skip: int = 200) -> d
     steps (the sustained oscillation, not the transient of the training window).
     """
     labels = list(result.task.conditions)
-    omegas = np.array([float(label.split("=")[1]) for label in labels])
+    omegas = np.array([_target_omega(label) for label in labels])
     inputs = torch.stack([torch.full((n_steps, result.task.n_inputs), float(result.task.conditions[label][0]))
                           for label in labels])  # fmt: skip
     out = {}
