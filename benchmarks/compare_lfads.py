@@ -11,15 +11,18 @@ Protocol (measured figures: ``docs/compare.md``, section "LFADS fits"):
   states on its own training trials (``(trials, time, gen_dim)``; the two data sets have different trials,
   so only the metrics that need no shared trials are used), the generator cell, the log-rate readout;
 * :func:`lfads.compare.compare_models` on the six generators with ``dsa_eigenvalues``, ``dsa``,
-  ``topology_counts`` and ``topology``; DSA's delays and rank selected once by held-out prediction on all
+  ``topology_counts``, ``topology`` and ``spectra``; DSA's delays and rank selected once by held-out prediction on all
   models over ranks up to the generator size (``--max-rank``), then fixed (so every operator, and every
   split-half floor, has the same size); a fixed point's index counts the directions with
   :math:`|\\lambda| > 1 +` ``--unstable-tol`` (the search's marginal band, 1e-2), so marginal modes do not
   set it;
+* ``spectra`` compares the leading ``--spectra-modes`` eigenvalues (largest :math:`|\\lambda|`) of the
+  matched fixed points, by default as many as the generator has factors (8): the rates see the generator
+  through its factors, and the faster modes beyond are directions the data leave unconstrained;
 * per metric the separation AUC (:func:`lfads.compare.separation_auc`: probability that a between-data-set
   distance exceeds a within-data-set one; target >= 0.95);
 * per model the split-half noise floor (:func:`lfads.compare.split_half_floor`): the model against itself
-  on two disjoint random halves of its trials, same DSA settings (for topology: the fixed-point search
+  on two disjoint random halves of its trials, same DSA settings (for the fixed-point metrics: the fixed-point search
   started from states of each half), against its smallest distance to another model.
 
 Usage::
@@ -48,10 +51,11 @@ from benchmarks.fits import ROOT, start_fit
 DATASETS = ("lorenz", "chaotic_rnn")
 SHORT = {"lorenz": "lorenz", "chaotic_rnn": "rnn"}
 DYNAMICS = ("dsa_eigenvalues", "dsa")
-TOPOLOGY = ("topology_counts", "topology")
+FIXED_POINT = ("topology_counts", "topology", "spectra")
+FAC_DIM = 8
 MODEL_ARGS = [  # one small autonomous LFADS for both data sets
     "--model.ic_enc_dim", "32", "--model.ci_enc_dim", "16", "--model.con_dim", "0", "--model.co_dim", "0",
-    "--model.ic_dim", "16", "--model.gen_dim", "32", "--model.fac_dim", "8", "--model.lr_init", "0.01",
+    "--model.ic_dim", "16", "--model.gen_dim", "32", "--model.fac_dim", str(FAC_DIM), "--model.lr_init", "0.01",
     "--model.dropout_rate", "0.05", "--trainer.max_epochs", "100000",
 ]
 
@@ -118,14 +122,15 @@ def load_models(workdir: Path, seeds: int, max_trials: int | None) -> tuple[list
     return models, np.array(labels)
 
 
-def floors(models: list, dsa, fp_kwargs: dict, n_splits: int, seed: int, unstable_tol: float) -> dict[str, np.ndarray]:
-    """Split-half floors ``{metric: (models, n_splits)}`` (topology metrics: one split each)."""
+def floors(models: list, dsa, fp_kwargs: dict, n_splits: int, seed: int, unstable_tol: float,
+           spectra_kwargs: dict) -> dict[str, np.ndarray]:
+    """Split-half floors ``{metric: (models, n_splits)}`` (fixed-point metrics: one split each)."""
     import dataclasses
 
     from lfads.compare import Model, compare_models, split_half_floor
 
     out = {m: np.zeros((len(models), n_splits)) for m in DYNAMICS}
-    out.update({m: np.zeros((len(models), 1)) for m in TOPOLOGY})
+    out.update({m: np.zeros((len(models), 1)) for m in FIXED_POINT})
 
     def dyn(metric: str):
         def distance(x: np.ndarray, y: np.ndarray) -> float:
@@ -142,8 +147,9 @@ def floors(models: list, dsa, fp_kwargs: dict, n_splits: int, seed: int, unstabl
         halves = [Model(f"{m.name}_{h}", trajectories=m.trajectories[idx], cell=m.cell, readout=m.readout,
                         hidden_size=m.hidden_size, input_size=m.input_size)
                   for h, idx in (("a", perm[:half]), ("b", perm[half : 2 * half]))]
-        res = compare_models(halves, TOPOLOGY, fixed_point_kwargs=fp_kwargs, unstable_tol=unstable_tol, seed=seed)
-        for metric in TOPOLOGY:
+        res = compare_models(halves, FIXED_POINT, fixed_point_kwargs=fp_kwargs, unstable_tol=unstable_tol, seed=seed,
+                             spectra_kwargs=spectra_kwargs)
+        for metric in FIXED_POINT:
             out[metric][i] = res[metric][0, 1]
     return out
 
@@ -189,6 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unstable-tol", type=float, default=1e-2,
                         help="topology: a direction is unstable when |lambda| > 1 + this (default: the fixed-point "
                              "search's marginal band, marginal_tol)")
+    parser.add_argument("--spectra-modes", type=int, default=FAC_DIM,
+                        help="spectra: the leading eigenvalues compared at matched fixed points (default: the factor "
+                             "dimension, 8; 0 for all)")
     parser.add_argument("--skip-fit", action="store_true", help="reuse the data and fits in --workdir")
     parser.add_argument("--out", type=Path, default=None, help="write the distance matrices here (HDF5)")
     parser.add_argument("--figure", type=Path, default=None, help="save heatmaps + MDS of every metric here")
@@ -219,8 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"models: {[m.trajectories.shape for m in models]}; DSA delays {sel.delays}, rank {sel.rank} "
           f"(selected from delays {sel.grid_delays.tolist()}, ranks 1-{max_rank})")
     fp_kwargs = {"progress": False}
-    res = compare_models(models, (*DYNAMICS, *TOPOLOGY), names=[m.name for m in models], dsa=dsa,
-                         fixed_point_kwargs=fp_kwargs, unstable_tol=args.unstable_tol)
+    spectra_kwargs = {"n_modes": args.spectra_modes or None}
+    res = compare_models(models, (*DYNAMICS, *FIXED_POINT), names=[m.name for m in models], dsa=dsa,
+                         fixed_point_kwargs=fp_kwargs, unstable_tol=args.unstable_tol, spectra_kwargs=spectra_kwargs)
     print(f"comparison: {time.perf_counter() - t0:.0f} s", flush=True)
     for m in models:
         c = m.topology.count_vector() if m.topology is not None else []
@@ -230,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
             mag = np.sort(np.abs(lam))[::-1]
             print(f"    point {k}: largest |lambda| {np.array2string(mag[:6], precision=4)}")
     t0 = time.perf_counter()
-    floor = floors(models, dsa, fp_kwargs, args.n_splits, seed=0, unstable_tol=args.unstable_tol)
+    floor = floors(models, dsa, fp_kwargs, args.n_splits, seed=0, unstable_tol=args.unstable_tol,
+                   spectra_kwargs=spectra_kwargs)
     print(f"split-half floors: {time.perf_counter() - t0:.0f} s")
     report(res, labels, floor)
     if args.out is not None:

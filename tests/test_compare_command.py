@@ -70,6 +70,16 @@ def test_the_jslds_metric_compares_the_generators_linearized_along_the_same_tria
     assert list(result.extras["jslds"]["linearized_at"]) == ["states"] * 3
 
 
+def test_spectra_of_runs_compare_as_many_leading_modes_as_the_generators_have_factors(two_runs, tmp_path):
+    runs = ["--run", str(two_runs[0]), "--run", str(two_runs[1]), "--metrics", "spectra"]
+    assert main(["compare", *runs, "--out", str(tmp_path / "factors.h5")]) == 0
+    assert main(["compare", *runs, "--spectra-modes", "0", "--out", str(tmp_path / "all.h5")]) == 0
+    leading, every = ComparisonResult.load(tmp_path / "factors.h5"), ComparisonResult.load(tmp_path / "all.h5")
+    assert leading.settings["spectra"]["n_modes"] == 3  # the fits' fac_dim
+    assert "n_modes" not in every.settings["spectra"]
+    assert leading["spectra"][0, 1] != every["spectra"][0, 1]
+
+
 def test_runs_on_different_data_are_refused(two_runs, tmp_path, capsys):
     from datasets.lorenz import write_lorenz
 
@@ -89,6 +99,8 @@ def test_runs_on_different_data_are_refused(two_runs, tmp_path, capsys):
     (["--metrics", "procrustes,warp"], "--metrics"),
     (["--names", "a"], "--names"),
     (["--max-trials", "1"], "--max-trials"),
+    (["--spectra-modes", "-1"], "--spectra-modes"),
+    (["--unstable-tol", "-0.1"], "--unstable-tol"),
 ])
 def test_bad_arguments_are_one_line(two_runs, tmp_path, capsys, extra, says):
     with pytest.raises(SystemExit):

@@ -56,6 +56,11 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max-trials", type=int, default=200, help="use at most this many trials (default 200)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the comparison (and, with --population, of the shared task trials)")
+    parser.add_argument("--spectra-modes", type=int, default=None,
+                        help="spectra: compare the leading N eigenvalues at matched fixed points (default: for runs, "
+                             "the number of factors; for populations, all; 0: all)")
+    parser.add_argument("--unstable-tol", type=float, default=0.0,
+                        help="topology: a direction counts as unstable when |lambda| > 1 + this (default 0)")
     pop = parser.add_argument_group("populations (with --population)")
     pop.add_argument("--archs", help="comma-separated architectures to compare (default: all in the files)")
     pop.add_argument("--condition", help="task condition whose fixed points are compared (default: the first)")
@@ -87,6 +92,9 @@ def main(argv: list[str]) -> int:
     from lfads.compare.runs import lfads_generator_model
 
     args = build_parser().parse_args(argv)
+    if args.spectra_modes is not None:
+        require_at_least(args.spectra_modes, 0, "--spectra-modes")
+    require_at_least(args.unstable_tol, 0.0, "--unstable-tol")
     if args.population:
         return _population_main(args)
     given = [o for o, v in (("--archs", args.archs), ("--condition", args.condition), ("--trials", args.trials))
@@ -109,7 +117,8 @@ def main(argv: list[str]) -> int:
     output_file(out, args.overwrite, protected=inputs, what="the input data")
     models = [lfads_generator_model(m, dm, name, args.split, args.session, args.max_trials)
               for (m, dm), name in zip(members, names)]
-    _compare_and_write(models, metrics, names, args, out, figure, run_files(ckpts) | inputs)
+    factors = min(int(m.hparams["fac_dim"]) for m, _ in members)
+    _compare_and_write(models, metrics, names, args, out, figure, run_files(ckpts) | inputs, default_modes=factors)
     return 0
 
 
@@ -139,16 +148,24 @@ def _population_main(args) -> int:
     figure = output_file(args.figure or out.with_suffix(".png"), args.overwrite, protected=paths, option="--figure",
                          what="a population file")
     comparison = compare_population(paths, metrics, condition=args.condition, archs=archs, n_trials=trials,
-                                    seed=args.seed)
+                                    seed=args.seed, **_fixed_point_options(args, default_modes=0))
     _write(comparison.result, args, out, figure, set(paths), labels=comparison.labels)
     print(comparison.silhouette_table())
     return 0
 
 
-def _compare_and_write(models, metrics, names, args, out: Path, figure: Path, protected: set) -> None:
+def _fixed_point_options(args, default_modes: int) -> dict:
+    """``compare_models`` keywords from ``--spectra-modes`` and ``--unstable-tol``."""
+    modes = default_modes if args.spectra_modes is None else args.spectra_modes
+    return {"spectra_kwargs": {"n_modes": modes or None}, "unstable_tol": args.unstable_tol}
+
+
+def _compare_and_write(models, metrics, names, args, out: Path, figure: Path, protected: set,
+                       default_modes: int) -> None:
     from lfads.compare.api import compare_models
 
-    _write(compare_models(models, metrics, names=names, seed=args.seed), args, out, figure, protected)
+    result = compare_models(models, metrics, names=names, seed=args.seed, **_fixed_point_options(args, default_modes))
+    _write(result, args, out, figure, protected)
 
 
 def _write(result, args, out: Path, figure: Path, protected: set, labels=None) -> None:
