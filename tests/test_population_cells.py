@@ -10,7 +10,14 @@ from torch import nn
 from lfads.analysis.fixed_points import find_fixed_points
 from lfads.analysis.jacobians import GRUDynamics, as_dynamics, compute_jacobians, extract_gru_parameters
 from lfads.errors import LFADSDataError
-from lfads.population.cells import ARCHITECTURES, CellDynamics, RecurrentCell, cell_step, state_size
+from lfads.population.cells import (
+    ARCHITECTURES,
+    CellDynamics,
+    RecurrentCell,
+    cell_step,
+    init_parameters,
+    state_size,
+)
 
 DT = torch.float64
 
@@ -135,6 +142,33 @@ def test_fixed_point_finder_finds_the_fixed_point_of_a_contracting_cell(arch):
     # the module itself works too (autograd path), with the same answer
     fps_module = find_fixed_points(cell, torch.randn(16, cell.hidden_size, dtype=DT) * 0.5)
     np.testing.assert_allclose(fps_module.states[0], h[0].numpy(), atol=1e-8)
+
+
+@pytest.mark.parametrize(("arch", "block"), [("gru", 2), ("lstm", 2), ("ugrnn", 1)])
+def test_identity_candidate_draws_only_the_candidate_block_as_the_vanilla_recurrence(arch, block):
+    units = 200
+    plain = init_parameters(arch, units, 3, torch.Generator().manual_seed(4))
+    near = init_parameters(arch, units, 3, torch.Generator().manual_seed(4), identity_candidate=True)
+    rows = slice(block * units, (block + 1) * units)
+    for name in ("weight_ih", "bias_ih", "bias_hh"):
+        torch.testing.assert_close(near[name], plain[name], atol=0, rtol=0)
+    others = torch.ones(near["weight_hh"].shape[0], dtype=torch.bool)
+    others[rows] = False
+    torch.testing.assert_close(near["weight_hh"][others], plain["weight_hh"][others], atol=0, rtol=0)
+    noise = (near["weight_hh"][rows] - 0.5 * torch.eye(units)).numpy()
+    # 0.5 N(0, 1/H) entries: mean 0 and standard deviation 0.5 / sqrt(H) over 40000 draws
+    assert abs(noise.mean()) < 4 * 0.5 / units / np.sqrt(units)
+    assert abs(noise.std() * np.sqrt(units) - 0.5) < 0.01
+    # the uniform block it replaced has standard deviation 1 / sqrt(3 H)
+    assert abs(plain["weight_hh"][rows].std().item() * np.sqrt(3 * units) - 1.0) < 0.02
+
+
+@pytest.mark.parametrize("arch", ["vanilla", "relu"])
+def test_identity_candidate_leaves_the_vanilla_cells_as_they_are(arch):
+    plain = init_parameters(arch, 8, 3, torch.Generator().manual_seed(2))
+    near = init_parameters(arch, 8, 3, torch.Generator().manual_seed(2), identity_candidate=True)
+    for name, value in plain.items():
+        torch.testing.assert_close(near[name], value, atol=0, rtol=0)
 
 
 def test_unknown_architecture_names_the_choices():

@@ -77,6 +77,16 @@ def test_initialisation_depends_only_on_the_seed():
     torch.testing.assert_close(a.readout_weight[1], b.readout_weight[0], atol=0, rtol=0)
 
 
+def test_train_config_identity_candidate_reaches_the_initialisation():
+    config = TrainConfig(**{**SMALL.__dict__, "max_steps": 0, "identity_candidate": True})
+    fit = train_population(TASK, "ugrnn", [3], units=6, config=config)
+    near = StackedRNN.initialize("ugrnn", [3], 6, TASK.n_inputs, TASK.n_outputs, identity_candidate=True)
+    plain = StackedRNN.initialize("ugrnn", [3], 6, TASK.n_inputs, TASK.n_outputs)
+    torch.testing.assert_close(fit.model.weight_hh, near.weight_hh, atol=0, rtol=0)
+    assert not torch.equal(near.weight_hh[0, 6:], plain.weight_hh[0, 6:])
+    torch.testing.assert_close(near.weight_hh[0, :6], plain.weight_hh[0, :6], atol=0, rtol=0)
+
+
 def test_masked_mse_counts_only_scored_entries():
     out = torch.zeros(2, 1, 3, 1)
     out[1] = 2.0

@@ -60,6 +60,7 @@ __all__ = [
 ARCHITECTURES: tuple[str, ...] = ("vanilla", "relu", "gru", "lstm", "ugrnn")
 GATES: dict[str, int] = {"vanilla": 1, "relu": 1, "gru": 3, "lstm": 4, "ugrnn": 2}
 PARAMETER_NAMES: tuple[str, ...] = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+_CANDIDATE_BLOCK: dict[str, int] = {"gru": 2, "lstm": 2, "ugrnn": 1}  # gate block of the candidate state
 
 
 def check_arch(arch: str) -> str:
@@ -86,15 +87,27 @@ def state_size(arch: str, units: int) -> int:
 
 
 def init_parameters(
-    arch: str, units: int, input_size: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+    arch: str,
+    units: int,
+    input_size: int,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    identity_candidate: bool = False,
 ) -> dict[str, Tensor]:
     """Random parameters of one cell.
 
     Gated cells: every entry :math:`\\sim U(-1/\\sqrt H, 1/\\sqrt H)` (torch's default), plus 1 on the
     forget-gate bias (LSTM) and the update-gate bias (UGRNN) so that memories are kept at first.
     ``vanilla`` and ``relu``: :math:`W_h = 0.5 I + N(0, 0.25/H)` (eigenvalues in the disc of radius 0.5
-    about 0.5: no mode starts near :math:`-1`, where tanh networks tend to hold memories as period-2
-    cycles), :math:`W_i \\sim N(0, 1/I)`, zero biases.
+    about 0.5: no mode starts near :math:`-1`), :math:`W_i \\sim N(0, 1/I)`, zero biases.
+
+    With ``identity_candidate``, the recurrent block of a gated cell's candidate (GRU :math:`n`, LSTM
+    :math:`g`, UGRNN :math:`c`) is drawn like the vanilla :math:`W_h`, :math:`0.5 I + N(0, 0.25/H)` (drawn
+    after the uniform entries, which it replaces). Where the gate is open (:math:`z < 1`,
+    :math:`g < 1`) the fixed points of the GRU and the UGRNN are exactly the points where the candidate
+    equals the state, :math:`h = \\tanh(W_c h + \\dots)`: the candidate map is a vanilla network, and this
+    starts it as one (every mode with positive self-feedback, rather than the uniform block's eigenvalues
+    spread over the disc of radius :math:`1/\\sqrt 3` about 0). ``vanilla`` and ``relu`` are unchanged.
 
     Returns
     -------
@@ -118,6 +131,10 @@ def init_parameters(
             b_ih[units : 2 * units] += 1.0
         elif arch == "ugrnn":
             b_ih[:units] += 1.0
+        if identity_candidate:
+            block = _CANDIDATE_BLOCK[arch] * units
+            noise = torch.randn(units, units, generator=generator) / math.sqrt(units)
+            w_hh[block : block + units] = 0.5 * torch.eye(units) + 0.5 * noise
     params = {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh}
     return {k: v.to(dtype) for k, v in params.items()}
 

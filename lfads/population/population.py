@@ -246,6 +246,7 @@ def run_population(
     carry_state: bool = False,
     target_loss: float | None = None,
     data_seed: int = 0,
+    identity_candidate: bool = False,
     n_initial_states: int = 256,
     noise_std: float = 0.02,
     find_points: bool = True,
@@ -266,7 +267,7 @@ def run_population(
         Networks per architecture, initialised from seeds ``0 .. seeds - 1``.
     units : int
         ``H``.
-    max_steps, batch_size, lr, lr_half_life, carry_state, target_loss, data_seed
+    max_steps, batch_size, lr, lr_half_life, carry_state, target_loss, data_seed, identity_candidate
         Training settings (:class:`lfads.population.train.TrainConfig`; ``target_loss=None`` takes the task's).
     n_initial_states : int
         Starts of the fixed-point search per network and condition.
@@ -290,7 +291,8 @@ def run_population(
     the_task = get_task(task, **(task_settings or {}))
     archs = population_archs(archs)
     config = TrainConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, lr_half_life=lr_half_life,
-                         carry_state=carry_state, target_loss=target_loss, data_seed=data_seed)
+                         carry_state=carry_state, target_loss=target_loss, data_seed=data_seed,
+                         identity_candidate=identity_candidate)
     result = PopulationResult(the_task, int(units), {})
     for arch in archs:
         fit = train_population(the_task, arch, list(range(seeds)), units, config)

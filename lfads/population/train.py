@@ -64,16 +64,25 @@ class StackedRNN(nn.Module):
         self.readout_bias = nn.Parameter(readout_bias.detach().clone())
 
     @classmethod
-    def initialize(cls, arch: str, seeds: Sequence[int], units: int, n_inputs: int, n_outputs: int) -> StackedRNN:
+    def initialize(
+        cls,
+        arch: str,
+        seeds: Sequence[int],
+        units: int,
+        n_inputs: int,
+        n_outputs: int,
+        identity_candidate: bool = False,
+    ) -> StackedRNN:
         """Network ``n`` initialised from ``torch.Generator().manual_seed(seeds[n])`` (cell, then readout).
 
-        The readout is :math:`U(-1/\\sqrt H, 1/\\sqrt H)` (``nn.Linear``'s default).
+        The cell is :func:`lfads.population.cells.init_parameters` (with ``identity_candidate``); the
+        readout is :math:`U(-1/\\sqrt H, 1/\\sqrt H)` (``nn.Linear``'s default).
         """
         cells, weights, biases = [], [], []
         k = 1.0 / math.sqrt(units)
         for seed in seeds:
             gen = torch.Generator().manual_seed(int(seed))
-            cells.append(init_parameters(arch, units, n_inputs, gen))
+            cells.append(init_parameters(arch, units, n_inputs, gen, identity_candidate=identity_candidate))
             weights.append((2.0 * torch.rand(n_outputs, units, generator=gen) - 1.0) * k)
             biases.append((2.0 * torch.rand(n_outputs, generator=gen) - 1.0) * k)
         params = {name: torch.stack([c[name] for c in cells]) for name in PARAMETER_NAMES}
@@ -179,6 +188,9 @@ class TrainConfig:
         Per-network gradient norm clip.
     input_noise : float
         Standard deviation of Gaussian noise added to the training inputs.
+    identity_candidate : bool
+        Initialise the recurrent block of a gated cell's candidate as the vanilla network's
+        (:func:`lfads.population.cells.init_parameters`).
     carry_state : bool
         Each batch continues the trials of the previous one (``Task.continue_sample``): the networks
         start from their final states of the previous batch (gradients truncated at the boundary), so
@@ -197,6 +209,7 @@ class TrainConfig:
     eval_trials: int = 256
     grad_clip: float = 1.0
     input_noise: float = 0.0
+    identity_candidate: bool = False
     carry_state: bool = False
     data_seed: int = 0
 
@@ -304,7 +317,7 @@ def train_population(
     config = config or TrainConfig()
     target = task.target_loss if config.target_loss is None else float(config.target_loss)
     start = time.perf_counter()
-    model = StackedRNN.initialize(arch, seeds, units, task.n_inputs, task.n_outputs)
+    model = StackedRNN.initialize(arch, seeds, units, task.n_inputs, task.n_outputs, config.identity_candidate)
     params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=config.lr)
     half_life = config.lr_half_life
