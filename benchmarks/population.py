@@ -3,16 +3,17 @@
 Measured figures, with their protocol: ``docs/population.md``.
 
 **Speed** (default).
-Trains ``--seeds`` networks (8) of each architecture (vanilla, GRU, LSTM, UGRNN; 64 units) on the
-3-bit flip-flop until each reaches the task's target loss (evaluation MSE < 0.01, checked every 25
-steps) or ``--max-steps``, with :func:`lfads.population.train.train_population`: one batched model per
-architecture. In the same run, right after each architecture, the first ``--loop-seeds`` of those
-networks are trained again one after the other with the same code and settings
-(:func:`lfads.population.train.train_seed_loop`, a Python loop over seeds); being the same seeds on the
-same data, they take the same number of steps. Both rates are networks per minute of wall time
-(training only, one thread). Only ``--loop-seeds`` networks are trained in the loop (all of them would
-take too long); the loop's time for all networks is its measured time per network-step times the steps
-all networks took (the same in both: same seeds, same data).
+Trains ``--seeds`` networks (8) of each architecture (vanilla, GRU, LSTM, UGRNN; 64 units) on the 3-bit
+flip-flop, with the universality settings (``TRAINING["flipflop"]``: batch 8, lr 3e-3, memories carried
+across batches, the gated cells' candidate initialised as the vanilla recurrence), until each reaches the
+task's target loss (evaluation MSE < 0.01, checked every 25 steps) or ``--max-steps``, with
+:func:`lfads.population.train.train_population`: one batched model per architecture. In the same run, right
+after each architecture, the first ``--loop-seeds`` of those networks are trained again one after the other
+with the same code and settings (:func:`lfads.population.train.train_seed_loop`, a Python loop over seeds);
+being the same seeds on the same data, they take the same number of steps. Both rates are networks per
+minute of wall time (training only, one thread). Only ``--loop-seeds`` networks are trained in the loop (all
+of them would take too long); the loop's time for all networks is its measured time per network-step times
+the steps all networks took (the same in both: same seeds, same data).
 
 **Universality** (``--universality``): populations of 8 seeds x 4 architectures x 64 units on the
 3-bit flip-flop (memories carried across batches), the sine wave and context-dependent integration,
@@ -55,8 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--loop-seeds", type=int, default=2, help="networks per architecture trained in the loop")
     parser.add_argument("--units", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--batch-size", type=int, default=TRAINING["flipflop"]["batch_size"])
+    parser.add_argument("--lr", type=float, default=TRAINING["flipflop"]["lr"])
+    parser.add_argument("--uniform-candidate", action="store_true",
+                        help="gated cells' candidate drawn uniformly (default: as the vanilla recurrence)")
     parser.add_argument("--max-steps", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-carry", action="store_true", help="fresh flip-flop trials every batch")
@@ -173,9 +176,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     task = get_task("flipflop")
     config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, eval_trials=128,
-                         carry_state=not args.no_carry)
+                         carry_state=not args.no_carry, identity_candidate=not args.uniform_candidate)
     seeds = list(range(args.seeds))
-    print(f"3-bit flip-flop, {args.units} units, batch {args.batch_size}, lr {args.lr}, target loss "
+    print(f"3-bit flip-flop, {args.units} units, batch {args.batch_size}, lr {args.lr}, "
+          f"{'uniform' if args.uniform_candidate else 'vanilla-like'} candidate, target loss "
           f"{task.target_loss}, {'fresh trials' if args.no_carry else 'trials continued across batches'}, "
           f"{args.threads} thread(s)")
     header = (f"{'arch':<8} {'reached':>7} {'median steps':>12} {'batched s':>9} {'net/min':>8} "
