@@ -124,6 +124,21 @@ def test_context_integral_report_at_the_end_has_the_drift_variance_added():
     assert abs(y_end.var() / (1 + 40 * 0.2**2 / (3 * 0.5**2)) - 1) < 0.05
 
 
+@pytest.mark.parametrize(("lam", "low"), [(1.0, True), (0.99, False), (1.01, False), (1.03, False)])
+def test_context_integral_report_is_met_only_by_an_integrator_without_leak_or_runaway(lam, low):
+    # x_t = lam x_{t-1} + e_t read out as x_t / (sigma sqrt T): exact at lam = 1, above the 0.02 target at |lam - 1| >= 0.01
+    data = generate_context_data(1000, 100, response_steps=90, generator=torch.Generator().manual_seed(5),
+                                 report="integral")
+    x, y, m = (t.numpy().astype(np.float64) for t in data)
+    relevant = x[np.arange(1000), :, x[:, 0, 2:].argmax(1)]
+    state, out = np.zeros(1000), []
+    for t in range(100):
+        state = lam * state + relevant[:, t]
+        out.append(state / np.sqrt(100))
+    loss = ((np.stack(out, 1) - y[..., 0]) ** 2 * m[..., 0]).sum() / m.sum()
+    assert (loss < 1e-10) if low else (loss > 0.05)
+
+
 def test_context_rejects_an_unknown_report():
     with pytest.raises(LFADSDataError, match="report='choice'"):
         generate_context_data(2, 40, report="choice")
