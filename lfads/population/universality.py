@@ -52,7 +52,7 @@ TRAINING: dict[str, dict[str, Any]] = {
     "flipflop": {"batch_size": 8, "lr": 3e-3, "carry_state": True, "identity_candidate": True},
     "sine": {"batch_size": 8, "lr": 3e-3, "lr_half_life": 500, "task_settings": {"n_time": 300}},
     "context": {"batch_size": 16, "lr": 3e-3, "lr_half_life": 700, "target_loss": 0.02,
-                "identity_candidate": True,
+                "identity_candidate": ["gru", "ugrnn"],
                 "task_settings": {"n_time": 100, "response_steps": 90, "report": "integral"}},
 }
 """Training settings (:func:`lfads.population.population.run_population` keywords) used for the universality
