@@ -126,7 +126,8 @@ def test_context_integral_report_at_the_end_has_the_drift_variance_added():
 
 @pytest.mark.parametrize(("lam", "low"), [(1.0, True), (0.99, False), (1.01, False), (1.03, False)])
 def test_context_integral_report_is_met_only_by_an_integrator_without_leak_or_runaway(lam, low):
-    # x_t = lam x_{t-1} + e_t read out as x_t / (sigma sqrt T): exact at lam = 1, above the 0.02 target at |lam - 1| >= 0.01
+    # x_t = lam x_{t-1} + e_t read out as x_t / (sigma sqrt T): exact at lam = 1,
+    # above the 0.02 target at |lam - 1| >= 0.01
     data = generate_context_data(1000, 100, response_steps=90, generator=torch.Generator().manual_seed(5),
                                  report="integral")
     x, y, m = (t.numpy().astype(np.float64) for t in data)

@@ -16,7 +16,8 @@ is trained on :math:`\\sum m_{t,k} (y_{t,k} - y^*_{t,k})^2 / \\sum m_{t,k}`.
   :math:`|\\lambda| e^{\\pm i \\omega_j}`, i.e. an oscillation of angle :math:`\\omega_j` per step
   (Sussillo & Barak 2013; Maheswaranathan et al. 2019).
 * **Context-dependent integration** (:func:`generate_context_data`): two noisy evidence streams and a
-  one-hot context cue; the output reports the sign of the summed evidence of the cued stream.
+  one-hot context cue; the output reports the sign of the summed evidence of the cued stream, or
+  (``report="integral"``) the running sum itself, which only a leak- and runaway-free integrator matches.
   Theory: for each context, a line attractor (a continuum of slow points with one eigenvalue
   near 1) along which the relevant evidence is integrated (Mante et al. 2013).
 
