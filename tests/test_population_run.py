@@ -87,3 +87,18 @@ def test_graphs_of_every_network_are_stored_and_read_back(tiny, tmp_path):
         for a, b in zip(back.graphs[arch], again.graphs[arch]):
             assert sorted(a["zero"].graph.edges) == sorted(b["zero"].graph.edges)
             assert saddle_edges(a["zero"]) == saddle_edges(b["zero"])
+
+
+def test_identity_candidate_list_initialises_only_the_named_architectures():
+    from lfads.population.train import StackedRNN
+
+    result = run_population(task="context", archs=["gru", "ugrnn"], seeds=1, units=6, max_steps=1, lr=0.0,
+                            identity_candidate=["gru"], find_points=False, task_settings={"n_time": 12})
+    for arch, used in (("gru", True), ("ugrnn", False)):
+        fit = result.fits[arch]
+        assert fit.config.identity_candidate is used
+        # lr 0: the weights are the initial ones, drawn with (gru) or without (ugrnn) the identity candidate
+        init = StackedRNN.initialize(arch, [0], 6, 4, 1, identity_candidate=used)
+        torch.testing.assert_close(fit.model.weight_hh.detach(), init.weight_hh.detach())
+        other = StackedRNN.initialize(arch, [0], 6, 4, 1, identity_candidate=not used)
+        assert not torch.equal(fit.model.weight_hh.detach(), other.weight_hh.detach())

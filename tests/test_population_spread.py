@@ -116,3 +116,11 @@ def test_population_through_ray_equals_run_population(tmp_path, ray_cleanup):
     assert any(len(set(f.stop_step)) > 1 for f in local.fits.values())  # some chunks stopped before others
     assert _layout(tmp_path / "ray.h5") == _layout(tmp_path / "local.h5")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.h5", "ray", "ray.h5"]  # no temporary file left
+
+
+def test_a_per_architecture_identity_candidate_is_refused_when_spreading():
+    pytest.importorskip("ray", reason="Ray Tune is optional: pip install 'lfads[tune]'")
+    from lfads.population.spread import run_population_ray
+
+    with pytest.raises(LFADSArgumentError, match="identity_candidate \\['gru'\\]: spreading takes True or False"):
+        run_population_ray(task="context", archs=["gru"], seeds=1, identity_candidate=["gru"])

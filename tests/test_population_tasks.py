@@ -96,6 +96,55 @@ def test_context_targets_are_the_sign_of_the_cued_streams_cumulative_evidence():
     assert 0.4 < context.mean() < 0.6
 
 
+def test_context_integral_report_is_the_running_sum_in_units_of_its_final_noise():
+    data = generate_context_data(200, 40, max_coherence=0.3, noise_std=0.5, response_steps=30,
+                                 generator=torch.Generator().manual_seed(2), report="integral")
+    x, y, m = (t.numpy() for t in data)
+    context = x[:, 0, 2:].argmax(1)
+    relevant = x[np.arange(200), :, context].astype(np.float64)
+    np.testing.assert_allclose(y[..., 0], np.cumsum(relevant, axis=1) / (0.5 * np.sqrt(40)), rtol=1e-5, atol=1e-6)
+    assert np.all(m[:, -30:] == 1) and np.all(m[:, :-30] == 0)
+
+
+def test_context_integral_report_without_drift_is_a_random_walk_of_variance_t_over_T():
+    # mu = 0: y_t = sigma * sum(eps) / (sigma sqrt(T)), so E y_t = 0 and Var y_t = (t + 1) / T
+    data = generate_context_data(6000, 30, max_coherence=0.0, noise_std=2.0, response_steps=30,
+                                 generator=torch.Generator().manual_seed(3), report="integral")
+    y = data.targets[..., 0].numpy().astype(np.float64)
+    var = (np.arange(30) + 1) / 30
+    np.testing.assert_allclose(y.var(0), var, rtol=0.08)
+    assert np.all(np.abs(y.mean(0)) < 4 * np.sqrt(var / 6000))
+
+
+def test_context_integral_report_at_the_end_has_the_drift_variance_added():
+    # Var S_T / (sigma^2 T) = 1 + T mu_max^2 / (3 sigma^2) with mu ~ U(-mu_max, mu_max)
+    data = generate_context_data(8000, 40, max_coherence=0.2, noise_std=0.5, response_steps=1,
+                                 generator=torch.Generator().manual_seed(4), report="integral")
+    y_end = data.targets[:, -1, 0].numpy().astype(np.float64)
+    assert abs(y_end.var() / (1 + 40 * 0.2**2 / (3 * 0.5**2)) - 1) < 0.05
+
+
+@pytest.mark.parametrize(("lam", "low"), [(1.0, True), (0.99, False), (1.01, False), (1.03, False)])
+def test_context_integral_report_is_met_only_by_an_integrator_without_leak_or_runaway(lam, low):
+    # x_t = lam x_{t-1} + e_t read out as x_t / (sigma sqrt T): exact at lam = 1,
+    # above the 0.02 target at |lam - 1| >= 0.01
+    data = generate_context_data(1000, 100, response_steps=90, generator=torch.Generator().manual_seed(5),
+                                 report="integral")
+    x, y, m = (t.numpy().astype(np.float64) for t in data)
+    relevant = x[np.arange(1000), :, x[:, 0, 2:].argmax(1)]
+    state, out = np.zeros(1000), []
+    for t in range(100):
+        state = lam * state + relevant[:, t]
+        out.append(state / np.sqrt(100))
+    loss = ((np.stack(out, 1) - y[..., 0]) ** 2 * m[..., 0]).sum() / m.sum()
+    assert (loss < 1e-10) if low else (loss > 0.05)
+
+
+def test_context_rejects_an_unknown_report():
+    with pytest.raises(LFADSDataError, match="report='choice'"):
+        generate_context_data(2, 40, report="choice")
+
+
 def test_context_rejects_a_response_window_longer_than_the_trial():
     with pytest.raises(LFADSDataError, match="response_steps=50"):
         generate_context_data(2, 40, response_steps=50)

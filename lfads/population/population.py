@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +246,7 @@ def run_population(
     carry_state: bool = False,
     target_loss: float | None = None,
     data_seed: int = 0,
-    identity_candidate: bool = False,
+    identity_candidate: bool | list[str] = False,
     n_initial_states: int = 256,
     noise_std: float = 0.02,
     find_points: bool = True,
@@ -268,7 +268,8 @@ def run_population(
     units : int
         ``H``.
     max_steps, batch_size, lr, lr_half_life, carry_state, target_loss, data_seed, identity_candidate
-        Training settings (:class:`lfads.population.train.TrainConfig`; ``target_loss=None`` takes the task's).
+        Training settings (:class:`lfads.population.train.TrainConfig`; ``target_loss=None`` takes the task's;
+        ``identity_candidate`` a bool for all architectures or the list of those that use it).
     n_initial_states : int
         Starts of the fixed-point search per network and condition.
     noise_std : float
@@ -292,9 +293,11 @@ def run_population(
     archs = population_archs(archs)
     config = TrainConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, lr_half_life=lr_half_life,
                          carry_state=carry_state, target_loss=target_loss, data_seed=data_seed,
-                         identity_candidate=identity_candidate)
+                         identity_candidate=identity_candidate if isinstance(identity_candidate, bool) else False)
     result = PopulationResult(the_task, int(units), {})
     for arch in archs:
+        if not isinstance(identity_candidate, bool):
+            config = replace(config, identity_candidate=arch in identity_candidate)
         fit = train_population(the_task, arch, list(range(seeds)), units, config)
         result.fits[arch] = fit
         if verbose:

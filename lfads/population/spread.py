@@ -339,6 +339,9 @@ def run_population_ray(
         raise LFADSArgumentError(f"{INSTALL_HINT} ({err}).") from None
     if not cpus_per_trial > 0:
         raise LFADSArgumentError(f"cpus_per_trial {cpus_per_trial}: must be positive.")
+    if not isinstance(identity_candidate, bool):
+        raise LFADSArgumentError(f"identity_candidate {identity_candidate!r}: spreading takes True or False for "
+                                 "all architectures; train a per-architecture choice with run_population.")
     the_task = get_task(task, **(task_settings or {}))
     archs = population_archs(archs)
     trials = population_units(archs, seeds, seeds_per_trial)

@@ -16,7 +16,8 @@ is trained on :math:`\\sum m_{t,k} (y_{t,k} - y^*_{t,k})^2 / \\sum m_{t,k}`.
   :math:`|\\lambda| e^{\\pm i \\omega_j}`, i.e. an oscillation of angle :math:`\\omega_j` per step
   (Sussillo & Barak 2013; Maheswaranathan et al. 2019).
 * **Context-dependent integration** (:func:`generate_context_data`): two noisy evidence streams and a
-  one-hot context cue; the output reports the sign of the summed evidence of the cued stream.
+  one-hot context cue; the output reports the sign of the summed evidence of the cued stream, or
+  (``report="integral"``) the running sum itself, which only a leak- and runaway-free integrator matches.
   Theory: for each context, a line attractor (a continuum of slow points with one eigenvalue
   near 1) along which the relevant evidence is integrated (Mante et al. 2013).
 
@@ -172,6 +173,7 @@ def generate_context_data(
     response_steps: int = 10,
     generator: torch.Generator | None = None,
     cued: int | None = None,
+    report: str = "sign",
 ) -> TaskData:
     """Context-dependent integration trials (Mante et al. 2013).
 
@@ -179,10 +181,13 @@ def generate_context_data(
     :math:`(c_1, c_2)` held for the whole trial,
 
     .. math:: e^{(a)}_t = \\mu_a + \\sigma \\epsilon_t,\\quad \\mu_a \\sim U(-\\mu_{max}, \\mu_{max}),\\qquad
-              y^*_t = \\operatorname{sign}\\Big(\\sum_{s \\le t} e^{(k)}_s\\Big)
+              S_t = \\sum_{s \\le t} e^{(k)}_s,\\qquad
+              y^*_t = \\operatorname{sign}(S_t)\\ \\text{or}\\ y^*_t = \\frac{S_t}{\\sigma \\sqrt{T}}
 
-    with :math:`k` the cued stream. Targets ``(trials, time, 1)`` are defined at every step; the mask
-    scores only the last ``response_steps`` steps.
+    with :math:`k` the cued stream (``report`` ``"sign"``: the choice; ``"integral"``: the running
+    integral in units of its noise standard deviation at the end of the trial, which only an integrator
+    without leak or runaway along its line reproduces at every step). Targets ``(trials, time, 1)`` are
+    defined at every step; the mask scores only the last ``response_steps`` steps.
 
     Parameters
     ----------
@@ -198,9 +203,13 @@ def generate_context_data(
         Random source.
     cued : int, optional
         Cue this stream (0 or 1) in every trial instead of drawing one per trial.
+    report : str
+        ``"sign"`` or ``"integral"``: what the output reports.
     """
     if not 0 < response_steps <= n_time:
         raise LFADSDataError(f"response_steps={response_steps} must lie in [1, n_time={n_time}].")
+    if report not in ("sign", "integral"):
+        raise LFADSDataError(f"report={report!r}: the context task's output reports 'sign' or 'integral'.")
     mean = (2.0 * torch.rand(n_trials, 1, 2, generator=generator) - 1.0) * max_coherence
     evidence = mean + noise_std * torch.randn(n_trials, n_time, 2, generator=generator)
     context = torch.randint(2, (n_trials,), generator=generator)
@@ -209,7 +218,9 @@ def generate_context_data(
     cue = torch.nn.functional.one_hot(context, 2).float().unsqueeze(1).expand(n_trials, n_time, 2)
     inputs = torch.cat([evidence, cue], dim=2)
     relevant = torch.gather(evidence, 2, context.view(-1, 1, 1).expand(n_trials, n_time, 1))
-    targets = torch.sign(torch.cumsum(relevant.double(), dim=1)).float()
+    running = torch.cumsum(relevant.double(), dim=1)
+    scale = noise_std * np.sqrt(n_time)
+    targets = (torch.sign(running) if report == "sign" else running / scale).float()
     mask = torch.zeros(n_trials, n_time, 1)
     mask[:, n_time - response_steps :] = 1.0
     return TaskData(inputs, targets, mask)
@@ -313,16 +324,19 @@ def context_integration_task(
     noise_std: float = 1.0,
     response_steps: int = 10,
     target_loss: float = 0.15,
+    report: str = "sign",
 ) -> Task:
     """Context-dependent integration; fixed points sought with no evidence and each context cued."""
     return Task(
         "context", 4, 1, n_time,
-        lambda n, g: generate_context_data(n, n_time, max_coherence, noise_std, response_steps, generator=g),
+        lambda n, g: generate_context_data(n, n_time, max_coherence, noise_std, response_steps, generator=g,
+                                           report=report),
         {"context 1": np.array([0.0, 0.0, 1.0, 0.0]), "context 2": np.array([0.0, 0.0, 0.0, 1.0])},
         lambda label, n, g: generate_context_data(n, n_time, max_coherence, noise_std, response_steps, generator=g,
-                                                  cued=int(label[-1]) - 1),
+                                                  cued=int(label[-1]) - 1, report=report),
         target_loss,
-        {"n_time": n_time, "max_coherence": max_coherence, "noise_std": noise_std, "response_steps": response_steps},
+        {"n_time": n_time, "max_coherence": max_coherence, "noise_std": noise_std, "response_steps": response_steps,
+         "report": report},
         slow_points={"adam_steps": 1000, "max_speed": 1e-4},
     )  # fmt: skip
 
