@@ -24,6 +24,19 @@ def test_population_file_holds_every_network_and_its_fixed_points(tmp_path, caps
     assert "median loss" in capsys.readouterr().out
 
 
+def test_each_task_trains_with_the_settings_of_the_universality_figures(tmp_path):
+    from lfads.population.universality import TRAINING
+
+    out = tmp_path / "pop.h5"
+    assert main(["population", *TINY, "--target-loss", "0.5", "--no-graphs", "--out", str(out)]) == 0
+    pop = load_population(out)
+    for arch in pop.archs:
+        config = pop.fits[arch].config
+        assert (config.lr, config.batch_size) == (TRAINING["flipflop"]["lr"], TRAINING["flipflop"]["batch_size"])
+        assert config.carry_state and config.identity_candidate
+        assert config.target_loss == 0.5  # the option overrides the task's setting
+
+
 @pytest.mark.parametrize(("extra", "says"), [
     (["--arch", "gru,transformer"], "--arch"),
     (["--seeds", "0"], "--seeds"),
@@ -97,4 +110,5 @@ def test_ray_options_reach_the_spread_population(tmp_path, monkeypatch):
     assert {k: kwargs[k] for k in ("seeds_per_trial", "cpus_per_trial", "address", "storage")} == {
         "seeds_per_trial": 1, "cpus_per_trial": 2, "address": None, "storage": str(tmp_path / "ray")}
     assert kwargs["archs"] == ["gru", "vanilla"] and kwargs["seeds"] == 2 and kwargs["units"] == 8
+    assert kwargs["lr"] == 3e-3 and kwargs["identity_candidate"] is True and kwargs["n_initial_states"] == 16
     assert load_population(out).archs == ["gru", "vanilla"]

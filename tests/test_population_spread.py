@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 import h5py
 import numpy as np
@@ -10,10 +11,10 @@ import pytest
 import torch
 
 from lfads.errors import LFADSArgumentError
-from lfads.population.population import run_population
+from lfads.population.population import config_for, run_population
 from lfads.population.spread import fit_arrays, join_chunks, population_units, seed_chunks
 from lfads.population.tasks import get_task
-from lfads.population.train import train_population
+from lfads.population.train import TrainConfig, train_population
 
 SETTINGS = {"n_bits": 2, "n_time": 16}
 # target 0.15 in at most 150 steps: the networks stop at different checks (25 to 100 steps), so chunks end apart
@@ -118,9 +119,30 @@ def test_population_through_ray_equals_run_population(tmp_path, ray_cleanup):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.h5", "ray", "ray.h5"]  # no temporary file left
 
 
-def test_a_per_architecture_identity_candidate_is_refused_when_spreading():
+def test_a_spread_trial_trains_with_its_architectures_identity_candidate(monkeypatch):
     pytest.importorskip("ray", reason="Ray Tune is optional: pip install 'lfads[tune]'")
-    from lfads.population.spread import run_population_ray
+    import lfads.population.spread as spread
 
-    with pytest.raises(LFADSArgumentError, match="identity_candidate \\['gru'\\]: spreading takes True or False"):
-        run_population_ray(task="context", archs=["gru"], seeds=1, identity_candidate=["gru"])
+    used = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(task, arch, seeds, units, config):
+        used[arch] = config.identity_candidate
+        raise Stop
+
+    monkeypatch.setattr(spread, "train_population", fake_train)
+    setup = spread.SpreadSetup("flipflop", 4, asdict(TrainConfig(max_steps=1)), identity_candidate=("gru",))
+    for arch in ("gru", "lstm"):
+        with pytest.raises(Stop):
+            spread.train_chunk({"unit": {"arch": arch, "seeds": [0]}}, setup)
+    assert used == {"gru": True, "lstm": False}
+
+
+def test_config_for_resolves_identity_candidate_per_architecture():
+    config = TrainConfig(lr=3e-3)
+    assert config_for(config, "gru", ["gru", "ugrnn"]).identity_candidate is True
+    assert config_for(config, "lstm", ["gru", "ugrnn"]).identity_candidate is False
+    assert config_for(config, "lstm", True).identity_candidate is True
+    assert config_for(config, "gru", ["gru"]).lr == 3e-3

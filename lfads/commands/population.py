@@ -8,6 +8,11 @@ to one HDF5 file, and prints a summary table per architecture (see :mod:`lfads.p
 With ``--ray`` the training is spread over Ray Tune trials, one per architecture and chunk of
 ``--seeds-per-trial`` seeds (:mod:`lfads.population.spread`), on a Ray started here or on the cluster at
 ``--ray-address`` (``ray start --head`` prints it); the file is the same.
+
+Each task trains and is analysed with the settings of the universality figures
+(:data:`lfads.population.universality.TRAINING` and ``ANALYSIS``: batch size, learning rate and its decay,
+trial length, initialisation, target loss, fixed-point starts); ``--target-loss`` and ``--n-initial``
+override theirs.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from lfads.commands.checks import output_file, require_at_least
 from lfads.commands.report import ArgumentParser
 from lfads.errors import LFADSArgumentError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "task_defaults"]
 
 
 def build_parser() -> ArgumentParser:
@@ -30,8 +35,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--units", type=int, default=64, help="units per network (default 64)")
     parser.add_argument("--max-steps", type=int, default=3000, help="training steps at most (default 3000)")
     parser.add_argument("--target-loss", type=float, help="stop a network at this loss (default: the task's)")
-    parser.add_argument("--n-initial", type=int, default=256,
-                        help="starts of the fixed-point search per network and condition (default 256)")
+    parser.add_argument("--n-initial", type=int,
+                        help="starts of the fixed-point search per network and condition (default: the task's "
+                             "analysis setting, 1024 for the flip-flop, 256 otherwise)")
     parser.add_argument("--no-graphs", action="store_true", help="skip the fixed-point graphs")
     parser.add_argument("--out", required=True, help="HDF5 file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier population file")
@@ -88,6 +94,14 @@ def _ray_settings(args) -> dict | None:
     return settings
 
 
+def task_defaults(task: str) -> dict:
+    """The training and analysis settings of the universality figures for ``task`` (``TRAINING``, ``ANALYSIS``
+    of :mod:`lfads.population.universality`): what ``lfads population`` trains with unless told otherwise."""
+    from lfads.population.universality import ANALYSIS, TRAINING
+
+    return {**TRAINING.get(task, {}), **ANALYSIS.get(task, {})}
+
+
 def main(argv: list[str]) -> int:
     """Run ``lfads population`` with the arguments after ``population``; returns 0 on success."""
     from lfads.data.atomic import guarded_output
@@ -98,13 +112,17 @@ def main(argv: list[str]) -> int:
     archs = _archs(args.arch)
     for value, option in ((args.seeds, "--seeds"), (args.units, "--units"), (args.max_steps, "--max-steps"),
                           (args.n_initial, "--n-initial")):
-        require_at_least(value, 1, option)
+        if value is not None:
+            require_at_least(value, 1, option)
     ray = _ray_settings(args)
     get_task(args.task)  # an unknown task is an error before any training
     out = output_file(args.out, args.overwrite, what="a run")
-    common = dict(task=args.task, archs=archs, seeds=args.seeds, units=args.units, max_steps=args.max_steps,
-                  target_loss=args.target_loss, n_initial_states=args.n_initial, graphs=not args.no_graphs,
-                  verbose=True)  # fmt: skip
+    common = {**task_defaults(args.task), "task": args.task, "archs": archs, "seeds": args.seeds,
+              "units": args.units, "max_steps": args.max_steps, "graphs": not args.no_graphs, "verbose": True}
+    if args.target_loss is not None:
+        common["target_loss"] = args.target_loss
+    if args.n_initial is not None:
+        common["n_initial_states"] = args.n_initial
     if ray is None:
         result = run_population(**common)
     else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from lfads.population.train import PopulationFit, StackedRNN, TrainConfig, train
 __all__ = [
     "PopulationResult",
     "analyse_population",
+    "config_for",
     "find_population_fixed_points",
     "finish_population",
     "load_population",
@@ -234,6 +236,13 @@ def analyse_population(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def config_for(config: TrainConfig, arch: str, identity_candidate: bool | Sequence[str]) -> TrainConfig:
+    """``config`` for architecture ``arch``, with ``identity_candidate`` a bool for every architecture or the
+    architectures that use it."""
+    use = identity_candidate if isinstance(identity_candidate, bool) else arch in identity_candidate
+    return replace(config, identity_candidate=bool(use))
+
+
 def run_population(
     task: str = "flipflop",
     archs: list[str] | None = None,
@@ -292,13 +301,10 @@ def run_population(
     the_task = get_task(task, **(task_settings or {}))
     archs = population_archs(archs)
     config = TrainConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, lr_half_life=lr_half_life,
-                         carry_state=carry_state, target_loss=target_loss, data_seed=data_seed,
-                         identity_candidate=identity_candidate if isinstance(identity_candidate, bool) else False)
+                         carry_state=carry_state, target_loss=target_loss, data_seed=data_seed)
     result = PopulationResult(the_task, int(units), {})
     for arch in archs:
-        if not isinstance(identity_candidate, bool):
-            config = replace(config, identity_candidate=arch in identity_candidate)
-        fit = train_population(the_task, arch, list(range(seeds)), units, config)
+        fit = train_population(the_task, arch, list(range(seeds)), units, config_for(config, arch, identity_candidate))
         result.fits[arch] = fit
         if verbose:
             report_fit(fit)

@@ -39,7 +39,13 @@ import numpy as np
 import torch
 
 from lfads.errors import LFADSArgumentError, LFADSDataError
-from lfads.population.population import PopulationResult, finish_population, population_archs, report_fit
+from lfads.population.population import (
+    PopulationResult,
+    config_for,
+    finish_population,
+    population_archs,
+    report_fit,
+)
 from lfads.population.tasks import get_task
 from lfads.population.train import PopulationFit, StackedRNN, TrainConfig, train_population
 from lfads.ray_cluster import unreachable
@@ -115,6 +121,8 @@ class SpreadSetup:
         :class:`~lfads.population.train.TrainConfig` as a dict.
     threads : int
         Torch threads of a trial (its CPUs).
+    identity_candidate : bool or tuple of str
+        For every architecture, or the architectures that use it (:func:`~lfads.population.population.config_for`).
     """
 
     task: str
@@ -122,6 +130,7 @@ class SpreadSetup:
     config: dict
     threads: int = 1
     task_settings: dict = field(default_factory=dict)
+    identity_candidate: bool | tuple[str, ...] = False
 
 
 def fit_arrays(fit: PopulationFit) -> dict[str, np.ndarray]:
@@ -146,7 +155,8 @@ def train_chunk(config: dict, setup: SpreadSetup) -> None:
     configure_threads(setup.threads)
     unit = config["unit"]
     task = get_task(setup.task, **setup.task_settings)
-    fit = train_population(task, unit["arch"], unit["seeds"], setup.units, TrainConfig(**setup.config))
+    config = config_for(TrainConfig(**setup.config), unit["arch"], setup.identity_candidate)
+    fit = train_population(task, unit["arch"], unit["seeds"], setup.units, config)
     with tempfile.TemporaryDirectory(prefix="lfads_population_") as work:
         np.savez(Path(work) / FIT_FILE, **fit_arrays(fit))
         tune.report({"reached": int(fit.reached.sum()), "median_loss": float(np.median(fit.final_loss)),
@@ -288,7 +298,7 @@ def run_population_ray(
     carry_state: bool = False,
     target_loss: float | None = None,
     data_seed: int = 0,
-    identity_candidate: bool = False,
+    identity_candidate: bool | Sequence[str] = False,
     n_initial_states: int = 256,
     noise_std: float = 0.02,
     find_points: bool = True,
@@ -339,16 +349,14 @@ def run_population_ray(
         raise LFADSArgumentError(f"{INSTALL_HINT} ({err}).") from None
     if not cpus_per_trial > 0:
         raise LFADSArgumentError(f"cpus_per_trial {cpus_per_trial}: must be positive.")
-    if not isinstance(identity_candidate, bool):
-        raise LFADSArgumentError(f"identity_candidate {identity_candidate!r}: spreading takes True or False for "
-                                 "all architectures; train a per-architecture choice with run_population.")
     the_task = get_task(task, **(task_settings or {}))
     archs = population_archs(archs)
     trials = population_units(archs, seeds, seeds_per_trial)
     config = TrainConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, lr_half_life=lr_half_life,
-                         carry_state=carry_state, target_loss=target_loss, data_seed=data_seed,
-                         identity_candidate=identity_candidate)
-    setup = SpreadSetup(task, int(units), asdict(config), max(1, int(cpus_per_trial)), dict(task_settings or {}))
+                         carry_state=carry_state, target_loss=target_loss, data_seed=data_seed)
+    candidate = identity_candidate if isinstance(identity_candidate, bool) else tuple(identity_candidate)
+    setup = SpreadSetup(task, int(units), asdict(config), max(1, int(cpus_per_trial)), dict(task_settings or {}),
+                        candidate)
     if address:
         _check_reachable(address)
     with tempfile.TemporaryDirectory(prefix="lfads_population_ray_") as scratch:
@@ -359,7 +367,7 @@ def run_population_ray(
             chunks[res.config["unit"]["arch"]].append(_read_trial(res))
     result = PopulationResult(the_task, int(units), {})
     for arch in archs:
-        result.fits[arch] = join_chunks(arch, chunks[arch], config)
+        result.fits[arch] = join_chunks(arch, chunks[arch], config_for(config, arch, identity_candidate))
         if verbose:
             report_fit(result.fits[arch])
     return finish_population(result, find_points, graphs, n_initial_states, noise_std, out, verbose)
