@@ -12,7 +12,7 @@ import torch
 
 from lfads.errors import LFADSArgumentError
 from lfads.population.population import config_for, run_population
-from lfads.population.spread import fit_arrays, join_chunks, population_units, seed_chunks
+from lfads.population.spread import join_chunks, population_units, seed_chunks, trial_arrays
 from lfads.population.tasks import get_task
 from lfads.population.train import TrainConfig, train_population
 
@@ -56,7 +56,7 @@ def test_joined_chunks_are_the_batched_fit_of_all_seeds():
     task = get_task("flipflop", **SETTINGS)
     full = run_population(task="flipflop", archs=["gru"], seeds=4, find_points=False, task_settings=SETTINGS,
                           **TRAIN).fits["gru"]
-    chunks = [fit_arrays(train_population(task, "gru", c, 8, full.config)) for c in ([2, 3], [0, 1])]
+    chunks = [trial_arrays(train_population(task, "gru", c, 8, full.config)) for c in ([2, 3], [0, 1])]
     assert len({c["losses"].shape[0] for c in chunks}) == 2  # the chunks stopped at different steps
     joined = join_chunks("gru", chunks, full.config)
     for name in ("seeds", "reached", "stop_step", "final_loss", "losses", "eval_steps", "eval_losses"):

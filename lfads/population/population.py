@@ -38,11 +38,13 @@ from lfads.population.tasks import Task, get_task
 from lfads.population.train import PopulationFit, StackedRNN, TrainConfig, train_population
 
 __all__ = [
+    "WEIGHTS",
     "PopulationResult",
     "analyse_population",
     "config_for",
     "find_population_fixed_points",
     "finish_population",
+    "fit_arrays",
     "load_population",
     "population_archs",
     "report_fit",
@@ -52,7 +54,8 @@ __all__ = [
 
 _FORMAT = "lfads.population/1"
 _FIT_ARRAYS = ("seeds", "reached", "stop_step", "final_loss", "losses", "eval_steps", "eval_losses")
-_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "readout_weight", "readout_bias")
+WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "readout_weight", "readout_bias")
+"""The parameters of a :class:`~lfads.population.train.StackedRNN`, stored as ``weights/<name>``."""
 
 
 @dataclass
@@ -255,7 +258,7 @@ def run_population(
     carry_state: bool = False,
     target_loss: float | None = None,
     data_seed: int = 0,
-    identity_candidate: bool | list[str] = False,
+    identity_candidate: bool | Sequence[str] = False,
     n_initial_states: int = 256,
     noise_std: float = 0.02,
     find_points: bool = True,
@@ -347,6 +350,13 @@ def finish_population(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def fit_arrays(fit: PopulationFit) -> dict[str, np.ndarray]:
+    """``fit``'s per-network arrays and its weights (``weights/<name>``, :data:`WEIGHTS`) as numpy arrays."""
+    out = {name: np.asarray(getattr(fit, name)) for name in _FIT_ARRAYS}
+    out.update({f"weights/{name}": getattr(fit.model, name).detach().numpy() for name in WEIGHTS})
+    return out
+
+
 def save_population(result: PopulationResult, path: str | Path) -> Path:
     """Write ``result`` to one HDF5 file (layout in the module docstring), atomically; returns the path."""
     arrays: dict[str, np.ndarray] = {}
@@ -354,10 +364,7 @@ def save_population(result: PopulationResult, path: str | Path) -> Path:
              "units": result.units, "archs": ",".join(result.fits)}  # fmt: skip
     group_attrs: dict[str, dict] = {}
     for arch, fit in result.fits.items():
-        for name in _FIT_ARRAYS:
-            arrays[f"{arch}/{name}"] = np.asarray(getattr(fit, name))
-        for name in _WEIGHTS:
-            arrays[f"{arch}/weights/{name}"] = getattr(fit.model, name).detach().numpy()
+        arrays.update({f"{arch}/{name}": value for name, value in fit_arrays(fit).items()})
         group_attrs[arch] = {"target_loss": fit.target_loss, "wall_time": fit.wall_time,
                              "train_config": json.dumps(asdict(fit.config))}  # fmt: skip
         for n, net in enumerate(result.fixed_points.get(arch, [])):
@@ -400,7 +407,7 @@ def load_population(path: str | Path) -> PopulationResult:
         archs = str(f.attrs["archs"]).split(",") if "archs" in f.attrs else list(f)
         for arch in archs:
             g = f[arch]
-            w = {name: torch.as_tensor(g["weights"][name][()]) for name in _WEIGHTS}
+            w = {name: torch.as_tensor(g["weights"][name][()]) for name in WEIGHTS}
             model = StackedRNN(arch, w, w["readout_weight"], w["readout_bias"]).eval()
             arrays = {name: g[name][()] for name in _FIT_ARRAYS}
             result.fits[arch] = PopulationFit(

@@ -40,9 +40,11 @@ import torch
 
 from lfads.errors import LFADSArgumentError, LFADSDataError
 from lfads.population.population import (
+    WEIGHTS,
     PopulationResult,
     config_for,
     finish_population,
+    fit_arrays,
     population_archs,
     report_fit,
 )
@@ -59,14 +61,13 @@ __all__ = [
     "run_population_ray",
     "seed_chunks",
     "train_chunk",
+    "trial_arrays",
 ]
 
 INSTALL_HINT = "spreading a population needs Ray Tune; install it with: pip install 'lfads[tune]'"
 FIT_FILE = "fit.npz"
 """The file of a trial's checkpoint: its weights and fit arrays."""
 _CONNECT_TIMEOUT_S = 3.0
-_FIT_ARRAYS = ("seeds", "reached", "stop_step", "final_loss", "losses", "eval_steps", "eval_losses")
-_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "readout_weight", "readout_bias")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -133,20 +134,17 @@ class SpreadSetup:
     identity_candidate: bool | tuple[str, ...] = False
 
 
-def fit_arrays(fit: PopulationFit) -> dict[str, np.ndarray]:
-    """``fit``'s fit arrays and weights (``weights/<name>``) as numpy arrays."""
-    out = {name: np.asarray(getattr(fit, name)) for name in _FIT_ARRAYS}
-    out.update({f"weights/{name}": getattr(fit.model, name).detach().numpy() for name in _WEIGHTS})
-    out["wall_time"] = np.asarray(fit.wall_time)
-    out["target_loss"] = np.asarray(fit.target_loss)
-    return out
+def trial_arrays(fit: PopulationFit) -> dict[str, np.ndarray]:
+    """What a trial reports of ``fit``: :func:`~lfads.population.population.fit_arrays` with ``wall_time`` and
+    ``target_loss``."""
+    return {**fit_arrays(fit), "wall_time": np.asarray(fit.wall_time), "target_loss": np.asarray(fit.target_loss)}
 
 
 def train_chunk(config: dict, setup: SpreadSetup) -> None:
     """Ray Tune function trainable: train ``config["unit"]`` (an architecture and its seeds) as one batched model.
 
     Reports the count that reached the target, the median final loss and the training time, with a
-    checkpoint holding :data:`FIT_FILE` (:func:`fit_arrays`). Ray pickles it by reference, so it lives here.
+    checkpoint holding :data:`FIT_FILE` (:func:`trial_arrays`). Ray pickles it by reference, so it lives here.
     """
     from ray import tune
 
@@ -158,7 +156,7 @@ def train_chunk(config: dict, setup: SpreadSetup) -> None:
     config = config_for(TrainConfig(**setup.config), unit["arch"], setup.identity_candidate)
     fit = train_population(task, unit["arch"], unit["seeds"], setup.units, config)
     with tempfile.TemporaryDirectory(prefix="lfads_population_") as work:
-        np.savez(Path(work) / FIT_FILE, **fit_arrays(fit))
+        np.savez(Path(work) / FIT_FILE, **trial_arrays(fit))
         tune.report({"reached": int(fit.reached.sum()), "median_loss": float(np.median(fit.final_loss)),
                      "train_s": float(fit.wall_time)}, checkpoint=tune.Checkpoint.from_directory(work))
 
@@ -174,7 +172,7 @@ def _pad_rows(values: np.ndarray, rows: int) -> np.ndarray:
 
 
 def join_chunks(arch: str, chunks: Sequence[dict[str, np.ndarray]], config: TrainConfig) -> PopulationFit:
-    """One :class:`~lfads.population.train.PopulationFit` of ``arch`` from its chunks' :func:`fit_arrays`.
+    """One :class:`~lfads.population.train.PopulationFit` of ``arch`` from its chunks' :func:`trial_arrays`.
 
     The chunks are ordered by their first seed and joined along the network axis; ``losses`` and
     ``eval_losses`` are padded with NaN to the longest chunk (whose ``eval_steps`` are kept; every other
@@ -187,7 +185,7 @@ def join_chunks(arch: str, chunks: Sequence[dict[str, np.ndarray]], config: Trai
         if not np.array_equal(c["eval_steps"], longest["eval_steps"][: len(c["eval_steps"])]):
             raise LFADSDataError(f"population chunk {arch} seeds {c['seeds'].tolist()}: its evaluation steps are not "
                                  "a prefix of the other chunks'; were they trained with different settings?")
-    weights = {name: torch.as_tensor(np.concatenate([c[f"weights/{name}"] for c in chunks])) for name in _WEIGHTS}
+    weights = {name: torch.as_tensor(np.concatenate([c[f"weights/{name}"] for c in chunks])) for name in WEIGHTS}
     model = StackedRNN(arch, weights, weights["readout_weight"], weights["readout_bias"]).eval()
     return PopulationFit(
         arch=arch,
@@ -206,7 +204,7 @@ def join_chunks(arch: str, chunks: Sequence[dict[str, np.ndarray]], config: Trai
 
 
 def _read_trial(result) -> dict[str, np.ndarray]:
-    """The :func:`fit_arrays` a finished trial reported in its checkpoint."""
+    """The :func:`trial_arrays` a finished trial reported in its checkpoint."""
     where = f"trial {result.path}"
     if result.error is not None:
         raise RuntimeError(f"{where}: training failed ({result.error}); its log is in that folder.")
