@@ -402,10 +402,10 @@ def compare_models(
         elif metric == "topology_counts":
             key = metric
             d = np.zeros((n, n))
+            graphs = [_index_graph(m, unstable_tol) for m in ms]
             for i in range(n):
                 for j in range(i + 1, n):
-                    d[i, j] = d[j, i] = count_distance(_index_graph(ms[i], unstable_tol),
-                                                       _index_graph(ms[j], unstable_tol))
+                    d[i, j] = d[j, i] = count_distance(graphs[i], graphs[j])
             settings = {"unstable_tol": float(unstable_tol)}
         elif metric == "jslds":
             key = metric
