@@ -31,7 +31,7 @@ from lfads.compare.api import FIXED_POINT_METRICS, ComparisonResult, Model, comp
 from lfads.errors import LFADSDataError
 from lfads.population.distances import silhouette_by_arch
 from lfads.population.graphs import graph_points
-from lfads.population.population import _FORMAT, PopulationResult, load_population
+from lfads.population.population import PopulationResult, check_population_format, load_population
 
 __all__ = [
     "PopulationComparison",
@@ -162,11 +162,7 @@ def check_population_file(path: str | Path) -> Path:
     if not h5py.is_hdf5(path):
         raise LFADSDataError(f"{path}: not an HDF5 file, so not a population file; write one with `lfads population`.")
     with h5py.File(path, "r") as f:
-        found = f.attrs.get("format")
-    if found != _FORMAT:
-        raise LFADSDataError(
-            f"{path}: not a population file (attribute 'format' is {found!r}, expected {_FORMAT!r}); write one "
-            "with `lfads population` or lfads.population.save_population.")
+        check_population_format(f.attrs.get("format"), path)
     return path
 
 

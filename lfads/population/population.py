@@ -41,6 +41,7 @@ __all__ = [
     "WEIGHTS",
     "PopulationResult",
     "analyse_population",
+    "check_population_format",
     "config_for",
     "find_population_fixed_points",
     "finish_population",
@@ -385,6 +386,14 @@ def save_population(result: PopulationResult, path: str | Path) -> Path:
     return result.path
 
 
+def check_population_format(found: Any, path: str | Path) -> None:
+    """Raise unless ``found``, the ``format`` attribute of the file ``path``, is a population file's."""
+    if found != _FORMAT:
+        raise LFADSDataError(
+            f"{path}: not a population file (attribute 'format' is {found!r}, expected {_FORMAT!r}); write one "
+            "with `lfads population` or lfads.population.run_population(out=...) (save_population).")
+
+
 def load_population(path: str | Path) -> PopulationResult:
     """Read a file written by :func:`save_population` (networks, fits and fixed points).
 
@@ -397,11 +406,7 @@ def load_population(path: str | Path) -> PopulationResult:
 
     path = Path(path)
     with h5py.File(path, "r") as f:
-        if f.attrs.get("format") != _FORMAT:
-            raise LFADSDataError(
-                f"{path}: not a population file (attribute 'format' is {f.attrs.get('format')!r}, expected "
-                f"{_FORMAT!r}); write it with lfads.population.run_population(out=...) or save_population."
-            )
+        check_population_format(f.attrs.get("format"), path)
         task = get_task(str(f.attrs["task"]), **json.loads(f.attrs["task_settings"]))
         result = PopulationResult(task, int(f.attrs["units"]), {}, path=path)
         archs = str(f.attrs["archs"]).split(",") if "archs" in f.attrs else list(f)

@@ -34,7 +34,6 @@ __all__ = [
 DISTRIBUTIONS = ("uniform", "loguniform")
 """Distributions a search dimension may be drawn from."""
 
-
 SPEC_KEYS = {"distribution", "low", "high"}
 
 
