@@ -153,8 +153,9 @@ def universality(args: argparse.Namespace) -> None:
         print(pop.summary())
         lines = context_population(pop)
         print("context: fraction of networks x contexts with a line attractor; medians over them of: points, variance "
-              "on PC1, fraction with the line mode within 0.02 of 1, |lambda - 1| of the line mode, |cos| line mode vs "
-              "tangent, gain relevant / irrelevant; fraction with relevant > irrelevant")
+              "on PC1, fraction with the line mode within 0.02 of 1, |lambda - 1| of the line mode, drift per step "
+              "(in units of the cued stream's step), |cos| line mode vs tangent, gain relevant / irrelevant; "
+              "fraction with relevant > irrelevant")
         for arch, nets in lines.items():
             found = [la for net in nets for la in net.values()]
 
@@ -163,7 +164,8 @@ def universality(args: argparse.Namespace) -> None:
 
             print(f"context {arch:<8} line attractor {np.mean([la.is_line for la in found]):.2f} of {len(found)} | "
                   f"points {med('n_points'):.0f}, PC1 {med('line_fraction'):.2f}, near 1 {med('eig_near_one'):.2f}, "
-                  f"|lambda - 1| {med('line_eigenvalue'):.3f}, alignment {med('mode_alignment'):.2f}, gain "
+                  f"|lambda - 1| {med('line_eigenvalue'):.3f}, drift {med('drift'):.4f}, "
+                  f"alignment {med('mode_alignment'):.2f}, gain "
                   f"{med('relevant_gain'):.3f} / {med('irrelevant_gain'):.3f}, relevant > irrelevant "
                   f"{np.mean([la.relevant_gain > la.irrelevant_gain for la in found]):.2f}")
 

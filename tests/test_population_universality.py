@@ -152,3 +152,21 @@ def test_line_mode_is_the_mode_along_the_line_not_the_eigenvalue_nearest_one():
     la = line_attractor(leaky, relevant=0, irrelevant=1)
     assert la.mode_alignment > 0.999 and abs(la.line_eigenvalue - 0.05) < 1e-9 and la.eig_near_one == 0.0
     assert not la.is_line
+    # its drift: the speed at each point over the step one unit of the cued stream makes (0.2)
+    speed = np.linalg.norm(fps.states @ (a - 0.045 * np.outer(v, v) - np.eye(6)).T, axis=1)
+    assert abs(la.drift - np.median(speed / 0.2)) < 1e-9 and la.drift > 0.1
+
+
+def test_a_chain_of_alternating_points_is_slow_but_fails_the_eigenvalue_criterion():
+    # x' = x + eps sin(k x) + 0.2 u_0, y' = 0.5 y: roots x = m pi / k with lambda - 1 = +-eps k = +-0.05
+    eps, k = 0.005, 10.0
+
+    def f(u, h):
+        x, y = h[..., :1], h[..., 1:]
+        return torch.cat([x + eps * torch.sin(k * x) + 0.2 * u[..., :1], 0.5 * y + 0.2 * u[..., 1:2]], dim=-1)
+
+    starts = torch.stack([torch.linspace(-2, 2, 200, dtype=DT), torch.zeros(200, dtype=DT)], dim=1)
+    fps = find_fixed_points(f, starts, torch.zeros(2, dtype=DT), hidden_size=2, input_size=2)
+    la = line_attractor(fps, relevant=0, irrelevant=1)
+    assert la.n_points >= 10 and abs(la.line_eigenvalue - eps * k) < 1e-6 and la.eig_near_one == 0.0 and not la.is_line
+    assert la.drift < 1e-8 and abs(la.relevant_gain - 0.2) < 1e-8

@@ -16,7 +16,9 @@
   points nearest along it) picks the *line mode*: the eigenmode whose right eigenvector is most
   parallel to :math:`t`. That mode's eigenvalue must lie within ``eig_tol`` of 1 and its right
   eigenvector along :math:`t`; the relevant stream's input vector :math:`J_u e_k` must project on its
-  left eigenvector (the selection vector) more than the irrelevant one.
+  left eigenvector (the selection vector) more than the irrelevant one. Beside these criteria, the
+  points' *drift* (median speed over the relevant stream's step along the line) says how slow the line
+  is, whatever its local eigenvalues.
 * Simulated frequency (:func:`oscillation_frequency`): the peak of the periodogram of a long simulated
   output, the frequency the network actually produces, to set beside the linearisation's angle.
 """
@@ -220,6 +222,11 @@ class LineAttractor:
         and the other evidence stream.
     line_eigenvalue : float
         Median :math:`|\\lambda - 1|` of the line mode.
+    drift : float
+        Median over points of their speed :math:`\\|F(h^*) - h^*\\|` divided by the relevant gain: how far the
+        state drifts in one step with no evidence, in units of the step one unit of the cued stream makes
+        along the line. Small for any slow line, including one whose points alternate between attracting and
+        repelling (line mode's eigenvalue on both sides of 1), which the eigenvalue criterion rejects.
     is_line : bool
         All criteria met: at least ``min_points`` points, ``line_fraction`` above the threshold,
         ``eig_near_one`` and ``mode_alignment`` at least ``min_fraction``, and relevant gain above
@@ -234,6 +241,7 @@ class LineAttractor:
     irrelevant_gain: float
     is_line: bool
     line_eigenvalue: float = float("nan")
+    drift: float = float("nan")
 
 
 def line_tangents(states: np.ndarray, neighbours: int) -> tuple[np.ndarray, float]:
@@ -315,7 +323,8 @@ def line_attractor(
     align_m, rel_m, irr_m = float(np.median(align)), float(np.median(rel)), float(np.median(irr))
     ok = (n >= min_points and frac >= min_line_fraction and near_f >= min_fraction and align_m >= min_fraction
           and rel_m > irr_m)  # fmt: skip
-    return LineAttractor(n, frac, near_f, align_m, rel_m, irr_m, bool(ok), float(np.median(dist)))
+    drift = float(np.median(fps.speed / np.maximum(np.asarray(rel), 1e-300)))
+    return LineAttractor(n, frac, near_f, align_m, rel_m, irr_m, bool(ok), float(np.median(dist)), drift)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
