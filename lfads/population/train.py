@@ -31,7 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from lfads.errors import LFADSDataError
-from lfads.population.cells import PARAMETER_NAMES, RecurrentCell, cell_update, check_arch, init_parameters, state_size
+from lfads.population.cells import PARAMETER_NAMES, RecurrentCell, check_arch, init_parameters, state_size
+from lfads.population.recurrence import run_recurrence
 from lfads.population.tasks import Task, TaskData
 
 __all__ = ["PopulationFit", "StackedRNN", "TrainConfig", "masked_mse", "train_population", "train_seed_loop"]
@@ -133,15 +134,9 @@ class StackedRNN(nn.Module):
         w_out, b_out = self.readout_weight, self.readout_bias
         if networks is not None:
             w_out, b_out = w_out[networks], b_out[networks]
-        n = p["weight_hh"].shape[0]
-        spec = "bti,ngi->ntbg" if inputs.ndim == 3 else "nbti,ngi->ntbg"
-        drive = torch.einsum(spec, inputs, p["weight_ih"]) + p["bias_ih"][:, None, None, :]
-        h = inputs.new_zeros(n, drive.shape[2], self.state_size) if h0 is None else h0
-        states = []
-        for drive_t in drive.unbind(1):  # unbind: one gradient buffer for all steps, not one per step
-            h = cell_update(self.arch, drive_t, h, p["weight_hh"], p["bias_hh"])
-            states.append(h)
-        st = torch.stack(states, dim=2)
+        spec = "bti,ngi->tnbg" if inputs.ndim == 3 else "nbti,ngi->tnbg"
+        drive = torch.einsum(spec, inputs, p["weight_ih"]) + p["bias_ih"][None, :, None, :]
+        st = run_recurrence(self.arch, drive, h0, p["weight_hh"], p["bias_hh"])
         out = torch.einsum("nbth,noh->nbto", st[..., : self.units], w_out) + b_out[:, None, None, :]
         return out, st
 
