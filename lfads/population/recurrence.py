@@ -64,14 +64,11 @@ def run_recurrence(arch: str, drive: Tensor, h0: Tensor | None, weight_hh: Tenso
 
 
 def _recurrent_input(arch: str, drive: Tensor, bias_hh: Tensor) -> Tensor:
-    """``(T, N, B, G H)`` term added to :math:`W_h h` each step: drive plus :math:`b_h`, except the GRU's
-    candidate block, which is :math:`b_{hn}` alone (the reset gate scales :math:`W_{hn} h + b_{hn}`)."""
-    bias = bias_hh[None, :, None, :]
-    if arch != "gru":
-        return (drive + bias).contiguous()
-    units = bias_hh.shape[1] // 3
-    gates = drive[..., : 2 * units] + bias[..., : 2 * units]
-    return torch.cat([gates, bias[..., 2 * units :].expand(*drive.shape[:3], units)], dim=-1)
+    """Term added to :math:`W_h h` each step: drive plus :math:`b_h` ``(T, N, B, G H)``; for the GRU :math:`b_h`
+    alone ``(N, 1, 3 H)`` (the reset gate scales :math:`W_{hn} h + b_{hn}`; the gates' drive is added per step)."""
+    if arch == "gru":
+        return bias_hh.unsqueeze(1)  # (N, 1, 3 H): the gates' drive is added step by step
+    return (drive + bias_hh[None, :, None, :]).contiguous()
 
 
 def _forward(arch: str, pre: Tensor, drive: Tensor, h0: Tensor, weight_hh: Tensor) -> tuple[list[Tensor], list]:
@@ -79,7 +76,7 @@ def _forward(arch: str, pre: Tensor, drive: Tensor, h0: Tensor, weight_hh: Tenso
     units = weight_hh.shape[2]
     w_t = weight_hh.transpose(1, 2)
     h, states, saved = h0, [], []
-    for t in range(pre.shape[0]):
+    for t in range(drive.shape[0]):
         if arch == "lstm":
             a = torch.baddbmm(pre[t], h[..., :units], w_t)
             a[..., : 2 * units].sigmoid_()  # input, forget
@@ -90,8 +87,8 @@ def _forward(arch: str, pre: Tensor, drive: Tensor, h0: Tensor, weight_hh: Tenso
             h = torch.cat([o * torch.tanh(c), c], dim=-1)
             saved.append(a)
         elif arch == "gru":
-            a = torch.baddbmm(pre[t], h, w_t)  # [a_r, a_z, W_hn h + b_hn]
-            a[..., : 2 * units].sigmoid_()
+            a = torch.baddbmm(pre, h, w_t)  # [W_hr h + b_hr, W_hz h + b_hz, W_hn h + b_hn]
+            a[..., : 2 * units].add_(drive[t, ..., : 2 * units]).sigmoid_()
             cand = torch.addcmul(drive[t, ..., 2 * units :], a[..., :units], a[..., 2 * units :]).tanh_()
             h = torch.lerp(cand, h, a[..., units : 2 * units])  # n + z (h - n)
             saved.append((a, cand))
@@ -198,7 +195,7 @@ class _Recurrence(torch.autograd.Function):
     def backward(ctx: FunctionCtx, grad_states: Tensor) -> tuple[None, Tensor, Tensor | None, Tensor, Tensor]:  # type: ignore[override]
         arch = ctx.arch
         states, h0, weight_hh = ctx.saved_tensors
-        saved, ctx.saved = ctx.saved, None
+        saved = ctx.saved
         units = weight_hh.shape[2]
         grad = grad_states.permute(2, 0, 1, 3).contiguous()  # (T, N, B, S)
         h_prev = torch.cat([h0[..., :units].unsqueeze(0), states[:-1, ..., :units]]).transpose(0, 1)

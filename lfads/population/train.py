@@ -335,7 +335,9 @@ def train_population(
         x = data.inputs
         if config.input_noise > 0:
             x = x + config.input_noise * torch.randn(x.shape, generator=gen)
-        out, states = model(x, idx, h0=carried[idx] if config.carry_state else None)
+        everyone = idx.numel() == n  # all networks train: no gather of their parameters
+        h0 = (carried.clone() if everyone else carried[idx]) if config.carry_state else None
+        out, states = model(x, None if everyone else idx, h0=h0)
         if config.carry_state:
             carried[idx] = states[:, :, -1].detach()
         loss = masked_mse(out, data.targets, data.mask)
