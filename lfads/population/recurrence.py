@@ -60,7 +60,10 @@ def run_recurrence(arch: str, drive: Tensor, h0: Tensor | None, weight_hh: Tenso
         )
     if h0 is None:
         h0 = drive.new_zeros(n, drive.shape[2], state_size(arch, units))
-    return _Recurrence.apply(arch, drive, h0, weight_hh, bias_hh)
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (drive, h0, weight_hh, bias_hh)):
+        return _Recurrence.apply(arch, drive, h0, weight_hh, bias_hh)
+    states, _ = _forward(arch, _recurrent_input(arch, drive, bias_hh), drive, h0, weight_hh)
+    return torch.stack(states, dim=2)
 
 
 def _recurrent_input(arch: str, drive: Tensor, bias_hh: Tensor) -> Tensor:
@@ -184,10 +187,8 @@ class _Recurrence(torch.autograd.Function):
     ) -> Tensor:
         pre = _recurrent_input(arch, drive, bias_hh)
         states, saved = _forward(arch, pre, drive, h0, weight_hh)
-        ctx.arch = arch
-        if any(ctx.needs_input_grad):
-            ctx.saved = saved
-            ctx.save_for_backward(torch.stack(states), h0, weight_hh)
+        ctx.arch, ctx.saved = arch, saved
+        ctx.save_for_backward(torch.stack(states), h0, weight_hh)
         return torch.stack(states, dim=2)
 
     @staticmethod

@@ -38,6 +38,10 @@ from lfads.population.tasks import Task, TaskData
 __all__ = ["PopulationFit", "StackedRNN", "TrainConfig", "masked_mse", "train_population", "train_seed_loop"]
 
 _EVAL_SEED_OFFSET = 1_000_003
+CHUNK_ELEMENTS = 1 << 18
+"""Most input-drive entries ``(steps, networks, trials, G H)`` that :meth:`StackedRNN.forward` computes at once;
+longer runs go in chunks of steps (fewer, smaller buffers: an evaluation of 8 GRUs on 128 trials of 64 steps
+would otherwise hold several 50 MB arrays)."""
 
 
 class StackedRNN(nn.Module):
@@ -135,10 +139,21 @@ class StackedRNN(nn.Module):
         if networks is not None:
             w_out, b_out = w_out[networks], b_out[networks]
         spec = "bti,ngi->tnbg" if inputs.ndim == 3 else "nbti,ngi->tnbg"
-        drive = torch.einsum(spec, inputs, p["weight_ih"]) + p["bias_ih"][None, :, None, :]
-        st = run_recurrence(self.arch, drive, h0, p["weight_hh"], p["bias_hh"])
+        h, parts = h0, []
+        for x in inputs.split(self._chunk_steps(*p["weight_hh"].shape[:2], *inputs.shape[-3:-1]), dim=-2):
+            drive = torch.einsum(spec, x, p["weight_ih"]) + p["bias_ih"][None, :, None, :]
+            parts.append(run_recurrence(self.arch, drive, h, p["weight_hh"], p["bias_hh"]))
+            h = parts[-1][:, :, -1]
+        st = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
         out = torch.einsum("nbth,noh->nbto", st[..., : self.units], w_out) + b_out[:, None, None, :]
         return out, st
+
+    @staticmethod
+    def _chunk_steps(n: int, width: int, batch: int, steps: int) -> int:
+        """Steps run at once: at most :data:`CHUNK_ELEMENTS` drive entries ``(steps, n, batch, width)``, in
+        equal chunks (long or wide runs, such as an evaluation on many trials, need no trial-long buffers)."""
+        most = max(1, CHUNK_ELEMENTS // max(1, n * batch * width))
+        return math.ceil(steps / math.ceil(steps / most)) if steps else 1
 
     def cell(self, index: int) -> RecurrentCell:
         """Network ``index``'s cell as a :class:`~lfads.population.cells.RecurrentCell` (a copy)."""
