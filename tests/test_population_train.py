@@ -167,13 +167,13 @@ def test_a_run_in_chunks_of_steps_gives_the_states_and_gradients_of_one_run(arch
     x = torch.randn(4, 10, 3, generator=torch.Generator().manual_seed(0))
     h0 = torch.randn(3, 4, model.state_size, generator=torch.Generator().manual_seed(1))
     runs = []
-    for elements in (10**9, 3 * 4 * model.weight_hh.shape[1] * 3):  # one chunk; chunks of at most 3 steps
+    for elements in (10**9, 4 * model.weight_hh.shape[1] * 3):  # one chunk; chunks of at most 3 steps
         monkeypatch.setattr(train_module, "CHUNK_ELEMENTS", elements)
         model.zero_grad()
         out, states = model(x, h0=h0)
         (out.square().sum() + states.sum()).backward()
         runs.append((out.detach(), states.detach(), [p.grad.clone() for p in model.parameters()]))
-    assert StackedRNN._chunk_steps(3, model.weight_hh.shape[1], 4, 10) == 3  # 10 steps as 3, 3, 3, 1
+    assert StackedRNN._chunk_steps(model.weight_hh.shape[1], 4, 10) == 3  # 10 steps as 3, 3, 3, 1
     for got, want in zip(runs[1][:2], runs[0][:2]):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
     for got, want in zip(runs[1][2], runs[0][2]):

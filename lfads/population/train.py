@@ -38,10 +38,12 @@ from lfads.population.tasks import Task, TaskData
 __all__ = ["PopulationFit", "StackedRNN", "TrainConfig", "masked_mse", "train_population", "train_seed_loop"]
 
 _EVAL_SEED_OFFSET = 1_000_003
-CHUNK_ELEMENTS = 1 << 18
-"""Most input-drive entries ``(steps, networks, trials, G H)`` that :meth:`StackedRNN.forward` computes at once;
-longer runs go in chunks of steps (fewer, smaller buffers: an evaluation of 8 GRUs on 128 trials of 64 steps
-would otherwise hold several 50 MB arrays)."""
+CHUNK_ELEMENTS = 1 << 17
+"""Most input-drive entries per network ``(steps, trials, G H)`` that :meth:`StackedRNN.forward` computes at
+once; longer runs go in chunks of steps, the same for any number of networks (so a network gets the same
+arithmetic in a population as alone). Training batches of 8 trials of 64 steps are one chunk; an evaluation
+on 128 trials runs in chunks of 4 or 5 steps instead of holding several trial-long arrays (50 MB each for 8
+GRUs)."""
 
 
 class StackedRNN(nn.Module):
@@ -140,7 +142,7 @@ class StackedRNN(nn.Module):
             w_out, b_out = w_out[networks], b_out[networks]
         spec = "bti,ngi->tnbg" if inputs.ndim == 3 else "nbti,ngi->tnbg"
         h, parts = h0, []
-        for x in inputs.split(self._chunk_steps(*p["weight_hh"].shape[:2], *inputs.shape[-3:-1]), dim=-2):
+        for x in inputs.split(self._chunk_steps(p["weight_hh"].shape[1], *inputs.shape[-3:-1]), dim=-2):
             drive = torch.einsum(spec, x, p["weight_ih"]) + p["bias_ih"][None, :, None, :]
             parts.append(run_recurrence(self.arch, drive, h, p["weight_hh"], p["bias_hh"]))
             h = parts[-1][:, :, -1]
@@ -149,10 +151,10 @@ class StackedRNN(nn.Module):
         return out, st
 
     @staticmethod
-    def _chunk_steps(n: int, width: int, batch: int, steps: int) -> int:
-        """Steps run at once: at most :data:`CHUNK_ELEMENTS` drive entries ``(steps, n, batch, width)``, in
-        equal chunks (long or wide runs, such as an evaluation on many trials, need no trial-long buffers)."""
-        most = max(1, CHUNK_ELEMENTS // max(1, n * batch * width))
+    def _chunk_steps(width: int, batch: int, steps: int) -> int:
+        """Steps run at once: at most :data:`CHUNK_ELEMENTS` drive entries ``(steps, batch, width)`` per
+        network, in chunks of equal length (the last one shorter)."""
+        most = max(1, CHUNK_ELEMENTS // max(1, batch * width))
         return math.ceil(steps / math.ceil(steps / most)) if steps else 1
 
     def cell(self, index: int) -> RecurrentCell:
