@@ -3,7 +3,9 @@
 A population of :math:`N` networks of one architecture (:mod:`lfads.population.cells`) is one model
 whose parameters carry a leading network axis: ``weight_hh`` ``(N, G H, H)`` and so on, readout
 ``(N, O, H)``. A step of all networks is one batched product per time step
-(``torch.matmul`` over the network axis), and the summed loss :math:`\\sum_n L_n` has gradient
+(``torch.baddbmm`` over the network axis; the whole trial is one autograd function,
+:func:`lfads.population.recurrence.run_recurrence`, whose backward forms the recurrent weights' gradient
+once per trial), and the summed loss :math:`\\sum_n L_n` has gradient
 :math:`\\partial L_n / \\partial \\theta_n` in the rows of network :math:`n`, so Adam (elementwise) and
 the per-network gradient clip (:math:`g_n \\leftarrow g_n \\min(1, c / \\|g_n\\|)`, the norm over all of
 network :math:`n`'s parameters) give each network exactly the updates it would get alone.
