@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+import lfads.population.train as train_module
 from lfads.errors import LFADSDataError
 from lfads.population.cells import ARCHITECTURES, GATES, cell_update, state_size
 from lfads.population.recurrence import run_recurrence
 from lfads.population.tasks import get_task
-import lfads.population.train as train_module
 from lfads.population.train import StackedRNN, TrainConfig, masked_mse, train_population, train_seed_loop
 
 TASK = get_task("flipflop", n_time=16)

@@ -1,4 +1,4 @@
-"""The recurrence :math:`h_t = F_n(h_{t-1}, u_t)` of :math:`N` stacked cells over a whole trial, with a hand-written backward.
+"""The recurrence :math:`h_t = F_n(h_{t-1}, u_t)` of :math:`N` stacked cells over a trial, with its own backward.
 
 :func:`run_recurrence` computes the same states as stepping :func:`lfads.population.cells.cell_update`
 through time, as one ``torch.autograd.Function``. Its backward uses the structure of the cells' Jacobians
@@ -130,13 +130,14 @@ def _coefficients(arch: str, saved: list, states: Tensor, h0: Tensor) -> tuple[T
 
 
 def _weight_grads(d_rec: Tensor, h_prev: Tensor) -> tuple[Tensor, Tensor]:
-    """:math:`\\sum_{t, b}` of ``d_rec`` ``(N, T, B, G H)`` times ``h_prev`` ``(N, T, B, H)``: ``(N, G H, H)``, ``(N, G H)``."""
+    """Gradients of :math:`W_h` ``(N, G H, H)`` and :math:`b_h` ``(N, G H)``: :math:`\\sum_{t, b}` of ``d_rec``
+    ``(N, T, B, G H)`` times ``h_prev`` ``(N, T, B, H)``, and of ``d_rec``."""
     n, steps, batch, gh = d_rec.shape
     flat = d_rec.reshape(n, steps * batch, gh)
     return torch.bmm(flat.transpose(1, 2), h_prev.reshape(n, steps * batch, -1)), flat.sum(1)
 
 
-def _backward_gated(
+def _backward_steps(
     kappa: Tensor, diag: Tensor | None, grad: Tensor, weight_hh: Tensor
 ) -> tuple[list[Tensor], list[Tensor], Tensor]:
     """Step back through time: the gradients at the states and at the pre-activations, and at ``h0``."""
@@ -205,7 +206,7 @@ class _Recurrence(torch.autograd.Function):
             grad_drive = d_rec
         else:
             kappa, diag, gamma = _coefficients(arch, saved, states, h0)
-            d_states, d_list, grad_h0 = _backward_gated(kappa, diag, grad, weight_hh)
+            d_states, d_list, grad_h0 = _backward_steps(kappa, diag, grad, weight_hh)
             d_rec = torch.stack(d_list, dim=1)
             grad_drive = d_rec
             if gamma is not None:  # GRU: the candidate's drive is not scaled by the reset gate
