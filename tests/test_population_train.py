@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+import lfads.population.train as train_module
 from lfads.errors import LFADSDataError
-from lfads.population.cells import ARCHITECTURES
+from lfads.population.cells import ARCHITECTURES, GATES, cell_update, state_size
+from lfads.population.recurrence import run_recurrence
 from lfads.population.tasks import get_task
 from lfads.population.train import StackedRNN, TrainConfig, masked_mse, train_population, train_seed_loop
 
@@ -109,3 +111,70 @@ def test_carrying_states_needs_a_task_whose_trials_continue():
     with pytest.raises(LFADSDataError, match="carry_state"):
         train_population(get_task("sine", n_time=8), "gru", [0], units=4,
                          config=TrainConfig(max_steps=2, batch_size=2, carry_state=True, eval_trials=2))
+
+
+def _stepped_states(arch, drive, h0, weight_hh, bias_hh):
+    """Reference: :func:`cell_update` stepped through time under autograd, ``(N, B, T, S)``."""
+    h, states = h0, []
+    for drive_t in drive.unbind(0):
+        h = cell_update(arch, drive_t, h, weight_hh, bias_hh)
+        states.append(h)
+    return torch.stack(states, dim=2)
+
+
+def _recurrence_inputs(arch, n=2, steps=4, batch=3, units=3, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    gh, size = GATES[arch] * units, state_size(arch, units)
+    drive = torch.randn(steps, n, batch, gh, generator=gen, dtype=dtype)
+    h0 = 0.5 * torch.randn(n, batch, size, generator=gen, dtype=dtype)
+    weight_hh = torch.randn(n, gh, units, generator=gen, dtype=dtype) / units**0.5
+    bias_hh = 0.3 * torch.randn(n, gh, generator=gen, dtype=dtype)
+    return [x.requires_grad_() for x in (drive, h0, weight_hh, bias_hh)]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_recurrence_gradients_pass_gradcheck(arch):
+    inputs = _recurrence_inputs(arch)
+    assert torch.autograd.gradcheck(lambda *x: run_recurrence(arch, *x), inputs, eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_recurrence_equals_the_stepped_cell_and_its_autograd_gradients(arch):
+    inputs = _recurrence_inputs(arch, n=3, steps=9, batch=5, units=6, seed=1)
+    states = run_recurrence(arch, *inputs)
+    reference = _stepped_states(arch, *inputs)
+    torch.testing.assert_close(states, reference, atol=1e-12, rtol=0)
+    weights = torch.randn(reference.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    grads = torch.autograd.grad((states * weights).sum(), inputs)
+    expected = torch.autograd.grad((reference * weights).sum(), inputs)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
+def test_recurrence_without_gradients_needs_no_initial_state():
+    drive, _, weight_hh, bias_hh = [x.detach() for x in _recurrence_inputs("gru")]
+    with torch.no_grad():
+        states = run_recurrence("gru", drive, None, weight_hh, bias_hh)
+    torch.testing.assert_close(states, _stepped_states("gru", drive, torch.zeros(2, 3, 3, dtype=drive.dtype),
+                                                       weight_hh, bias_hh), atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="drive has shape"):
+        run_recurrence("lstm", drive, None, weight_hh, bias_hh)
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_a_run_in_chunks_of_steps_gives_the_states_and_gradients_of_one_run(arch, monkeypatch):
+    model = StackedRNN.initialize(arch, [0, 1, 2], 6, 3, 2)
+    x = torch.randn(4, 10, 3, generator=torch.Generator().manual_seed(0))
+    h0 = torch.randn(3, 4, model.state_size, generator=torch.Generator().manual_seed(1))
+    runs = []
+    for elements in (10**9, 4 * model.weight_hh.shape[1] * 3):  # one chunk; chunks of at most 3 steps
+        monkeypatch.setattr(train_module, "CHUNK_ELEMENTS", elements)
+        model.zero_grad()
+        out, states = model(x, h0=h0)
+        (out.square().sum() + states.sum()).backward()
+        runs.append((out.detach(), states.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert StackedRNN._chunk_steps(model.weight_hh.shape[1], 4, 10) == 3  # 10 steps as 3, 3, 3, 1
+    for got, want in zip(runs[1][:2], runs[0][:2]):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    for got, want in zip(runs[1][2], runs[0][2]):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

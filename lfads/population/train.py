@@ -3,7 +3,9 @@
 A population of :math:`N` networks of one architecture (:mod:`lfads.population.cells`) is one model
 whose parameters carry a leading network axis: ``weight_hh`` ``(N, G H, H)`` and so on, readout
 ``(N, O, H)``. A step of all networks is one batched product per time step
-(``torch.matmul`` over the network axis), and the summed loss :math:`\\sum_n L_n` has gradient
+(``torch.baddbmm`` over the network axis; the whole trial is one autograd function,
+:func:`lfads.population.recurrence.run_recurrence`, whose backward forms the recurrent weights' gradient
+once per trial), and the summed loss :math:`\\sum_n L_n` has gradient
 :math:`\\partial L_n / \\partial \\theta_n` in the rows of network :math:`n`, so Adam (elementwise) and
 the per-network gradient clip (:math:`g_n \\leftarrow g_n \\min(1, c / \\|g_n\\|)`, the norm over all of
 network :math:`n`'s parameters) give each network exactly the updates it would get alone.
@@ -31,12 +33,19 @@ import torch
 from torch import Tensor, nn
 
 from lfads.errors import LFADSDataError
-from lfads.population.cells import PARAMETER_NAMES, RecurrentCell, cell_update, check_arch, init_parameters, state_size
+from lfads.population.cells import PARAMETER_NAMES, RecurrentCell, check_arch, init_parameters, state_size
+from lfads.population.recurrence import run_recurrence
 from lfads.population.tasks import Task, TaskData
 
 __all__ = ["PopulationFit", "StackedRNN", "TrainConfig", "masked_mse", "train_population", "train_seed_loop"]
 
 _EVAL_SEED_OFFSET = 1_000_003
+CHUNK_ELEMENTS = 1 << 17
+"""Most input-drive entries per network ``(steps, trials, G H)`` that :meth:`StackedRNN.forward` computes at
+once; longer runs go in chunks of steps, the same for any number of networks (so a network gets the same
+arithmetic in a population as alone). Training batches of 8 trials of 64 steps are one chunk; an evaluation
+on 128 trials runs in chunks of 4 or 5 steps instead of holding several trial-long arrays (50 MB each for 8
+GRUs)."""
 
 
 class StackedRNN(nn.Module):
@@ -133,17 +142,22 @@ class StackedRNN(nn.Module):
         w_out, b_out = self.readout_weight, self.readout_bias
         if networks is not None:
             w_out, b_out = w_out[networks], b_out[networks]
-        n = p["weight_hh"].shape[0]
-        spec = "bti,ngi->ntbg" if inputs.ndim == 3 else "nbti,ngi->ntbg"
-        drive = torch.einsum(spec, inputs, p["weight_ih"]) + p["bias_ih"][:, None, None, :]
-        h = inputs.new_zeros(n, drive.shape[2], self.state_size) if h0 is None else h0
-        states = []
-        for drive_t in drive.unbind(1):  # unbind: one gradient buffer for all steps, not one per step
-            h = cell_update(self.arch, drive_t, h, p["weight_hh"], p["bias_hh"])
-            states.append(h)
-        st = torch.stack(states, dim=2)
+        spec = "bti,ngi->tnbg" if inputs.ndim == 3 else "nbti,ngi->tnbg"
+        h, parts = h0, []
+        for x in inputs.split(self._chunk_steps(p["weight_hh"].shape[1], *inputs.shape[-3:-1]), dim=-2):
+            drive = torch.einsum(spec, x, p["weight_ih"]) + p["bias_ih"][None, :, None, :]
+            parts.append(run_recurrence(self.arch, drive, h, p["weight_hh"], p["bias_hh"]))
+            h = parts[-1][:, :, -1]
+        st = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
         out = torch.einsum("nbth,noh->nbto", st[..., : self.units], w_out) + b_out[:, None, None, :]
         return out, st
+
+    @staticmethod
+    def _chunk_steps(width: int, batch: int, steps: int) -> int:
+        """Steps run at once: at most :data:`CHUNK_ELEMENTS` drive entries ``(steps, batch, width)`` per
+        network, in chunks of equal length (the last one shorter)."""
+        most = max(1, CHUNK_ELEMENTS // max(1, batch * width))
+        return math.ceil(steps / math.ceil(steps / most)) if steps else 1
 
     def cell(self, index: int) -> RecurrentCell:
         """Network ``index``'s cell as a :class:`~lfads.population.cells.RecurrentCell` (a copy)."""
@@ -340,7 +354,9 @@ def train_population(
         x = data.inputs
         if config.input_noise > 0:
             x = x + config.input_noise * torch.randn(x.shape, generator=gen)
-        out, states = model(x, idx, h0=carried[idx] if config.carry_state else None)
+        everyone = idx.numel() == n  # all networks train: no gather of their parameters
+        h0 = (carried.clone() if everyone else carried[idx]) if config.carry_state else None
+        out, states = model(x, None if everyone else idx, h0=h0)
         if config.carry_state:
             carried[idx] = states[:, :, -1].detach()
         loss = masked_mse(out, data.targets, data.mask)

@@ -1,0 +1,216 @@
+"""The recurrence :math:`h_t = F_n(h_{t-1}, u_t)` of :math:`N` stacked cells over a trial, with its own backward.
+
+:func:`run_recurrence` computes the same states as stepping :func:`lfads.population.cells.cell_update`
+through time, as one ``torch.autograd.Function``. Its backward uses the structure of the cells' Jacobians
+(``lfads.population.cells``): with :math:`a_t = W_h h_{t-1} + \\dots` the recurrent pre-activation of
+:math:`G` gate blocks,
+
+.. math::
+
+    \\frac{\\partial L}{\\partial a_t} = \\bar h_t \\odot \\kappa_t, \\qquad
+    \\bar h_{t-1} = \\frac{\\partial L}{\\partial h_{t-1}}\\Big|_{\\text{direct}} + \\bar h_t \\odot D_t
+    + \\frac{\\partial L}{\\partial a_t} W_h,
+
+where :math:`\\bar h_t` is the gradient reaching :math:`h_t`, :math:`\\kappa_t` ``(G, H)`` and :math:`D_t`
+``(H,)`` are the coefficients of the closed-form Jacobian (computed for all steps at once after the forward
+pass) and the LSTM carries :math:`[\\bar h; \\bar c]`. Only these products run step by step; the gradients of
+:math:`W_h` and :math:`b_h` are one product over all steps and trials,
+:math:`\\sum_{t, b} (\\partial L / \\partial a_t)^T h_{t-1}`, instead of one per step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from lfads.population.cells import GATES, check_arch, state_size
+
+__all__ = ["run_recurrence"]
+
+
+def run_recurrence(arch: str, drive: Tensor, h0: Tensor | None, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
+    """States of :math:`N` cells driven by ``drive`` from ``h0``.
+
+    Parameters
+    ----------
+    arch : str
+        One of :data:`lfads.population.cells.ARCHITECTURES`.
+    drive : Tensor
+        ``(T, N, B, G H)`` input drive :math:`W_i u_t + b_i`, time first.
+    h0 : Tensor or None
+        ``(N, B, S)`` initial states (zeros if ``None``).
+    weight_hh : Tensor
+        ``(N, G H, H)``.
+    bias_hh : Tensor
+        ``(N, G H)``.
+
+    Returns
+    -------
+    Tensor
+        ``(N, B, T, S)`` states :math:`h_1 \\dots h_T`, differentiable in ``drive``, ``h0``, ``weight_hh`` and
+        ``bias_hh`` (once).
+    """
+    check_arch(arch)
+    n, units = weight_hh.shape[0], weight_hh.shape[2]
+    if drive.ndim != 4 or drive.shape[1] != n or drive.shape[3] != GATES[arch] * units:
+        raise ValueError(
+            f"run_recurrence: drive has shape {tuple(drive.shape)}; expected (T, {n}, B, {GATES[arch] * units}) "
+            f"for {n} {arch} cells of {units} units."
+        )
+    if h0 is None:
+        h0 = drive.new_zeros(n, drive.shape[2], state_size(arch, units))
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (drive, h0, weight_hh, bias_hh)):
+        return _Recurrence.apply(arch, drive, h0, weight_hh, bias_hh)
+    states, _ = _forward(arch, _recurrent_input(arch, drive, bias_hh), drive, h0, weight_hh)
+    return torch.stack(states, dim=2)
+
+
+def _recurrent_input(arch: str, drive: Tensor, bias_hh: Tensor) -> Tensor:
+    """Term added to :math:`W_h h` each step: drive plus :math:`b_h` ``(T, N, B, G H)``; for the GRU :math:`b_h`
+    alone ``(N, 1, 3 H)`` (the reset gate scales :math:`W_{hn} h + b_{hn}`; the gates' drive is added per step)."""
+    if arch == "gru":
+        return bias_hh.unsqueeze(1)  # (N, 1, 3 H): the gates' drive is added step by step
+    return (drive + bias_hh[None, :, None, :]).contiguous()
+
+
+def _forward(arch: str, pre: Tensor, drive: Tensor, h0: Tensor, weight_hh: Tensor) -> tuple[list[Tensor], list]:
+    """Step the cells; returns the states and what the backward needs from each step (activated gates)."""
+    units = weight_hh.shape[2]
+    w_t = weight_hh.transpose(1, 2)
+    h, states, saved = h0, [], []
+    for t in range(drive.shape[0]):
+        if arch == "lstm":
+            a = torch.baddbmm(pre[t], h[..., :units], w_t)
+            a[..., : 2 * units].sigmoid_()  # input, forget
+            a[..., 2 * units : 3 * units].tanh_()  # cell candidate
+            a[..., 3 * units :].sigmoid_()  # output
+            i, f, g, o = a.chunk(4, dim=-1)
+            c = torch.addcmul(f * h[..., units:], i, g)
+            h = torch.cat([o * torch.tanh(c), c], dim=-1)
+            saved.append(a)
+        elif arch == "gru":
+            a = torch.baddbmm(pre, h, w_t)  # [W_hr h + b_hr, W_hz h + b_hz, W_hn h + b_hn]
+            a[..., : 2 * units].add_(drive[t, ..., : 2 * units]).sigmoid_()
+            cand = torch.addcmul(drive[t, ..., 2 * units :], a[..., :units], a[..., 2 * units :]).tanh_()
+            h = torch.lerp(cand, h, a[..., units : 2 * units])  # n + z (h - n)
+            saved.append((a, cand))
+        elif arch == "ugrnn":
+            a = torch.baddbmm(pre[t], h, w_t)
+            a[..., :units].sigmoid_()
+            a[..., units:].tanh_()
+            h = torch.lerp(a[..., units:], h, a[..., :units])  # c + g (h - c)
+            saved.append(a)
+        elif arch == "vanilla":
+            h = torch.baddbmm(pre[t], h, w_t).tanh_()
+        else:  # relu
+            h = torch.baddbmm(pre[t], h, w_t).relu_()
+        states.append(h)
+    return states, saved
+
+
+def _coefficients(arch: str, saved: list, states: Tensor, h0: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Jacobian coefficients of every step: ``kappa`` ``(T, N, B, G, H)``, ``diag`` ``(T, N, B, H)`` or ``None``
+    and, for the GRU, :math:`\\gamma = (1 - z)(1 - n^2)` ``(T, N, B, H)``, the candidate's drive factor."""
+    if arch == "vanilla":
+        return (1.0 - states * states).unsqueeze(3), None, None
+    if arch == "relu":
+        return (states > 0).to(states.dtype).unsqueeze(3), None, None
+    h_prev = torch.cat([h0.unsqueeze(0), states[:-1]])
+    if arch == "ugrnn":
+        g, c = torch.stack(saved).chunk(2, dim=-1)
+        one_g = 1.0 - g
+        return torch.stack([(h_prev - c) * g * one_g, one_g * (1.0 - c * c)], dim=3), g, None
+    a = torch.stack([s[0] for s in saved])
+    cand = torch.stack([s[1] for s in saved])
+    r, z, g_n = a.chunk(3, dim=-1)
+    gamma = (1.0 - z) * (1.0 - cand * cand)
+    kappa = torch.stack([gamma * g_n * r * (1.0 - r), (h_prev - cand) * z * (1.0 - z), gamma * r], dim=3)
+    return kappa, z, gamma
+
+
+def _weight_grads(d_rec: Tensor, h_prev: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients of :math:`W_h` ``(N, G H, H)`` and :math:`b_h` ``(N, G H)``: :math:`\\sum_{t, b}` of ``d_rec``
+    ``(N, T, B, G H)`` times ``h_prev`` ``(N, T, B, H)``, and of ``d_rec``."""
+    n, steps, batch, gh = d_rec.shape
+    flat = d_rec.reshape(n, steps * batch, gh)
+    return torch.bmm(flat.transpose(1, 2), h_prev.reshape(n, steps * batch, -1)), flat.sum(1)
+
+
+def _backward_steps(
+    kappa: Tensor, diag: Tensor | None, grad: Tensor, weight_hh: Tensor
+) -> tuple[list[Tensor], list[Tensor], Tensor]:
+    """Step back through time: the gradients at the states and at the pre-activations, and at ``h0``."""
+    n, batch, gates, units = kappa.shape[1:]
+    carry = None
+    d_states, d_rec = [], []
+    for t in range(grad.shape[0] - 1, -1, -1):
+        dh = grad[t] if carry is None else grad[t] + carry
+        da = (dh.unsqueeze(2) * kappa[t]).view(n, batch, gates * units)
+        carry = torch.bmm(da, weight_hh) if diag is None else torch.baddbmm(dh * diag[t], da, weight_hh)
+        d_states.append(dh)
+        d_rec.append(da)
+    return d_states[::-1], d_rec[::-1], carry
+
+
+def _backward_lstm(
+    saved: list[Tensor], states: Tensor, h0: Tensor, grad: Tensor, weight_hh: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The LSTM's gradients at the pre-activations ``(N, T, B, 4 H)`` and at ``h0`` ``(N, B, 2 H)``."""
+    units = weight_hh.shape[2]
+    i, f, g, o = torch.stack(saved).chunk(4, dim=-1)
+    c = states[..., units:]
+    c_prev = torch.cat([h0[..., units:].unsqueeze(0), c[:-1]])
+    tau = torch.tanh(c)
+    through_h = o * (1.0 - tau * tau)  # dh'/dc'
+    kappa_c = torch.stack([g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g)], dim=3)
+    kappa_o = tau * o * (1.0 - o)
+    n, batch = grad.shape[1:3]
+    grad_h, grad_c = grad[..., :units], grad[..., units:]
+    carry_h = carry_c = None
+    d_rec = []
+    for t in range(grad.shape[0] - 1, -1, -1):
+        dh = grad_h[t] if carry_h is None else grad_h[t] + carry_h
+        dc = grad_c[t] if carry_c is None else grad_c[t] + carry_c
+        dc = torch.addcmul(dc, dh, through_h[t])
+        da = torch.cat([(dc.unsqueeze(2) * kappa_c[t]).view(n, batch, 3 * units), dh * kappa_o[t]], dim=-1)
+        carry_h, carry_c = torch.bmm(da, weight_hh), dc * f[t]
+        d_rec.append(da)
+    return torch.stack(d_rec[::-1], dim=1), torch.cat([carry_h, carry_c], dim=-1)
+
+
+class _Recurrence(torch.autograd.Function):
+    """:func:`run_recurrence` (module docstring)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx, arch: str, drive: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor
+    ) -> Tensor:
+        pre = _recurrent_input(arch, drive, bias_hh)
+        states, saved = _forward(arch, pre, drive, h0, weight_hh)
+        ctx.arch, ctx.saved = arch, saved
+        ctx.save_for_backward(torch.stack(states), h0, weight_hh)
+        return torch.stack(states, dim=2)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad_states: Tensor) -> tuple[None, Tensor, Tensor | None, Tensor, Tensor]:  # type: ignore[override]
+        arch = ctx.arch
+        states, h0, weight_hh = ctx.saved_tensors
+        saved = ctx.saved
+        units = weight_hh.shape[2]
+        grad = grad_states.permute(2, 0, 1, 3).contiguous()  # (T, N, B, S)
+        h_prev = torch.cat([h0[..., :units].unsqueeze(0), states[:-1, ..., :units]]).transpose(0, 1)
+        if arch == "lstm":
+            d_rec, grad_h0 = _backward_lstm(saved, states, h0, grad, weight_hh)
+            grad_drive = d_rec
+        else:
+            kappa, diag, gamma = _coefficients(arch, saved, states, h0)
+            d_states, d_list, grad_h0 = _backward_steps(kappa, diag, grad, weight_hh)
+            d_rec = torch.stack(d_list, dim=1)
+            grad_drive = d_rec
+            if gamma is not None:  # GRU: the candidate's drive is not scaled by the reset gate
+                d_cand = torch.stack(d_states, dim=1) * gamma.transpose(0, 1)
+                grad_drive = torch.cat([d_rec[..., : 2 * units], d_cand], dim=-1)
+        grad_w, grad_b = _weight_grads(d_rec, h_prev.contiguous())
+        return None, grad_drive.transpose(0, 1), grad_h0 if ctx.needs_input_grad[2] else None, grad_w, grad_b
