@@ -288,8 +288,10 @@ _CHILD = textwrap.dedent("""
 def _child(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     atomic_file = REPO / "lfads" / "data" / "atomic.py"
+    # SIGINT at its default in the child, as in a terminal: a shell's background job inherits it ignored
     return subprocess.Popen([sys.executable, "-c", _CHILD, *map(str, args), str(atomic_file)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(paths: list[Path], procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
