@@ -52,9 +52,12 @@ __all__ = [
     "cell_step",
     "cell_update",
     "check_arch",
+    "gru_coefficients",
     "init_parameters",
     "input_drive",
+    "lstm_coefficients",
     "state_size",
+    "ugrnn_coefficients",
 ]
 
 ARCHITECTURES: tuple[str, ...] = ("vanilla", "relu", "gru", "lstm", "ugrnn")
@@ -190,6 +193,32 @@ def cell_step(arch: str, params: dict[str, Tensor], u: Tensor, h: Tensor) -> Ten
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def gru_coefficients(h: Tensor, r: Tensor, z: Tensor, n: Tensor, rec_n: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Gate coefficients of the GRU's Jacobian, elementwise (any shape): with :math:`F = n + z (h - n)`,
+
+    .. math:: \\gamma = (1 - z)(1 - n^2),\\quad \\kappa_r = \\gamma\\, g_n\\, r (1 - r),\\quad
+              \\kappa_z = (h - n)\\, z (1 - z),
+
+    the derivatives of :math:`F` by the reset and update pre-activations (:math:`\\kappa_r, \\kappa_z`) and,
+    times :math:`r` for the recurrent part, by the candidate's (:math:`\\gamma`); ``rec_n`` is
+    :math:`g_n = W_{hn} h + b_{hn}`. Returns :math:`(\\kappa_r, \\kappa_z, \\gamma)`.
+    """
+    gamma = (1.0 - z) * (1.0 - n * n)
+    return gamma * rec_n * r * (1.0 - r), (h - n) * z * (1.0 - z), gamma
+
+
+def ugrnn_coefficients(h: Tensor, g: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """Gate coefficients of the UGRNN's Jacobian, elementwise: with :math:`F = c + g (h - c)`, the derivatives
+    by the gate's and the candidate's pre-activations, :math:`((h - c) g (1 - g), (1 - g)(1 - c^2))`."""
+    return (h - c) * g * (1.0 - g), (1.0 - g) * (1.0 - c * c)
+
+
+def lstm_coefficients(c: Tensor, i: Tensor, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Gate coefficients of the LSTM's new cell state :math:`c' = f c + i g`, elementwise: its derivatives by
+    the input, forget and candidate pre-activations, :math:`(g\\, i (1 - i),\\ c\\, f (1 - f),\\ i (1 - g^2))`."""
+    return g * i * (1.0 - i), c * f * (1.0 - f), i * (1.0 - g * g)
+
+
 def _blocks_sum(coefs: tuple[Tensor, ...], weight: Tensor, units: int) -> Tensor:
     """:math:`\\sum_k \\operatorname{diag}(\\kappa_k) W_k`.
 
@@ -246,15 +275,13 @@ def cell_jacobians(
         r, z = torch.sigmoid(d_r + g_r), torch.sigmoid(d_z + g_z)
         n = torch.tanh(d_n + r * g_n)
         f = n + z * (h - n)
-        alpha = (h - n) * z * (1.0 - z)
-        gamma = (1.0 - z) * (1.0 - n * n)
-        gd = gamma * g_n * r * (1.0 - r)
+        gd, alpha, gamma = gru_coefficients(h, r, z, n, g_n)
         diag, coef_h, coef_u = z, (gd, alpha, gamma * r), (gd, alpha, gamma)
     elif arch == "ugrnn":
         a_g, a_c = (drive + rec).chunk(2, dim=1)
         g, c = torch.sigmoid(a_g), torch.tanh(a_c)
         f = c + g * (h - c)
-        coef_h = coef_u = ((h - c) * g * (1.0 - g), (1.0 - g) * (1.0 - c * c))
+        coef_h = coef_u = ugrnn_coefficients(h, g, c)
         diag = g
     else:
         raise LFADSDataError(f"Unknown architecture {arch!r}; choose one of {list(ARCHITECTURES)}.")
@@ -277,7 +304,7 @@ def _lstm_jacobians(
     tau = torch.tanh(c_next)
     h_next = o * tau
     zero = torch.zeros_like(c)
-    kc = (g * i * (1.0 - i), c * f * (1.0 - f), i * (1.0 - g * g), zero)
+    kc = (*lstm_coefficients(c, i, f, g), zero)
     dtau = o * (1.0 - tau * tau)
     kh = tuple(dtau * k for k in kc[:3]) + (tau * o * (1.0 - o),)
     batch = state.shape[0]

@@ -12,8 +12,9 @@ through time, as one ``torch.autograd.Function``. Its backward uses the structur
     + \\frac{\\partial L}{\\partial a_t} W_h,
 
 where :math:`\\bar h_t` is the gradient reaching :math:`h_t`, :math:`\\kappa_t` ``(G, H)`` and :math:`D_t`
-``(H,)`` are the coefficients of the closed-form Jacobian (computed for all steps at once after the forward
-pass) and the LSTM carries :math:`[\\bar h; \\bar c]`. Only these products run step by step; the gradients of
+``(H,)`` are the coefficients of the closed-form Jacobian (the cells' ``gru_coefficients``,
+``ugrnn_coefficients`` and ``lstm_coefficients``, computed for all steps at once after the forward pass)
+and the LSTM carries :math:`[\\bar h; \\bar c]`. Only these products run step by step; the gradients of
 :math:`W_h` and :math:`b_h` are one product over all steps and trials,
 :math:`\\sum_{t, b} (\\partial L / \\partial a_t)^T h_{t-1}`, instead of one per step.
 """
@@ -24,7 +25,14 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from lfads.population.cells import GATES, check_arch, state_size
+from lfads.population.cells import (
+    GATES,
+    check_arch,
+    gru_coefficients,
+    lstm_coefficients,
+    state_size,
+    ugrnn_coefficients,
+)
 
 __all__ = ["run_recurrence"]
 
@@ -119,13 +127,12 @@ def _coefficients(arch: str, saved: list, states: Tensor, h0: Tensor) -> tuple[T
     h_prev = torch.cat([h0.unsqueeze(0), states[:-1]])
     if arch == "ugrnn":
         g, c = torch.stack(saved).chunk(2, dim=-1)
-        one_g = 1.0 - g
-        return torch.stack([(h_prev - c) * g * one_g, one_g * (1.0 - c * c)], dim=3), g, None
+        return torch.stack(ugrnn_coefficients(h_prev, g, c), dim=3), g, None
     a = torch.stack([s[0] for s in saved])
     cand = torch.stack([s[1] for s in saved])
     r, z, g_n = a.chunk(3, dim=-1)
-    gamma = (1.0 - z) * (1.0 - cand * cand)
-    kappa = torch.stack([gamma * g_n * r * (1.0 - r), (h_prev - cand) * z * (1.0 - z), gamma * r], dim=3)
+    kappa_r, kappa_z, gamma = gru_coefficients(h_prev, r, z, cand, g_n)
+    kappa = torch.stack([kappa_r, kappa_z, gamma * r], dim=3)
     return kappa, z, gamma
 
 
@@ -163,7 +170,7 @@ def _backward_lstm(
     c_prev = torch.cat([h0[..., units:].unsqueeze(0), c[:-1]])
     tau = torch.tanh(c)
     through_h = o * (1.0 - tau * tau)  # dh'/dc'
-    kappa_c = torch.stack([g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g)], dim=3)
+    kappa_c = torch.stack(lstm_coefficients(c_prev, i, f, g), dim=3)
     kappa_o = tau * o * (1.0 - o)
     n, batch = grad.shape[1:3]
     grad_h, grad_c = grad[..., :units], grad[..., units:]
