@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,9 @@ def get_population(task: str, args: argparse.Namespace):
     pop = load_population(path) if path.exists() and not args.retrain else None
     if pop is not None and pop.task.settings != wanted:
         print(f"[{task}] {path.name} was trained with {pop.task.settings}, not {wanted}: training again")
+        pop = None
+    if pop is not None and (changed := _changed_training(pop, TRAINING[task])):
+        print(f"[{task}] {path.name} was trained with other settings ({changed}): training again")
         pop = None
     if pop is not None:
         print(f"[{task}] loaded {path.name}")
@@ -168,6 +172,22 @@ def universality(args: argparse.Namespace) -> None:
                   f"alignment {med('mode_alignment'):.2f}, gain "
                   f"{med('relevant_gain'):.3f} / {med('irrelevant_gain'):.3f}, relevant > irrelevant "
                   f"{np.mean([la.relevant_gain > la.irrelevant_gain for la in found]):.2f}")
+
+
+def _changed_training(pop, settings: dict) -> str:
+    """The training settings of ``settings`` (a ``TRAINING`` entry) that ``pop``'s networks were not trained
+    with, as ``name: stored -> wanted``; empty when all agree."""
+    from lfads.population.population import config_for
+
+    fields = {"rate_penalty": 0.0, **{k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__}}
+    changed = []
+    for arch, fit in pop.fits.items():
+        wanted = config_for(replace(fit.config, **{**fields, "identity_candidate": False}), arch,
+                            settings.get("identity_candidate", False))
+        for name in fields:
+            if getattr(fit.config, name) != getattr(wanted, name):
+                changed.append(f"{arch} {name}: {getattr(fit.config, name)} -> {getattr(wanted, name)}")
+    return "; ".join(changed)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,18 +28,21 @@ def test_each_task_trains_with_the_settings_of_the_universality_figures(tmp_path
     from lfads.population.universality import TRAINING
 
     out = tmp_path / "pop.h5"
-    assert main(["population", *TINY, "--target-loss", "0.5", "--no-graphs", "--out", str(out)]) == 0
+    assert main(["population", *TINY, "--target-loss", "0.5", "--rate-penalty", "0.01", "--no-graphs",
+                 "--out", str(out)]) == 0
     pop = load_population(out)
     for arch in pop.archs:
         config = pop.fits[arch].config
         assert (config.lr, config.batch_size) == (TRAINING["flipflop"]["lr"], TRAINING["flipflop"]["batch_size"])
         assert config.carry_state and config.identity_candidate
         assert config.target_loss == 0.5  # the option overrides the task's setting
+        assert config.rate_penalty == 0.01 and TRAINING["flipflop"].get("rate_penalty", 0.0) == 0.0
 
 
 @pytest.mark.parametrize(("extra", "says"), [
     (["--arch", "gru,transformer"], "--arch"),
     (["--seeds", "0"], "--seeds"),
+    (["--rate-penalty", "-0.1"], "--rate-penalty -0.1: must be at least 0.0"),
     (["--task", "juggling"], "juggling"),
     (["--ray", "--seeds-per-trial", "0"], "--seeds-per-trial 0: must be at least 1"),
     (["--ray", "--cpus-per-trial", "0"], "--cpus-per-trial 0: must be at least 1"),

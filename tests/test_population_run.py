@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
 import h5py
 import numpy as np
 import pytest
 import torch
 
+from lfads.analysis.fixed_points import LINEARIZATION_FIELDS
 from lfads.errors import LFADSDataError
 from lfads.population.graphs import find_population_graphs, saddle_edges
 from lfads.population.population import load_population, run_population, save_population
@@ -53,6 +56,34 @@ def test_population_file_round_trips(tiny):
             np.testing.assert_array_equal(net_a["zero"].states, net_b["zero"].states)
             np.testing.assert_array_equal(net_a["zero"].stability, net_b["zero"].stability)
     assert back.summary_rows() == result.summary_rows()
+
+
+def test_population_file_stores_points_without_linearizations_and_reading_computes_them_again(tiny):
+    result, path = tiny
+    with h5py.File(path, "r") as f:
+        node = f["lstm/fixed_points/0/zero"]
+        assert "states" in node and not any(name in node for name in LINEARIZATION_FIELDS)
+    back = load_population(path)
+    for arch in result.archs:
+        for net_a, net_b in zip(result.fixed_points[arch], back.fixed_points[arch]):
+            a, b = net_a["zero"], net_b["zero"]
+            for name in LINEARIZATION_FIELDS:
+                np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=0, atol=1e-12, err_msg=name)
+
+
+def test_population_file_with_stored_linearizations_is_read_as_it_is(tiny, tmp_path):
+    result, path = tiny
+    old = tmp_path / "with_linearizations.h5"
+    shutil.copy(path, old)
+    fps = result.fixed_points["gru"][1]["zero"]
+    marked = fps.jac_state + 1.0  # not what the cell gives: proves the stored arrays are the ones read
+    with h5py.File(old, "a") as f:
+        node = f["gru/fixed_points/1/zero"]
+        node["jac_state"] = marked
+        for name in LINEARIZATION_FIELDS[1:]:
+            node[name] = getattr(fps, name)
+    back = load_population(old)
+    np.testing.assert_array_equal(back.fixed_points["gru"][1]["zero"].jac_state, marked)
 
 
 def test_summary_table_has_one_row_per_architecture(tiny):

@@ -29,6 +29,33 @@ def test_batched_training_gives_each_seed_the_losses_it_gets_alone(arch):
     assert batched.losses.shape == (6, 3) and batched.losses[0].std() > 0  # the seeds differ
 
 
+@pytest.mark.parametrize("arch", ["vanilla", "lstm"])
+def test_rate_penalty_keeps_each_seed_alone_and_lowers_its_activity(arch):
+    seeds = [2, 7]
+    penalised = TrainConfig(**{**SMALL.__dict__, "max_steps": 60, "check_every": 20, "rate_penalty": 1.0})
+    batched = train_population(TASK, arch, seeds, units=12, config=penalised)
+    alone = train_seed_loop(TASK, arch, seeds, units=12, config=penalised)
+    np.testing.assert_allclose(batched.losses, np.concatenate([f.losses for f in alone], axis=1), rtol=0, atol=1e-5)
+    free = train_population(TASK, arch, seeds, units=12, config=TrainConfig(**{**penalised.__dict__,
+                                                                                "rate_penalty": 0.0}))
+    trials = TASK.sample(16, torch.Generator().manual_seed(11))
+
+    def mean_square_h(fit):
+        with torch.no_grad():
+            out, states = fit.model(trials.inputs)
+        return states[..., :12].pow(2).mean(dim=(1, 2, 3)), masked_mse(out, trials.targets, trials.mask)
+
+    pen_h, _ = mean_square_h(batched)
+    free_h, _ = mean_square_h(free)
+    assert (pen_h < 0.75 * free_h).all()
+    # the recorded losses are the task's alone: the final loss is the task loss on the evaluation trials
+    eval_trials = TASK.sample(16, torch.Generator().manual_seed(penalised.data_seed + train_module._EVAL_SEED_OFFSET))
+    with torch.no_grad():
+        out, _ = batched.model(eval_trials.inputs)
+    np.testing.assert_allclose(batched.final_loss, masked_mse(out, eval_trials.targets, eval_trials.mask).numpy(),
+                               rtol=1e-5)
+
+
 def test_networks_that_reach_the_target_stop_and_keep_their_weights():
     seeds = list(range(6))
     probe = train_population(TASK, "gru", seeds, units=12, config=TrainConfig(**{**SMALL.__dict__, "max_steps": 3}))

@@ -57,7 +57,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -85,6 +85,8 @@ __all__ = [
     "pseudo_transient",
     "spectral_radius",
     "build_fixed_points",
+    "LINEARIZATION_FIELDS",
+    "linearize_points",
 ]
 
 KINDS: tuple[str, ...] = ("fixed", "slow", "unconverged")
@@ -1035,6 +1037,11 @@ class FixedPoints(H5Record):
         """Only the certified slow points."""
         return self.select(self.kind == "slow")
 
+    def relinearized(self, dyn: Dynamics) -> FixedPoints:
+        """The same points with their Jacobians and eigendecompositions computed again from ``dyn``
+        (:func:`linearize_points`), e.g. after reading a file that stored the points without them."""
+        return replace(self, **linearize_points(dyn, self.states, self.inputs), settings=dict(self.settings))
+
     def unstable_modes(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Eigenvalues ``(k,)`` and unit right eigenvectors ``(H, k)`` of the modes with :math:`|\\lambda| > 1`.
 
@@ -1114,6 +1121,48 @@ class FixedPoints(H5Record):
 
     def __str__(self) -> str:
         return self.summary()
+
+
+LINEARIZATION_FIELDS = ("jac_state", "jac_input", "eigenvalues", "left_eigenvectors", "right_eigenvectors")
+"""The fields of :class:`FixedPoints` that :func:`linearize_points` computes from the dynamics and the points."""
+
+
+def linearize_points(dyn: Dynamics, states: np.ndarray, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """The linearization of :math:`F` at points :math:`(h^*, u^*)`, keyed by :class:`FixedPoints` field.
+
+    .. math:: F(h^* + \\delta h, u^* + \\delta u) \\approx h^* + J_h \\delta h + J_u \\delta u,
+              \\qquad J_h v_k = \\lambda_k v_k,\\quad w_k^H J_h = \\lambda_k w_k^H
+
+    Parameters
+    ----------
+    dyn : Dynamics
+        The map (:func:`lfads.analysis.jacobians.as_dynamics`).
+    states : np.ndarray
+        ``(N, H)`` points.
+    inputs : np.ndarray
+        ``(N, I)`` inputs held there.
+
+    Returns
+    -------
+    dict
+        ``jac_state`` ``(N, H, H)``, ``jac_input`` ``(N, H, I)``, ``eigenvalues`` ``(N, H)`` and
+        ``left_eigenvectors``, ``right_eigenvectors`` ``(N, H, H)``
+        (:func:`lfads.analysis.linearization.compute_eigendecomposition`).
+    """
+    n = int(np.shape(states)[0])
+    if n:
+        h = torch.as_tensor(states, dtype=dyn.dtype, device=dyn.device)
+        u = torch.as_tensor(inputs, dtype=dyn.dtype, device=dyn.device)
+        with torch.no_grad():
+            _, jh, ju = dyn.jacobians(h, u, wrt_input=True)
+        jh_np = jh.cpu().numpy()
+        ju_np = ju.cpu().numpy() if ju is not None else np.zeros((n, dyn.hidden_size, dyn.input_size))
+    else:
+        jh_np = np.zeros((0, dyn.hidden_size, dyn.hidden_size))
+        ju_np = np.zeros((0, dyn.hidden_size, dyn.input_size))
+    eigvals, left, right = compute_eigendecomposition(jh_np)
+    return {"jac_state": jh_np, "jac_input": ju_np, "eigenvalues": eigvals, "left_eigenvectors": left,
+            "right_eigenvectors": right}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -1332,16 +1381,8 @@ def build_fixed_points(
 
     h = torch.as_tensor(states, dtype=dyn.dtype, device=dyn.device)
     u = torch.as_tensor(inputs, dtype=dyn.dtype, device=dyn.device)
-    with torch.no_grad():
-        if reps.size:
-            _, jh, ju = dyn.jacobians(h, u, wrt_input=True)
-            jh_np = jh.cpu().numpy()
-            ju_np = ju.cpu().numpy() if ju is not None else np.zeros((reps.size, dyn.hidden_size, dyn.input_size))
-        else:
-            jh_np = np.zeros((0, dyn.hidden_size, dyn.hidden_size))
-            ju_np = np.zeros((0, dyn.hidden_size, dyn.input_size))
-    eigvals, left, right = compute_eigendecomposition(jh_np)
-    stability, n_unstable, n_marginal, _ = classify_stability(eigvals, marginal_tol)
+    linear = linearize_points(dyn, states, inputs)
+    stability, n_unstable, n_marginal, _ = classify_stability(linear["eigenvalues"], marginal_tol)
     all_settings = {
         **(settings or {}),
         "dedup_tol": dedup_tol,
@@ -1365,11 +1406,7 @@ def build_fixed_points(
         iterations=result.iterations[reps].astype(np.int64),
         kind=kind,
         count=count,
-        jac_state=jh_np,
-        jac_input=ju_np,
-        eigenvalues=eigvals,
-        left_eigenvectors=left,
-        right_eigenvectors=right,
+        **linear,
         stability=stability,
         n_unstable=n_unstable,
         n_marginal=n_marginal,

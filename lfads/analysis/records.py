@@ -81,8 +81,11 @@ class H5Record:
 
     # -- reading ---------------------------------------------------------------------------------------------------
     @classmethod
-    def from_h5(cls, node: Any, where: str = "") -> Any:
+    def from_h5(cls, node: Any, where: str = "", fill: Mapping[str, Any] | None = None) -> Any:
         """Read from an open HDF5 file or group written by :meth:`to_h5`; ``where`` names it in errors.
+
+        ``fill`` gives the value of fields the node does not hold (a writer that left out what the reader
+        computes again).
 
         Raises
         ------
@@ -112,6 +115,8 @@ class H5Record:
                 kwargs[f.name] = {
                     k[len(prefix):]: _attr_value(v) for k, v in node.attrs.items() if k.startswith(prefix)
                 }
+            elif fill is not None and f.name in fill:
+                kwargs[f.name] = fill[f.name]
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise LFADSDataError(
                     f"{where}: '{f.name}' is missing (neither a dataset nor an attribute); rewrite the file with "

@@ -35,6 +35,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--units", type=int, default=64, help="units per network (default 64)")
     parser.add_argument("--max-steps", type=int, default=3000, help="training steps at most (default 3000)")
     parser.add_argument("--target-loss", type=float, help="stop a network at this loss (default: the task's)")
+    parser.add_argument("--rate-penalty", type=float, metavar="BETA",
+                        help="add BETA times the mean squared activity <h^2> to each network's training loss "
+                             "(default 0; the stopping rule scores the task loss alone)")
     parser.add_argument("--n-initial", type=int,
                         help="starts of the fixed-point search per network and condition (default: the task's "
                              "analysis setting, 1024 for the flip-flop, 256 otherwise)")
@@ -121,6 +124,9 @@ def main(argv: list[str]) -> int:
               "units": args.units, "max_steps": args.max_steps, "graphs": not args.no_graphs, "verbose": True}
     if args.target_loss is not None:
         common["target_loss"] = args.target_loss
+    if args.rate_penalty is not None:
+        require_at_least(args.rate_penalty, 0.0, "--rate-penalty")
+        common["rate_penalty"] = args.rate_penalty
     if args.n_initial is not None:
         common["n_initial_states"] = args.n_initial
     if ray is None:

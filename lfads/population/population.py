@@ -11,7 +11,9 @@ and writes one HDF5 file (atomically, :func:`lfads.data.hdf5.save_h5_atomic`)::
                            eval_steps (checks,), eval_losses (checks, N); attrs: target_loss, wall_time
     /<arch>/weights/       weight_ih (N, G H, I), weight_hh (N, G H, H), bias_ih, bias_hh (N, G H),
                            readout_weight (N, O, H), readout_bias (N, O)
-    /<arch>/fixed_points/<seed>/<condition>/   one FixedPoints (its own layout, lfads.analysis)
+    /<arch>/fixed_points/<seed>/<condition>/   one FixedPoints (its own layout, lfads.analysis) without its
+                           linearizations (Jacobians, eigenvalues, eigenvectors): :func:`load_population`
+                           computes them again from the stored weights
     /<arch>/graphs/<seed>/<condition>/         its fixed-point graph as edge lists (lfads.population.graphs)
 
 :func:`load_population` reads it back; :meth:`PopulationResult.summary` is the per-architecture table.
@@ -29,7 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from lfads.analysis.fixed_points import FixedPoints, find_fixed_points, sample_initial_states
+from lfads.analysis.fixed_points import (
+    LINEARIZATION_FIELDS,
+    FixedPoints,
+    find_fixed_points,
+    sample_initial_states,
+)
 from lfads.data.hdf5 import save_h5_atomic
 from lfads.errors import LFADSDataError
 from lfads.population.cells import check_arch
@@ -260,6 +267,7 @@ def run_population(
     target_loss: float | None = None,
     data_seed: int = 0,
     identity_candidate: bool | Sequence[str] = False,
+    rate_penalty: float = 0.0,
     n_initial_states: int = 256,
     noise_std: float = 0.02,
     find_points: bool = True,
@@ -280,7 +288,7 @@ def run_population(
         Networks per architecture, initialised from seeds ``0 .. seeds - 1``.
     units : int
         ``H``.
-    max_steps, batch_size, lr, lr_half_life, carry_state, target_loss, data_seed, identity_candidate
+    max_steps, batch_size, lr, lr_half_life, carry_state, target_loss, data_seed, identity_candidate, rate_penalty
         Training settings (:class:`lfads.population.train.TrainConfig`; ``target_loss=None`` takes the task's;
         ``identity_candidate`` a bool for all architectures or the list of those that use it).
     n_initial_states : int
@@ -305,7 +313,8 @@ def run_population(
     the_task = get_task(task, **(task_settings or {}))
     archs = population_archs(archs)
     config = TrainConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, lr_half_life=lr_half_life,
-                         carry_state=carry_state, target_loss=target_loss, data_seed=data_seed)
+                         carry_state=carry_state, target_loss=target_loss, data_seed=data_seed,
+                         rate_penalty=rate_penalty)
     result = PopulationResult(the_task, int(units), {})
     for arch in archs:
         fit = train_population(the_task, arch, list(range(seeds)), units, config_for(config, arch, identity_candidate))
@@ -372,7 +381,7 @@ def save_population(result: PopulationResult, path: str | Path) -> Path:
             for label, fps in net.items():
                 where = f"{arch}/fixed_points/{int(fit.seeds[n])}/{label}"
                 fp_arrays, fp_attrs, fp_groups = fps.to_h5()
-                arrays.update({f"{where}/{k}": v for k, v in fp_arrays.items()})
+                arrays.update({f"{where}/{k}": v for k, v in fp_arrays.items() if k not in LINEARIZATION_FIELDS})
                 group_attrs[where] = fp_attrs
                 group_attrs.update({f"{where}/{k}": v for k, v in fp_groups.items()})
         for n, net in enumerate(result.graphs.get(arch, [])):
@@ -392,6 +401,15 @@ def check_population_format(found: Any, path: str | Path) -> None:
         raise LFADSDataError(
             f"{path}: not a population file (attribute 'format' is {found!r}, expected {_FORMAT!r}); write one "
             "with `lfads population` or lfads.population.run_population(out=...) (save_population).")
+
+
+def _read_fixed_points(node: Any, where: str, model: StackedRNN, network: int) -> FixedPoints:
+    """One network's stored points; their linearizations, which the file does not hold, computed again from
+    the network's cell (files that hold them are read as they are)."""
+    if "jac_state" in node:
+        return FixedPoints.from_h5(node, where)
+    fps = FixedPoints.from_h5(node, where, fill=dict.fromkeys(LINEARIZATION_FIELDS))
+    return fps.relinearized(model.cell(network).dynamics())
 
 
 def load_population(path: str | Path) -> PopulationResult:
@@ -423,9 +441,10 @@ def load_population(path: str | Path) -> PopulationResult:
             if "fixed_points" in g:
                 nets = g["fixed_points"]
                 result.fixed_points[arch] = [
-                    {label: FixedPoints.from_h5(nets[str(int(s))][label], f"{path}:{arch}/{int(s)}/{label}")
+                    {label: _read_fixed_points(nets[str(int(s))][label], f"{path}:{arch}/{int(s)}/{label}",
+                                               model, n)
                      for label in nets[str(int(s))]}
-                    for s in arrays["seeds"]
+                    for n, s in enumerate(arrays["seeds"])
                 ]  # fmt: skip
             if "graphs" in g:
                 nets = g["graphs"]

@@ -297,6 +297,7 @@ def run_population_ray(
     target_loss: float | None = None,
     data_seed: int = 0,
     identity_candidate: bool | Sequence[str] = False,
+    rate_penalty: float = 0.0,
     n_initial_states: int = 256,
     noise_std: float = 0.02,
     find_points: bool = True,
@@ -323,7 +324,7 @@ def run_population_ray(
         after. With a cluster of several machines it must be one they all see (a shared file system or
         ``s3://...``).
     task, archs, seeds, units, max_steps, batch_size, lr, lr_half_life, carry_state, target_loss, data_seed,
-    identity_candidate, n_initial_states, noise_std, find_points, graphs, out, task_settings, verbose
+    identity_candidate, rate_penalty, n_initial_states, noise_std, find_points, graphs, out, task_settings, verbose
         As in ``run_population``.
 
     Returns
@@ -351,7 +352,8 @@ def run_population_ray(
     archs = population_archs(archs)
     trials = population_units(archs, seeds, seeds_per_trial)
     config = TrainConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, lr_half_life=lr_half_life,
-                         carry_state=carry_state, target_loss=target_loss, data_seed=data_seed)
+                         carry_state=carry_state, target_loss=target_loss, data_seed=data_seed,
+                         rate_penalty=rate_penalty)
     candidate = identity_candidate if isinstance(identity_candidate, bool) else tuple(identity_candidate)
     setup = SpreadSetup(task, int(units), asdict(config), max(1, int(cpus_per_trial)), dict(task_settings or {}),
                         candidate)

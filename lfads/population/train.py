@@ -212,6 +212,10 @@ class TrainConfig:
         continued chunks of trials and scores the last two.
     data_seed : int
         Seed of the training trials (the evaluation set uses ``data_seed + 1000003``).
+    rate_penalty : float
+        :math:`\beta` of the activity penalty added to each network's training loss,
+        :math:`\beta \langle h^2 \rangle` over trials, steps and units (the LSTM's :math:`h`, not :math:`c`).
+        The stopping rule scores the task loss alone.
     """
 
     max_steps: int = 2000
@@ -226,6 +230,7 @@ class TrainConfig:
     identity_candidate: bool = False
     carry_state: bool = False
     data_seed: int = 0
+    rate_penalty: float = 0.0
 
 
 @dataclass
@@ -360,8 +365,11 @@ def train_population(
         if config.carry_state:
             carried[idx] = states[:, :, -1].detach()
         loss = masked_mse(out, data.targets, data.mask)
+        objective = loss
+        if config.rate_penalty > 0:
+            objective = loss + config.rate_penalty * states[..., : model.units].pow(2).mean(dim=(1, 2, 3))
         opt.zero_grad(set_to_none=False)
-        loss.sum().backward()
+        objective.sum().backward()
         _clip_per_network(params, config.grad_clip)
         opt.step()
         sched.step()
