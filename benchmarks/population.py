@@ -61,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=TRAINING["flipflop"]["lr"])
     parser.add_argument("--uniform-candidate", action="store_true",
                         help="gated cells' candidate drawn uniformly (default: as the vanilla recurrence)")
-    parser.add_argument("--max-steps", type=int, default=3000)
+    parser.add_argument("--max-steps", type=int,
+                        help="training steps at most (default 3000; universality: the task's setting)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-carry", action="store_true", help="fresh flip-flop trials every batch")
     parser.add_argument("--universality", action="store_true", help="the universality figures instead of speed")
@@ -86,15 +87,15 @@ def get_population(task: str, args: argparse.Namespace):
     if pop is not None and pop.task.settings != wanted:
         print(f"[{task}] {path.name} was trained with {pop.task.settings}, not {wanted}: training again")
         pop = None
-    if pop is not None and (changed := _changed_training(pop, TRAINING[task])):
+    settings = {**TRAINING[task], **({} if args.max_steps is None else {"max_steps": args.max_steps})}
+    if pop is not None and (changed := _changed_training(pop, settings)):
         print(f"[{task}] {path.name} was trained with other settings ({changed}): training again")
         pop = None
     if pop is not None:
         print(f"[{task}] loaded {path.name}")
     else:
         pop = run_population(task=task, archs=args.archs.split(","), seeds=args.seeds, units=args.units,
-                             max_steps=args.max_steps, find_points=False, out=str(path), verbose=True,
-                             **TRAINING[task])
+                             find_points=False, out=str(path), verbose=True, **settings)
     if not pop.fixed_points or not pop.graphs or task in args.reanalyse.split(","):
         analyse_population(pop, graphs=True, verbose=True, **ANALYSIS[task])
         save_population(pop, path)
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         universality(args)
         return
     task = get_task("flipflop")
-    config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, eval_trials=128,
+    config = TrainConfig(max_steps=args.max_steps or 3000, batch_size=args.batch_size, lr=args.lr, eval_trials=128,
                          carry_state=not args.no_carry, identity_candidate=not args.uniform_candidate)
     seeds = list(range(args.seeds))
     print(f"3-bit flip-flop, {args.units} units, batch {args.batch_size}, lr {args.lr}, "

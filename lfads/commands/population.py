@@ -33,7 +33,9 @@ def build_parser() -> ArgumentParser:
                         help="comma-separated architectures (default vanilla,gru,lstm,ugrnn)")
     parser.add_argument("--seeds", type=int, default=8, help="networks per architecture (default 8)")
     parser.add_argument("--units", type=int, default=64, help="units per network (default 64)")
-    parser.add_argument("--max-steps", type=int, default=3000, help="training steps at most (default 3000)")
+    parser.add_argument("--max-steps", type=int,
+                        help="training steps at most (default: the task's training setting, 6000 for the sine "
+                             "wave, 3000 otherwise)")
     parser.add_argument("--target-loss", type=float, help="stop a network at this loss (default: the task's)")
     parser.add_argument("--rate-penalty", type=float, metavar="BETA",
                         help="add BETA times the mean squared activity <h^2> to each network's training loss "
@@ -121,7 +123,9 @@ def main(argv: list[str]) -> int:
     get_task(args.task)  # an unknown task is an error before any training
     out = output_file(args.out, args.overwrite, what="a run")
     common = {**task_defaults(args.task), "task": args.task, "archs": archs, "seeds": args.seeds,
-              "units": args.units, "max_steps": args.max_steps, "graphs": not args.no_graphs, "verbose": True}
+              "units": args.units, "graphs": not args.no_graphs, "verbose": True}
+    if args.max_steps is not None:
+        common["max_steps"] = args.max_steps
     if args.target_loss is not None:
         common["target_loss"] = args.target_loss
     if args.rate_penalty is not None:
