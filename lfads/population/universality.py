@@ -54,7 +54,8 @@ TRAINING: dict[str, dict[str, Any]] = {
     "flipflop": {"batch_size": 8, "lr": 3e-3, "carry_state": True, "identity_candidate": True},
     "sine": {"batch_size": 8, "lr": 3e-3, "lr_half_life": 1000, "max_steps": 6000, "rate_penalty": 0.1,
              "task_settings": {"n_time": 300}},
-    "context": {"batch_size": 16, "lr": 3e-3, "lr_half_life": 700, "target_loss": 0.02,
+    "context": {"batch_size": 16, "lr": 3e-3, "lr_half_life": 700, "target_loss": 0.02, "max_steps": 6000,
+                "rate_penalty": 1.0,
                 "identity_candidate": ["gru", "ugrnn"],
                 "task_settings": {"n_time": 100, "response_steps": 90, "report": "integral"}},
 }
@@ -74,7 +75,9 @@ Context: 100-step trials whose output reports the running integral of the cued s
 at every step after the first 10, to loss 0.02: a decision (a runaway along the line) or a leak then both miss
 the target, where the sign scored on the last 10 steps of 50-step trials rewarded a decision as well as an
 integrator. ``identity_candidate`` for the GRUs and UGRNNs only: it straightened their lines (UGRNN line
-attractors 0.12 without, 0.94 with) and bent the LSTMs' (0.88 without, 0.50 with) (``docs/population.md``)."""
+attractors 0.12 without, 0.94 with) and bent the LSTMs' (0.88 without, 0.50 with). The activity penalty
+(``rate_penalty`` 1.0, at most 6000 steps) gave the vanilla networks their line attractors: without it their
+slow points formed a chain of attracting and repelling points (``docs/population.md``)."""
 
 
 ANALYSIS: dict[str, dict[str, float | int]] = {
