@@ -93,7 +93,7 @@ def test_population_through_ray_equals_run_population(tmp_path, ray_cleanup):
     pytest.importorskip("ray", reason="Ray Tune is optional: pip install 'lfads[tune]'")
     from lfads.population.spread import run_population_ray
 
-    common = dict(task="flipflop", archs=["gru", "vanilla"], seeds=4, n_initial_states=16,
+    common = dict(task="flipflop", archs=["gru", "vanilla"], seeds=4, n_initial_states=16, rate_penalty=0.05,
                   task_settings=SETTINGS, **TRAIN)  # fmt: skip
     start = time.perf_counter()
     local = run_population(out=tmp_path / "local.h5", **common)
@@ -112,7 +112,7 @@ def test_population_through_ray_equals_run_population(tmp_path, ray_cleanup):
             np.testing.assert_allclose(getattr(b, name), getattr(a, name), atol=1e-6, rtol=0, err_msg=name)
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "readout_weight", "readout_bias"):
             torch.testing.assert_close(getattr(b.model, name), getattr(a.model, name), atol=1e-6, rtol=0)
-        assert b.config == a.config and b.target_loss == a.target_loss
+        assert b.config == a.config and b.target_loss == a.target_loss and b.config.rate_penalty == 0.05
         assert len(spread.fixed_points[arch]) == 4 and len(spread.graphs[arch]) == 4
     assert any(len(set(f.stop_step)) > 1 for f in local.fits.values())  # some chunks stopped before others
     assert _layout(tmp_path / "ray.h5") == _layout(tmp_path / "local.h5")
