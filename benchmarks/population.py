@@ -181,11 +181,12 @@ def _changed_training(pop, settings: dict) -> str:
     from lfads.population.population import config_for
 
     fields = {"rate_penalty": 0.0, **{k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__}}
+    own = settings.get("arch_settings", {})
     changed = []
     for arch, fit in pop.fits.items():
         wanted = config_for(replace(fit.config, **{**fields, "identity_candidate": False}), arch,
-                            settings.get("identity_candidate", False))
-        for name in fields:
+                            settings.get("identity_candidate", False), own)
+        for name in {*fields, *own.get(arch, {})}:
             if getattr(fit.config, name) != getattr(wanted, name):
                 changed.append(f"{arch} {name}: {getattr(fit.config, name)} -> {getattr(wanted, name)}")
     return "; ".join(changed)

@@ -115,3 +115,26 @@ def test_ray_options_reach_the_spread_population(tmp_path, monkeypatch):
     assert kwargs["archs"] == ["gru", "vanilla"] and kwargs["seeds"] == 2 and kwargs["units"] == 8
     assert kwargs["lr"] == 3e-3 and kwargs["identity_candidate"] is True and kwargs["n_initial_states"] == 16
     assert load_population(out).archs == ["gru", "vanilla"]
+
+
+def test_a_task_setting_of_one_architecture_gives_way_to_the_option_given(tmp_path, monkeypatch):
+    """The sine wave's vanilla networks train with their own penalty and step limit unless an option sets it."""
+    import lfads.population.population as population_module
+    from lfads.population.universality import TRAINING
+
+    calls = []
+
+    def fake(**kwargs):
+        calls.append(kwargs)
+        return run_population(task="flipflop", archs=["vanilla"], seeds=1, units=4, max_steps=2, find_points=False)
+
+    monkeypatch.setattr(population_module, "run_population", fake)
+    sine = ["population", "--task", "sine", "--arch", "vanilla", "--seeds", "1", "--units", "4"]
+    assert main([*sine, "--out", str(tmp_path / "a.h5")]) == 0
+    assert calls[-1]["arch_settings"] == TRAINING["sine"]["arch_settings"]
+    assert calls[-1]["max_steps"] == TRAINING["sine"]["max_steps"]
+    assert main([*sine, "--max-steps", "7", "--out", str(tmp_path / "b.h5")]) == 0
+    assert calls[-1]["max_steps"] == 7
+    vanilla = calls[-1]["arch_settings"]["vanilla"]
+    assert "max_steps" not in vanilla and vanilla["rate_penalty"] == TRAINING["sine"]["arch_settings"]["vanilla"][
+        "rate_penalty"]

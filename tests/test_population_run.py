@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lfads.analysis.fixed_points import LINEARIZATION_FIELDS
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSArgumentError, LFADSDataError
 from lfads.population.graphs import find_population_graphs, saddle_edges
 from lfads.population.population import load_population, run_population, save_population
 
@@ -133,3 +133,19 @@ def test_identity_candidate_list_initialises_only_the_named_architectures():
         torch.testing.assert_close(fit.model.weight_hh.detach(), init.weight_hh.detach())
         other = StackedRNN.initialize(arch, [0], 6, 4, 1, identity_candidate=not used)
         assert not torch.equal(fit.model.weight_hh.detach(), other.weight_hh.detach())
+
+
+def test_settings_of_one_architecture_replace_the_shared_ones_for_it_alone():
+    result = run_population(task="flipflop", archs=["gru", "vanilla"], seeds=1, units=4, max_steps=4, lr=1e-3,
+                            rate_penalty=0.1, arch_settings={"vanilla": {"rate_penalty": 0.5, "max_steps": 2}},
+                            find_points=False, task_settings={"n_bits": 1, "n_time": 8})
+    gru, vanilla = result.fits["gru"].config, result.fits["vanilla"].config
+    assert (gru.rate_penalty, gru.max_steps, gru.lr) == (0.1, 4, 1e-3)
+    assert (vanilla.rate_penalty, vanilla.max_steps, vanilla.lr) == (0.5, 2, 1e-3)
+    assert result.fits["vanilla"].losses.shape[0] == 2 and result.fits["gru"].losses.shape[0] == 4
+
+
+def test_a_setting_of_one_architecture_that_training_lacks_is_refused_by_name():
+    with pytest.raises(LFADSArgumentError, match=r"arch_settings\['gru'\]: learning_rate not a training setting"):
+        run_population(task="flipflop", archs=["gru"], seeds=1, units=4, max_steps=2, find_points=False,
+                       arch_settings={"gru": {"learning_rate": 0.1}})

@@ -133,6 +133,10 @@ def main(argv: list[str]) -> int:
         common["rate_penalty"] = args.rate_penalty
     if args.n_initial is not None:
         common["n_initial_states"] = args.n_initial
+    given = {k for k in ("max_steps", "target_loss", "rate_penalty") if getattr(args, k) is not None}
+    if given and "arch_settings" in common:  # an option given on the command line holds for every architecture
+        common["arch_settings"] = {arch: {k: v for k, v in own.items() if k not in given}
+                                   for arch, own in common["arch_settings"].items()}
     if ray is None:
         result = run_population(**common)
     else:

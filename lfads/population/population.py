@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from lfads.analysis.fixed_points import (
     sample_initial_states,
 )
 from lfads.data.hdf5 import save_h5_atomic
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSArgumentError, LFADSDataError
 from lfads.population.cells import check_arch
 from lfads.population.graphs import find_population_graphs, graph_arrays, graph_from_h5, graph_points
 from lfads.population.tasks import Task, get_task
@@ -247,11 +247,29 @@ def analyse_population(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def config_for(config: TrainConfig, arch: str, identity_candidate: bool | Sequence[str]) -> TrainConfig:
+def config_for(
+    config: TrainConfig,
+    arch: str,
+    identity_candidate: bool | Sequence[str],
+    arch_settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> TrainConfig:
     """``config`` for architecture ``arch``, with ``identity_candidate`` a bool for every architecture or the
-    architectures that use it."""
+    architectures that use it, and ``arch_settings[arch]`` (:class:`~lfads.population.train.TrainConfig`
+    fields) replacing the shared settings for that architecture.
+
+    Raises
+    ------
+    LFADSArgumentError
+        If ``arch_settings`` names a field that ``TrainConfig`` does not have.
+    """
     use = identity_candidate if isinstance(identity_candidate, bool) else arch in identity_candidate
-    return replace(config, identity_candidate=bool(use))
+    own = dict((arch_settings or {}).get(arch, {}))
+    unknown = sorted(set(own) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise LFADSArgumentError(
+            f"arch_settings[{arch!r}]: {', '.join(unknown)} not a training setting; use fields of "
+            "lfads.population.train.TrainConfig (e.g. rate_penalty, max_steps, lr_half_life).")
+    return replace(config, identity_candidate=bool(use), **own)
 
 
 def run_population(
@@ -268,6 +286,7 @@ def run_population(
     data_seed: int = 0,
     identity_candidate: bool | Sequence[str] = False,
     rate_penalty: float = 0.0,
+    arch_settings: Mapping[str, Mapping[str, Any]] | None = None,
     n_initial_states: int = 256,
     noise_std: float = 0.02,
     find_points: bool = True,
@@ -291,6 +310,9 @@ def run_population(
     max_steps, batch_size, lr, lr_half_life, carry_state, target_loss, data_seed, identity_candidate, rate_penalty
         Training settings (:class:`lfads.population.train.TrainConfig`; ``target_loss=None`` takes the task's;
         ``identity_candidate`` a bool for all architectures or the list of those that use it).
+    arch_settings : dict, optional
+        Per architecture, training settings that replace the shared ones (``{"vanilla": {"rate_penalty": 1.0}}``;
+        :func:`config_for`).
     n_initial_states : int
         Starts of the fixed-point search per network and condition.
     noise_std : float
@@ -317,7 +339,8 @@ def run_population(
                          rate_penalty=rate_penalty)
     result = PopulationResult(the_task, int(units), {})
     for arch in archs:
-        fit = train_population(the_task, arch, list(range(seeds)), units, config_for(config, arch, identity_candidate))
+        fit = train_population(the_task, arch, list(range(seeds)), units,
+                               config_for(config, arch, identity_candidate, arch_settings))
         result.fits[arch] = fit
         if verbose:
             report_fit(fit)

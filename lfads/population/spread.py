@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,6 +124,8 @@ class SpreadSetup:
         Torch threads of a trial (its CPUs).
     identity_candidate : bool or tuple of str
         For every architecture, or the architectures that use it (:func:`~lfads.population.population.config_for`).
+    arch_settings : dict
+        Per architecture, training settings replacing the shared ones (``config_for``).
     """
 
     task: str
@@ -132,6 +134,7 @@ class SpreadSetup:
     threads: int = 1
     task_settings: dict = field(default_factory=dict)
     identity_candidate: bool | tuple[str, ...] = False
+    arch_settings: dict = field(default_factory=dict)
 
 
 def trial_arrays(fit: PopulationFit) -> dict[str, np.ndarray]:
@@ -153,7 +156,7 @@ def train_chunk(config: dict, setup: SpreadSetup) -> None:
     configure_threads(setup.threads)
     unit = config["unit"]
     task = get_task(setup.task, **setup.task_settings)
-    config = config_for(TrainConfig(**setup.config), unit["arch"], setup.identity_candidate)
+    config = config_for(TrainConfig(**setup.config), unit["arch"], setup.identity_candidate, setup.arch_settings)
     fit = train_population(task, unit["arch"], unit["seeds"], setup.units, config)
     with tempfile.TemporaryDirectory(prefix="lfads_population_") as work:
         np.savez(Path(work) / FIT_FILE, **trial_arrays(fit))
@@ -298,6 +301,7 @@ def run_population_ray(
     data_seed: int = 0,
     identity_candidate: bool | Sequence[str] = False,
     rate_penalty: float = 0.0,
+    arch_settings: Mapping[str, Mapping[str, Any]] | None = None,
     n_initial_states: int = 256,
     noise_std: float = 0.02,
     find_points: bool = True,
@@ -324,7 +328,8 @@ def run_population_ray(
         after. With a cluster of several machines it must be one they all see (a shared file system or
         ``s3://...``).
     task, archs, seeds, units, max_steps, batch_size, lr, lr_half_life, carry_state, target_loss, data_seed,
-    identity_candidate, rate_penalty, n_initial_states, noise_std, find_points, graphs, out, task_settings, verbose
+    identity_candidate, rate_penalty, arch_settings, n_initial_states, noise_std, find_points, graphs, out,
+    task_settings, verbose
         As in ``run_population``.
 
     Returns
@@ -355,8 +360,11 @@ def run_population_ray(
                          carry_state=carry_state, target_loss=target_loss, data_seed=data_seed,
                          rate_penalty=rate_penalty)
     candidate = identity_candidate if isinstance(identity_candidate, bool) else tuple(identity_candidate)
+    own = {arch: dict(values) for arch, values in (arch_settings or {}).items()}
+    for arch in archs:
+        config_for(config, arch, identity_candidate, own)  # a wrong setting is an error before Ray starts
     setup = SpreadSetup(task, int(units), asdict(config), max(1, int(cpus_per_trial)), dict(task_settings or {}),
-                        candidate)
+                        candidate, own)
     if address:
         _check_reachable(address)
     with tempfile.TemporaryDirectory(prefix="lfads_population_ray_") as scratch:
@@ -367,7 +375,7 @@ def run_population_ray(
             chunks[res.config["unit"]["arch"]].append(_read_trial(res))
     result = PopulationResult(the_task, int(units), {})
     for arch in archs:
-        result.fits[arch] = join_chunks(arch, chunks[arch], config_for(config, arch, identity_candidate))
+        result.fits[arch] = join_chunks(arch, chunks[arch], config_for(config, arch, identity_candidate, own))
         if verbose:
             report_fit(result.fits[arch])
     return finish_population(result, find_points, graphs, n_initial_states, noise_std, out, verbose)
