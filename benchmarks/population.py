@@ -39,6 +39,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -176,11 +177,13 @@ def universality(args: argparse.Namespace) -> None:
 
 
 def _changed_training(pop, settings: dict) -> str:
-    """The training settings of ``settings`` (a ``TRAINING`` entry) that ``pop``'s networks were not trained
-    with, as ``name: stored -> wanted``; empty when all agree."""
-    from lfads.population.population import config_for
+    """The training settings that ``pop``'s networks were not trained with, as ``name: stored -> wanted``; empty
+    when all agree. Wanted: ``settings`` (a ``TRAINING`` entry), else ``run_population``'s defaults."""
+    from lfads.population.population import config_for, run_population
 
-    fields = {"rate_penalty": 0.0, **{k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__}}
+    trained = TrainConfig.__dataclass_fields__
+    defaults = {k: p.default for k, p in inspect.signature(run_population).parameters.items() if k in trained}
+    fields = {**defaults, **{k: v for k, v in settings.items() if k in trained}}
     own = settings.get("arch_settings", {})
     changed = []
     for arch, fit in pop.fits.items():

@@ -1379,8 +1379,6 @@ def build_fixed_points(
     candidate_index[cand] = assign
     count = np.bincount(assign, minlength=reps.size).astype(np.int64)
 
-    h = torch.as_tensor(states, dtype=dyn.dtype, device=dyn.device)
-    u = torch.as_tensor(inputs, dtype=dyn.dtype, device=dyn.device)
     linear = linearize_points(dyn, states, inputs)
     stability, n_unstable, n_marginal, _ = classify_stability(linear["eigenvalues"], marginal_tol)
     all_settings = {
@@ -1396,6 +1394,8 @@ def build_fixed_points(
     }
     grad_norm = result.grad_norm[reps]
     if merge and reps.size:
+        h = torch.as_tensor(states, dtype=dyn.dtype, device=dyn.device)
+        u = torch.as_tensor(inputs, dtype=dyn.dtype, device=dyn.device)
         with torch.no_grad():
             grad_norm = dyn.speed_and_gradient(h, u)[2].norm(dim=1).cpu().numpy()
     return FixedPoints(

@@ -124,16 +124,12 @@ def main(argv: list[str]) -> int:
     out = output_file(args.out, args.overwrite, what="a run")
     common = {**task_defaults(args.task), "task": args.task, "archs": archs, "seeds": args.seeds,
               "units": args.units, "graphs": not args.no_graphs, "verbose": True}
-    if args.max_steps is not None:
-        common["max_steps"] = args.max_steps
-    if args.target_loss is not None:
-        common["target_loss"] = args.target_loss
     if args.rate_penalty is not None:
         require_at_least(args.rate_penalty, 0.0, "--rate-penalty")
-        common["rate_penalty"] = args.rate_penalty
     if args.n_initial is not None:
         common["n_initial_states"] = args.n_initial
-    given = {k for k in ("max_steps", "target_loss", "rate_penalty") if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("max_steps", "target_loss", "rate_penalty") if getattr(args, k) is not None}
+    common.update(given)
     if given and "arch_settings" in common:  # an option given on the command line holds for every architecture
         common["arch_settings"] = {arch: {k: v for k, v in own.items() if k not in given}
                                    for arch, own in common["arch_settings"].items()}
