@@ -13,7 +13,10 @@ with the same code and settings (:func:`lfads.population.train.train_seed_loop`,
 being the same seeds on the same data, they take the same number of steps. Both rates are networks per
 minute of wall time (training only, one thread). Only ``--loop-seeds`` networks are trained in the loop (all
 of them would take too long); the loop's time for all networks is its measured time per network-step times
-the steps all networks took (the same in both: same seeds, same data).
+the steps all networks took (the same in both: same seeds, same data). The same networks are also trained a
+third way, as a user would without this tool: torch's own ``nn.RNN``, ``nn.GRU`` and ``nn.LSTM`` (the UGRNN
+stepped in Python), one network at a time (:mod:`benchmarks.plain_loop`; same weights, trials and stopping
+rule), timed and scaled the same way.
 
 **Universality** (``--universality``): populations of 8 seeds x 4 architectures x 64 units on the
 3-bit flip-flop (memories carried across batches), the sine wave and context-dependent integration,
@@ -47,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.plain_loop import train_plain_loop
 from lfads.population.tasks import get_task
 from lfads.population.train import TrainConfig, train_population, train_seed_loop
 from lfads.population.universality import ANALYSIS, TRAINING
@@ -210,10 +214,11 @@ def main(argv: list[str] | None = None) -> None:
           f"{task.target_loss}, {'fresh trials' if args.no_carry else 'trials continued across batches'}, "
           f"{args.threads} thread(s)")
     header = (f"{'arch':<8} {'reached':>7} {'median steps':>12} {'batched s':>9} {'net/min':>8} "
-              f"{'loop s (measured)':>17} {'loop s (all)':>12} {'loop net/min':>12} {'speed-up':>8}")
+              f"{'loop s (measured)':>17} {'loop s (all)':>12} {'loop net/min':>12} {'speed-up':>8} "
+              f"{'torch loop s (measured)':>23} {'torch loop s (all)':>18} {'speed-up':>8}")
     print(header)
     print("-" * len(header))
-    total_batched = total_loop = 0.0
+    total_batched = total_loop = total_torch = 0.0
     run_start = time.perf_counter()
     n_loop = n_reached = 0
     for arch in args.archs.split(","):
@@ -224,13 +229,19 @@ def main(argv: list[str] | None = None) -> None:
         same = all(f.stop_step[0] == fit.stop_step[i] for i, f in enumerate(loop))
         # the loop's time for all seeds: its measured time per network-step times all networks' steps
         loop_all = loop_time * fit.stop_step.sum() / sum(int(f.stop_step[0]) for f in loop)
+        start = time.perf_counter()
+        plain = train_plain_loop(task, arch, seeds[: args.loop_seeds], args.units, config)
+        torch_time = time.perf_counter() - start
+        torch_all = torch_time * fit.stop_step.sum() / sum(f.stop_step for f in plain)
+        same = same and all(f.stop_step == fit.stop_step[i] for i, f in enumerate(plain))
         rate, loop_rate = 60 * len(seeds) / fit.wall_time, 60 * len(seeds) / loop_all
         print(f"{arch:<8} {int(fit.reached.sum()):>4}/{len(seeds):<2} {np.median(fit.stop_step):>12.0f} "
               f"{fit.wall_time:>9.1f} {rate:>8.1f} {loop_time:>17.1f} {loop_all:>12.1f} {loop_rate:>12.1f} "
-              f"{rate / loop_rate:>7.1f}x"
+              f"{rate / loop_rate:>7.1f}x {torch_time:>23.1f} {torch_all:>18.1f} {torch_all / fit.wall_time:>7.1f}x"
               + ("" if same else "  (loop stopped at other steps)"), flush=True)
         total_batched += fit.wall_time
         total_loop += loop_all
+        total_torch += torch_all
         n_loop += len(loop)
         n_reached += int(fit.reached.sum())
     n_total = len(seeds) * len(args.archs.split(","))
@@ -239,7 +250,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"all: {n_reached}/{n_total} networks reached the target; batched {n_total} networks in "
           f"{total_batched:.1f} s ({rate:.1f} per minute); loop ({n_loop} networks measured, time per network-step "
           f"times all steps) {total_loop:.1f} s ({60 * n_total / total_loop:.1f} per minute); "
-          f"speed-up {total_loop / total_batched:.1f}x; run time {time.perf_counter() - run_start:.0f} s")
+          f"speed-up {total_loop / total_batched:.1f}x; torch's modules in a loop (the same networks) "
+          f"{total_torch:.1f} s ({60 * n_total / total_torch:.1f} per minute), speed-up "
+          f"{total_torch / total_batched:.1f}x; run time {time.perf_counter() - run_start:.0f} s")
 
 
 if __name__ == "__main__":

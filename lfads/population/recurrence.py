@@ -70,67 +70,76 @@ def run_recurrence(arch: str, drive: Tensor, h0: Tensor | None, weight_hh: Tenso
         h0 = drive.new_zeros(n, drive.shape[2], state_size(arch, units))
     if torch.is_grad_enabled() and any(x.requires_grad for x in (drive, h0, weight_hh, bias_hh)):
         return _Recurrence.apply(arch, drive, h0, weight_hh, bias_hh)
-    states, _ = _forward(arch, _recurrent_input(arch, drive, bias_hh), drive, h0, weight_hh)
-    return torch.stack(states, dim=2)
+    return _forward(arch, _recurrent_input(arch, drive, bias_hh), drive, h0, weight_hh)[0].permute(1, 2, 0, 3)
 
 
 def _recurrent_input(arch: str, drive: Tensor, bias_hh: Tensor) -> Tensor:
-    """Term added to :math:`W_h h` each step: drive plus :math:`b_h` ``(T, N, B, G H)``; for the GRU :math:`b_h`
-    alone ``(N, 1, 3 H)`` (the reset gate scales :math:`W_{hn} h + b_{hn}`; the gates' drive is added per step)."""
+    """Term added to :math:`W_h h` each step: drive plus :math:`b_h` ``(T, N, B, G H)``, a new contiguous array that
+    :func:`_forward` turns into the activated gates in place; for the GRU :math:`b_h` alone ``(N, 1, 3 H)`` (the
+    reset gate scales :math:`W_{hn} h + b_{hn}`; the gates' drive is added per step)."""
     if arch == "gru":
         return bias_hh.unsqueeze(1)  # (N, 1, 3 H): the gates' drive is added step by step
     return (drive + bias_hh[None, :, None, :]).contiguous()
 
 
-def _forward(arch: str, pre: Tensor, drive: Tensor, h0: Tensor, weight_hh: Tensor) -> tuple[list[Tensor], list]:
-    """Step the cells; returns the states and what the backward needs from each step (activated gates)."""
+def _forward(arch: str, pre: Tensor, drive: Tensor, h0: Tensor, weight_hh: Tensor) -> tuple[Tensor, tuple]:
+    """Step the cells; returns the states ``(T, N, B, S)`` and what the backward needs (activated gates
+    ``(T, N, B, G H)``; for the GRU also the candidate ``(T, N, B, H)``). Every step writes into arrays
+    allocated once."""
     units = weight_hh.shape[2]
+    steps, n, batch = drive.shape[:3]
     w_t = weight_hh.transpose(1, 2)
-    h, states, saved = h0, [], []
-    for t in range(drive.shape[0]):
+    out = pre if arch in ("vanilla", "relu") else drive.new_empty(steps, n, batch, h0.shape[-1])
+    gates = cand = None
+    if arch in ("lstm", "ugrnn"):
+        gates = pre  # activated in place, step by step
+    elif arch == "gru":
+        gates, cand = drive.new_empty(steps, n, batch, 3 * units), drive.new_empty(steps, n, batch, units)
+    h = h0
+    for t in range(steps):
+        h_next = out[t]
         if arch == "lstm":
-            a = torch.baddbmm(pre[t], h[..., :units], w_t)
+            a = pre[t].baddbmm_(h[..., :units], w_t)
             a[..., : 2 * units].sigmoid_()  # input, forget
             a[..., 2 * units : 3 * units].tanh_()  # cell candidate
             a[..., 3 * units :].sigmoid_()  # output
             i, f, g, o = a.chunk(4, dim=-1)
-            c = torch.addcmul(f * h[..., units:], i, g)
-            h = torch.cat([o * torch.tanh(c), c], dim=-1)
-            saved.append(a)
+            c = torch.addcmul(f * h[..., units:], i, g, out=h_next[..., units:])
+            torch.mul(o, torch.tanh(c), out=h_next[..., :units])
         elif arch == "gru":
-            a = torch.baddbmm(pre, h, w_t)  # [W_hr h + b_hr, W_hz h + b_hz, W_hn h + b_hn]
+            a = torch.baddbmm(pre, h, w_t, out=gates[t])  # [W_hr h + b_hr, W_hz h + b_hz, W_hn h + b_hn]
             a[..., : 2 * units].add_(drive[t, ..., : 2 * units]).sigmoid_()
-            cand = torch.addcmul(drive[t, ..., 2 * units :], a[..., :units], a[..., 2 * units :]).tanh_()
-            h = torch.lerp(cand, h, a[..., units : 2 * units])  # n + z (h - n)
-            saved.append((a, cand))
+            n_t = torch.addcmul(drive[t, ..., 2 * units :], a[..., :units], a[..., 2 * units :], out=cand[t]).tanh_()
+            torch.lerp(n_t, h, a[..., units : 2 * units], out=h_next)  # n + z (h - n)
         elif arch == "ugrnn":
-            a = torch.baddbmm(pre[t], h, w_t)
+            a = pre[t].baddbmm_(h, w_t)
             a[..., :units].sigmoid_()
             a[..., units:].tanh_()
-            h = torch.lerp(a[..., units:], h, a[..., :units])  # c + g (h - c)
-            saved.append(a)
+            torch.lerp(a[..., units:], h, a[..., :units], out=h_next)  # c + g (h - c)
         elif arch == "vanilla":
-            h = torch.baddbmm(pre[t], h, w_t).tanh_()
+            pre[t].baddbmm_(h, w_t).tanh_()  # the states are the pre-activations, activated in place
         else:  # relu
-            h = torch.baddbmm(pre[t], h, w_t).relu_()
-        states.append(h)
-    return states, saved
+            pre[t].baddbmm_(h, w_t).relu_()
+        h = h_next
+    return out, (gates, cand)
 
 
-def _coefficients(arch: str, saved: list, states: Tensor, h0: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Jacobian coefficients of every step: ``kappa`` ``(T, N, B, G, H)``, ``diag`` ``(T, N, B, H)`` or ``None``
-    and, for the GRU, :math:`\\gamma = (1 - z)(1 - n^2)` ``(T, N, B, H)``, the candidate's drive factor."""
+def _coefficients(
+    arch: str, saved: tuple, states: Tensor, h0: Tensor
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Jacobian coefficients of every step from the states ``(T, N, B, H)``: ``kappa`` ``(T, N, B, G, H)``,
+    ``diag`` ``(T, N, B, H)`` or ``None`` and, for the GRU, :math:`\\gamma = (1 - z)(1 - n^2)` ``(T, N, B, H)``,
+    the candidate's drive factor."""
     if arch == "vanilla":
         return (1.0 - states * states).unsqueeze(3), None, None
     if arch == "relu":
         return (states > 0).to(states.dtype).unsqueeze(3), None, None
+    gates, cand = saved
     h_prev = torch.cat([h0.unsqueeze(0), states[:-1]])
     if arch == "ugrnn":
-        g, c = torch.stack(saved).chunk(2, dim=-1)
+        g, c = gates.chunk(2, dim=-1)
         return torch.stack(ugrnn_coefficients(h_prev, g, c), dim=3), g, None
-    a = torch.stack([s[0] for s in saved])
-    cand = torch.stack([s[1] for s in saved])
-    r, z, g_n = a.chunk(3, dim=-1)
+    r, z, g_n = gates.chunk(3, dim=-1)
     kappa_r, kappa_z, gamma = gru_coefficients(h_prev, r, z, cand, g_n)
     kappa = torch.stack([kappa_r, kappa_z, gamma * r], dim=3)
     return kappa, z, gamma
@@ -145,45 +154,49 @@ def _weight_grads(d_rec: Tensor, h_prev: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _backward_steps(
-    kappa: Tensor, diag: Tensor | None, grad: Tensor, weight_hh: Tensor
-) -> tuple[list[Tensor], list[Tensor], Tensor]:
-    """Step back through time: the gradients at the states and at the pre-activations, and at ``h0``."""
-    n, batch, gates, units = kappa.shape[1:]
+    kappa: Tensor, diag: Tensor | None, grad: Tensor, weight_hh: Tensor, keep_states: bool
+) -> tuple[Tensor | None, Tensor, Tensor]:
+    """Step back through time: the gradients at the states ``(N, T, B, H)`` (if ``keep_states``, else ``None``),
+    at the pre-activations ``(N, T, B, G H)`` and at ``h0`` ``(N, B, H)``."""
+    steps, n, batch, gates, units = kappa.shape
+    d_rec = grad.new_empty(n, steps, batch, gates * units)
+    d_states = grad.new_empty(n, steps, batch, units) if keep_states else None
     carry = None
-    d_states, d_rec = [], []
-    for t in range(grad.shape[0] - 1, -1, -1):
-        dh = grad[t] if carry is None else grad[t] + carry
-        da = (dh.unsqueeze(2) * kappa[t]).view(n, batch, gates * units)
+    for t in range(steps - 1, -1, -1):
+        if d_states is None:
+            dh = grad[t] if carry is None else grad[t] + carry
+        else:
+            dh = d_states[:, t]
+            dh.copy_(grad[t]) if carry is None else torch.add(grad[t], carry, out=dh)
+        da = d_rec[:, t]
+        torch.mul(dh.unsqueeze(2), kappa[t], out=da.unflatten(-1, (gates, units)))
         carry = torch.bmm(da, weight_hh) if diag is None else torch.baddbmm(dh * diag[t], da, weight_hh)
-        d_states.append(dh)
-        d_rec.append(da)
-    return d_states[::-1], d_rec[::-1], carry
+    return d_states, d_rec, carry
 
 
-def _backward_lstm(
-    saved: list[Tensor], states: Tensor, h0: Tensor, grad: Tensor, weight_hh: Tensor
-) -> tuple[Tensor, Tensor]:
+def _backward_lstm(saved: tuple, states: Tensor, h0: Tensor, grad: Tensor, weight_hh: Tensor) -> tuple[Tensor, Tensor]:
     """The LSTM's gradients at the pre-activations ``(N, T, B, 4 H)`` and at ``h0`` ``(N, B, 2 H)``."""
     units = weight_hh.shape[2]
-    i, f, g, o = torch.stack(saved).chunk(4, dim=-1)
+    i, f, g, o = saved[0].chunk(4, dim=-1)
     c = states[..., units:]
     c_prev = torch.cat([h0[..., units:].unsqueeze(0), c[:-1]])
     tau = torch.tanh(c)
     through_h = o * (1.0 - tau * tau)  # dh'/dc'
     kappa_c = torch.stack(lstm_coefficients(c_prev, i, f, g), dim=3)
     kappa_o = tau * o * (1.0 - o)
-    n, batch = grad.shape[1:3]
+    steps, n, batch = grad.shape[:3]
     grad_h, grad_c = grad[..., :units], grad[..., units:]
+    d_rec = grad.new_empty(n, steps, batch, 4 * units)
     carry_h = carry_c = None
-    d_rec = []
-    for t in range(grad.shape[0] - 1, -1, -1):
+    for t in range(steps - 1, -1, -1):
         dh = grad_h[t] if carry_h is None else grad_h[t] + carry_h
         dc = grad_c[t] if carry_c is None else grad_c[t] + carry_c
         dc = torch.addcmul(dc, dh, through_h[t])
-        da = torch.cat([(dc.unsqueeze(2) * kappa_c[t]).view(n, batch, 3 * units), dh * kappa_o[t]], dim=-1)
+        da = d_rec[:, t]
+        torch.mul(dc.unsqueeze(2), kappa_c[t], out=da[..., : 3 * units].unflatten(-1, (3, units)))
+        torch.mul(dh, kappa_o[t], out=da[..., 3 * units :])
         carry_h, carry_c = torch.bmm(da, weight_hh), dc * f[t]
-        d_rec.append(da)
-    return torch.stack(d_rec[::-1], dim=1), torch.cat([carry_h, carry_c], dim=-1)
+    return d_rec, torch.cat([carry_h, carry_c], dim=-1)
 
 
 class _Recurrence(torch.autograd.Function):
@@ -194,30 +207,27 @@ class _Recurrence(torch.autograd.Function):
         ctx: FunctionCtx, arch: str, drive: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor
     ) -> Tensor:
         pre = _recurrent_input(arch, drive, bias_hh)
-        states, saved = _forward(arch, pre, drive, h0, weight_hh)
+        out, saved = _forward(arch, pre, drive, h0, weight_hh)
         ctx.arch, ctx.saved = arch, saved
-        ctx.save_for_backward(torch.stack(states), h0, weight_hh)
-        return torch.stack(states, dim=2)
+        ctx.save_for_backward(out, h0, weight_hh)
+        return out.permute(1, 2, 0, 3)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_states: Tensor) -> tuple[None, Tensor, Tensor | None, Tensor, Tensor]:  # type: ignore[override]
         arch = ctx.arch
-        states, h0, weight_hh = ctx.saved_tensors
-        saved = ctx.saved
+        states, h0, weight_hh = ctx.saved_tensors  # states (T, N, B, S)
         units = weight_hh.shape[2]
         grad = grad_states.permute(2, 0, 1, 3).contiguous()  # (T, N, B, S)
         h_prev = torch.cat([h0[..., :units].unsqueeze(0), states[:-1, ..., :units]]).transpose(0, 1)
         if arch == "lstm":
-            d_rec, grad_h0 = _backward_lstm(saved, states, h0, grad, weight_hh)
+            d_rec, grad_h0 = _backward_lstm(ctx.saved, states, h0, grad, weight_hh)
             grad_drive = d_rec
         else:
-            kappa, diag, gamma = _coefficients(arch, saved, states, h0)
-            d_states, d_list, grad_h0 = _backward_steps(kappa, diag, grad, weight_hh)
-            d_rec = torch.stack(d_list, dim=1)
+            kappa, diag, gamma = _coefficients(arch, ctx.saved, states, h0)
+            d_states, d_rec, grad_h0 = _backward_steps(kappa, diag, grad, weight_hh, keep_states=gamma is not None)
             grad_drive = d_rec
             if gamma is not None:  # GRU: the candidate's drive is not scaled by the reset gate
-                d_cand = torch.stack(d_states, dim=1) * gamma.transpose(0, 1)
-                grad_drive = torch.cat([d_rec[..., : 2 * units], d_cand], dim=-1)
+                grad_drive = torch.cat([d_rec[..., : 2 * units], d_states * gamma.transpose(0, 1)], dim=-1)
         grad_w, grad_b = _weight_grads(d_rec, h_prev.contiguous())
         return None, grad_drive.transpose(0, 1), grad_h0 if ctx.needs_input_grad[2] else None, grad_w, grad_b

@@ -142,15 +142,25 @@ class StackedRNN(nn.Module):
         w_out, b_out = self.readout_weight, self.readout_bias
         if networks is not None:
             w_out, b_out = w_out[networks], b_out[networks]
-        spec = "bti,ngi->tnbg" if inputs.ndim == 3 else "nbti,ngi->tnbg"
         h, parts = h0, []
         for x in inputs.split(self._chunk_steps(p["weight_hh"].shape[1], *inputs.shape[-3:-1]), dim=-2):
-            drive = torch.einsum(spec, x, p["weight_ih"]) + p["bias_ih"][None, :, None, :]
+            drive = self._drive(x, p["weight_ih"], p["bias_ih"])
             parts.append(run_recurrence(self.arch, drive, h, p["weight_hh"], p["bias_hh"]))
             h = parts[-1][:, :, -1]
         st = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
         out = torch.einsum("nbth,noh->nbto", st[..., : self.units], w_out) + b_out[:, None, None, :]
         return out, st
+
+    @staticmethod
+    def _drive(x: Tensor, weight_ih: Tensor, bias_ih: Tensor) -> Tensor:
+        """:math:`W_i u_t + b_i` ``(T, n, B, G H)`` (time first, contiguous, as
+        :func:`~lfads.population.recurrence.run_recurrence` takes it) for ``x`` ``(B, T, I)`` or ``(n, B, T, I)``:
+        one batched product in network-major order, then one transposed copy."""
+        n = weight_ih.shape[0]
+        batch, steps, n_in = x.shape[-3:]
+        flat = x.transpose(-3, -2).reshape(-1, steps * batch, n_in).expand(n, -1, -1)  # (n, T B, I)
+        drive = torch.baddbmm(bias_ih.unsqueeze(1), flat, weight_ih.transpose(1, 2))
+        return drive.view(n, steps, batch, -1).transpose(0, 1).contiguous()
 
     @staticmethod
     def _chunk_steps(width: int, batch: int, steps: int) -> int:
