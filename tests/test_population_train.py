@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -205,3 +207,12 @@ def test_a_run_in_chunks_of_steps_gives_the_states_and_gradients_of_one_run(arch
         torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
     for got, want in zip(runs[1][2], runs[0][2]):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_a_progress_bar_reports_training_and_leaves_the_fit_unchanged(capsys, monkeypatch):
+    monkeypatch.setattr(train_module, "tqdm", functools.partial(train_module.tqdm, mininterval=0))  # draw every update
+    quiet = train_population(TASK, "gru", [0, 1], units=8, config=SMALL)
+    shown = train_population(TASK, "gru", [0, 1], units=8, config=SMALL, progress=True)
+    err = capsys.readouterr().err
+    assert "training 2 gru" in err and "2 of 2 training" in err and "6/6" in err
+    np.testing.assert_array_equal(quiet.losses, shown.losses)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from lfads.analysis.fixed_points import (
     LINEARIZATION_FIELDS,
@@ -179,6 +180,7 @@ def find_population_fixed_points(
     noise_std: float = 0.02,
     n_trials: int = 32,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[dict[str, FixedPoints]]:
     """Fixed points of every network of ``fit`` at every condition of ``task``.
 
@@ -192,12 +194,16 @@ def find_population_fixed_points(
     ``slow_points`` (context-dependent integration) the slow points are kept instead
     (:class:`lfads.population.tasks.Task`).
 
+    A progress bar over networks and conditions shows with ``progress``.
+
     Returns
     -------
     list of dict of str to FixedPoints
         ``[n][condition]``.
     """
     out: list[dict[str, FixedPoints]] = [{} for _ in range(fit.model.n_networks)]
+    bar = tqdm(total=len(out) * len(task.conditions), unit="search", disable=not progress, leave=False,
+               desc=f"fixed points of {len(out)} {fit.arch} x {len(task.conditions)} conditions")
     for c, (label, u_star) in enumerate(task.conditions.items()):
         data = task.condition_sample(label, n_trials, torch.Generator().manual_seed(int(seed) + c))
         with torch.no_grad():
@@ -217,6 +223,8 @@ def find_population_fixed_points(
                 fps = find_fixed_points(dyn, init.states, u, keep_unconverged=True, max_iter=0, dedup_tol=1e-3,
                                         adam_steps=int(task.slow_points["adam_steps"]), merge=False)
                 out[n][label] = fps.select(fps.q <= float(task.slow_points["max_speed"]))
+            bar.update()
+    bar.close()
     return out
 
 
@@ -231,7 +239,8 @@ def analyse_population(
     (:mod:`lfads.population.graphs`) of every network of ``result``, in place; returns ``result``."""
     for arch, fit in result.fits.items():
         start = time.perf_counter()
-        result.fixed_points[arch] = find_population_fixed_points(result.task, fit, n_initial_states, noise_std)
+        result.fixed_points[arch] = find_population_fixed_points(result.task, fit, n_initial_states, noise_std,
+                                                                 progress=verbose)
         if verbose:
             print(f"[population] {arch}: fixed points in {time.perf_counter() - start:.1f} s", flush=True)
     if graphs:
@@ -340,7 +349,7 @@ def run_population(
     result = PopulationResult(the_task, int(units), {})
     for arch in archs:
         fit = train_population(the_task, arch, list(range(seeds)), units,
-                               config_for(config, arch, identity_candidate, arch_settings))
+                               config_for(config, arch, identity_candidate, arch_settings), progress=verbose)
         result.fits[arch] = fit
         if verbose:
             report_fit(fit)

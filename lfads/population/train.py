@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from lfads.errors import LFADSDataError
 from lfads.population.cells import PARAMETER_NAMES, RecurrentCell, check_arch, init_parameters, state_size
@@ -322,7 +323,12 @@ def _sample(task: Task, n: int, gen: torch.Generator, previous: TaskData | None)
 
 
 def train_population(
-    task: Task, arch: str, seeds: Sequence[int], units: int = 64, config: TrainConfig | None = None
+    task: Task,
+    arch: str,
+    seeds: Sequence[int],
+    units: int = 64,
+    config: TrainConfig | None = None,
+    progress: bool = False,
 ) -> PopulationFit:
     """Train ``len(seeds)`` networks of one architecture at once on ``task`` (module docstring).
 
@@ -338,6 +344,8 @@ def train_population(
         ``H``.
     config : TrainConfig, optional
         Settings (defaults of :class:`TrainConfig`).
+    progress : bool
+        Show a progress bar over the steps (with the networks still training and their median evaluation loss).
 
     Returns
     -------
@@ -363,7 +371,9 @@ def train_population(
     losses, eval_steps, eval_losses = [], [], []
     data: TaskData | None = None
     carried = torch.zeros(n, config.batch_size, model.state_size)
+    bar = tqdm(total=config.max_steps, desc=f"training {n} {arch}", unit="step", disable=not progress, leave=False)
     for step in range(config.max_steps):
+        bar.update()
         idx = active.nonzero().squeeze(1)
         data = _sample(task, config.batch_size, gen, data if config.carry_state else None)
         x = data.inputs
@@ -397,6 +407,7 @@ def train_population(
             row[idx.numpy()] = ev.numpy()
             eval_steps.append(step + 1)
             eval_losses.append(row)
+            bar.set_postfix_str(f"{idx.numel()} of {n} training, median loss {np.nanmedian(row):.3g}", refresh=False)
             done = idx[ev < target]
             if done.numel():
                 active[done] = False
@@ -406,6 +417,7 @@ def train_population(
                         h[done] = p[done]
             if not active.any():
                 break
+    bar.close()
     final = _evaluate(model, eval_data, torch.arange(n)).numpy()
     return PopulationFit(
         arch=arch,
