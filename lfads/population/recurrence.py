@@ -165,9 +165,10 @@ def _backward_steps(
     for t in range(steps - 1, -1, -1):
         if d_states is None:
             dh = grad[t] if carry is None else grad[t] + carry
+        elif carry is None:
+            dh = d_states[:, t].copy_(grad[t])
         else:
-            dh = d_states[:, t]
-            dh.copy_(grad[t]) if carry is None else torch.add(grad[t], carry, out=dh)
+            dh = torch.add(grad[t], carry, out=d_states[:, t])
         da = d_rec[:, t]
         torch.mul(dh.unsqueeze(2), kappa[t], out=da.unflatten(-1, (gates, units)))
         carry = torch.bmm(da, weight_hh) if diag is None else torch.baddbmm(dh * diag[t], da, weight_hh)
