@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from lfads.population.tasks import Task, TaskData
-from lfads.population.train import _EVAL_SEED_OFFSET, StackedRNN, TrainConfig, _sample, masked_mse
+from lfads.population.train import StackedRNN, TrainConfig, masked_mse, sample_batch, training_setup
 
 __all__ = ["PlainFit", "PlainNetwork", "train_plain_loop"]
 
@@ -114,17 +114,10 @@ def train_plain_network(task: Task, arch: str, seed: int, units: int, config: Tr
     stacked = StackedRNN.initialize(arch, [seed], units, task.n_inputs, task.n_outputs, config.identity_candidate)
     net = PlainNetwork(stacked)
     params = list(net.parameters())
-    opt = torch.optim.Adam(params, lr=config.lr)
-    half_life = config.lr_half_life
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 if not half_life else 0.5 ** (t / half_life))
-    gen = torch.Generator().manual_seed(int(config.data_seed))
-    eval_gen = torch.Generator().manual_seed(int(config.data_seed) + _EVAL_SEED_OFFSET)
-    eval_data = [_sample(task, config.eval_trials, eval_gen, None)]
-    for _ in range(2 if config.carry_state else 0):
-        eval_data.append(_sample(task, config.eval_trials, eval_gen, eval_data[-1]))
+    opt, sched, gen, eval_data = training_setup(params, task, config)
     data, state, losses, stop, reached = None, None, [], config.max_steps, False
     for step in range(config.max_steps):
-        data = _sample(task, config.batch_size, gen, data if config.carry_state else None)
+        data = sample_batch(task, config.batch_size, gen, data if config.carry_state else None)
         x = data.inputs
         if config.input_noise > 0:
             x = x + config.input_noise * torch.randn(x.shape, generator=gen)

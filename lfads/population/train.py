@@ -38,7 +38,16 @@ from lfads.population.cells import PARAMETER_NAMES, RecurrentCell, check_arch, i
 from lfads.population.recurrence import run_recurrence
 from lfads.population.tasks import Task, TaskData
 
-__all__ = ["PopulationFit", "StackedRNN", "TrainConfig", "masked_mse", "train_population", "train_seed_loop"]
+__all__ = [
+    "PopulationFit",
+    "StackedRNN",
+    "TrainConfig",
+    "masked_mse",
+    "sample_batch",
+    "train_population",
+    "train_seed_loop",
+    "training_setup",
+]
 
 _EVAL_SEED_OFFSET = 1_000_003
 CHUNK_ELEMENTS = 1 << 17
@@ -311,7 +320,25 @@ def _evaluate(model: StackedRNN, chunks: list[TaskData], networks: Tensor) -> Te
         return total / max(1, len(chunks) - 1)
 
 
-def _sample(task: Task, n: int, gen: torch.Generator, previous: TaskData | None) -> TaskData:
+def training_setup(
+    params: list[nn.Parameter], task: Task, config: TrainConfig
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR, torch.Generator, list[TaskData]]:
+    """What training by ``config`` starts from: Adam on ``params`` with the learning rate
+    :math:`\\eta\\, 2^{-t / T_{1/2}}`, the generator of the training trials (seeded by ``data_seed``) and the
+    evaluation chunks (one, or three continued ones with ``carry_state``; seeded by ``data_seed + 1000003``)."""
+    opt = torch.optim.Adam(params, lr=config.lr)
+    half_life = config.lr_half_life
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 if not half_life else 0.5 ** (t / half_life))
+    gen = torch.Generator().manual_seed(int(config.data_seed))
+    eval_gen = torch.Generator().manual_seed(int(config.data_seed) + _EVAL_SEED_OFFSET)
+    eval_data = [sample_batch(task, config.eval_trials, eval_gen, None)]
+    for _ in range(2 if config.carry_state else 0):
+        eval_data.append(sample_batch(task, config.eval_trials, eval_gen, eval_data[-1]))
+    return opt, sched, gen, eval_data
+
+
+def sample_batch(task: Task, n: int, gen: torch.Generator, previous: TaskData | None) -> TaskData:
+    """``n`` fresh trials of ``task``, or with ``previous`` the trials that continue them."""
     if previous is None:
         return task.sample(n, gen)
     if task.continue_sample is None:
@@ -356,14 +383,7 @@ def train_population(
     start = time.perf_counter()
     model = StackedRNN.initialize(arch, seeds, units, task.n_inputs, task.n_outputs, config.identity_candidate)
     params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=config.lr)
-    half_life = config.lr_half_life
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 if not half_life else 0.5 ** (t / half_life))
-    gen = torch.Generator().manual_seed(int(config.data_seed))
-    eval_gen = torch.Generator().manual_seed(int(config.data_seed) + _EVAL_SEED_OFFSET)
-    eval_data = [_sample(task, config.eval_trials, eval_gen, None)]
-    for _ in range(2 if config.carry_state else 0):
-        eval_data.append(_sample(task, config.eval_trials, eval_gen, eval_data[-1]))
+    opt, sched, gen, eval_data = training_setup(params, task, config)
     n = model.n_networks
     active = torch.ones(n, dtype=torch.bool)
     held = [p.detach().clone() for p in params]
@@ -375,7 +395,7 @@ def train_population(
     for step in range(config.max_steps):
         bar.update()
         idx = active.nonzero().squeeze(1)
-        data = _sample(task, config.batch_size, gen, data if config.carry_state else None)
+        data = sample_batch(task, config.batch_size, gen, data if config.carry_state else None)
         x = data.inputs
         if config.input_noise > 0:
             x = x + config.input_noise * torch.randn(x.shape, generator=gen)
