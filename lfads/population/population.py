@@ -435,13 +435,18 @@ def check_population_format(found: Any, path: str | Path) -> None:
             "with `lfads population` or lfads.population.run_population(out=...) (save_population).")
 
 
-def _read_fixed_points(node: Any, where: str, model: StackedRNN, network: int) -> FixedPoints:
-    """One network's stored points; their linearizations, which the file does not hold, computed again from
-    the network's cell (files that hold them are read as they are)."""
-    if "jac_state" in node:
-        return FixedPoints.from_h5(node, where)
-    fps = FixedPoints.from_h5(node, where, fill=dict.fromkeys(LINEARIZATION_FIELDS))
-    return fps.relinearized(model.cell(network).dynamics())
+def _read_fixed_points(node: Any, where: str, model: StackedRNN, network: int) -> dict[str, FixedPoints]:
+    """One network's stored points, by condition; their linearizations, which the file does not hold, computed
+    again from the network's cell (built once for all conditions; files that hold them are read as they are)."""
+    points, dynamics = {}, None
+    for label in node:
+        if "jac_state" in node[label]:
+            points[label] = FixedPoints.from_h5(node[label], f"{where}/{label}")
+            continue
+        dynamics = dynamics or model.cell(network).dynamics()
+        fps = FixedPoints.from_h5(node[label], f"{where}/{label}", fill=dict.fromkeys(LINEARIZATION_FIELDS))
+        points[label] = fps.relinearized(dynamics)
+    return points
 
 
 def load_population(path: str | Path) -> PopulationResult:
@@ -473,11 +478,9 @@ def load_population(path: str | Path) -> PopulationResult:
             if "fixed_points" in g:
                 nets = g["fixed_points"]
                 result.fixed_points[arch] = [
-                    {label: _read_fixed_points(nets[str(int(s))][label], f"{path}:{arch}/{int(s)}/{label}",
-                                               model, n)
-                     for label in nets[str(int(s))]}
+                    _read_fixed_points(nets[str(int(s))], f"{path}:{arch}/{int(s)}", model, n)
                     for n, s in enumerate(arrays["seeds"])
-                ]  # fmt: skip
+                ]
             if "graphs" in g:
                 nets = g["graphs"]
                 result.graphs[arch] = [
