@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -79,16 +80,16 @@ class PlainNetwork(nn.Module):
         return self.readout(h), h, last
 
 
+@dataclass
 class PlainFit:
-    """What :func:`train_plain_loop` reports for one network: ``losses`` ``(steps,)``, ``stop_step``,
-    ``reached``, ``final_loss`` and ``wall_time`` (seconds)."""
+    """What :func:`train_plain_loop` reports for one network: training ``losses`` ``(steps,)``, ``stop_step``,
+    ``reached`` (the target), the evaluation loss of the final weights and ``wall_time`` (seconds)."""
 
-    def __init__(self, losses: list[float], stop_step: int, reached: bool, final_loss: float, wall_time: float):
-        self.losses = np.asarray(losses)
-        self.stop_step = stop_step
-        self.reached = reached
-        self.final_loss = final_loss
-        self.wall_time = wall_time
+    losses: np.ndarray
+    stop_step: int
+    reached: bool
+    final_loss: float
+    wall_time: float
 
 
 def _detached(state: object) -> object:
@@ -136,7 +137,7 @@ def train_plain_network(task: Task, arch: str, seed: int, units: int, config: Tr
                 stop, reached = step + 1, True
                 break
     final = _evaluate(net, eval_data)
-    return PlainFit(losses, stop, reached, final, time.perf_counter() - start)
+    return PlainFit(np.asarray(losses), stop, reached, final, time.perf_counter() - start)
 
 
 def train_plain_loop(
