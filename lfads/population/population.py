@@ -443,7 +443,8 @@ def _read_fixed_points(node: Any, where: str, model: StackedRNN, network: int) -
         if "jac_state" in node[label]:
             points[label] = FixedPoints.from_h5(node[label], f"{where}/{label}")
             continue
-        dynamics = dynamics or model.cell(network).dynamics()
+        if dynamics is None:
+            dynamics = model.cell(network).dynamics()
         fps = FixedPoints.from_h5(node[label], f"{where}/{label}", fill=dict.fromkeys(LINEARIZATION_FIELDS))
         points[label] = fps.relinearized(dynamics)
     return points

@@ -361,8 +361,8 @@ def run_population_ray(
                          rate_penalty=rate_penalty)
     candidate = identity_candidate if isinstance(identity_candidate, bool) else tuple(identity_candidate)
     own = {arch: dict(values) for arch, values in (arch_settings or {}).items()}
-    for arch in archs:
-        config_for(config, arch, identity_candidate, own)  # a wrong setting is an error before Ray starts
+    # every architecture's settings, built before Ray starts (a wrong setting is an error then)
+    configs = {arch: config_for(config, arch, identity_candidate, own) for arch in archs}
     setup = SpreadSetup(task, int(units), asdict(config), max(1, int(cpus_per_trial)), dict(task_settings or {}),
                         candidate, own)
     if address:
@@ -375,7 +375,7 @@ def run_population_ray(
             chunks[res.config["unit"]["arch"]].append(_read_trial(res))
     result = PopulationResult(the_task, int(units), {})
     for arch in archs:
-        result.fits[arch] = join_chunks(arch, chunks[arch], config_for(config, arch, identity_candidate, own))
+        result.fits[arch] = join_chunks(arch, chunks[arch], configs[arch])
         if verbose:
             report_fit(result.fits[arch])
     return finish_population(result, find_points, graphs, n_initial_states, noise_std, out, verbose)
