@@ -199,6 +199,19 @@ def _changed_training(pop, settings: dict) -> str:
     return "; ".join(changed)
 
 
+def _time_loop(train_loop, task, arch: str, seeds: list[int], args: argparse.Namespace, config: TrainConfig,
+               fit) -> tuple[float, float, bool]:
+    """Train ``seeds`` one at a time with ``train_loop``: its measured seconds, its seconds for all of ``fit``'s
+    networks (measured time per network-step times the steps they all took) and whether each network stopped
+    at the step it stopped at in ``fit``."""
+    start = time.perf_counter()
+    fits = train_loop(task, arch, seeds, args.units, config)
+    measured = time.perf_counter() - start
+    steps = [int(np.ravel(f.stop_step)[0]) for f in fits]
+    same = all(s == fit.stop_step[i] for i, s in enumerate(steps))
+    return measured, measured * fit.stop_step.sum() / sum(steps), same
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -223,17 +236,11 @@ def main(argv: list[str] | None = None) -> None:
     n_loop = n_reached = 0
     for arch in args.archs.split(","):
         fit = train_population(task, arch, seeds, args.units, config)
-        start = time.perf_counter()
-        loop = train_seed_loop(task, arch, seeds[: args.loop_seeds], args.units, config)
-        loop_time = time.perf_counter() - start
-        same = all(f.stop_step[0] == fit.stop_step[i] for i, f in enumerate(loop))
-        # the loop's time for all seeds: its measured time per network-step times all networks' steps
-        loop_all = loop_time * fit.stop_step.sum() / sum(int(f.stop_step[0]) for f in loop)
-        start = time.perf_counter()
-        plain = train_plain_loop(task, arch, seeds[: args.loop_seeds], args.units, config)
-        torch_time = time.perf_counter() - start
-        torch_all = torch_time * fit.stop_step.sum() / sum(f.stop_step for f in plain)
-        same = same and all(f.stop_step == fit.stop_step[i] for i, f in enumerate(plain))
+        loop_time, loop_all, same_loop = _time_loop(train_seed_loop, task, arch, seeds[: args.loop_seeds], args,
+                                                    config, fit)
+        torch_time, torch_all, same_torch = _time_loop(train_plain_loop, task, arch, seeds[: args.loop_seeds], args,
+                                                       config, fit)
+        same = same_loop and same_torch
         rate, loop_rate = 60 * len(seeds) / fit.wall_time, 60 * len(seeds) / loop_all
         print(f"{arch:<8} {int(fit.reached.sum()):>4}/{len(seeds):<2} {np.median(fit.stop_step):>12.0f} "
               f"{fit.wall_time:>9.1f} {rate:>8.1f} {loop_time:>17.1f} {loop_all:>12.1f} {loop_rate:>12.1f} "
@@ -242,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         total_batched += fit.wall_time
         total_loop += loop_all
         total_torch += torch_all
-        n_loop += len(loop)
+        n_loop += len(seeds[: args.loop_seeds])
         n_reached += int(fit.reached.sum())
     n_total = len(seeds) * len(args.archs.split(","))
     rate = 60 * n_total / total_batched
