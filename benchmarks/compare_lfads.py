@@ -5,8 +5,9 @@ Protocol (measured figures: ``docs/compare.md``, section "LFADS fits"):
 * two small data sets in the LFADS HDF5 layout, both seeded: Lorenz (``datasets.lorenz``) and the chaotic
   rate network (``datasets.chaotic_rnn``, gain 1.5), each ``--conditions`` x 10 trials of ``--time`` bins;
 * ``--seeds`` fits on each (``--seed_everything`` 0, 1, ...), all with the same small autonomous LFADS
-  (``configs/lorenz.yaml`` with the sizes below, no controller, so the generator alone carries the
-  dynamics), ``--minutes`` of training each, two fits side by side with ``--threads`` torch thread each;
+  (``configs/lorenz.yaml`` with the sizes of :func:`model_args`, ``--gen-dim`` generator units (32), no
+  controller, so the generator alone carries the dynamics), ``--minutes`` of training each, ``--parallel``
+  fits side by side (2) with ``--threads`` torch thread each;
 * each fit's generator, as :func:`lfads.compare.runs.lfads_generator_model`: posterior-mean generator
   states on its own training trials (``(trials, time, gen_dim)``; the two data sets have different trials,
   so only the metrics that need no shared trials are used), the generator cell, the log-rate readout;
@@ -53,11 +54,16 @@ SHORT = {"lorenz": "lorenz", "chaotic_rnn": "rnn"}
 DYNAMICS = ("dsa_eigenvalues", "dsa")
 FIXED_POINT = ("topology_counts", "topology", "spectra")
 FAC_DIM = 8
-MODEL_ARGS = [  # one small autonomous LFADS for both data sets
-    "--model.ic_enc_dim", "32", "--model.ci_enc_dim", "16", "--model.con_dim", "0", "--model.co_dim", "0",
-    "--model.ic_dim", "16", "--model.gen_dim", "32", "--model.fac_dim", str(FAC_DIM), "--model.lr_init", "0.01",
-    "--model.dropout_rate", "0.05", "--trainer.max_epochs", "100000",
-]
+GEN_DIM = 32
+
+
+def model_args(gen_dim: int = GEN_DIM) -> list[str]:
+    """Fit overrides of ``configs/lorenz.yaml``: one small autonomous LFADS for both data sets."""
+    return [
+        "--model.ic_enc_dim", "32", "--model.ci_enc_dim", "16", "--model.con_dim", "0", "--model.co_dim", "0",
+        "--model.ic_dim", "16", "--model.gen_dim", str(gen_dim), "--model.fac_dim", str(FAC_DIM),
+        "--model.lr_init", "0.01", "--model.dropout_rate", "0.05", "--trainer.max_epochs", "100000",
+    ]
 
 
 def make_data(workdir: Path, conditions: int, n_time: int) -> dict[str, Path]:
@@ -77,14 +83,14 @@ def run_name(data: str, seed: int) -> str:
 
 
 def fit_all(paths: dict[str, Path], seeds: int, workdir: Path, minutes: float, threads: int,
-            parallel: int, batch_size: int) -> float:
+            parallel: int, batch_size: int, gen_dim: int = GEN_DIM) -> float:
     """Fit every (data set, seed), ``parallel`` at a time; returns the wall-clock seconds."""
     jobs = [(d, s) for s in range(seeds) for d in DATASETS]
     t0 = time.perf_counter()
     for k in range(0, len(jobs), parallel):
         batch = jobs[k : k + parallel]
         procs = [start_fit(run_name(d, s), ROOT / "configs/lorenz.yaml", paths[d], workdir, minutes,
-                           ["--seed_everything", str(s), "--data.batch_size", str(batch_size), *MODEL_ARGS],
+                           ["--seed_everything", str(s), "--data.batch_size", str(batch_size), *model_args(gen_dim)],
                            threads) for d, s in batch]
         for (d, s), p in zip(batch, procs):
             if p.wait() != 0:
@@ -188,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conditions", type=int, default=60, help="conditions per data set (x 10 trials)")
     parser.add_argument("--time", type=int, default=50, help="bins per trial")
     parser.add_argument("--batch-size", type=int, default=25)
+    parser.add_argument("--gen-dim", type=int, default=GEN_DIM, help="generator units of every fit")
     parser.add_argument("--max-trials", type=int, default=None, help="training trials per model compared (all)")
     parser.add_argument("--n-splits", type=int, default=5, help="random halvings per model for the DSA floors")
     parser.add_argument("--max-rank", type=int, default=None,
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"data: {args.conditions} conditions x 10 trials x {args.time} bins each "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
         wall = fit_all(paths, args.seeds, args.workdir, args.minutes, args.threads, args.parallel,
-                       args.batch_size)
+                       args.batch_size, args.gen_dim)
         print(f"{args.seeds * len(DATASETS)} fits, {args.minutes} min each, {args.parallel} side by side: "
               f"{wall:.0f} s", flush=True)
 
