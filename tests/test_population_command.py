@@ -118,7 +118,7 @@ def test_ray_options_reach_the_spread_population(tmp_path, monkeypatch):
 
 
 def test_a_task_setting_of_one_architecture_gives_way_to_the_option_given(tmp_path, monkeypatch):
-    """The sine wave's vanilla networks train with their own penalty and step limit unless an option sets it."""
+    """The sine wave's vanilla networks train with their own step limit and half-life unless an option sets one."""
     import lfads.population.population as population_module
     from lfads.population.universality import TRAINING
 
@@ -136,5 +136,5 @@ def test_a_task_setting_of_one_architecture_gives_way_to_the_option_given(tmp_pa
     assert main([*sine, "--max-steps", "7", "--out", str(tmp_path / "b.h5")]) == 0
     assert calls[-1]["max_steps"] == 7
     vanilla = calls[-1]["arch_settings"]["vanilla"]
-    assert "max_steps" not in vanilla and vanilla["rate_penalty"] == TRAINING["sine"]["arch_settings"]["vanilla"][
-        "rate_penalty"]
+    assert "max_steps" not in vanilla and vanilla["lr_half_life"] == TRAINING["sine"]["arch_settings"]["vanilla"][
+        "lr_half_life"]
