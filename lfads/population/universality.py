@@ -71,11 +71,10 @@ Sine trials last 300 steps (4.8 periods of the lowest frequency, 0.1 rad/step): 
 periods) the networks matched the output on the trial but their linearisation at 0.1 was 20-180% too fast,
 and their sustained oscillation up to 12% (GRU) to 62% (LSTM) off. The activity penalty (``rate_penalty``,
 at most 6000 steps) keeps the oscillation small about its fixed point, where the linearisation predicts its
-frequency: without it the LSTMs' linearisation was within 15% in 0.65 of cases. At 0.1 the GRUs scored 0.70
-to 0.85 and the LSTMs 0.82 to 0.90 over three trainings; at 1.0 the GRUs 0.95 and 1.00 (two training sets)
-and the LSTMs 0.95. The UGRNNs keep 0.1 (0.88 twice; 0.82 at 1.0, short at the lowest frequency). The
-vanilla networks need longer training at 1.0 (at most 12000 steps, halving every 2000) for their lowest
-frequency.
+frequency. It is 1.0, the UGRNNs' 0.1: at 0.1 the GRUs' fraction of linearisations within 15% of the
+frequency changed with the rounding of one training to the next, and the UGRNNs' lowest frequency fared
+worse at 1.0 (``docs/population.md``, sine). The vanilla networks need longer training (at most 12000
+steps, halving every 2000) for their lowest frequency.
 Context: 100-step trials whose output reports the running integral of the cued stream (``report="integral"``)
 at every step after the first 10, to loss 0.02: a decision (a runaway along the line) or a leak then both miss
 the target, where the sign scored on the last 10 steps of 50-step trials rewarded a decision as well as an
