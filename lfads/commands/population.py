@@ -39,7 +39,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--target-loss", type=float, help="stop a network at this loss (default: the task's)")
     parser.add_argument("--rate-penalty", type=float, metavar="BETA",
                         help="add BETA times the mean squared activity <h^2> to each network's training loss "
-                             "(default 0; the stopping rule scores the task loss alone)")
+                             "(default: the task's training setting, 0 for the flip-flop, 1.0 for the sine wave "
+                             "(the UGRNNs 0.1) and context; the stopping rule scores the task loss alone)")
     parser.add_argument("--n-initial", type=int,
                         help="starts of the fixed-point search per network and condition (default: the task's "
                              "analysis setting, 1024 for the flip-flop, 256 otherwise)")
