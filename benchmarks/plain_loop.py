@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from lfads.population.tasks import Task, TaskData
-from lfads.population.train import StackedRNN, TrainConfig, masked_mse, sample_batch, training_setup
+from lfads.population.train import StackedRNN, TrainConfig, carried_loss, masked_mse, sample_batch, training_setup
 
 __all__ = ["PlainFit", "PlainNetwork", "train_plain_loop"]
 
@@ -97,15 +97,13 @@ def _detached(state: object) -> object:
 
 
 def _evaluate(net: PlainNetwork, chunks: list[TaskData]) -> float:
-    """:func:`lfads.population.train.train_population`'s evaluation: chunks run with the state carried; the first
-    one scored only when it is the only one."""
-    with torch.no_grad():
-        state, total = None, 0.0
-        for k, data in enumerate(chunks):
-            out, _, state = net(data.inputs, state)
-            if k > 0 or len(chunks) == 1:
-                total += float(masked_mse(out[None], data.targets, data.mask)[0])
-        return total / max(1, len(chunks) - 1)
+    """:func:`lfads.population.train.carried_loss`, the evaluation of ``train_population``, for one network."""
+
+    def run(x: Tensor, state: object) -> tuple[Tensor, object]:
+        out, _, last = net(x, state)
+        return out[None], last
+
+    return float(carried_loss(run, chunks)[0])
 
 
 def train_plain_network(task: Task, arch: str, seed: int, units: int, config: TrainConfig) -> PlainFit:

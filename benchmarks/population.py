@@ -199,13 +199,13 @@ def _changed_training(pop, settings: dict) -> str:
     return "; ".join(changed)
 
 
-def _time_loop(train_loop, task, arch: str, seeds: list[int], args: argparse.Namespace, config: TrainConfig,
+def _time_loop(train_loop, task, arch: str, seeds: list[int], units: int, config: TrainConfig,
                fit) -> tuple[float, float, bool]:
     """Train ``seeds`` one at a time with ``train_loop``: its measured seconds, its seconds for all of ``fit``'s
     networks (measured time per network-step times the steps they all took) and whether each network stopped
     at the step it stopped at in ``fit``."""
     start = time.perf_counter()
-    fits = train_loop(task, arch, seeds, args.units, config)
+    fits = train_loop(task, arch, seeds, units, config)
     measured = time.perf_counter() - start
     steps = [int(np.ravel(f.stop_step)[0]) for f in fits]
     same = all(s == fit.stop_step[i] for i, s in enumerate(steps))
@@ -236,10 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     n_loop = n_reached = 0
     for arch in args.archs.split(","):
         fit = train_population(task, arch, seeds, args.units, config)
-        loop_time, loop_all, same_loop = _time_loop(train_seed_loop, task, arch, seeds[: args.loop_seeds], args,
+        loop_time, loop_all, same_loop = _time_loop(train_seed_loop, task, arch, seeds[: args.loop_seeds], args.units,
                                                     config, fit)
-        torch_time, torch_all, same_torch = _time_loop(train_plain_loop, task, arch, seeds[: args.loop_seeds], args,
-                                                       config, fit)
+        torch_time, torch_all, same_torch = _time_loop(train_plain_loop, task, arch, seeds[: args.loop_seeds],
+                                                       args.units, config, fit)
         same = same_loop and same_torch
         rate, loop_rate = 60 * len(seeds) / fit.wall_time, 60 * len(seeds) / loop_all
         print(f"{arch:<8} {int(fit.reached.sum()):>4}/{len(seeds):<2} {np.median(fit.stop_step):>12.0f} "

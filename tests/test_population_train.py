@@ -10,10 +10,19 @@ import torch
 
 import lfads.population.train as train_module
 from lfads.errors import LFADSDataError
+from lfads.modules import native
 from lfads.population.cells import ARCHITECTURES, GATES, cell_update, state_size
 from lfads.population.recurrence import run_recurrence
-from lfads.population.tasks import get_task
-from lfads.population.train import StackedRNN, TrainConfig, masked_mse, train_population, train_seed_loop
+from lfads.population.tasks import TaskData, get_task
+from lfads.population.train import (
+    StackedRNN,
+    TrainConfig,
+    carried_loss,
+    masked_mse,
+    train_population,
+    train_seed_loop,
+)
+from lfads.runtime import set_recurrence_backend
 
 TASK = get_task("flipflop", n_time=16)
 SMALL = TrainConfig(max_steps=6, batch_size=8, lr=1e-2, check_every=3, eval_trials=16, target_loss=0.0)
@@ -126,6 +135,19 @@ def test_masked_mse_counts_only_scored_entries():
     torch.testing.assert_close(masked_mse(out, target, mask), torch.tensor([1.0, 1.0]))
 
 
+def test_carried_loss_scores_the_chunks_after_the_first_and_carries_the_state():
+    """A counter network: its output is the number of chunks it has run (the carried state); targets 0."""
+    chunk = TaskData(torch.zeros(1, 2, 1), torch.zeros(1, 2, 1), torch.ones(1, 2, 1))
+
+    def run(x, count):
+        count = 1 if count is None else count + 1
+        return torch.full((1, 1, 2, 1), float(count)), count
+
+    # chunks 2 and 3 scored: outputs 2 and 3, squared errors 4 and 9 per entry, mean over 2 chunks
+    torch.testing.assert_close(carried_loss(run, [chunk] * 3), torch.tensor([6.5]))
+    torch.testing.assert_close(carried_loss(run, [chunk]), torch.tensor([1.0]))  # one chunk: scored
+
+
 def test_carried_states_give_each_seed_the_losses_it_gets_alone():
     config = TrainConfig(**{**SMALL.__dict__, "carry_state": True})
     batched = train_population(TASK, "lstm", [1, 2], units=8, config=config)
@@ -161,14 +183,36 @@ def _recurrence_inputs(arch, n=2, steps=4, batch=3, units=3, dtype=torch.float64
     return [x.requires_grad_() for x in (drive, h0, weight_hh, bias_hh)]
 
 
+@pytest.fixture(params=["python", "compiled"])
+def loop_backend(request):
+    """The test runs on the Python loops and on the compiled loops of :mod:`lfads.modules.native`."""
+    with set_recurrence_backend("python" if request.param == "python" else "native"):
+        if request.param == "compiled":
+            assert native.load() is not None, "the compiled recurrent loops did not build"
+        yield request.param
+
+
+@pytest.mark.parametrize("arch", ["ugrnn", "lstm"])
+def test_gated_cells_run_the_compiled_loops_on_the_native_backend(arch, loop_backend, monkeypatch):
+    calls = []
+    if loop_backend == "compiled":
+        lib = native.load()
+        for name in ("population_forward", "population_backward"):
+            original = getattr(lib, name)
+            monkeypatch.setattr(lib, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    states = run_recurrence(arch, *_recurrence_inputs(arch, dtype=torch.float32))
+    states.sum().backward()
+    assert calls == (["population_forward", "population_backward"] if loop_backend == "compiled" else [])
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_recurrence_gradients_pass_gradcheck(arch):
+def test_recurrence_gradients_pass_gradcheck(arch, loop_backend):
     inputs = _recurrence_inputs(arch)
     assert torch.autograd.gradcheck(lambda *x: run_recurrence(arch, *x), inputs, eps=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_recurrence_equals_the_stepped_cell_and_its_autograd_gradients(arch):
+def test_recurrence_equals_the_stepped_cell_and_its_autograd_gradients(arch, loop_backend):
     inputs = _recurrence_inputs(arch, n=3, steps=9, batch=5, units=6, seed=1)
     states = run_recurrence(arch, *inputs)
     reference = _stepped_states(arch, *inputs)
@@ -180,7 +224,7 @@ def test_recurrence_equals_the_stepped_cell_and_its_autograd_gradients(arch):
         torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
-def test_recurrence_without_gradients_needs_no_initial_state():
+def test_recurrence_without_gradients_needs_no_initial_state(loop_backend):
     drive, _, weight_hh, bias_hh = [x.detach() for x in _recurrence_inputs("gru")]
     with torch.no_grad():
         states = run_recurrence("gru", drive, None, weight_hh, bias_hh)
@@ -191,7 +235,7 @@ def test_recurrence_without_gradients_needs_no_initial_state():
 
 
 @pytest.mark.parametrize("arch", ["gru", "lstm"])
-def test_a_run_in_chunks_of_steps_gives_the_states_and_gradients_of_one_run(arch, monkeypatch):
+def test_a_run_in_chunks_of_steps_gives_the_states_and_gradients_of_one_run(arch, monkeypatch, loop_backend):
     model = StackedRNN.initialize(arch, [0, 1, 2], 6, 3, 2)
     x = torch.randn(4, 10, 3, generator=torch.Generator().manual_seed(0))
     h0 = torch.randn(3, 4, model.state_size, generator=torch.Generator().manual_seed(1))

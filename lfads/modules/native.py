@@ -5,7 +5,8 @@ tensor operation per gate per step; at the small batches of real datasets that
 dispatch, not arithmetic, is most of a training step on a CPU. The C++ versions
 run the same loops in one call each, with every GRU step's elementwise work
 fused into one vectorized pass, and are checked against the Python loops by the
-tests.
+tests. The same extension holds the UGRNN and LSTM loops of task-trained populations
+(:mod:`lfads.population.recurrence`).
 
 The extension is compiled with the system C++ compiler the first time it is
 needed (about 30 s, once per copy of the source; torch caches it under

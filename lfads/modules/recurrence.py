@@ -131,7 +131,7 @@ def gru_backward(
     return torch.baddbmm(dpz, dgh, w_hh) if dgh.dim() == 3 else torch.addmm(dpz, dgh, w_hh)
 
 
-def _weight_grad(dgates: Tensor, inputs: Tensor) -> Tensor:
+def weight_grad(dgates: Tensor, inputs: Tensor) -> Tensor:
     """``sum_t dgates_t^T inputs_t`` over time and batch: ``(T, ..., B, K)`` x ``(T, ..., B, H)`` -> ``(..., K, H)``."""
     # The narrower operand goes first: BLAS is several times slower on a (K, N) x (N, 4) product
     # than on (4, N) x (N, K) for the same result.
@@ -184,14 +184,14 @@ class GRUSequence(torch.autograd.Function):
         caches, clip = ctx.caches, ctx.clip
         if ctx.native is not None:
             da, dgh, dh = ctx.native.gru_sequence_backward(d_states, states, caches, w_hh, float(clip))
-            return da, dh, _weight_grad(dgh, states[:-1]), _sum_leading(dgh, 1).sum(1), None
+            return da, dh, weight_grad(dgh, states[:-1]), _sum_leading(dgh, 1).sum(1), None
         n_steps = states.shape[0] - 1
         da = d_states.new_empty((n_steps, *states.shape[1:-1], 3 * states.shape[-1]))
         dgh = torch.empty_like(da)
         dh = d_states[n_steps]
         for t in range(n_steps - 1, -1, -1):
             dh = gru_backward(dh, states[t + 1], caches[t], w_hh, clip, da[t], dgh[t]) + d_states[t]
-        return da, dh, _weight_grad(dgh, states[:-1]), _sum_leading(dgh, 1).sum(1), None
+        return da, dh, weight_grad(dgh, states[:-1]), _sum_leading(dgh, 1).sum(1), None
 
 
 def full_precision(x: Tensor) -> Tensor:
@@ -327,13 +327,13 @@ class ControllerGeneratorLoop(torch.autograd.Function):
             _sum_leading(da_g, 2) if ext_is_bias else da_g,
             dg,
             dc,
-            _weight_grad(da_c, drop[:-1]).t(),
-            _weight_grad(dgh_c, con[:-1]),
+            weight_grad(da_c, drop[:-1]).t(),
+            weight_grad(dgh_c, con[:-1]),
             _sum_leading(dgh_c, 2),
-            _weight_grad(dps, con[1:]),
+            weight_grad(dps, con[1:]),
             _sum_leading(dps, 2),
-            _weight_grad(da_g, u_all),
-            _weight_grad(dgh_g, gen[:-1]),
+            weight_grad(da_g, u_all),
+            weight_grad(dgh_g, gen[:-1]),
             _sum_leading(dgh_g, 2),
             None,
             None,

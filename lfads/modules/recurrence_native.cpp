@@ -1,6 +1,7 @@
-// Time loops of lfads.modules.recurrence in C++ (CPU, float32 and float64).
+// Time loops of lfads.modules.recurrence, and of the UGRNN and LSTM cells of
+// lfads.population.recurrence, in C++ (CPU, float32 and float64).
 //
-// The Python loops in recurrence.py are the reference; these do the same arithmetic,
+// The Python loops are the reference; these do the same arithmetic,
 // step for step, with two differences that matter for speed on a CPU:
 //   - one call per sequence instead of ~20 Python-dispatched operations per step;
 //   - each GRU step's elementwise work (gates, candidate, update, clip, and the whole
@@ -327,6 +328,188 @@ std::vector<at::Tensor> controller_generator_backward(
   return {da_c, dgh_c, da_g, dgh_g, dps, dg, dc};
 }
 
+// ------------------------------------------------------------------------------ Population cells
+// The UGRNN and LSTM cells of lfads.population.cells, N networks stacked on a leading axis
+// (lfads.population.recurrence is the Python reference). pre (T, N, B, G H) holds the drive plus
+// b_h; each step adds W_h h and the gates are activated in place there, so after the forward pass
+// pre holds the activated gates the backward reads.
+//   UGRNN (gates g, c): g = sigmoid(.), c = tanh(.), h' = c + g (h - c).
+//   LSTM (gates i, f, g, o; state [h; c]): c' = f c + i g, h' = o tanh(c').
+// Their backward steps, with dh the gradient reaching h' (and dc reaching c'):
+//   UGRNN: da_g = dh (h - c) g (1 - g), da_c = dh (1 - g)(1 - c^2), dh_prev = dh g + da W_h.
+//   LSTM:  dc += dh o (1 - tanh(c')^2), da_i = dc g i (1 - i), da_f = dc c f (1 - f),
+//          da_g = dc i (1 - g^2), da_o = dh tanh(c') o (1 - o), dc_prev = dc f, dh_prev = da W_h.
+
+enum PopulationCell : int64_t { kUGRNN = 0, kLSTM = 1 };
+
+template <typename T>
+void ugrnn_step_rows(T* a, const T* h, int64_t h_rs, T* h_out, int64_t out_rs, int64_t rows, int64_t H) {
+  at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    T* __restrict ag = a + b * 2 * H;
+    T* __restrict ac = ag + H;
+    const T* __restrict ph = h + b * h_rs;
+    T* __restrict po = h_out + b * out_rs;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      T g = sigmoid(ag[j]);
+      T c = tanh_(ac[j]);
+      ag[j] = g;
+      ac[j] = c;
+      po[j] = c + g * (ph[j] - c);
+    }
+  }
+  });
+}
+
+template <typename T>
+void lstm_step_rows(T* a, const T* state, int64_t state_rs, T* out, int64_t out_rs, int64_t rows, int64_t H) {
+  at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    T* __restrict ai = a + b * 4 * H;
+    T* __restrict af = ai + H;
+    T* __restrict ag = ai + 2 * H;
+    T* __restrict ao = ai + 3 * H;
+    const T* __restrict pc = state + b * state_rs + H;
+    T* __restrict oh = out + b * out_rs;
+    T* __restrict oc = oh + H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      T i = sigmoid(ai[j]), f = sigmoid(af[j]), g = tanh_(ag[j]), o = sigmoid(ao[j]);
+      T c = f * pc[j] + i * g;
+      ai[j] = i;
+      af[j] = f;
+      ag[j] = g;
+      ao[j] = o;
+      oc[j] = c;
+      oh[j] = o * tanh_(c);
+    }
+  }
+  });
+}
+
+// dh = grad + carry (rows x H); writes da (rows x 2H) and the direct part dh g into carry.
+template <typename T>
+void ugrnn_step_backward_rows(const T* grad, T* carry, const T* h, const T* gates, T* da, int64_t rows,
+                              int64_t H) {
+  at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    const T* __restrict pg = grad + b * H;
+    T* __restrict pk = carry + b * H;
+    const T* __restrict ph = h + b * H;
+    const T* __restrict gg = gates + b * 2 * H;
+    const T* __restrict gc = gg + H;
+    T* __restrict dg = da + b * 2 * H;
+    T* __restrict dc = dg + H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      T dh = pg[j] + pk[j];
+      T g = gg[j], c = gc[j];
+      dg[j] = dh * (ph[j] - c) * (g - g * g);
+      dc[j] = (dh - dh * g) * (T(1) - c * c);
+      pk[j] = dh * g;
+    }
+  }
+  });
+}
+
+// grad rows [dh; dc] (2H); carry_h, carry_c (rows x H); c_new, c_prev rows of stride state_rs (the c
+// half of a state row). Writes da (rows x 4H) and dc f into carry_c.
+template <typename T>
+void lstm_step_backward_rows(const T* grad, const T* carry_h, T* carry_c, const T* c_new, const T* c_prev,
+                             int64_t state_rs, const T* gates, T* da, int64_t rows, int64_t H) {
+  at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    const T* __restrict gh = grad + b * 2 * H;
+    const T* __restrict gcell = gh + H;
+    const T* __restrict kh = carry_h + b * H;
+    T* __restrict kc = carry_c + b * H;
+    const T* __restrict cn = c_new + b * state_rs;
+    const T* __restrict cp = c_prev + b * state_rs;
+    const T* __restrict si = gates + b * 4 * H;
+    const T* __restrict sf = si + H;
+    const T* __restrict sg = si + 2 * H;
+    const T* __restrict so = si + 3 * H;
+    T* __restrict di = da + b * 4 * H;
+    T* __restrict df = di + H;
+    T* __restrict dg = di + 2 * H;
+    T* __restrict dout = di + 3 * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      T dh = gh[j] + kh[j];
+      T i = si[j], f = sf[j], g = sg[j], o = so[j];
+      T tau = tanh_(cn[j]);
+      T dc = gcell[j] + kc[j] + dh * o * (T(1) - tau * tau);
+      di[j] = dc * g * (i - i * i);
+      df[j] = dc * cp[j] * (f - f * f);
+      dg[j] = dc * i * (T(1) - g * g);
+      dout[j] = dh * tau * (o - o * o);
+      kc[j] = dc * f;
+    }
+  }
+  });
+}
+
+// pre (T, N, B, G H), activated in place; h0 (N, B, S); w_hh (N, G H, H). Returns states (T, N, B, S).
+at::Tensor population_forward(int64_t cell, at::Tensor pre, const at::Tensor& h0, const at::Tensor& w_hh) {
+  check_cpu_contiguous(pre, "pre");
+  TORCH_CHECK(cell == kUGRNN || cell == kLSTM, "population_forward: unknown cell ", cell);
+  const int64_t T = pre.size(0), N = pre.size(1), B = pre.size(2), H = w_hh.size(2);
+  const int64_t S = cell == kLSTM ? 2 * H : H;
+  auto h0c = h0.contiguous();
+  auto states = at::empty({T, N, B, S}, pre.options());
+  auto w_t = w_hh.transpose(1, 2);
+  AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "population_forward", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      const at::Tensor prev = t == 0 ? h0c : states[t - 1];
+      auto a = pre[t];
+      a.baddbmm_(prev.narrow(2, 0, H), w_t);
+      if (cell == kUGRNN) {
+        ugrnn_step_rows<scalar_t>(a.data_ptr<scalar_t>(), prev.data_ptr<scalar_t>(), S,
+                                  states[t].data_ptr<scalar_t>(), S, N * B, H);
+      } else {
+        lstm_step_rows<scalar_t>(a.data_ptr<scalar_t>(), prev.data_ptr<scalar_t>(), S,
+                                 states[t].data_ptr<scalar_t>(), S, N * B, H);
+      }
+    }
+  });
+  return states;
+}
+
+// grad (T, N, B, S) reaching the states; states, h0 and the activated gates of the forward pass.
+// Returns the gradients at the pre-activations (T, N, B, G H) and at h0 (N, B, S).
+std::vector<at::Tensor> population_backward(int64_t cell, const at::Tensor& grad_in, const at::Tensor& states,
+                                            const at::Tensor& h0, const at::Tensor& gates, const at::Tensor& w_hh) {
+  TORCH_CHECK(cell == kUGRNN || cell == kLSTM, "population_backward: unknown cell ", cell);
+  auto grad = grad_in.contiguous();
+  auto h0c = h0.contiguous();
+  const int64_t T = states.size(0), N = states.size(1), B = states.size(2), H = w_hh.size(2);
+  const int64_t S = states.size(3), GH = w_hh.size(1);
+  auto da = at::empty({T, N, B, GH}, states.options());
+  auto carry_h = at::zeros({N, B, H}, states.options());
+  auto carry_c = at::zeros({N, B, H}, states.options());
+  AT_DISPATCH_FLOATING_TYPES(states.scalar_type(), "population_backward", [&] {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const at::Tensor prev = t == 0 ? h0c : states[t - 1];
+      if (cell == kUGRNN) {
+        // carry holds the gradient from step t + 1; it becomes dh g, then dh g + da W_h.
+        ugrnn_step_backward_rows<scalar_t>(grad[t].data_ptr<scalar_t>(), carry_h.data_ptr<scalar_t>(),
+                                           prev.data_ptr<scalar_t>(), gates[t].data_ptr<scalar_t>(),
+                                           da[t].data_ptr<scalar_t>(), N * B, H);
+        carry_h.baddbmm_(da[t], w_hh);
+      } else {
+        lstm_step_backward_rows<scalar_t>(grad[t].data_ptr<scalar_t>(), carry_h.data_ptr<scalar_t>(),
+                                          carry_c.data_ptr<scalar_t>(), states[t].data_ptr<scalar_t>() + H,
+                                          prev.data_ptr<scalar_t>() + H, S, gates[t].data_ptr<scalar_t>(),
+                                          da[t].data_ptr<scalar_t>(), N * B, H);
+        at::bmm_out(carry_h, da[t], w_hh);
+      }
+    }
+  });
+  auto grad_h0 = cell == kLSTM ? at::cat({carry_h, carry_c}, 2) : carry_h;
+  return {da, grad_h0};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -334,4 +517,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_sequence_backward", &gru_sequence_backward);
   m.def("controller_generator_forward", &controller_generator_forward);
   m.def("controller_generator_backward", &controller_generator_backward);
+  m.def("population_forward", &population_forward);
+  m.def("population_backward", &population_backward);
 }

@@ -12,23 +12,31 @@ through time, as one ``torch.autograd.Function``. Its backward uses the structur
     + \\frac{\\partial L}{\\partial a_t} W_h,
 
 where :math:`\\bar h_t` is the gradient reaching :math:`h_t`, :math:`\\kappa_t` ``(G, H)`` and :math:`D_t`
-``(H,)`` are the coefficients of the closed-form Jacobian (the cells' ``gru_coefficients``,
-``ugrnn_coefficients`` and ``lstm_coefficients``, computed for all steps at once after the forward pass)
-and the LSTM carries :math:`[\\bar h; \\bar c]`. Only these products run step by step; the gradients of
-:math:`W_h` and :math:`b_h` are one product over all steps and trials,
-:math:`\\sum_{t, b} (\\partial L / \\partial a_t)^T h_{t-1}`, instead of one per step.
+``(H,)`` are the coefficients of the closed-form Jacobian (the cells' ``ugrnn_coefficients`` and
+``lstm_coefficients``, computed for all steps at once after the forward pass) and the LSTM carries
+:math:`[\\bar h; \\bar c]`. Only these products run step by step; the gradients of :math:`W_h` and
+:math:`b_h` are one product over all steps and trials, :math:`\\sum_{t, b} (\\partial L / \\partial a_t)^T h_{t-1}`,
+instead of one per step.
+
+Backends (:mod:`lfads.runtime`, as for the LFADS loops): the GRU runs
+:func:`lfads.modules.recurrence.gru_sequence` (the same cell, ``G`` = :math:`N` grouped GRUs); under ``auto``
+and ``native`` the UGRNN and LSTM loops run compiled (``recurrence_native.cpp``: one call per trial, each
+step's elementwise work one vectorized pass); the vanilla cells, one activation per step, always run here.
+All give the same numbers to float precision.
 """
 
 from __future__ import annotations
+
+from types import ModuleType
 
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from lfads.modules.recurrence import compiled_loops, gru_sequence, weight_grad
 from lfads.population.cells import (
     GATES,
     check_arch,
-    gru_coefficients,
     lstm_coefficients,
     state_size,
     ugrnn_coefficients,
@@ -68,33 +76,33 @@ def run_recurrence(arch: str, drive: Tensor, h0: Tensor | None, weight_hh: Tenso
         )
     if h0 is None:
         h0 = drive.new_zeros(n, drive.shape[2], state_size(arch, units))
-    if torch.is_grad_enabled() and any(x.requires_grad for x in (drive, h0, weight_hh, bias_hh)):
-        return _Recurrence.apply(arch, drive, h0, weight_hh, bias_hh)
-    return _forward(arch, _recurrent_input(arch, drive, bias_hh), drive, h0, weight_hh)[0].permute(1, 2, 0, 3)
-
-
-def _recurrent_input(arch: str, drive: Tensor, bias_hh: Tensor) -> Tensor:
-    """Term added to :math:`W_h h` each step: drive plus :math:`b_h` ``(T, N, B, G H)``, a new contiguous array that
-    :func:`_forward` turns into the activated gates in place; for the GRU :math:`b_h` alone ``(N, 1, 3 H)`` (the
-    reset gate scales :math:`W_{hn} h + b_{hn}`; the gates' drive is added per step)."""
     if arch == "gru":
-        return bias_hh.unsqueeze(1)  # (N, 1, 3 H): the gates' drive is added step by step
+        return gru_sequence(drive, h0, weight_hh, bias_hh).permute(1, 2, 0, 3)
+    library = compiled_loops(drive, h0, weight_hh, bias_hh) if arch in _COMPILED else None
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (drive, h0, weight_hh, bias_hh)):
+        return _Recurrence.apply(arch, library, drive, h0, weight_hh, bias_hh)
+    return _forward(arch, library, _recurrent_input(drive, bias_hh), h0, weight_hh).permute(1, 2, 0, 3)
+
+
+_COMPILED = {"ugrnn": 0, "lstm": 1}
+"""The cells with compiled loops, and their codes in ``recurrence_native.cpp``."""
+
+
+def _recurrent_input(drive: Tensor, bias_hh: Tensor) -> Tensor:
+    """Term added to :math:`W_h h` each step: drive plus :math:`b_h` ``(T, N, B, G H)``, a new contiguous array that
+    :func:`_forward` turns into the activated gates in place."""
     return (drive + bias_hh[None, :, None, :]).contiguous()
 
 
-def _forward(arch: str, pre: Tensor, drive: Tensor, h0: Tensor, weight_hh: Tensor) -> tuple[Tensor, tuple]:
-    """Step the cells; returns the states ``(T, N, B, S)`` and what the backward needs (activated gates
-    ``(T, N, B, G H)``; for the GRU also the candidate ``(T, N, B, H)``). Every step writes into arrays
-    allocated once."""
+def _forward(arch: str, library: ModuleType | None, pre: Tensor, h0: Tensor, weight_hh: Tensor) -> Tensor:
+    """Step the cells; returns the states ``(T, N, B, S)``, leaving the activated gates in ``pre`` (what the
+    backward needs). Every step writes into arrays allocated once."""
+    if library is not None:
+        return library.population_forward(_COMPILED[arch], pre, h0, weight_hh)
     units = weight_hh.shape[2]
-    steps, n, batch = drive.shape[:3]
+    steps, n, batch = pre.shape[:3]
     w_t = weight_hh.transpose(1, 2)
-    out = pre if arch in ("vanilla", "relu") else drive.new_empty(steps, n, batch, h0.shape[-1])
-    gates = cand = None
-    if arch in ("lstm", "ugrnn"):
-        gates = pre  # activated in place, step by step
-    elif arch == "gru":
-        gates, cand = drive.new_empty(steps, n, batch, 3 * units), drive.new_empty(steps, n, batch, units)
+    out = pre if arch in ("vanilla", "relu") else pre.new_empty(steps, n, batch, h0.shape[-1])
     h = h0
     for t in range(steps):
         h_next = out[t]
@@ -106,11 +114,6 @@ def _forward(arch: str, pre: Tensor, drive: Tensor, h0: Tensor, weight_hh: Tenso
             i, f, g, o = a.chunk(4, dim=-1)
             c = torch.addcmul(f * h[..., units:], i, g, out=h_next[..., units:])
             torch.mul(o, torch.tanh(c), out=h_next[..., :units])
-        elif arch == "gru":
-            a = torch.baddbmm(pre, h, w_t, out=gates[t])  # [W_hr h + b_hr, W_hz h + b_hz, W_hn h + b_hn]
-            a[..., : 2 * units].add_(drive[t, ..., : 2 * units]).sigmoid_()
-            n_t = torch.addcmul(drive[t, ..., 2 * units :], a[..., :units], a[..., 2 * units :], out=cand[t]).tanh_()
-            torch.lerp(n_t, h, a[..., units : 2 * units], out=h_next)  # n + z (h - n)
         elif arch == "ugrnn":
             a = pre[t].baddbmm_(h, w_t)
             a[..., :units].sigmoid_()
@@ -121,64 +124,39 @@ def _forward(arch: str, pre: Tensor, drive: Tensor, h0: Tensor, weight_hh: Tenso
         else:  # relu
             pre[t].baddbmm_(h, w_t).relu_()
         h = h_next
-    return out, (gates, cand)
+    return out
 
 
-def _coefficients(
-    arch: str, saved: tuple, states: Tensor, h0: Tensor
-) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Jacobian coefficients of every step from the states ``(T, N, B, H)``: ``kappa`` ``(T, N, B, G, H)``,
-    ``diag`` ``(T, N, B, H)`` or ``None`` and, for the GRU, :math:`\\gamma = (1 - z)(1 - n^2)` ``(T, N, B, H)``,
-    the candidate's drive factor."""
+def _coefficients(arch: str, gates: Tensor, states: Tensor, h0: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Jacobian coefficients of every step from the states ``(T, N, B, H)``: ``kappa`` ``(T, N, B, G, H)`` and
+    ``diag`` ``(T, N, B, H)`` or ``None``."""
     if arch == "vanilla":
-        return (1.0 - states * states).unsqueeze(3), None, None
+        return (1.0 - states * states).unsqueeze(3), None
     if arch == "relu":
-        return (states > 0).to(states.dtype).unsqueeze(3), None, None
-    gates, cand = saved
+        return (states > 0).to(states.dtype).unsqueeze(3), None
     h_prev = torch.cat([h0.unsqueeze(0), states[:-1]])
-    if arch == "ugrnn":
-        g, c = gates.chunk(2, dim=-1)
-        return torch.stack(ugrnn_coefficients(h_prev, g, c), dim=3), g, None
-    r, z, g_n = gates.chunk(3, dim=-1)
-    kappa_r, kappa_z, gamma = gru_coefficients(h_prev, r, z, cand, g_n)
-    kappa = torch.stack([kappa_r, kappa_z, gamma * r], dim=3)
-    return kappa, z, gamma
+    g, c = gates.chunk(2, dim=-1)
+    return torch.stack(ugrnn_coefficients(h_prev, g, c), dim=3), g
 
 
-def _weight_grads(d_rec: Tensor, h_prev: Tensor) -> tuple[Tensor, Tensor]:
-    """Gradients of :math:`W_h` ``(N, G H, H)`` and :math:`b_h` ``(N, G H)``: :math:`\\sum_{t, b}` of ``d_rec``
-    ``(N, T, B, G H)`` times ``h_prev`` ``(N, T, B, H)``, and of ``d_rec``."""
-    n, steps, batch, gh = d_rec.shape
-    flat = d_rec.reshape(n, steps * batch, gh)
-    return torch.bmm(flat.transpose(1, 2), h_prev.reshape(n, steps * batch, -1)), flat.sum(1)
-
-
-def _backward_steps(
-    kappa: Tensor, diag: Tensor | None, grad: Tensor, weight_hh: Tensor, keep_states: bool
-) -> tuple[Tensor | None, Tensor, Tensor]:
-    """Step back through time: the gradients at the states ``(N, T, B, H)`` (if ``keep_states``, else ``None``),
-    at the pre-activations ``(N, T, B, G H)`` and at ``h0`` ``(N, B, H)``."""
+def _backward_steps(kappa: Tensor, diag: Tensor | None, grad: Tensor, weight_hh: Tensor) -> tuple[Tensor, Tensor]:
+    """Step back through time: the gradients at the pre-activations ``(T, N, B, G H)`` and at ``h0``
+    ``(N, B, H)``."""
     steps, n, batch, gates, units = kappa.shape
-    d_rec = grad.new_empty(n, steps, batch, gates * units)
-    d_states = grad.new_empty(n, steps, batch, units) if keep_states else None
+    d_rec = grad.new_empty(steps, n, batch, gates * units)
     carry = None
     for t in range(steps - 1, -1, -1):
-        if d_states is None:
-            dh = grad[t] if carry is None else grad[t] + carry
-        elif carry is None:
-            dh = d_states[:, t].copy_(grad[t])
-        else:
-            dh = torch.add(grad[t], carry, out=d_states[:, t])
-        da = d_rec[:, t]
+        dh = grad[t] if carry is None else grad[t] + carry
+        da = d_rec[t]
         torch.mul(dh.unsqueeze(2), kappa[t], out=da.unflatten(-1, (gates, units)))
         carry = torch.bmm(da, weight_hh) if diag is None else torch.baddbmm(dh * diag[t], da, weight_hh)
-    return d_states, d_rec, carry
+    return d_rec, carry
 
 
-def _backward_lstm(saved: tuple, states: Tensor, h0: Tensor, grad: Tensor, weight_hh: Tensor) -> tuple[Tensor, Tensor]:
-    """The LSTM's gradients at the pre-activations ``(N, T, B, 4 H)`` and at ``h0`` ``(N, B, 2 H)``."""
+def _backward_lstm(gates: Tensor, states: Tensor, h0: Tensor, grad: Tensor, weight_hh: Tensor) -> tuple[Tensor, Tensor]:
+    """The LSTM's gradients at the pre-activations ``(T, N, B, 4 H)`` and at ``h0`` ``(N, B, 2 H)``."""
     units = weight_hh.shape[2]
-    i, f, g, o = saved[0].chunk(4, dim=-1)
+    i, f, g, o = gates.chunk(4, dim=-1)
     c = states[..., units:]
     c_prev = torch.cat([h0[..., units:].unsqueeze(0), c[:-1]])
     tau = torch.tanh(c)
@@ -187,13 +165,13 @@ def _backward_lstm(saved: tuple, states: Tensor, h0: Tensor, grad: Tensor, weigh
     kappa_o = tau * o * (1.0 - o)
     steps, n, batch = grad.shape[:3]
     grad_h, grad_c = grad[..., :units], grad[..., units:]
-    d_rec = grad.new_empty(n, steps, batch, 4 * units)
+    d_rec = grad.new_empty(steps, n, batch, 4 * units)
     carry_h = carry_c = None
     for t in range(steps - 1, -1, -1):
         dh = grad_h[t] if carry_h is None else grad_h[t] + carry_h
         dc = grad_c[t] if carry_c is None else grad_c[t] + carry_c
         dc = torch.addcmul(dc, dh, through_h[t])
-        da = d_rec[:, t]
+        da = d_rec[t]
         torch.mul(dc.unsqueeze(2), kappa_c[t], out=da[..., : 3 * units].unflatten(-1, (3, units)))
         torch.mul(dh, kappa_o[t], out=da[..., 3 * units :])
         carry_h, carry_c = torch.bmm(da, weight_hh), dc * f[t]
@@ -205,30 +183,33 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: FunctionCtx, arch: str, drive: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor
+        ctx: FunctionCtx,
+        arch: str,
+        library: ModuleType | None,
+        drive: Tensor,
+        h0: Tensor,
+        weight_hh: Tensor,
+        bias_hh: Tensor,
     ) -> Tensor:
-        pre = _recurrent_input(arch, drive, bias_hh)
-        out, saved = _forward(arch, pre, drive, h0, weight_hh)
-        ctx.arch, ctx.saved = arch, saved
-        ctx.save_for_backward(out, h0, weight_hh)
+        gates = _recurrent_input(drive, bias_hh)
+        out = _forward(arch, library, gates, h0, weight_hh)
+        ctx.arch, ctx.library = arch, library
+        ctx.save_for_backward(out, h0, weight_hh, gates)
         return out.permute(1, 2, 0, 3)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, grad_states: Tensor) -> tuple[None, Tensor, Tensor | None, Tensor, Tensor]:  # type: ignore[override]
-        arch = ctx.arch
-        states, h0, weight_hh = ctx.saved_tensors  # states (T, N, B, S)
+    def backward(ctx: FunctionCtx, grad_states: Tensor) -> tuple[None, None, Tensor, Tensor | None, Tensor, Tensor]:  # type: ignore[override]
+        arch, library = ctx.arch, ctx.library
+        states, h0, weight_hh, gates = ctx.saved_tensors  # states (T, N, B, S)
         units = weight_hh.shape[2]
         grad = grad_states.permute(2, 0, 1, 3).contiguous()  # (T, N, B, S)
-        h_prev = torch.cat([h0[..., :units].unsqueeze(0), states[:-1, ..., :units]]).transpose(0, 1)
-        if arch == "lstm":
-            d_rec, grad_h0 = _backward_lstm(ctx.saved, states, h0, grad, weight_hh)
-            grad_drive = d_rec
+        if library is not None:
+            d_rec, grad_h0 = library.population_backward(_COMPILED[arch], grad, states, h0, gates, weight_hh)
+        elif arch == "lstm":
+            d_rec, grad_h0 = _backward_lstm(gates, states, h0, grad, weight_hh)
         else:
-            kappa, diag, gamma = _coefficients(arch, ctx.saved, states, h0)
-            d_states, d_rec, grad_h0 = _backward_steps(kappa, diag, grad, weight_hh, keep_states=gamma is not None)
-            grad_drive = d_rec
-            if gamma is not None:  # GRU: the candidate's drive is not scaled by the reset gate
-                grad_drive = torch.cat([d_rec[..., : 2 * units], d_states * gamma.transpose(0, 1)], dim=-1)
-        grad_w, grad_b = _weight_grads(d_rec, h_prev.contiguous())
-        return None, grad_drive.transpose(0, 1), grad_h0 if ctx.needs_input_grad[2] else None, grad_w, grad_b
+            d_rec, grad_h0 = _backward_steps(*_coefficients(arch, gates, states, h0), grad, weight_hh)
+        h_prev = torch.cat([h0[..., :units].unsqueeze(0), states[:-1, ..., :units]])
+        grad_w, grad_b = weight_grad(d_rec, h_prev), d_rec.sum(0).sum(1)
+        return None, None, d_rec, grad_h0 if ctx.needs_input_grad[3] else None, grad_w, grad_b

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +43,7 @@ __all__ = [
     "PopulationFit",
     "StackedRNN",
     "TrainConfig",
+    "carried_loss",
     "masked_mse",
     "sample_batch",
     "train_population",
@@ -307,17 +309,30 @@ def _clip_per_network(params: list[nn.Parameter], max_norm: float) -> None:
         p.grad.mul_(coef.view(-1, *([1] * (p.grad.ndim - 1))))
 
 
-def _evaluate(model: StackedRNN, chunks: list[TaskData], networks: Tensor) -> Tensor:
-    """Loss on the evaluation chunks, run one after the other with the state carried; the first chunk
-    is scored only when it is the only one."""
+def carried_loss(run: Callable[[Tensor, Any], tuple[Tensor, Any]], chunks: list[TaskData]) -> Tensor:
+    """The evaluation loss: ``chunks`` run one after the other with the state carried, the first one scored
+    only when it is the only one; :func:`masked_mse` ``(n,)`` averaged over the scored chunks.
+
+    ``run(inputs, state)`` returns the outputs ``(n, B, T, O)`` and the state to carry (``state`` is ``None``
+    for the first chunk).
+    """
     with torch.no_grad():
-        h, total = None, 0.0
+        state, total = None, 0.0
         for k, data in enumerate(chunks):
-            out, states = model(data.inputs, networks, h0=h)
-            h = states[:, :, -1]
+            out, state = run(data.inputs, state)
             if k > 0 or len(chunks) == 1:
                 total = total + masked_mse(out, data.targets, data.mask)
         return total / max(1, len(chunks) - 1)
+
+
+def _evaluate(model: StackedRNN, chunks: list[TaskData], networks: Tensor) -> Tensor:
+    """:func:`carried_loss` of ``networks`` ``(n,)``."""
+
+    def run(x: Tensor, h: Tensor | None) -> tuple[Tensor, Tensor]:
+        out, states = model(x, networks, h0=h)
+        return out, states[:, :, -1]
+
+    return carried_loss(run, chunks)
 
 
 def training_setup(
