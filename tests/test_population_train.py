@@ -224,6 +224,28 @@ def test_recurrence_equals_the_stepped_cell_and_its_autograd_gradients(arch, loo
         torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("arch", ["gru", "ugrnn", "lstm"])
+def test_saturated_gates_and_a_large_cell_state_give_finite_states_and_gradients(arch, dtype, loop_backend):
+    """Gate pre-activations of about ±1000 (and an LSTM cell state of -1000): exp(1000) overflows, the
+    logistic must still saturate to 0 or 1, as in the stepped cell. 32 units: whole vectors of the compiled
+    loops, not their scalar remainder."""
+    inputs = _recurrence_inputs(arch, steps=3, batch=2, units=32, dtype=dtype)
+    drive, h0, weight_hh, bias_hh = (x.detach() for x in inputs)
+    drive = (1000.0 * drive.sign()).requires_grad_()
+    if arch == "lstm":
+        h0[..., 32:] = -1000.0
+    weight_hh.requires_grad_()
+    states = run_recurrence(arch, drive, h0, weight_hh, bias_hh)
+    reference = _stepped_states(arch, drive, h0, weight_hh, bias_hh)
+    torch.testing.assert_close(states, reference, atol=1e-6, rtol=1e-6)
+    grads = torch.autograd.grad(states.sum(), (drive, weight_hh))
+    expected = torch.autograd.grad(reference.sum(), (drive, weight_hh))
+    for got, want in zip(grads, expected):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+
 def test_recurrence_without_gradients_needs_no_initial_state(loop_backend):
     drive, _, weight_hh, bias_hh = [x.detach() for x in _recurrence_inputs("gru")]
     with torch.no_grad():

@@ -27,8 +27,12 @@
 
 namespace {
 
+// The argument is clamped to [-80, 80], where the logistic is 0 or 1 to within 2e-35, so exp never
+// overflows: under -ffast-math the division may run as a reciprocal estimate refined by a Newton
+// step, which turns 1 / inf into NaN.
 template <typename T>
 inline T sigmoid(T x) {
+  x = x > T(80) ? T(80) : (x < T(-80) ? T(-80) : x);
   return T(1) / (T(1) + std::exp(-x));
 }
 
