@@ -16,7 +16,7 @@ of them would take too long); the loop's time for all networks is its measured t
 the steps all networks took (the same in both: same seeds, same data). The same networks are also trained a
 third way, as a user would without this tool: torch's own ``nn.RNN``, ``nn.GRU`` and ``nn.LSTM`` (the UGRNN
 stepped in Python), one network at a time (:mod:`benchmarks.plain_loop`; same weights, trials and stopping
-rule), timed and scaled the same way.
+rule; its rounding differs, so its networks may stop at other steps), timed and scaled the same way.
 
 **Universality** (``--universality``): populations of 8 seeds x 4 architectures x 64 units on the
 3-bit flip-flop (memories carried across batches), the sine wave and context-dependent integration,
