@@ -22,7 +22,6 @@ from lfads.population.train import (
     train_population,
     train_seed_loop,
 )
-from lfads.runtime import set_recurrence_backend
 
 TASK = get_task("flipflop", n_time=16)
 SMALL = TrainConfig(max_steps=6, batch_size=8, lr=1e-2, check_every=3, eval_trials=16, target_loss=0.0)
@@ -181,15 +180,6 @@ def _recurrence_inputs(arch, n=2, steps=4, batch=3, units=3, dtype=torch.float64
     weight_hh = torch.randn(n, gh, units, generator=gen, dtype=dtype) / units**0.5
     bias_hh = 0.3 * torch.randn(n, gh, generator=gen, dtype=dtype)
     return [x.requires_grad_() for x in (drive, h0, weight_hh, bias_hh)]
-
-
-@pytest.fixture(params=["python", "compiled"])
-def loop_backend(request):
-    """The test runs on the Python loops and on the compiled loops of :mod:`lfads.modules.native`."""
-    with set_recurrence_backend("python" if request.param == "python" else "native"):
-        if request.param == "compiled":
-            assert native.load() is not None, "the compiled recurrent loops did not build"
-        yield request.param
 
 
 @pytest.mark.parametrize("arch", ["ugrnn", "lstm"])

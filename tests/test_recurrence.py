@@ -29,13 +29,7 @@ F64 = torch.float64
 INF = float("inf")
 
 
-@pytest.fixture(autouse=True, params=["python", "compiled"])
-def loop_backend(request):
-    """Every test here runs twice: on the Python loops and on the compiled loops of :mod:`lfads.modules.native`."""
-    with set_recurrence_backend("python" if request.param == "python" else "native"):
-        if request.param == "compiled":
-            assert native.load() is not None, "the compiled recurrent loops did not build"
-        yield request.param
+pytestmark = pytest.mark.usefixtures("loop_backend")  # every test runs on the Python and the compiled loops
 
 
 def test_compiled_loops_run_for_cpu_float_tensors_and_python_loops_otherwise(loop_backend, monkeypatch) -> None:

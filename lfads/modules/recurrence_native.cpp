@@ -347,13 +347,13 @@ std::vector<at::Tensor> controller_generator_backward(
 enum PopulationCell : int64_t { kUGRNN = 0, kLSTM = 1 };
 
 template <typename T>
-void ugrnn_step_rows(T* a, const T* h, int64_t h_rs, T* h_out, int64_t out_rs, int64_t rows, int64_t H) {
+void ugrnn_step_rows(T* a, const T* h, T* h_out, int64_t rows, int64_t H) {
   at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
     T* __restrict ag = a + b * 2 * H;
     T* __restrict ac = ag + H;
-    const T* __restrict ph = h + b * h_rs;
-    T* __restrict po = h_out + b * out_rs;
+    const T* __restrict ph = h + b * H;
+    T* __restrict po = h_out + b * H;
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
       T g = sigmoid(ag[j]);
@@ -366,16 +366,17 @@ void ugrnn_step_rows(T* a, const T* h, int64_t h_rs, T* h_out, int64_t out_rs, i
   });
 }
 
+// state and out: rows of [h; c] (2H).
 template <typename T>
-void lstm_step_rows(T* a, const T* state, int64_t state_rs, T* out, int64_t out_rs, int64_t rows, int64_t H) {
+void lstm_step_rows(T* a, const T* state, T* out, int64_t rows, int64_t H) {
   at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
     T* __restrict ai = a + b * 4 * H;
     T* __restrict af = ai + H;
     T* __restrict ag = ai + 2 * H;
     T* __restrict ao = ai + 3 * H;
-    const T* __restrict pc = state + b * state_rs + H;
-    T* __restrict oh = out + b * out_rs;
+    const T* __restrict pc = state + b * 2 * H + H;
+    T* __restrict oh = out + b * 2 * H;
     T* __restrict oc = oh + H;
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
@@ -417,19 +418,19 @@ void ugrnn_step_backward_rows(const T* grad, T* carry, const T* h, const T* gate
   });
 }
 
-// grad rows [dh; dc] (2H); carry_h, carry_c (rows x H); c_new, c_prev rows of stride state_rs (the c
-// half of a state row). Writes da (rows x 4H) and dc f into carry_c.
+// grad, state_new and state_prev: rows of [h; c] (2H); carry_h, carry_c (rows x H). Writes da (rows x 4H)
+// and dc f into carry_c.
 template <typename T>
-void lstm_step_backward_rows(const T* grad, const T* carry_h, T* carry_c, const T* c_new, const T* c_prev,
-                             int64_t state_rs, const T* gates, T* da, int64_t rows, int64_t H) {
+void lstm_step_backward_rows(const T* grad, const T* carry_h, T* carry_c, const T* state_new, const T* state_prev,
+                             const T* gates, T* da, int64_t rows, int64_t H) {
   at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
     const T* __restrict gh = grad + b * 2 * H;
     const T* __restrict gcell = gh + H;
     const T* __restrict kh = carry_h + b * H;
     T* __restrict kc = carry_c + b * H;
-    const T* __restrict cn = c_new + b * state_rs;
-    const T* __restrict cp = c_prev + b * state_rs;
+    const T* __restrict cn = state_new + b * 2 * H + H;
+    const T* __restrict cp = state_prev + b * 2 * H + H;
     const T* __restrict si = gates + b * 4 * H;
     const T* __restrict sf = si + H;
     const T* __restrict sg = si + 2 * H;
@@ -469,11 +470,11 @@ at::Tensor population_forward(int64_t cell, at::Tensor pre, const at::Tensor& h0
       auto a = pre[t];
       a.baddbmm_(prev.narrow(2, 0, H), w_t);
       if (cell == kUGRNN) {
-        ugrnn_step_rows<scalar_t>(a.data_ptr<scalar_t>(), prev.data_ptr<scalar_t>(), S,
-                                  states[t].data_ptr<scalar_t>(), S, N * B, H);
+        ugrnn_step_rows<scalar_t>(a.data_ptr<scalar_t>(), prev.data_ptr<scalar_t>(), states[t].data_ptr<scalar_t>(),
+                                  N * B, H);
       } else {
-        lstm_step_rows<scalar_t>(a.data_ptr<scalar_t>(), prev.data_ptr<scalar_t>(), S,
-                                 states[t].data_ptr<scalar_t>(), S, N * B, H);
+        lstm_step_rows<scalar_t>(a.data_ptr<scalar_t>(), prev.data_ptr<scalar_t>(), states[t].data_ptr<scalar_t>(),
+                                 N * B, H);
       }
     }
   });
@@ -488,7 +489,7 @@ std::vector<at::Tensor> population_backward(int64_t cell, const at::Tensor& grad
   auto grad = grad_in.contiguous();
   auto h0c = h0.contiguous();
   const int64_t T = states.size(0), N = states.size(1), B = states.size(2), H = w_hh.size(2);
-  const int64_t S = states.size(3), GH = w_hh.size(1);
+  const int64_t GH = w_hh.size(1);
   auto da = at::empty({T, N, B, GH}, states.options());
   auto carry_h = at::zeros({N, B, H}, states.options());
   auto carry_c = at::zeros({N, B, H}, states.options());
@@ -503,8 +504,8 @@ std::vector<at::Tensor> population_backward(int64_t cell, const at::Tensor& grad
         carry_h.baddbmm_(da[t], w_hh);
       } else {
         lstm_step_backward_rows<scalar_t>(grad[t].data_ptr<scalar_t>(), carry_h.data_ptr<scalar_t>(),
-                                          carry_c.data_ptr<scalar_t>(), states[t].data_ptr<scalar_t>() + H,
-                                          prev.data_ptr<scalar_t>() + H, S, gates[t].data_ptr<scalar_t>(),
+                                          carry_c.data_ptr<scalar_t>(), states[t].data_ptr<scalar_t>(),
+                                          prev.data_ptr<scalar_t>(), gates[t].data_ptr<scalar_t>(),
                                           da[t].data_ptr<scalar_t>(), N * B, H);
         at::bmm_out(carry_h, da[t], w_hh);
       }

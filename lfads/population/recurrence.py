@@ -44,6 +44,10 @@ from lfads.population.cells import (
 
 __all__ = ["run_recurrence"]
 
+_COMPILED = {"ugrnn": 0, "lstm": 1}
+"""The cells with compiled loops, and their codes in ``recurrence_native.cpp``."""
+
+
 
 def run_recurrence(arch: str, drive: Tensor, h0: Tensor | None, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
     """States of :math:`N` cells driven by ``drive`` from ``h0``.
@@ -82,10 +86,6 @@ def run_recurrence(arch: str, drive: Tensor, h0: Tensor | None, weight_hh: Tenso
     if torch.is_grad_enabled() and any(x.requires_grad for x in (drive, h0, weight_hh, bias_hh)):
         return _Recurrence.apply(arch, library, drive, h0, weight_hh, bias_hh)
     return _forward(arch, library, _recurrent_input(drive, bias_hh), h0, weight_hh).permute(1, 2, 0, 3)
-
-
-_COMPILED = {"ugrnn": 0, "lstm": 1}
-"""The cells with compiled loops, and their codes in ``recurrence_native.cpp``."""
 
 
 def _recurrent_input(drive: Tensor, bias_hh: Tensor) -> Tensor:
