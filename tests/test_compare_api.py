@@ -72,6 +72,33 @@ def test_cells_and_functions_are_run_and_compared_by_their_fixed_point_topology_
     np.testing.assert_array_equal(res.extras["topology"]["count_vector"][0], [4, 4, 1])
     back = ComparisonResult.load(res.save(tmp_path / "t.h5"))
     assert back.extras["topology"]["method"][0, 2] == "ged"
+    # the points of the square and of its rotated copy matched through their graphs: the same spectra
+    by_graph = compare_models([same_a, same_b, mono], metrics=["spectra"], spectra_kwargs={"by": "graph"})
+    assert by_graph.settings["spectra"]["by"] == "graph"
+    assert by_graph["spectra"][0, 1] < 1e-8 < by_graph["spectra"][0, 2]
+
+
+def test_group_table_averages_the_distances_between_different_models_of_each_two_groups():
+    d = np.array([[0.0, 1.0, 2.0, 4.0],
+                  [1.0, 0.0, 3.0, 5.0],
+                  [2.0, 3.0, 0.0, 7.0],
+                  [4.0, 5.0, 7.0, 0.0]])
+    res = ComparisonResult(["a0", "a1", "b0", "b1"], distances={"m": d}, labels=["a", "a", "b", "b"])
+    rows = [line.split() for line in res.group_table("m").splitlines()[2:]]
+    assert rows == [["a", "1.000", "3.500"], ["b", "3.500", "7.000"]]  # within a: d01; between: (2+4+3+5)/4
+    single = ComparisonResult(["a0", "b0"], distances={"m": d[:2, :2]}, labels=["a", "b"])
+    assert single.group_table("m").splitlines()[2].split() == ["a", "-", "1.000"]  # one model: no pair within
+    with pytest.raises(LFADSDataError, match="labels"):
+        ComparisonResult(["a0", "a1"], distances={"m": d[:2, :2]}).group_table("m")
+
+
+def test_progress_bars_name_the_metric_and_leave_the_distances_unchanged(capsys):
+    data = [decision_system(f, seed=i, n_trials=20)[0] for i, f in enumerate(["point", "line", "bistable"])]
+    quiet = compare_models(data, metrics=["dsa_eigenvalues"])
+    capsys.readouterr()
+    shown = compare_models(data, metrics=["dsa_eigenvalues"], progress=True)
+    assert "dsa_eigenvalues" in capsys.readouterr().err
+    np.testing.assert_array_equal(shown["dsa_eigenvalues"], quiet["dsa_eigenvalues"])
 
 
 def test_gru_cells_run_on_shared_inputs_match_their_own_simulation():

@@ -90,6 +90,20 @@ def test_eigenvalue_wasserstein_is_the_mean_distance_of_matched_eigenvalues():
     assert eigenvalue_wasserstein(np.array([1.0, 3.0]), np.array([2.0])) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("sizes", [(64, 64), (6, 4), (128, 64), (64, 63)])
+def test_eigenvalue_wasserstein_equals_the_exact_transport_cost_of_pots_solver(sizes):
+    # (64, 64), (6, 4) and (128, 64) are solved as assignments of lcm(n, m) points; (64, 63) by POT itself
+    import ot
+
+    rng = np.random.default_rng(sum(sizes))
+    a, b = (rng.normal(size=k) + 1j * rng.normal(size=k) for k in sizes)
+    points = [np.stack([z.real, z.imag], axis=1) for z in (a, b)]
+    masses = [np.full(k, 1 / k) for k in sizes]
+    exact = ot.emd2(*masses, ot.dist(*points, metric="euclidean"))
+    assert eigenvalue_wasserstein(a, b) == pytest.approx(exact, rel=1e-12)
+    assert eigenvalue_wasserstein(b, a) == pytest.approx(exact, rel=1e-12)
+
+
 def test_delay_and_rank_selection_finds_the_order_of_an_autoregressive_process():
     # a scalar AR(2) process needs two delays and rank 2; one delay cannot predict it
     rng = np.random.default_rng(0)

@@ -76,7 +76,8 @@ def test_command_matrices_equal_compare_models_on_the_adapters_models(population
     saved = ComparisonResult.load(out)
     pop = load_population(population)
     models, labels = population_models(pop, inputs=shared_trials(pop.task, 16, seed=0))
-    direct = compare_models(models, METRICS, names=[m.name for m in models], seed=0, exact_only=False)
+    direct = compare_models(models, METRICS, names=[m.name for m in models], seed=0, exact_only=False,
+                            spectra_kwargs={"by": "readout"})
     assert saved.names == direct.names and saved.labels == labels.tolist() == ["gru", "gru", "lstm", "lstm"]
     for metric in METRICS:
         d = saved[metric]
@@ -88,6 +89,11 @@ def test_command_matrices_equal_compare_models_on_the_adapters_models(population
         value = float(re.search(rf"^\s+{metric}\s+(\S+)$", printed, re.M).group(1))
         assert value == pytest.approx(expected, abs=5e-5)
         assert saved.settings[metric]["silhouette_by_arch"] == pytest.approx(expected, abs=1e-12)
+        # printed: the mean distance within and between the architectures
+        block = printed[printed.index(f"{metric} (mean over the models of each group)"):].splitlines()[2:4]
+        gru = d[np.ix_([0, 1], [0, 1, 2, 3])]
+        assert block[0].split() == ["gru", f"{d[0, 1]:.3f}", f"{gru[:, 2:].mean():.3f}"]
+    assert saved.settings["spectra"]["by"] == "readout"  # memories paired by the output they hold
     assert (tmp_path / "compare.png").stat().st_size > 0
 
 
@@ -169,6 +175,15 @@ def test_population_options_are_refused_with_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--run", "a", "--run", "b", "--condition", "zero", "--out", str(tmp_path / "x.h5")])
     assert "--condition" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("extra", [["--max-trials", "50"], ["--split", "train"], ["--session", "1"]])
+def test_run_options_are_refused_with_a_population(population, tmp_path, capsys, extra):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--population", str(population), *extra, "--out", str(tmp_path / "x.h5")])
+    line = _error_line(capsys)
+    assert exit_info.value.code == 2 and extra[0] in line and "--trials" in line
+    assert not (tmp_path / "x.h5").exists()
 
 
 def test_python_route_refuses_populations_of_different_tasks(population, tmp_path):

@@ -6,6 +6,7 @@ path, and the fix; the command line prints it as one line (see :mod:`lfads.comma
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -33,9 +34,11 @@ RUN_RECORDS = ("config.yaml", "hparams.yaml", "metrics.csv")
 
 
 def require_at_least(value: float, minimum: float, option: str) -> None:
-    """Raise if ``value < minimum``, naming ``option``."""
-    if value < minimum:
+    """Raise if ``value < minimum`` or ``value`` is not finite (NaN, infinite), naming ``option``."""
+    if not value >= minimum:
         raise LFADSArgumentError(f"{option} {value}: must be at least {minimum}.")
+    if not math.isfinite(value):
+        raise LFADSArgumentError(f"{option} {value}: must be a finite number.")
 
 
 def checkpoint_file(path: str | os.PathLike, option: str = "--ckpt") -> Path:

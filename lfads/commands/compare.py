@@ -35,6 +35,7 @@ from lfads.errors import LFADSArgumentError
 __all__ = ["DEFAULT_METRICS", "build_parser", "main"]
 
 DEFAULT_METRICS = "procrustes,cca,dsa,topology,spectra"
+SPECTRA_MATCHES = ("spectra", "readout", "graph")
 
 
 def build_parser() -> ArgumentParser:
@@ -46,26 +47,31 @@ def build_parser() -> ArgumentParser:
     src.add_argument("--ckpt", action="append", help="checkpoint file (repeat: two or more)")
     src.add_argument("--population", action="append",
                      help="population file written by `lfads population` (repeat to pool populations of one task)")
-    parser.add_argument("--names", help="comma-separated model names (default: run0, run1, ...; runs only)")
     parser.add_argument("--metrics", default=DEFAULT_METRICS,
                         help=f"comma-separated metrics (default {DEFAULT_METRICS})")
     parser.add_argument("--out", required=True, help="output HDF5 file with every distance matrix")
     parser.add_argument("--figure", help="figure file (default: the output file's name with .png)")
-    parser.add_argument("--split", default="valid", help="trials whose generator states are compared (default valid)")
-    parser.add_argument("--session", type=int, default=0, help="session index (multi-session models)")
-    parser.add_argument("--max-trials", type=int, default=200, help="use at most this many trials (default 200)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the comparison (and, with --population, of the shared task trials)")
     parser.add_argument("--spectra-modes", type=int, default=None,
                         help="spectra: compare the leading N eigenvalues at matched fixed points (default: for runs, "
                              "the number of factors; for populations, all; 0: all)")
+    parser.add_argument("--spectra-match", choices=SPECTRA_MATCHES,
+                        help="spectra: pair the fixed points of two models by the distance between their spectra, by "
+                             "their images in the shared output space, or through the topology graphs (default: "
+                             "spectra for runs, readout for populations: the task output)")
     parser.add_argument("--unstable-tol", type=float, default=0.0,
                         help="topology: a direction counts as unstable when |lambda| > 1 + this (default 0)")
+    runs = parser.add_argument_group("runs (with --run or --ckpt)")
+    runs.add_argument("--names", help="comma-separated model names (default: run0, run1, ...)")
+    runs.add_argument("--split", help="trials whose generator states are compared (default valid)")
+    runs.add_argument("--session", type=int, help="session index (multi-session models; default 0)")
+    runs.add_argument("--max-trials", type=int, help="use at most this many trials (default 200)")
     pop = parser.add_argument_group("populations (with --population)")
     pop.add_argument("--archs", help="comma-separated architectures to compare (default: all in the files)")
     pop.add_argument("--condition", help="task condition whose fixed points are compared (default: the first)")
     pop.add_argument("--trials", type=int, help="shared task trials the networks are run on (default 64)")
-    add_common_options(parser, progress=False)
+    add_common_options(parser)
     return parser
 
 
@@ -102,20 +108,23 @@ def main(argv: list[str]) -> int:
     if given:
         raise LFADSArgumentError(f"{', '.join(given)}: only with --population, not with --run or --ckpt.")
     trust = True if args.trust_checkpoint else None
+    split = "valid" if args.split is None else args.split
+    session = 0 if args.session is None else args.session
+    max_trials = 200 if args.max_trials is None else args.max_trials
     sources = args.ckpt or args.run
     if len(sources) < 2:
         raise LFADSArgumentError("give two or more models to compare (repeat --run or --ckpt).")
     metrics, names = _metrics(args.metrics), _names(args.names, len(sources))
-    require_at_least(args.max_trials, 2, "--max-trials")
+    require_at_least(max_trials, 2, "--max-trials")
     ckpts = [checkpoint_file(c) for c in args.ckpt] if args.ckpt else [run_checkpoint(r, trust) for r in args.run]
     out = output_file(args.out, args.overwrite, protected=run_files(ckpts), what="a run")
     figure = output_file(args.figure or out.with_suffix(".png"), args.overwrite, protected=run_files(ckpts),
                          option="--figure", what="a run")
     members = [load_model_and_data(c, None, trust=trust) for c in ckpts]
-    _check_members(members, ckpts, args.split, args.session)
+    _check_members(members, ckpts, split, session)
     inputs = {Path(s.path) for _, dm in members for s in dm.sessions}
     output_file(out, args.overwrite, protected=inputs, what="the input data")
-    models = [lfads_generator_model(m, dm, name, args.split, args.session, args.max_trials)
+    models = [lfads_generator_model(m, dm, name, split, session, max_trials)
               for (m, dm), name in zip(members, names)]
     factors = min(int(m.hparams["fac_dim"]) for m, _ in members)
     _compare_and_write(models, metrics, names, args, out, figure, run_files(ckpts) | inputs, default_modes=factors)
@@ -137,6 +146,11 @@ def _population_main(args) -> int:
 
     if args.names is not None:
         raise LFADSArgumentError("--names: a population's networks are named by the file (arch/seed<s>); leave it out.")
+    given = [o for o, v in (("--split", args.split), ("--session", args.session), ("--max-trials", args.max_trials))
+             if v is not None]  # fmt: skip
+    if given:
+        raise LFADSArgumentError(f"{', '.join(given)}: only with --run or --ckpt; a population's networks run on "
+                                 "shared task trials (--trials).")
     metrics = _metrics(args.metrics)
     archs = None if args.archs is None else [a.strip() for a in args.archs.split(",") if a.strip()]
     if archs is not None and not archs:
@@ -148,23 +162,26 @@ def _population_main(args) -> int:
     figure = output_file(args.figure or out.with_suffix(".png"), args.overwrite, protected=paths, option="--figure",
                          what="a population file")
     comparison = compare_population(paths, metrics, condition=args.condition, archs=archs, n_trials=trials,
-                                    seed=args.seed, **_fixed_point_options(args, default_modes=0))
+                                    seed=args.seed, progress=not args.no_progress,
+                                    **_fixed_point_options(args, default_modes=0, default_match="readout"))
     _write(comparison.result, args, out, figure, set(paths), labels=comparison.labels)
     print(comparison.silhouette_table())
     return 0
 
 
-def _fixed_point_options(args, default_modes: int) -> dict:
-    """``compare_models`` keywords from ``--spectra-modes`` and ``--unstable-tol``."""
+def _fixed_point_options(args, default_modes: int, default_match: str) -> dict:
+    """``compare_models`` keywords from ``--spectra-modes``, ``--spectra-match`` and ``--unstable-tol``."""
     modes = default_modes if args.spectra_modes is None else args.spectra_modes
-    return {"spectra_kwargs": {"n_modes": modes or None}, "unstable_tol": args.unstable_tol}
+    by = default_match if args.spectra_match is None else args.spectra_match
+    return {"spectra_kwargs": {"n_modes": modes or None, "by": by}, "unstable_tol": args.unstable_tol}
 
 
 def _compare_and_write(models, metrics, names, args, out: Path, figure: Path, protected: set,
                        default_modes: int) -> None:
     from lfads.compare.api import compare_models
 
-    result = compare_models(models, metrics, names=names, seed=args.seed, **_fixed_point_options(args, default_modes))
+    result = compare_models(models, metrics, names=names, seed=args.seed, progress=not args.no_progress,
+                            **_fixed_point_options(args, default_modes, default_match="spectra"))
     _write(result, args, out, figure, protected)
 
 
@@ -180,8 +197,12 @@ def _write(result, args, out: Path, figure: Path, protected: set, labels=None) -
 
     with guarded_output(out, protected=protected, overwrite=args.overwrite, what="comparison file") as tmp:
         result.save(tmp)
-    print(result)
-    print(f"Wrote {out}")
+    if labels is None:
+        print(result)
+        print(f"Wrote {out}")
+    else:
+        print("\n\n".join(result.group_table(m) for m in result.distances))
+        print(f"Wrote {out} (the distance of every pair of networks)")
     fig = plot_comparison(result, None if labels is None else list(labels))
     with guarded_output(figure, protected=protected, overwrite=args.overwrite, what="figure", option="--figure",
                         suffix=figure.suffix) as tmp:

@@ -127,6 +127,8 @@ def main(argv: list[str]) -> int:
               "units": args.units, "graphs": not args.no_graphs, "verbose": True}
     if args.rate_penalty is not None:
         require_at_least(args.rate_penalty, 0.0, "--rate-penalty")
+    if args.target_loss is not None:  # a mean squared error; 0 trains every network for --max-steps
+        require_at_least(args.target_loss, 0.0, "--target-loss")
     if args.n_initial is not None:
         common["n_initial_states"] = args.n_initial
     given = {k: getattr(args, k) for k in ("max_steps", "target_loss", "rate_penalty") if getattr(args, k) is not None}

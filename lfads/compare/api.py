@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from lfads.analysis.fixed_points import FixedPoints, find_fixed_points, sample_initial_states
 from lfads.analysis.jacobians import as_dynamics, broadcast_inputs
@@ -50,6 +51,7 @@ from lfads.compare.geometry import (
     pairwise_distances,
 )
 from lfads.compare.jslds import TrialPath, pairwise_jslds_distances
+from lfads.compare.pairs import model_pairs
 from lfads.compare.spectra import compare_linearizations
 from lfads.compare.topology import TopologyGraph, build_topology, count_distance, graph_distance, unstable_index
 from lfads.data.atomic import atomic_output
@@ -176,6 +178,28 @@ class ComparisonResult:
         rows = [f"{n:<{width}}" + "".join(f"{v:>{width}.{digits}f}" for v in row) for n, row in zip(self.names, d)]
         return f"{metric}\n{head}\n" + "\n".join(rows)
 
+    def group_table(self, metric: str, digits: int = 3) -> str:
+        """Mean distance between the models of every two groups of :attr:`labels` (on the diagonal: between
+        different models of one group), groups in order of first appearance.
+
+        .. math:: \\bar d_{AB} = \\operatorname{mean} \\{d_{ij} : i \\in A,\\ j \\in B,\\ i \\ne j\\}
+        """
+        if self.labels is None:
+            raise LFADSDataError("ComparisonResult.group_table needs labels (one group label per model).")
+        d, labels = self.distances[metric], np.asarray(self.labels)
+        groups = list(dict.fromkeys(self.labels))
+        off = ~np.eye(len(labels), dtype=bool)
+        width = max(8, digits + 6, *(len(g) for g in groups)) + 2
+        head = " " * width + "".join(f"{g:>{width}}" for g in groups)
+        rows = []
+        for a in groups:
+            cells = []
+            for b in groups:
+                block = d[np.ix_(labels == a, labels == b)][off[np.ix_(labels == a, labels == b)]]
+                cells.append(f"{block.mean():>{width}.{digits}f}" if block.size else f"{'-':>{width}}")
+            rows.append(f"{a:<{width}}" + "".join(cells))
+        return f"{metric} (mean over the models of each group)\n{head}\n" + "\n".join(rows)
+
     def __str__(self) -> str:
         return "\n\n".join(self.table(m) for m in self.distances)
 
@@ -247,11 +271,13 @@ def _prepare_models(
     seed: int,
     exact_only: bool,
     unstable_tol: float = 0.0,
+    progress: bool = False,
+    build_graphs: bool = False,
 ) -> None:
     need_lin = any(m in TRIAL_LINEARIZATION_METRICS for m in metrics)
     need_traj = need_lin or any(m in GEOMETRY_METRICS or m in DYNAMICS_METRICS for m in metrics)
     need_fps = any(m in FIXED_POINT_METRICS for m in metrics)
-    for k, m in enumerate(models):
+    for k, m in enumerate(tqdm(models, desc="models", unit="model", disable=not progress, leave=False)):
         h0 = _initial_states_of(initial_states, k)
         if m.trajectories is None and m.cell is not None and (need_traj or (need_fps and m.fixed_points is None)):
             if inputs is None or initial_states is None:
@@ -282,9 +308,11 @@ def _prepare_models(
             )
         if need_fps and exact_only:
             m.fixed_points = exact_points(m.fixed_points)
-        if "topology" in metrics and m.topology is None:
+        if build_graphs and m.topology is None:
             if m.cell is None:
-                raise LFADSDataError(f"Model {m.name!r}: the topology metric integrates the map, so it needs a cell.")
+                raise LFADSDataError(
+                    f"Model {m.name!r}: the fixed-point graph (topology, or spectra matched by graph) integrates the "
+                    "map, so it needs a cell.")
             m.topology = build_topology(m.cell, m.fixed_points, unstable_tol=unstable_tol,
                                         hidden_size=m.hidden_size, input_size=m.input_size)
 
@@ -307,6 +335,7 @@ def compare_models(
     unstable_tol: float = 0.0,
     cv_folds: int | None = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> ComparisonResult:
     """All-pairs distance matrices of ``N`` models for each metric (module docstring).
 
@@ -346,6 +375,9 @@ def compare_models(
         :func:`~lfads.compare.topology.graph_distance` and
         :func:`~lfads.compare.jslds.pairwise_jslds_distances` (``max_points``, default 2000; ``n_modes``;
         ``at``; ``seed`` defaults to ``seed``).
+    progress : bool
+        Progress bars over the models (running cells, finding fixed points and graphs) and over the pairs of
+        the all-pairs loops of DSA, topology and spectra.
 
     Examples
     --------
@@ -365,7 +397,8 @@ def compare_models(
     ms = [_as_model(obj, name) for obj, name in zip(models, names)]
     metric_kinds = [m if isinstance(m, str) else "shape" for m in metrics]
     _prepare_models(ms, metric_kinds, inputs, initial_states, n_initial_states,
-                    fixed_point_kwargs or {}, seed, exact_only, unstable_tol)
+                    fixed_point_kwargs or {}, seed, exact_only, unstable_tol, progress,
+                    build_graphs="topology" in metric_kinds or (spectra_kwargs or {}).get("by") == "graph")
     result = ComparisonResult(names)
     n = len(ms)
     dsa_fit: DSA | None = None
@@ -385,16 +418,15 @@ def compare_models(
                 dsa_fit = dataclasses.replace(dsa, models=[], selection=None) if dsa is not None else DSA(seed=seed)
                 dsa_fit.fit([x.trajectories for x in ms], conditions=conditions)
                 start = time.perf_counter()
-            d = dsa_fit.distances() if metric == "dsa" else dsa_fit.eigenvalue_distances()
+            d = dsa_fit.distances(progress) if metric == "dsa" else dsa_fit.eigenvalue_distances(progress)
             settings = dict(dsa_fit.settings)
         elif metric == "topology":
             key = metric
             d = np.zeros((n, n))
             method = np.full((n, n), "", dtype="<U3")
-            for i in range(n):
-                for j in range(i + 1, n):
-                    d[i, j], method[i, j] = graph_distance(ms[i].topology, ms[j].topology, **(graph_kwargs or {}))
-                    d[j, i], method[j, i] = d[i, j], method[i, j]
+            for i, j in model_pairs(n, metric, progress):
+                d[i, j], method[i, j] = graph_distance(ms[i].topology, ms[j].topology, **(graph_kwargs or {}))
+                d[j, i], method[j, i] = d[i, j], method[i, j]
             result.extras[key] = {"method": method,
                                   "count_vector": _pad_counts([x.topology.count_vector() for x in ms])}
             settings = {"max_nodes": (graph_kwargs or {}).get("max_nodes", 12),
@@ -415,11 +447,12 @@ def compare_models(
             key = metric
             kw = dict(spectra_kwargs or {})
             d = np.zeros((n, n))
-            for i in range(n):
-                for j in range(i + 1, n):
-                    if kw.get("by") == "readout":
-                        kw.update(readout_a=ms[i].readout, readout_b=ms[j].readout)
-                    d[i, j] = d[j, i] = compare_linearizations(ms[i].fixed_points, ms[j].fixed_points, **kw).distance
+            for i, j in model_pairs(n, metric, progress):
+                if kw.get("by") == "readout":
+                    kw.update(readout_a=ms[i].readout, readout_b=ms[j].readout)
+                elif kw.get("by") == "graph":
+                    kw.update(graph_a=ms[i].topology, graph_b=ms[j].topology)
+                d[i, j] = d[j, i] = compare_linearizations(ms[i].fixed_points, ms[j].fixed_points, **kw).distance
             settings = {k: v for k, v in kw.items() if isinstance(v, (int, float, str, bool))}
         settings["wall_time"] = time.perf_counter() - start
         result.distances[key] = d

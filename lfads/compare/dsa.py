@@ -40,12 +40,14 @@ import scipy.linalg
 import scipy.optimize
 
 from lfads.compare.geometry import _split_trials
+from lfads.compare.pairs import model_pairs
 from lfads.errors import LFADSDataError
 
 __all__ = [
     "DMD",
     "DSA",
     "DelayRankSelection",
+    "assignment_wasserstein",
     "delay_embed",
     "eigenvalue_wasserstein",
     "fit_dmd",
@@ -472,25 +474,45 @@ def similarity_transform_distance(
     return dist
 
 
+_ASSIGNMENT_SIZE = 512
+"""Largest common multiple of the two spectra's sizes that :func:`eigenvalue_wasserstein` solves as an assignment."""
+
+
 def eigenvalue_wasserstein(a: np.ndarray, b: np.ndarray) -> float:
     """1-Wasserstein distance between the eigenvalues of ``a`` and ``b``.
 
     Uniform weights, points in :math:`\\mathbb C`.
 
-    ``a`` and ``b`` may be square matrices or 1-D arrays of eigenvalues; their sizes may differ.
+    ``a`` and ``b`` may be square matrices or 1-D arrays of eigenvalues; their sizes may differ. With
+    :math:`n` and :math:`m` eigenvalues and :math:`L = \\operatorname{lcm}(n, m)`, each eigenvalue repeated
+    :math:`L/n` (or :math:`L/m`) times gives two sets of :math:`L` points of mass :math:`1/L`, whose optimal
+    plan is a permutation (Birkhoff--von Neumann):
+    :math:`W_1 = \\min_\\sigma \\frac1L \\sum_l |\\lambda_l - \\mu_{\\sigma(l)}|`, solved exactly by
+    ``scipy.optimize.linear_sum_assignment`` up to :math:`L` = 512 and by POT's network simplex beyond.
     """
-    import ot
-
     ea = np.linalg.eigvals(a) if np.ndim(a) == 2 else np.asarray(a)
     eb = np.linalg.eigvals(b) if np.ndim(b) == 2 else np.asarray(b)
     if ea.size == 0 or eb.size == 0:
         raise LFADSDataError("eigenvalue_wasserstein: an empty spectrum; pass at least one eigenvalue on each side.")
+    size = int(np.lcm(ea.size, eb.size))
+    if size <= _ASSIGNMENT_SIZE:
+        return assignment_wasserstein(np.repeat(ea, size // ea.size), np.repeat(eb, size // eb.size))
+    import ot
+
     pa = np.stack([ea.real, ea.imag], axis=1)
     pb = np.stack([eb.real, eb.imag], axis=1)
     cost = ot.dist(pa, pb, metric="euclidean")
     wa = np.full(pa.shape[0], 1.0 / pa.shape[0])
     wb = np.full(pb.shape[0], 1.0 / pb.shape[0])
     return float(ot.emd2(wa, wb, cost))
+
+
+def assignment_wasserstein(a: np.ndarray, b: np.ndarray) -> float:
+    """:math:`\\min_\\sigma \\frac1k \\sum_m |a_m - b_{\\sigma(m)}|` for two sets of ``k`` complex numbers: the
+    1-Wasserstein distance between them with equal masses."""
+    cost = np.abs(np.asarray(a)[:, None] - np.asarray(b)[None, :])
+    rows, cols = scipy.optimize.linear_sum_assignment(cost)
+    return float(cost[rows, cols].mean())
 
 
 def triangle_violation_rate(d: np.ndarray, n_triples: int = 1000, seed: int = 0, tol: float = 1e-9) -> float:
@@ -570,27 +592,27 @@ class DSA:
         self.models = [fit_dmd(t, self.delays, self.rank, self.ridge) for t in trajectories]
         return self
 
-    def _pairwise(self, fn) -> np.ndarray:
+    def _pairwise(self, fn, desc: str, progress: bool) -> np.ndarray:
         n = len(self.models)
         if n == 0:
             raise LFADSDataError("DSA: no models fitted; call fit(trajectories) first.")
         out = np.zeros((n, n))
-        for i in range(n):
-            for j in range(i + 1, n):
-                out[i, j] = out[j, i] = fn(self.models[i].operator, self.models[j].operator)
+        for i, j in model_pairs(n, desc, progress):
+            out[i, j] = out[j, i] = fn(self.models[i].operator, self.models[j].operator)
         return out
 
-    def distances(self) -> np.ndarray:
-        """``(N, N)`` similarity-transform distances between the fitted operators."""
+    def distances(self, progress: bool = False) -> np.ndarray:
+        """``(N, N)`` similarity-transform distances between the fitted operators (``progress``: a bar over pairs)."""
         start = _time.perf_counter()
         out = self._pairwise(
             lambda a, b: similarity_transform_distance(
                 a, b, n_restarts=self.n_restarts, max_iter=self.max_iter, seed=self.seed
-            )
+            ),
+            "dsa", progress,
         )
         self.wall_time = _time.perf_counter() - start
         return out
 
-    def eigenvalue_distances(self) -> np.ndarray:
-        """``(N, N)`` Wasserstein distances between the operators' eigenvalues."""
-        return self._pairwise(eigenvalue_wasserstein)
+    def eigenvalue_distances(self, progress: bool = False) -> np.ndarray:
+        """``(N, N)`` Wasserstein distances between the operators' eigenvalues (``progress``: a bar over pairs)."""
+        return self._pairwise(eigenvalue_wasserstein, "dsa_eigenvalues", progress)

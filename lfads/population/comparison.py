@@ -263,7 +263,10 @@ def compare_population(
         Passed to :func:`compare_models`. ``False`` by default: the models carry the points the stored graphs
         were built on (the fixed points; for a task that keeps slow points, those of its line attractors).
     **compare_kwargs
-        Other keyword arguments of :func:`compare_models` (``dsa=``, ``cv_folds=``, ``spectra_kwargs=`` ...).
+        Other keyword arguments of :func:`compare_models` (``dsa=``, ``cv_folds=``, ``spectra_kwargs=``,
+        ``progress=`` ...). The ``spectra`` metric pairs the fixed points of two networks by their task outputs
+        (``spectra_kwargs`` ``by="readout"``, unless given): a memory with the same memory, a saddle with the
+        saddle between the same memories.
 
     Returns
     -------
@@ -295,6 +298,7 @@ def compare_population(
         models += m
         labels.append(lab)
     labels = np.concatenate(labels)
+    compare_kwargs["spectra_kwargs"] = {"by": "readout", **(compare_kwargs.get("spectra_kwargs") or {})}
     result = compare_models(models, metrics, names=[m.name for m in models], seed=seed, exact_only=exact_only,
                             **compare_kwargs)  # fmt: skip
     result.labels = labels.tolist()
