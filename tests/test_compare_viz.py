@@ -35,6 +35,22 @@ def test_heatmaps_and_mds_have_one_panel_per_metric_with_data():
     plt.close("all")
 
 
+def test_large_comparisons_name_groups_or_every_kth_model_along_the_heatmap_axes():
+    labels = ["vanilla"] * 8 + ["gru"] * 8 + ["lstm"] * 8 + ["ugrnn"] * 8
+    pts = np.random.default_rng(1).normal(size=(32, 2))
+    res = ComparisonResult([f"{a}/seed{k % 8}" for k, a in enumerate(labels)], {"a": cdist(pts, pts)})
+    heat = plot_comparison(res, labels=labels).axes[0]
+    assert [t.get_text() for t in heat.get_xticklabels()] == ["vanilla", "gru", "lstm", "ugrnn"]
+    np.testing.assert_array_equal(heat.get_xticks(), [3.5, 11.5, 19.5, 27.5])  # the centre of each block
+    assert sorted(line.get_xdata()[0] for line in heat.lines if line.get_xdata()[0] == line.get_xdata()[1]) == [
+        7.5, 15.5, 23.5]
+    named = plot_distance_matrices(res).axes[0]
+    assert [t.get_text() for t in named.get_xticklabels()] == res.names[::2]  # 32 models: every second name
+    with pytest.raises(LFADSDataError, match="contiguous"):
+        plot_distance_matrices(res, groups=labels[1:] + labels[:1])
+    plt.close("all")
+
+
 def test_topology_plot_colours_nodes_by_index_and_checks_positions():
     g = nx.Graph()
     g.add_nodes_from([(0, {"index": 0}), (1, {"index": 1}), (2, {"index": 0})])

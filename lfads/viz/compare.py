@@ -47,6 +47,7 @@ def plot_distance_matrices(
     *,
     metrics: Sequence[str] | None = None,
     names: Sequence[str] | None = None,
+    groups: Sequence[Any] | None = None,
     cmap: str = "viridis",
     annotate: bool | None = None,
     ax: Axes | Sequence[Axes] | None = None,
@@ -60,7 +61,10 @@ def plot_distance_matrices(
     metrics : sequence of str, optional
         Which metrics (all by default).
     names : sequence of str, optional
-        Model names (those of the result by default).
+        Model names (those of the result by default); beyond :data:`MAX_NAMED` models every k-th is written.
+    groups : sequence, optional
+        ``N`` group labels, each group's models contiguous (e.g. the architectures of a population): the axes
+        name the groups, one tick at the centre of each block, with lines between the blocks.
     annotate : bool, optional
         Write the values in the cells (default: when ``N <= 8``).
     ax : Axes or sequence of Axes, optional
@@ -77,9 +81,12 @@ def plot_distance_matrices(
         im = a.imshow(d, cmap=cmap, interpolation="nearest")
         fig.colorbar(im, ax=a, shrink=0.8)
         a.set_title(metric)
-        ticks = np.arange(n)
-        a.set_xticks(ticks, labels, rotation=90, fontsize="small")
-        a.set_yticks(ticks, labels, fontsize="small")
+        ticks, text, edges = _ticks(labels, groups, n)
+        a.set_xticks(ticks, text, rotation=90, fontsize="small")
+        a.set_yticks(ticks, text, fontsize="small")
+        for edge in edges:
+            a.axhline(edge, color="white", lw=0.8)
+            a.axvline(edge, color="white", lw=0.8)
         if annotate:
             top = np.nanmax(d) if np.isfinite(d).any() else 1.0
             for i in range(n):
@@ -87,6 +94,24 @@ def plot_distance_matrices(
                     a.text(j, i, f"{d[i, j]:.2g}", ha="center", va="center", fontsize="x-small",
                            color="white" if d[i, j] < 0.5 * top else "black")
     return fig
+
+
+MAX_NAMED = 16
+"""Most model names written along a heatmap's axes; beyond it every k-th name."""
+
+
+def _ticks(names: list[str], groups: Sequence[Any] | None, n: int) -> tuple[np.ndarray, list[str], list[float]]:
+    """Tick positions, their text and the block boundaries of an ``n`` x ``n`` heatmap."""
+    if groups is None:
+        step = -(-n // MAX_NAMED)
+        return np.arange(0, n, step), names[::step], []
+    g = [str(x) for x in check_leading(np.asarray(groups), "groups", n, "distances")]
+    starts = [0] + [i for i in range(1, n) if g[i] != g[i - 1]]
+    if len(starts) != len(set(g)):
+        raise LFADSDataError("groups: the models of each group must be contiguous; sort the models by group.")
+    ends = starts[1:] + [n]
+    centres = np.array([(a + b - 1) / 2 for a, b in zip(starts, ends)])
+    return centres, [g[a] for a in starts], [a - 0.5 for a in starts[1:]]
 
 
 def plot_mds(
@@ -136,14 +161,23 @@ def plot_mds(
 def plot_comparison(
     result: Any, labels: Sequence[Any] | None = None, *, metrics: Sequence[str] | None = None, seed: int = 0
 ) -> Figure:
-    """Heatmaps (top row) and MDS embeddings (bottom row) of every metric of a comparison."""
+    """Heatmaps (top row) and MDS embeddings (bottom row) of every metric of a comparison, points coloured by
+    ``labels``; beyond :data:`MAX_NAMED` models the heatmaps name the label groups (when each is contiguous)."""
     mats, names = _matrices(result, metrics)
     k = len(mats)
     fig, axes = plt.subplots(2, k, figsize=(3.8 * k, 7.0), squeeze=False, layout="constrained")
-    plot_distance_matrices(mats, names=names, ax=list(axes[0]))
+    contiguous = labels is not None and _contiguous(labels)
+    plot_distance_matrices(mats, names=names, groups=labels if contiguous and len(labels) > MAX_NAMED else None,
+                           ax=list(axes[0]))
     for a, (metric, d) in zip(axes[1], mats.items()):
         plot_mds(d, labels, title=f"{metric}: MDS", seed=seed, ax=a)
     return fig
+
+
+def _contiguous(labels: Sequence[Any]) -> bool:
+    """Whether the models of each label are contiguous."""
+    runs = [x for k, x in enumerate(labels) if k == 0 or x != labels[k - 1]]
+    return len(runs) == len(set(runs))
 
 
 _INDEX_COLORS = ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown")
