@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 
 import h5py
@@ -93,6 +94,22 @@ def test_summary_table_has_one_row_per_architecture(tiny):
     assert all(r["networks"] == 2 and 0 <= r["reached"] <= 2 for r in rows)
     text = result.summary()
     assert "gru" in text and "lstm" in text and "stable/net" in text
+    # networks short of the target are counted per architecture, with the steps they had
+    missed = {r["arch"]: r["networks"] - r["reached"] for r in rows}
+    footer = text.splitlines()[-1]
+    if any(missed.values()):
+        assert footer.startswith("not reached") and "--max-steps" in footer
+        for arch, n in missed.items():
+            steps = result.fits[arch].config.max_steps
+            assert (f"{n} {arch} in {steps} steps" in footer) == (n > 0)
+    result = copy.deepcopy(result)  # the fixture is shared
+    result.fits["gru"].reached[:] = True
+    result.fits["lstm"].reached[:] = [True, False]
+    assert result.summary().splitlines()[-1].endswith(
+        f"1 lstm in {result.fits['lstm'].config.max_steps} steps; train them longer (--max-steps) or set another "
+        "--target-loss.")
+    result.fits["lstm"].reached[:] = True
+    assert result.summary().splitlines()[-1].startswith("lstm")  # all reached: no footer
 
 
 def test_loading_another_file_names_the_problem(tmp_path):

@@ -150,6 +150,12 @@ class PopulationResult:
                 f"{r['median_steps']:>12.0f} {r['train_s']:>8.1f} {r['median_stable']:>10.1f} "
                 f"{r['median_index1']:>11.1f}"
             )
+        missed = [(arch, int((~fit.reached).sum()), fit.config.max_steps) for arch, fit in self.fits.items()]
+        missed = [m for m in missed if m[1]]
+        if missed:
+            lines.append(f"not reached (kept, marked reached=False): "
+                         f"{', '.join(f'{n} {arch} in {steps} steps' for arch, n, steps in missed)}; "
+                         "train them longer (--max-steps) or set another --target-loss.")  # fmt: skip
         return "\n".join(lines)
 
     def __str__(self) -> str:
