@@ -23,7 +23,8 @@ rule; its rounding differs, so its networks may stop at other steps), timed and 
 trained and analysed by :func:`lfads.population.population.run_population` (cached in
 ``benchmarks/.cache/``; ``--retrain`` ignores the cache). Printed per architecture: the fraction of
 flip-flop networks whose 8 stable points are the 8 memories and whose index-1 saddles join them as the
-edges of a cube; the silhouette by architecture of the SVCCA, CCA and topology distances; the fraction of
+edges of a cube; the silhouette by architecture of the SVCCA, CCA and topology distances, and of the
+linearizations (``spectra``, fixed points paired by their task outputs); the fraction of
 sine networks x frequencies whose oscillation angle is within 15% of the target, beside the same
 fraction for the frequency each network's output actually has over 1200 steps; the fraction of context
 networks x contexts with a line attractor (:func:`lfads.population.universality.line_attractor`) and its
@@ -143,6 +144,7 @@ def universality(args: argparse.Namespace) -> None:
         sil["topology"] = silhouette_by_arch(d_topo, labels)
         print("silhouette by architecture: " + ", ".join(f"{k} {v:.3f}" for k, v in sil.items())
               + f" (topology by {sorted(set(methods))})")
+        _flipflop_spectra(pop)
     if "sine" in tasks:
         pop = get_population("sine", args)
         print(pop.summary())
@@ -178,6 +180,17 @@ def universality(args: argparse.Namespace) -> None:
                   f"alignment {med('mode_alignment'):.2f}, gain "
                   f"{med('relevant_gain'):.3f} / {med('irrelevant_gain'):.3f}, relevant > irrelevant "
                   f"{np.mean([la.relevant_gain > la.irrelevant_gain for la in found]):.2f}")
+
+
+def _flipflop_spectra(pop) -> None:
+    """Silhouette by architecture of the linearizations (``spectra``, points paired by their task outputs) over all,
+    the 8 and the 3 leading eigenvalues of each point, and the mean distances between architectures over 3."""
+    from lfads.population.comparison import compare_population
+
+    for modes in (None, 8, 3):
+        res = compare_population(pop, ["spectra"], condition="zero", spectra_kwargs={"n_modes": modes})
+        print(f"spectra over {modes or 'all'} leading eigenvalues: silhouette {res.silhouettes['spectra']:.3f}")
+    print(res.result.group_table("spectra"))
 
 
 def _changed_training(pop, settings: dict) -> str:
