@@ -110,6 +110,7 @@ def get_population(task: str, args: argparse.Namespace):
 
 
 def universality(args: argparse.Namespace) -> None:
+    from lfads.compare.stats import silhouette_test
     from lfads.population.distances import (
         arch_labels,
         geometry_distances,
@@ -139,11 +140,12 @@ def universality(args: argparse.Namespace) -> None:
         trials = pop.task.condition_sample("zero", 64, torch.Generator().manual_seed(12345))
         traj = pop.trajectories(trials.inputs)
         labels = arch_labels(pop)
-        sil = {m: silhouette_by_arch(geometry_distances(traj, m), labels) for m in ("svcca", "cca")}
-        d_topo, methods = topology_distances(pop, "zero")
-        sil["topology"] = silhouette_by_arch(d_topo, labels)
-        print("silhouette by architecture: " + ", ".join(f"{k} {v:.3f}" for k, v in sil.items())
-              + f" (topology by {sorted(set(methods))})")
+        dists = {m: geometry_distances(traj, m) for m in ("svcca", "cca")}
+        dists["topology"], methods = topology_distances(pop, "zero")
+        sil = {m: silhouette_by_arch(d, labels) for m, d in dists.items()}
+        p = {m: silhouette_test(d, labels).p_value for m, d in dists.items()}
+        print("silhouette by architecture: " + ", ".join(f"{k} {v:.3f} (p = {p[k]:.3g})" for k, v in sil.items())
+              + f"; p against 1000 shuffles of the labels; topology by {sorted(set(methods))}")
         _flipflop_spectra(pop)
     if "sine" in tasks:
         pop = get_population("sine", args)
@@ -189,7 +191,8 @@ def _flipflop_spectra(pop) -> None:
 
     for modes in (None, 8, 3):
         res = compare_population(pop, ["spectra"], condition="zero", spectra_kwargs={"n_modes": modes})
-        print(f"spectra over {modes or 'all'} leading eigenvalues: silhouette {res.silhouettes['spectra']:.3f}")
+        print(f"spectra over {modes or 'all'} leading eigenvalues: silhouette {res.silhouettes['spectra']:.3f} "
+              f"(p = {res.p_values['spectra']:.3g})")
     print(res.result.group_table("spectra"))
 
 

@@ -13,6 +13,7 @@ from lfads.compare.stats import (
     permutation_test,
     separation_auc,
     silhouette,
+    silhouette_test,
     split_half_floor,
 )
 from lfads.errors import LFADSDataError
@@ -35,6 +36,24 @@ def test_permutation_test_rejects_separated_groups_and_not_a_single_cloud():
     assert permutation_test(d4, [0, 0, 1, 1], 10).statistic == pytest.approx((5 + 6 + 7 + 8) / 4 - 1.5)
     with pytest.raises(LFADSDataError, match="exactly two groups"):
         permutation_test(d4, [0, 1, 2, 2])
+
+
+def test_silhouette_test_matches_the_exact_null_of_a_four_model_labelling():
+    # models {0, 1} and {2, 3} are tight pairs: of the 6 equally likely arrangements of the labels [a, a, b, b],
+    # 2 (the labelling and its swap) reach the observed silhouette, so the exact p is 1/3
+    d4 = np.array([[0, 1, 5, 6], [1, 0, 7, 8], [5, 7, 0, 2], [6, 8, 2, 0]], dtype=float)
+    res = silhouette_test(d4, ["a", "a", "b", "b"], n_permutations=4000, seed=3)
+    assert res.statistic == pytest.approx(silhouette(d4, ["a", "a", "b", "b"]))
+    assert res.p_value == pytest.approx(1 / 3, abs=0.025)  # Monte Carlo error about 0.0075
+    # four separated clouds of 8: no shuffle comes close; one cloud: the silhouette is chance
+    pts = np.random.default_rng(0).normal(size=(32, 2)) + np.repeat([[0, 0], [9, 0], [0, 9], [9, 9]], 8, axis=0)
+    groups = np.repeat(np.arange(4), 8)
+    assert silhouette_test(cdist(pts, pts), groups, n_permutations=200).p_value == pytest.approx(1 / 201)
+    cloud = np.random.default_rng(1).normal(size=(32, 2))
+    assert silhouette_test(cdist(cloud, cloud), groups, n_permutations=200).p_value > 0.05
+    assert silhouette_test(np.zeros((4, 4)), [0, 0, 1, 1], n_permutations=50).p_value == 1.0
+    with pytest.raises(LFADSDataError, match="2 to 3 groups"):
+        silhouette_test(d4, [0, 0, 0, 0])
 
 
 def test_mds_recovers_planar_configurations_and_silhouette_and_auc_follow_the_gap():

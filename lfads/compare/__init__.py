@@ -47,6 +47,7 @@ from lfads.compare.stats import (
     permutation_test,
     separation_auc,
     silhouette,
+    silhouette_test,
     split_half_floor,
 )
 from lfads.compare.topology import (
@@ -92,6 +93,7 @@ __all__ = [
     "select_delay_rank",
     "separation_auc",
     "silhouette",
+    "silhouette_test",
     "similarity_transform_distance",
     "simulate",
     "split_half_floor",

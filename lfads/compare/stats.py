@@ -9,7 +9,9 @@
 * :func:`bootstrap_interval`: a percentile interval of a distance over trials resampled with
   replacement (the same trials for both models).
 * :func:`embed_mds`: metric multidimensional scaling of a distance matrix (scikit-learn).
-* :func:`silhouette`: mean silhouette of a labelling under a precomputed distance (scikit-learn).
+* :func:`silhouette`: mean silhouette of a labelling under a precomputed distance (scikit-learn);
+  :func:`silhouette_test`: is it higher than the silhouettes of shuffled labels, with
+  :math:`p = (1 + \\#\\{s_\\pi \\ge s\\}) / (1 + n_\\pi)`?
 * :func:`separation_auc`: probability that a between-group distance exceeds a within-group one.
 """
 
@@ -30,6 +32,7 @@ __all__ = [
     "permutation_test",
     "separation_auc",
     "silhouette",
+    "silhouette_test",
     "split_half_floor",
 ]
 
@@ -54,7 +57,8 @@ def _group_statistic(d: np.ndarray, labels: np.ndarray, a: Any, b: Any) -> float
 
 @dataclass(frozen=True)
 class PermutationTest:
-    """``statistic`` (between minus within), its ``null`` draws and the one-sided ``p_value``."""
+    """``statistic`` (:func:`permutation_test`: between minus within; :func:`silhouette_test`: the silhouette),
+    its ``null`` draws under shuffled labels and the one-sided ``p_value``."""
 
     statistic: float
     null: np.ndarray
@@ -162,6 +166,28 @@ def silhouette(distances: Any, labels: Sequence[Any]) -> float:
     d = 0.5 * (d + d.T)
     np.fill_diagonal(d, 0.0)
     return float(silhouette_score(d, np.asarray(labels), metric="precomputed"))
+
+
+def silhouette_test(
+    distances: Any, labels: Sequence[Any], n_permutations: int = 1000, seed: int = 0
+) -> PermutationTest:
+    """Does ``labels`` group the models better than chance? The :func:`silhouette` :math:`s` of ``labels`` against
+    those of ``n_permutations`` shuffles of them, :math:`p = (1 + \\#\\{s_\\pi \\ge s\\}) / (1 + n_\\pi)`.
+
+    Needs between 2 and ``N - 1`` groups. All distances 0: every silhouette is 0 and :math:`p = 1`.
+    """
+    d = _check_square(distances)
+    lab = np.asarray(labels)
+    k = np.unique(lab).size
+    if lab.shape != (d.shape[0],) or not 2 <= k <= d.shape[0] - 1:
+        raise LFADSDataError(
+            f"silhouette_test needs one label per model ({d.shape[0]}) in 2 to {d.shape[0] - 1} groups; got "
+            f"{lab.shape[0] if lab.ndim else 0} labels in {k} groups.")
+    stat = silhouette(d, lab)
+    rng = np.random.default_rng(seed)
+    null = np.array([silhouette(d, rng.permutation(lab)) for _ in range(n_permutations)])
+    p = (1.0 + np.sum(null >= stat - 1e-12)) / (1.0 + n_permutations)
+    return PermutationTest(stat, null, float(p))
 
 
 def separation_auc(distances: Any, labels: Sequence[Any]) -> float:

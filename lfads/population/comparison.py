@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from lfads.compare.api import FIXED_POINT_METRICS, ComparisonResult, Model, compare_models
+from lfads.compare.stats import silhouette_test
 from lfads.errors import LFADSDataError
 from lfads.population.distances import silhouette_by_arch
 from lfads.population.graphs import graph_points
@@ -194,6 +195,9 @@ class PopulationComparison:
     silhouettes : dict of str to float
         Metric -> silhouette of its distance matrix with the architectures as labels (NaN where undefined:
         a single architecture, one network per architecture, or non-finite distances).
+    p_values : dict of str to float
+        Metric -> the silhouette's p-value against shuffled architecture labels
+        (:func:`lfads.compare.stats.silhouette_test`; NaN where the silhouette is).
     models : list of Model
         The compared models.
     """
@@ -202,11 +206,14 @@ class PopulationComparison:
     labels: np.ndarray
     silhouettes: dict[str, float] = field(default_factory=dict)
     models: list[Model] = field(default_factory=list, repr=False)
+    p_values: dict[str, float] = field(default_factory=dict)
 
     def silhouette_table(self, digits: int = 4) -> str:
-        """One line per metric: the silhouette by architecture."""
-        lines = [f"silhouette by architecture ({', '.join(dict.fromkeys(self.labels))}):"]
-        lines += [f"  {metric:<22}{value:.{digits}f}" for metric, value in self.silhouettes.items()]
+        """One line per metric: the silhouette by architecture and its p-value against shuffled labels."""
+        lines = [f"silhouette by architecture ({', '.join(dict.fromkeys(self.labels))}), p against shuffled labels:"]
+        for metric, value in self.silhouettes.items():
+            p = self.p_values.get(metric, float("nan"))
+            lines.append(f"  {metric:<22}{value:.{digits}f}" + ("" if np.isnan(p) else f"   p = {p:.3g}"))
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -240,6 +247,7 @@ def compare_population(
     n_trials: int = 64,
     seed: int = 0,
     exact_only: bool = False,
+    n_permutations: int = 1000,
     **compare_kwargs: Any,
 ) -> PopulationComparison:
     """Compare every network of one or more populations (:func:`population_models`, then
@@ -262,6 +270,8 @@ def compare_population(
     exact_only : bool
         Passed to :func:`compare_models`. ``False`` by default: the models carry the points the stored graphs
         were built on (the fixed points; for a task that keeps slow points, those of its line attractors).
+    n_permutations : int
+        Shuffles of the architecture labels behind each silhouette's p-value (seeded by ``seed``).
     **compare_kwargs
         Other keyword arguments of :func:`compare_models` (``dsa=``, ``cv_folds=``, ``spectra_kwargs=``,
         ``progress=`` ...). The ``spectra`` metric pairs the fixed points of two networks by their task outputs
@@ -303,9 +313,12 @@ def compare_population(
                             **compare_kwargs)  # fmt: skip
     result.labels = labels.tolist()
     silhouettes = {metric: architecture_silhouette(d, labels) for metric, d in result.distances.items()}
+    p_values = {metric: silhouette_test(result[metric], labels, n_permutations, seed).p_value
+                if np.isfinite(value) else float("nan") for metric, value in silhouettes.items()}  # fmt: skip
     for metric, value in silhouettes.items():
-        result.settings[metric]["silhouette_by_arch"] = value
-    return PopulationComparison(result, labels, silhouettes, models)
+        result.settings[metric].update(silhouette_by_arch=value, silhouette_p=p_values[metric],
+                                       silhouette_permutations=int(n_permutations))
+    return PopulationComparison(result, labels, silhouettes, models, p_values)
 
 
 def _prefixes(results: list[PopulationResult]) -> list[str]:
