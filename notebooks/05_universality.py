@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from lfads.analysis.projection import compute_pca
-from lfads.compare.stats import embed_mds
+from lfads.compare.stats import embed_mds, silhouette_test
 from lfads.population.distances import arch_labels, geometry_distances, silhouette_by_arch, topology_distances
 from lfads.population.graphs import saddle_edges
 from lfads.population.population import load_population, run_population
@@ -184,7 +184,9 @@ save(fig, "graphs")
 #
 # Distances between every pair of networks: SVCCA between their states on the same trials, and the
 # distance between their fixed-point graphs. Each matrix is embedded in two dimensions by metric MDS;
-# the silhouette by architecture says how well the architectures separate (1: fully, 0: not at all).
+# the silhouette by architecture says how well the architectures separate (1: fully, 0: not at all), and
+# its p-value how often 1000 shuffles of the architecture labels score as high (random labellings score
+# below 0, so a silhouette near 0 can still be above chance).
 
 # %%
 trials = population.task.condition_sample("zero", 64, torch.Generator().manual_seed(12345))
@@ -197,8 +199,9 @@ for ax, (name, d) in zip(axes, (("SVCCA (geometry)", d_geometry), ("fixed-point 
     for arch in population.archs:
         sel = labels == arch
         ax.scatter(xy[sel, 0], xy[sel, 1], color=COLORS[arch], label=arch, s=25)
-    ax.set(title=f"{name}\nsilhouette by architecture {silhouette_by_arch(d, labels):.2f}", xlabel="MDS 1",
-           ylabel="MDS 2")
+    p = silhouette_test(d, labels).p_value
+    ax.set(title=f"{name}\nsilhouette by architecture {silhouette_by_arch(d, labels):.2f} (p = {p:.2g})",
+           xlabel="MDS 1", ylabel="MDS 2")
 axes[0].legend(fontsize=7)
 fig.tight_layout()
 save(fig, "mds")
