@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from lfads.cli import main
 from lfads.compare.api import ComparisonResult
+from lfads.compare.stats import silhouette
 
 
 def fit(data, save_dir, name: str, seed: int) -> None:
@@ -47,6 +49,27 @@ def test_compare_writes_symmetric_matrices_and_a_figure(two_runs, tmp_path, caps
         assert np.isfinite(d).all() and (d >= 0).all()
     assert (tmp_path / "compare.png").stat().st_size > 0
     assert "procrustes" in capsys.readouterr().out
+
+
+def test_groups_of_runs_print_their_separation_and_store_it_with_the_labels(two_runs, tmp_path, capsys):
+    # run a twice (distance 0 within group A) and run b: every within-group distance is below the between ones
+    out = tmp_path / "groups.h5"
+    runs = ["--run", str(two_runs[0]), "--run", str(two_runs[0]), "--run", str(two_runs[1])]
+    assert main(["compare", *runs, "--names", "a1,a2,b", "--groups", "A,A,B", "--metrics", "procrustes,cca",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = ComparisonResult.load(out)
+    assert result.labels == ["A", "A", "B"]
+    for metric in ("procrustes", "cca"):
+        d, settings = result[metric], result.settings[metric]
+        assert settings["group_auc"] == 1.0
+        assert settings["group_silhouette"] == pytest.approx(silhouette(d, ["A", "A", "B"]), abs=1e-12)
+        # 3 equally likely arrangements of the labels; only the given one reaches its silhouette
+        assert settings["group_silhouette_p"] == pytest.approx(1 / 3, abs=0.05)
+        assert f"{metric} (mean over the models of each group)" in printed
+        row = re.search(rf"^ +{metric} +(\S+) +(\S+) +(\S+)$", printed, re.M).groups()
+        assert [float(x) for x in row] == pytest.approx(
+            [settings["group_silhouette"], settings["group_silhouette_p"], 1.0], abs=5e-4)
 
 
 def test_a_run_compared_with_itself_is_at_distance_zero(two_runs, tmp_path):
@@ -99,6 +122,8 @@ def test_runs_on_different_data_are_refused(two_runs, tmp_path, capsys):
     (["--metrics", "procrustes,warp"], "--metrics"),
     (["--names", "a"], "--names"),
     (["--max-trials", "1"], "--max-trials"),
+    (["--groups", "a"], "--groups"),
+    (["--groups", "a,b"], "at least two groups and one group of two"),
     (["--spectra-modes", "-1"], "--spectra-modes"),
     (["--unstable-tol", "-0.1"], "--unstable-tol"),
 ])

@@ -12,7 +12,7 @@ import torch
 
 from lfads.cli import main
 from lfads.compare.api import ComparisonResult, compare_models
-from lfads.compare.stats import silhouette, silhouette_test
+from lfads.compare.stats import separation_auc, silhouette, silhouette_test
 from lfads.errors import LFADSDataError
 from lfads.population.comparison import TaskReadout, compare_population, population_models, shared_trials
 from lfads.population.population import load_population, run_population
@@ -86,12 +86,14 @@ def test_command_matrices_equal_compare_models_on_the_adapters_models(population
         np.testing.assert_array_equal(d, d.T)
         # the silhouette printed and stored is sklearn's, recomputed here on the saved matrix
         expected = silhouette(d, labels)
-        value, p = re.search(rf"^\s+{metric}\s+(\S+)   p = (\S+)$", printed, re.M).groups()
+        value, p, auc = re.search(rf"^ +{metric} +(\S+) +(\S+) +(\S+)$", printed, re.M).groups()
         assert float(value) == pytest.approx(expected, abs=5e-5)
         assert saved.settings[metric]["silhouette_by_arch"] == pytest.approx(expected, abs=1e-12)
-        # and its p-value against 1000 shuffles of the architecture labels, seeded by --seed
+        # its p-value against 1000 shuffles of the architecture labels, seeded by --seed, and the AUC
         shuffled = silhouette_test(d, labels, 1000, seed=0).p_value
         assert saved.settings[metric]["silhouette_p"] == shuffled and float(p) == pytest.approx(shuffled, rel=1e-2)
+        assert saved.settings[metric]["auc_by_arch"] == separation_auc(d, labels)
+        assert float(auc) == pytest.approx(separation_auc(d, labels), abs=5e-4)
         # printed: the mean distance within and between the architectures
         block = printed[printed.index(f"{metric} (mean over the models of each group)"):].splitlines()[2:4]
         gru = d[np.ix_([0, 1], [0, 1, 2, 3])]

@@ -10,6 +10,7 @@ from lfads.compare.geometry import ShapeMetric
 from lfads.compare.stats import (
     bootstrap_interval,
     embed_mds,
+    group_separation,
     permutation_test,
     separation_auc,
     silhouette,
@@ -54,6 +55,22 @@ def test_silhouette_test_matches_the_exact_null_of_a_four_model_labelling():
     assert silhouette_test(np.zeros((4, 4)), [0, 0, 1, 1], n_permutations=50).p_value == 1.0
     with pytest.raises(LFADSDataError, match="2 to 3 groups"):
         silhouette_test(d4, [0, 0, 0, 0])
+
+
+def test_group_separation_gathers_silhouette_p_and_auc_and_is_nan_where_they_are_undefined():
+    d, labels, _ = _two_clusters(6.0)
+    sc = group_separation(d, labels, n_permutations=100)
+    assert sc.silhouette == silhouette(d, labels) and sc.auc == separation_auc(d, labels) == 1.0
+    assert sc.p_value == silhouette_test(d, labels, 100).p_value == pytest.approx(1 / 101)
+    one = group_separation(d, np.zeros(16), n_permutations=10)  # no between-group pair
+    assert np.isnan(one.silhouette) and np.isnan(one.p_value) and np.isnan(one.auc)
+    alone = group_separation(d, np.arange(16), n_permutations=10)  # no within-group pair
+    assert np.isnan(alone.silhouette) and np.isnan(alone.auc)
+    pairs = group_separation(d, np.repeat(np.arange(8), 2), n_permutations=10)  # 8 groups of 2: all defined
+    assert np.isfinite([pairs.silhouette, pairs.p_value, pairs.auc]).all()
+    bad = d.copy()
+    bad[0, 1] = bad[1, 0] = np.nan
+    assert np.isnan(list(vars(group_separation(bad, labels, n_permutations=10)).values())).all()
 
 
 def test_mds_recovers_planar_configurations_and_silhouette_and_auc_follow_the_gap():

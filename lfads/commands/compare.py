@@ -5,7 +5,9 @@ an ensemble): geometry of the generator states (Procrustes, CCA, CKA), data-driv
 topology of the generator's fixed points and their linearizations, the generator's Jacobians along the same
 trials (``jslds``; at the expansion points of a co-trained JSLDS) (see :mod:`lfads.compare`). The distance
 matrices and their settings go to one HDF5 file, the tables to the terminal, and a figure (heatmaps and an
-MDS embedding) beside the file.
+MDS embedding) beside the file. ``--groups`` names the group of each run (the data set, the animal): the
+mean distances within and between groups are printed too, with how well each metric separates them
+(:func:`lfads.compare.stats.group_separation`).
 
 ``--population FILE`` (repeatable) compares instead the networks of populations written by ``lfads population``
 (:func:`lfads.population.comparison.compare_population`): their states on shared trials of the task, their
@@ -64,6 +66,9 @@ def build_parser() -> ArgumentParser:
                         help="topology: a direction counts as unstable when |lambda| > 1 + this (default 0)")
     runs = parser.add_argument_group("runs (with --run or --ckpt)")
     runs.add_argument("--names", help="comma-separated model names (default: run0, run1, ...)")
+    runs.add_argument("--groups", help="comma-separated group of each run, e.g. lorenz,lorenz,rnn,rnn: prints the "
+                                       "mean distances within and between groups and how well each metric separates "
+                                       "them (silhouette, its p against shuffled labels, AUC)")
     runs.add_argument("--split", help="trials whose generator states are compared (default valid)")
     runs.add_argument("--session", type=int, help="session index (multi-session models; default 0)")
     runs.add_argument("--max-trials", type=int, help="use at most this many trials (default 200)")
@@ -115,6 +120,7 @@ def main(argv: list[str]) -> int:
     if len(sources) < 2:
         raise LFADSArgumentError("give two or more models to compare (repeat --run or --ckpt).")
     metrics, names = _metrics(args.metrics), _names(args.names, len(sources))
+    groups = _groups(args.groups, len(sources))
     require_at_least(max_trials, 2, "--max-trials")
     ckpts = [checkpoint_file(c) for c in args.ckpt] if args.ckpt else [run_checkpoint(r, trust) for r in args.run]
     out = output_file(args.out, args.overwrite, protected=run_files(ckpts), what="a run")
@@ -127,8 +133,20 @@ def main(argv: list[str]) -> int:
     models = [lfads_generator_model(m, dm, name, split, session, max_trials)
               for (m, dm), name in zip(members, names)]
     factors = min(int(m.hparams["fac_dim"]) for m, _ in members)
-    _compare_and_write(models, metrics, names, args, out, figure, run_files(ckpts) | inputs, default_modes=factors)
+    _compare_and_write(models, metrics, names, args, out, figure, run_files(ckpts) | inputs, default_modes=factors,
+                       groups=groups)
     return 0
+
+
+def _groups(text: str | None, n: int) -> list[str] | None:
+    if text is None:
+        return None
+    groups = [g.strip() for g in text.split(",")]
+    if len(groups) != n or not all(groups) or not 2 <= len(set(groups)) <= n - 1:
+        raise LFADSArgumentError(
+            f"--groups {text}: give {n} group names, one per --run/--ckpt, separated by commas, with at least two "
+            "groups and one group of two or more runs (e.g. a,a,b).")
+    return groups
 
 
 def _check_members(members: list, ckpts: list[Path], split: str, session: int) -> None:
@@ -144,8 +162,10 @@ def _population_main(args) -> int:
     """``lfads compare --population FILE ...``: the networks of populations, compared and scored by architecture."""
     from lfads.population.comparison import check_population_file, compare_population
 
-    if args.names is not None:
-        raise LFADSArgumentError("--names: a population's networks are named by the file (arch/seed<s>); leave it out.")
+    if args.names is not None or args.groups is not None:
+        option = "--names" if args.names is not None else "--groups"
+        raise LFADSArgumentError(f"{option}: a population's networks are named and grouped by the file "
+                                 "(arch/seed<s>, by architecture); leave it out.")
     given = [o for o, v in (("--split", args.split), ("--session", args.session), ("--max-trials", args.max_trials))
              if v is not None]  # fmt: skip
     if given:
@@ -164,7 +184,7 @@ def _population_main(args) -> int:
     comparison = compare_population(paths, metrics, condition=args.condition, archs=archs, n_trials=trials,
                                     seed=args.seed, progress=not args.no_progress,
                                     **_fixed_point_options(args, default_modes=0, default_match="readout"))
-    _write(comparison.result, args, out, figure, set(paths), labels=comparison.labels)
+    _write(comparison.result, args, out, figure, set(paths), labels=comparison.labels, full=False)
     print(comparison.silhouette_table())
     return 0
 
@@ -177,16 +197,28 @@ def _fixed_point_options(args, default_modes: int, default_match: str) -> dict:
 
 
 def _compare_and_write(models, metrics, names, args, out: Path, figure: Path, protected: set,
-                       default_modes: int) -> None:
+                       default_modes: int, groups: list[str] | None) -> None:
     from lfads.compare.api import compare_models
+    from lfads.compare.stats import group_separation, separation_table
 
     result = compare_models(models, metrics, names=names, seed=args.seed, progress=not args.no_progress,
                             **_fixed_point_options(args, default_modes, default_match="spectra"))
-    _write(result, args, out, figure, protected)
+    table = None
+    if groups is not None:
+        result.labels = groups
+        scores = {metric: group_separation(d, groups, 1000, args.seed) for metric, d in result.distances.items()}
+        for metric, sc in scores.items():
+            result.settings[metric].update(group_silhouette=sc.silhouette, group_silhouette_p=sc.p_value,
+                                           group_auc=sc.auc, group_permutations=1000)
+        table = separation_table(scores, list(dict.fromkeys(groups)), 1000)
+    _write(result, args, out, figure, protected, labels=groups)
+    if table is not None:
+        print(table)
 
 
-def _write(result, args, out: Path, figure: Path, protected: set, labels=None) -> None:
-    """Write ``result`` and its figure through the output guard; print the tables."""
+def _write(result, args, out: Path, figure: Path, protected: set, labels=None, full: bool = True) -> None:
+    """Write ``result`` and its figure through the output guard; print every matrix (``full``) and, with
+    ``labels``, the mean distances within and between the groups."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,12 +229,11 @@ def _write(result, args, out: Path, figure: Path, protected: set, labels=None) -
 
     with guarded_output(out, protected=protected, overwrite=args.overwrite, what="comparison file") as tmp:
         result.save(tmp)
-    if labels is None:
+    if full:
         print(result)
-        print(f"Wrote {out}")
-    else:
+    if labels is not None:
         print("\n\n".join(result.group_table(m) for m in result.distances))
-        print(f"Wrote {out} (the distance of every pair of networks)")
+    print(f"Wrote {out}" + ("" if full else " (the distance of every pair of networks)"))
     fig = plot_comparison(result, None if labels is None else list(labels))
     with guarded_output(figure, protected=protected, overwrite=args.overwrite, what="figure", option="--figure",
                         suffix=figure.suffix) as tmp:

@@ -42,8 +42,10 @@ from lfads.compare.geometry import (
 from lfads.compare.jslds import JSLDSComparison, TrialPath, pairwise_jslds_distances
 from lfads.compare.spectra import LinearizationComparison, compare_linearizations, match_fixed_points
 from lfads.compare.stats import (
+    GroupSeparation,
     bootstrap_interval,
     embed_mds,
+    group_separation,
     permutation_test,
     separation_auc,
     silhouette,
@@ -63,6 +65,7 @@ from lfads.compare.topology import (
 __all__ = [
     "DMD",
     "DSA",
+    "GroupSeparation",
     "JSLDSComparison",
     "METRICS",
     "ComparisonResult",
@@ -85,6 +88,7 @@ __all__ = [
     "geometry_metric",
     "graph_distance",
     "graph_edit_distance",
+    "group_separation",
     "match_fixed_points",
     "pairwise_cross_validated_distances",
     "pairwise_distances",

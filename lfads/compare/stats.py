@@ -13,11 +13,12 @@
   :func:`silhouette_test`: is it higher than the silhouettes of shuffled labels, with
   :math:`p = (1 + \\#\\{s_\\pi \\ge s\\}) / (1 + n_\\pi)`?
 * :func:`separation_auc`: probability that a between-group distance exceeds a within-group one.
+* :func:`group_separation`: the three for one grouping (silhouette, its p-value, AUC), NaN where undefined.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +27,14 @@ import numpy as np
 from lfads.errors import LFADSDataError
 
 __all__ = [
+    "GroupSeparation",
     "PermutationTest",
     "bootstrap_interval",
     "embed_mds",
+    "group_separation",
     "permutation_test",
     "separation_auc",
+    "separation_table",
     "silhouette",
     "silhouette_test",
     "split_half_floor",
@@ -202,3 +206,54 @@ def separation_auc(distances: Any, labels: Sequence[Any]) -> float:
         raise LFADSDataError("separation_auc needs at least one within-group and one between-group pair.")
     diff = between[:, None] - within[None, :]
     return float(np.mean(diff > 0) + 0.5 * np.mean(diff == 0))
+
+
+@dataclass(frozen=True)
+class GroupSeparation:
+    """How well a grouping separates the models under one distance: :func:`silhouette`, the p-value of
+    :func:`silhouette_test` and :func:`separation_auc`."""
+
+    silhouette: float
+    p_value: float
+    auc: float
+
+
+def group_separation(
+    distances: Any, labels: Sequence[Any], n_permutations: int = 1000, seed: int = 0
+) -> GroupSeparation:
+    """:func:`silhouette`, :func:`silhouette_test` and :func:`separation_auc` of ``labels``.
+
+    NaN where undefined: fewer than 2 groups or as many groups as models (silhouette, p-value; the AUC also
+    needs a pair within a group and one between groups), or a non-finite distance (all three). All distances
+    0: silhouette 0, :math:`p = 1`, AUC 0.5.
+    """
+    d = _check_square(distances)
+    lab = np.asarray(labels)
+    if lab.shape != (d.shape[0],):
+        raise LFADSDataError(f"group_separation needs one label per model ({d.shape[0]}); got {lab.shape[0]} labels.")
+    nan = float("nan")
+    if not np.isfinite(d).all():
+        return GroupSeparation(nan, nan, nan)
+    k = np.unique(lab).size
+    same = lab[:, None] == lab[None, :]
+    has_pairs = bool(np.triu(same, 1).any() and np.triu(~same, 1).any())
+    auc = separation_auc(d, lab) if has_pairs else nan
+    if not 2 <= k <= d.shape[0] - 1:
+        return GroupSeparation(nan, nan, auc)
+    test = silhouette_test(d, lab, n_permutations, seed)
+    return GroupSeparation(test.statistic, test.p_value, auc)
+
+
+def separation_table(scores: Mapping[str, GroupSeparation], groups: Sequence[str], n_permutations: int,
+                     digits: int = 4) -> str:
+    """One line per metric of :func:`group_separation` results: silhouette, p-value and AUC (blank where NaN)."""
+    def cell(value: float, width: int, fmt: str) -> str:
+        return f"{'':>{width}}" if np.isnan(value) else f"{value:>{width}{fmt}}"
+
+    lines = [f"separation of the groups ({', '.join(groups)}): silhouette, its p against {n_permutations} shuffles "
+             "of the labels, AUC of between- over within-group distances",
+             f"  {'metric':<22}{'silhouette':>11}{'p':>9}{'AUC':>8}"]
+    for metric, sc in scores.items():
+        lines.append(f"  {metric:<22}{cell(sc.silhouette, 11, f'.{digits}f')}{cell(sc.p_value, 9, '.3g')}"
+                     f"{cell(sc.auc, 8, '.3f')}")
+    return "\n".join(lines)

@@ -13,7 +13,8 @@ Network ``n`` of architecture ``a`` (initialised from seed ``s``) becomes a mode
 * its task readout :math:`y = W h_{:H} + b` (:class:`TaskReadout`), the output space all networks share.
 
 :func:`compare_population` runs :func:`lfads.compare.compare_models` on them and scores how well each
-distance groups the networks by architecture (the silhouette, :func:`lfads.compare.stats.silhouette`).
+distance groups the networks by architecture (:func:`lfads.compare.stats.group_separation`: the silhouette, its
+p-value against shuffled labels, the AUC).
 """
 
 from __future__ import annotations
@@ -28,16 +29,14 @@ import numpy as np
 import torch
 
 from lfads.compare.api import FIXED_POINT_METRICS, ComparisonResult, Model, compare_models
-from lfads.compare.stats import silhouette_test
+from lfads.compare.stats import GroupSeparation, group_separation, separation_table
 from lfads.errors import LFADSDataError
-from lfads.population.distances import silhouette_by_arch
 from lfads.population.graphs import graph_points
 from lfads.population.population import PopulationResult, check_population_format, load_population
 
 __all__ = [
     "PopulationComparison",
     "TaskReadout",
-    "architecture_silhouette",
     "check_population_file",
     "compare_population",
     "population_models",
@@ -189,44 +188,42 @@ class PopulationComparison:
     ----------
     result : ComparisonResult
         The distance matrices (``result.labels`` holds the architectures; each metric's settings hold its
-        ``silhouette_by_arch``).
+        ``silhouette_by_arch``, ``silhouette_p`` and ``auc_by_arch``).
     labels : np.ndarray
         ``(models,)`` the architecture of each network.
-    silhouettes : dict of str to float
-        Metric -> silhouette of its distance matrix with the architectures as labels (NaN where undefined:
-        a single architecture, one network per architecture, or non-finite distances).
-    p_values : dict of str to float
-        Metric -> the silhouette's p-value against shuffled architecture labels
-        (:func:`lfads.compare.stats.silhouette_test`; NaN where the silhouette is).
+    separation : dict of str to GroupSeparation
+        Metric -> how well the architectures separate (:func:`lfads.compare.stats.group_separation`: the
+        silhouette, its p-value against shuffled labels, the AUC; NaN where undefined: a single
+        architecture, one network per architecture, or non-finite distances).
     models : list of Model
         The compared models.
+    n_permutations : int
+        Shuffles behind the p-values.
     """
 
     result: ComparisonResult
     labels: np.ndarray
-    silhouettes: dict[str, float] = field(default_factory=dict)
+    separation: dict[str, GroupSeparation] = field(default_factory=dict)
     models: list[Model] = field(default_factory=list, repr=False)
-    p_values: dict[str, float] = field(default_factory=dict)
+    n_permutations: int = 1000
+
+    @property
+    def silhouettes(self) -> dict[str, float]:
+        """Metric -> silhouette by architecture."""
+        return {metric: sc.silhouette for metric, sc in self.separation.items()}
+
+    @property
+    def p_values(self) -> dict[str, float]:
+        """Metric -> the silhouette's p-value against shuffled architecture labels."""
+        return {metric: sc.p_value for metric, sc in self.separation.items()}
 
     def silhouette_table(self, digits: int = 4) -> str:
-        """One line per metric: the silhouette by architecture and its p-value against shuffled labels."""
-        lines = [f"silhouette by architecture ({', '.join(dict.fromkeys(self.labels))}), p against shuffled labels:"]
-        for metric, value in self.silhouettes.items():
-            p = self.p_values.get(metric, float("nan"))
-            lines.append(f"  {metric:<22}{value:.{digits}f}" + ("" if np.isnan(p) else f"   p = {p:.3g}"))
-        return "\n".join(lines)
+        """One line per metric: silhouette by architecture, its p-value and the AUC
+        (:func:`lfads.compare.stats.separation_table`)."""
+        return separation_table(self.separation, list(dict.fromkeys(self.labels)), self.n_permutations, digits)
 
     def __str__(self) -> str:
         return f"{self.result}\n\n{self.silhouette_table()}"
-
-
-def architecture_silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
-    """:func:`~lfads.population.distances.silhouette_by_arch`, NaN where a silhouette is undefined (fewer than two
-    architectures, as many architectures as networks, or a non-finite distance)."""
-    k = len(set(labels.tolist()))
-    if not 2 <= k <= len(labels) - 1 or not np.isfinite(distances).all():
-        return float("nan")
-    return silhouette_by_arch(distances, labels)
 
 
 def _same_task(results: list[PopulationResult], names: list[str]) -> None:
@@ -312,13 +309,11 @@ def compare_population(
     result = compare_models(models, metrics, names=[m.name for m in models], seed=seed, exact_only=exact_only,
                             **compare_kwargs)  # fmt: skip
     result.labels = labels.tolist()
-    silhouettes = {metric: architecture_silhouette(d, labels) for metric, d in result.distances.items()}
-    p_values = {metric: silhouette_test(result[metric], labels, n_permutations, seed).p_value
-                if np.isfinite(value) else float("nan") for metric, value in silhouettes.items()}  # fmt: skip
-    for metric, value in silhouettes.items():
-        result.settings[metric].update(silhouette_by_arch=value, silhouette_p=p_values[metric],
+    separation = {metric: group_separation(d, labels, n_permutations, seed) for metric, d in result.distances.items()}
+    for metric, sc in separation.items():
+        result.settings[metric].update(silhouette_by_arch=sc.silhouette, silhouette_p=sc.p_value, auc_by_arch=sc.auc,
                                        silhouette_permutations=int(n_permutations))
-    return PopulationComparison(result, labels, silhouettes, models, p_values)
+    return PopulationComparison(result, labels, separation, models, int(n_permutations))
 
 
 def _prefixes(results: list[PopulationResult]) -> list[str]:
