@@ -5,7 +5,7 @@ an ensemble): geometry of the generator states (Procrustes, CCA, CKA), data-driv
 topology of the generator's fixed points and their linearizations, the generator's Jacobians along the same
 trials (``jslds``; at the expansion points of a co-trained JSLDS) (see :mod:`lfads.compare`). The distance
 matrices and their settings go to one HDF5 file, the tables to the terminal, and a figure (heatmaps and an
-MDS embedding) beside the file. ``--groups`` names the group of each run (the data set, the animal): the
+MDS embedding) beside the file. ``--groups`` names the group of each run (e.g. its model configuration): the
 mean distances within and between groups are printed too, with how well each metric separates them
 (:func:`lfads.compare.stats.group_separation`).
 
@@ -66,7 +66,7 @@ def build_parser() -> ArgumentParser:
                         help="topology: a direction counts as unstable when |lambda| > 1 + this (default 0)")
     runs = parser.add_argument_group("runs (with --run or --ckpt)")
     runs.add_argument("--names", help="comma-separated model names (default: run0, run1, ...)")
-    runs.add_argument("--groups", help="comma-separated group of each run, e.g. lorenz,lorenz,rnn,rnn: prints the "
+    runs.add_argument("--groups", help="comma-separated group of each run, e.g. small,small,large,large: prints the "
                                        "mean distances within and between groups and how well each metric separates "
                                        "them (silhouette, its p against shuffled labels, AUC)")
     runs.add_argument("--split", help="trials whose generator states are compared (default valid)")
