@@ -103,19 +103,34 @@ def test_spectra_of_runs_compare_as_many_leading_modes_as_the_generators_have_fa
     assert leading["spectra"][0, 1] != every["spectra"][0, 1]
 
 
-def test_runs_on_different_data_are_refused(two_runs, tmp_path, capsys):
+def test_runs_on_different_data_are_compared_only_by_metrics_that_need_no_shared_trials(two_runs, tmp_path, capsys):
     from datasets.lorenz import write_lorenz
 
     other = tmp_path / "other.h5"
     write_lorenz(other, n_conditions=8, trials_per_condition=5, n_time=50, n_heldin=12, n_heldout=4, seed=2)
     fit(other, tmp_path / "runs", "c", 0)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["compare", "--run", str(two_runs[0]), "--run", str(tmp_path / "runs" / "c"), "--out",
-              str(tmp_path / "x.h5")])
-    assert exit_info.value.code == 2
-    line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.startswith("lfads compare: error:")
-    assert not (tmp_path / "x.h5").exists()
+    runs = ["--run", str(two_runs[0]), "--run", str(two_runs[1]), "--run", str(tmp_path / "runs" / "c")]
+    for metrics in ("procrustes,dsa", "spectra"):  # geometry, or points paired by their rates, need shared trials
+        extra = ["--spectra-match", "readout"] if metrics == "spectra" else []
+        with pytest.raises(SystemExit) as exit_info:
+            main(["compare", *runs, "--metrics", metrics, *extra, "--out", str(tmp_path / "x.h5")])
+        assert exit_info.value.code == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith("lfads compare: error:") and "--metrics dsa,dsa_eigenvalues,topology" in line
+        assert ("procrustes" if metrics != "spectra" else "spectra matched by readout") in line
+        assert not (tmp_path / "x.h5").exists()
+    out = tmp_path / "dynamics.h5"
+    assert main(["compare", *runs, "--metrics", "dsa_eigenvalues,topology_counts,spectra", "--out", str(out)]) == 0
+    result = ComparisonResult.load(out)
+    for metric in ("dsa_eigenvalues", "topology_counts", "spectra"):
+        d = result[metric]
+        assert np.isfinite(d).all() and np.array_equal(d, d.T) and (np.diag(d) == 0).all()
+    # the two runs on the first data keep the distances they have when compared alone
+    alone = tmp_path / "alone.h5"
+    assert main(["compare", *runs[:4], "--metrics", "dsa_eigenvalues,topology_counts,spectra", "--out",
+                 str(alone)]) == 0
+    for metric in ("topology_counts", "spectra"):
+        assert result[metric][0, 1] == ComparisonResult.load(alone)[metric][0, 1]
 
 
 @pytest.mark.parametrize(("extra", "says"), [

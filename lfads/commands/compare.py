@@ -1,13 +1,14 @@
 """``lfads compare``: distances between the dynamics of several fitted LFADS models.
 
 Every model's generator is compared on the same trials (runs fitted to different data are refused, as for
-an ensemble): geometry of the generator states (Procrustes, CCA, CKA), data-driven dynamics (DSA), the
+an ensemble, unless every metric asked for is one of :data:`TRIAL_FREE_METRICS`, which compare each run on its
+own trials): geometry of the generator states (Procrustes, CCA, CKA), data-driven dynamics (DSA), the
 topology of the generator's fixed points and their linearizations, the generator's Jacobians along the same
 trials (``jslds``; at the expansion points of a co-trained JSLDS) (see :mod:`lfads.compare`). The distance
 matrices and their settings go to one HDF5 file, the tables to the terminal, and a figure (heatmaps and an
-MDS embedding) beside the file. ``--groups`` names the group of each run (e.g. its model configuration): the
-mean distances within and between groups are printed too, with how well each metric separates them
-(:func:`lfads.compare.stats.group_separation`).
+MDS embedding) beside the file. ``--groups`` names the group of each run (e.g. its model configuration, or
+its animal): the mean distances within and between groups are printed too, with how well each metric
+separates them (:func:`lfads.compare.stats.group_separation`).
 
 ``--population FILE`` (repeatable) compares instead the networks of populations written by ``lfads population``
 (:func:`lfads.population.comparison.compare_population`): their states on shared trials of the task, their
@@ -32,12 +33,15 @@ from lfads.commands.checks import (
     splits_present,
 )
 from lfads.commands.report import ArgumentParser
-from lfads.errors import LFADSArgumentError
+from lfads.errors import LFADSArgumentError, LFADSDataError
 
-__all__ = ["DEFAULT_METRICS", "build_parser", "main"]
+__all__ = ["DEFAULT_METRICS", "TRIAL_FREE_METRICS", "build_parser", "main"]
 
 DEFAULT_METRICS = "procrustes,cca,dsa,topology,spectra"
 SPECTRA_MATCHES = ("spectra", "readout", "graph")
+TRIAL_FREE_METRICS = ("dsa", "dsa_eigenvalues", "topology", "topology_counts", "spectra")
+"""Metrics that compare each run on its own trials (its DMD, its fixed points), so that runs fitted to different
+data can be compared."""
 
 
 def build_parser() -> ArgumentParser:
@@ -66,7 +70,7 @@ def build_parser() -> ArgumentParser:
                         help="topology: a direction counts as unstable when |lambda| > 1 + this (default 0)")
     runs = parser.add_argument_group("runs (with --run or --ckpt)")
     runs.add_argument("--names", help="comma-separated model names (default: run0, run1, ...)")
-    runs.add_argument("--groups", help="comma-separated group of each run, e.g. small,small,large,large: prints the "
+    runs.add_argument("--groups", help="comma-separated group of each run, e.g. m1,m1,m2,m2: prints the "
                                        "mean distances within and between groups and how well each metric separates "
                                        "them (silhouette, its p against shuffled labels, AUC)")
     runs.add_argument("--split", help="trials whose generator states are compared (default valid)")
@@ -127,7 +131,7 @@ def main(argv: list[str]) -> int:
     figure = output_file(args.figure or out.with_suffix(".png"), args.overwrite, protected=run_files(ckpts),
                          option="--figure", what="a run")
     members = [load_model_and_data(c, None, trust=trust) for c in ckpts]
-    _check_members(members, ckpts, split, session)
+    _check_members(members, ckpts, split, session, metrics, args.spectra_match)
     inputs = {Path(s.path) for _, dm in members for s in dm.sessions}
     output_file(out, args.overwrite, protected=inputs, what="the input data")
     models = [lfads_generator_model(m, dm, name, split, session, max_trials)
@@ -149,13 +153,26 @@ def _groups(text: str | None, n: int) -> list[str] | None:
     return groups
 
 
-def _check_members(members: list, ckpts: list[Path], split: str, session: int) -> None:
+def _check_members(members: list, ckpts: list[Path], split: str, session: int, metrics: list[str],
+                   spectra_match: str | None) -> None:
+    """The runs hold the split and session asked for; and the same trials, unless every metric asked for
+    compares each run on its own trials (:data:`TRIAL_FREE_METRICS`)."""
     from lfads.ensemble import check_same_trials
 
-    check_same_trials([dm for _, dm in members], [str(c) for c in ckpts])
-    datamodule = members[0][1]
-    session_index(session, datamodule)
-    check_splits([split], splits_present(datamodule), f"the data ({', '.join(datamodule.session_names)})", "--split")
+    shared = [m for m in metrics if m not in TRIAL_FREE_METRICS]
+    if "spectra" in metrics and spectra_match == "readout":
+        shared.append("spectra matched by readout")
+    if shared:
+        try:
+            check_same_trials([dm for _, dm in members], [str(c) for c in ckpts])
+        except LFADSDataError as err:
+            raise LFADSDataError(
+                f"{err} The metrics {', '.join(shared)} compare the generators on the same trials; for runs fitted "
+                f"to different data (sessions, animals) use --metrics {','.join(TRIAL_FREE_METRICS)}.") from None
+    for (_, datamodule), ckpt in zip(members, ckpts):
+        session_index(session, datamodule)
+        check_splits([split], splits_present(datamodule),
+                     f"the data of {ckpt} ({', '.join(datamodule.session_names)})", "--split")
 
 
 def _population_main(args) -> int:
