@@ -72,6 +72,19 @@ def test_groups_of_runs_print_their_separation_and_store_it_with_the_labels(two_
             [settings["group_silhouette"], settings["group_silhouette_p"], 1.0], abs=5e-4)
 
 
+def test_dsa_delays_and_rank_given_on_the_command_line_are_used_not_selected(two_runs, tmp_path, capsys):
+    runs = ["--run", str(two_runs[0]), "--run", str(two_runs[1]), "--metrics", "dsa_eigenvalues"]
+    assert main(["compare", *runs, "--dsa-delays", "2", "--dsa-rank", "3", "--out", str(tmp_path / "g.h5")]) == 0
+    given = ComparisonResult.load(tmp_path / "g.h5").settings["dsa_eigenvalues"]
+    assert (given["delays"], given["rank"], given["selected"], given["rank_at_grid_edge"]) == (2, 3, False, False)
+    assert "note: DSA chose" not in capsys.readouterr().out
+    assert main(["compare", *runs, "--out", str(tmp_path / "s.h5")]) == 0
+    selected = ComparisonResult.load(tmp_path / "s.h5").settings["dsa_eigenvalues"]
+    assert selected["selected"]
+    # the note is printed exactly when the selection stopped at the grid's largest rank
+    assert ("note: DSA chose rank" in capsys.readouterr().out) == bool(selected["rank_at_grid_edge"])
+
+
 def test_a_run_compared_with_itself_is_at_distance_zero(two_runs, tmp_path):
     out = tmp_path / "self.h5"
     assert main(["compare", "--run", str(two_runs[0]), "--run", str(two_runs[0]), "--names", "x,y",
@@ -138,6 +151,8 @@ def test_runs_on_different_data_are_compared_only_by_metrics_that_need_no_shared
     (["--names", "a"], "--names"),
     (["--max-trials", "1"], "--max-trials"),
     (["--groups", "a"], "--groups"),
+    (["--dsa-rank", "0"], "--dsa-rank 0: must be at least 1"),
+    (["--dsa-delays", "-1"], "--dsa-delays -1: must be at least 1"),
     (["--groups", "a,b"], "at least two groups and one group of two"),
     (["--spectra-modes", "-1"], "--spectra-modes"),
     (["--unstable-tol", "-0.1"], "--unstable-tol"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg
 from scipy.stats import ortho_group, spearmanr
 from sklearn.metrics import silhouette_score
 
@@ -113,6 +114,32 @@ def test_delay_and_rank_selection_finds_the_order_of_an_autoregressive_process()
     sel = select_delay_rank(x, delays=(1, 2, 3, 4), horizon=3)
     assert (sel.delays, sel.rank) == (2, 2)
     assert sel.errors[0, 0] > 2 * np.nanmin(sel.errors)
+
+
+def _noisy_linear(n_units: int, seed: int = 0) -> np.ndarray:
+    # x_{t+1} = A x_t + noise with 2 x n_units/2 rotating modes of distinct radii: every dimension predicts
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for k in range(n_units // 2):
+        r, w = 0.97 - 0.02 * k, 0.1 + 0.07 * k
+        blocks.append(r * np.array([[np.cos(w), -np.sin(w)], [np.sin(w), np.cos(w)]]))
+    a = scipy.linalg.block_diag(*blocks)
+    q = ortho_group.rvs(n_units, random_state=seed)
+    a = q @ a @ q.T
+    x = np.zeros((30, 60, n_units))
+    x[:, 0] = rng.normal(size=(30, n_units))
+    for t in range(1, 60):
+        x[:, t] = x[:, t - 1] @ a.T + 0.05 * rng.normal(size=(30, n_units))
+    return x
+
+
+def test_a_rank_chosen_at_the_edge_of_the_grid_is_flagged_and_a_given_rank_is_not():
+    wide = DSA().fit([_noisy_linear(20, seed=s) for s in (0, 1)])
+    assert wide.rank == 10 and wide.settings["rank_at_grid_edge"]  # 20 dimensions, the grid stops at 10
+    narrow = DSA().fit([_noisy_linear(4, seed=s) for s in (0, 1)])
+    assert narrow.rank <= 4 and not narrow.settings["rank_at_grid_edge"]
+    given = DSA(rank=10).fit([_noisy_linear(20, seed=s) for s in (0, 1)])
+    assert given.rank == 10 and not given.settings["rank_at_grid_edge"] and given.selection is not None
 
 
 def test_condition_means_are_removed_per_condition_and_time():

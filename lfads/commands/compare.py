@@ -66,6 +66,10 @@ def build_parser() -> ArgumentParser:
                         help="spectra: pair the fixed points of two models by the distance between their spectra, by "
                              "their images in the shared output space, or through the topology graphs (default: "
                              "spectra for runs, readout for populations: the task output)")
+    parser.add_argument("--dsa-delays", type=int, help="dsa: delays of the embedding (default: chosen by held-out "
+                                                       "prediction, from 1, 2, 3, 5, 8)")
+    parser.add_argument("--dsa-rank", type=int, help="dsa: rank of the DMD (default: chosen by held-out prediction, "
+                                                     "from 1 to 10)")
     parser.add_argument("--unstable-tol", type=float, default=0.0,
                         help="topology: a direction counts as unstable when |lambda| > 1 + this (default 0)")
     runs = parser.add_argument_group("runs (with --run or --ckpt)")
@@ -109,6 +113,9 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.spectra_modes is not None:
         require_at_least(args.spectra_modes, 0, "--spectra-modes")
+    for value, option in ((args.dsa_delays, "--dsa-delays"), (args.dsa_rank, "--dsa-rank")):
+        if value is not None:
+            require_at_least(value, 1, option)
     require_at_least(args.unstable_tol, 0.0, "--unstable-tol")
     if args.population:
         return _population_main(args)
@@ -207,10 +214,23 @@ def _population_main(args) -> int:
 
 
 def _fixed_point_options(args, default_modes: int, default_match: str) -> dict:
-    """``compare_models`` keywords from ``--spectra-modes``, ``--spectra-match`` and ``--unstable-tol``."""
+    """``compare_models`` keywords from ``--spectra-modes``, ``--spectra-match``, ``--unstable-tol``,
+    ``--dsa-delays`` and ``--dsa-rank``."""
+    from lfads.compare.dsa import DSA
+
     modes = default_modes if args.spectra_modes is None else args.spectra_modes
     by = default_match if args.spectra_match is None else args.spectra_match
-    return {"spectra_kwargs": {"n_modes": modes or None, "by": by}, "unstable_tol": args.unstable_tol}
+    return {"spectra_kwargs": {"n_modes": modes or None, "by": by}, "unstable_tol": args.unstable_tol,
+            "dsa": DSA(delays=args.dsa_delays, rank=args.dsa_rank, seed=args.seed)}
+
+
+def _dsa_note(result) -> str | None:
+    """A line to print when DSA chose the largest rank of its grid."""
+    settings = result.settings.get("dsa") or result.settings.get("dsa_eigenvalues")
+    if not settings or not settings.get("rank_at_grid_edge"):
+        return None
+    return (f"note: DSA chose rank {settings['rank']}, the largest of its grid: the held-out prediction error may "
+            "fall further at higher ranks; try --dsa-rank with a larger rank.")
 
 
 def _compare_and_write(models, metrics, names, args, out: Path, figure: Path, protected: set,
@@ -251,6 +271,9 @@ def _write(result, args, out: Path, figure: Path, protected: set, labels=None, f
     if labels is not None:
         print("\n\n".join(result.group_table(m) for m in result.distances))
     print(f"Wrote {out}" + ("" if full else " (the distance of every pair of networks)"))
+    note = _dsa_note(result)
+    if note:
+        print(note)
     fig = plot_comparison(result, None if labels is None else list(labels))
     with guarded_output(figure, protected=protected, overwrite=args.overwrite, what="figure", option="--figure",
                         suffix=figure.suffix) as tmp:

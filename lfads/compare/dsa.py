@@ -568,13 +568,17 @@ class DSA:
             "seed": self.seed,
             "selected": self.selection is not None,
             "residuals": bool(getattr(self, "residuals", False)),
+            "rank_at_grid_edge": bool(getattr(self, "rank_at_grid_edge", False)),
         }
 
     def fit(self, trajectories: Sequence[Any], conditions: Any | None = None) -> DSA:
         """Fit one DMD per model ``(trials, time, units_i)``, selecting delays/rank first if needed.
 
         With ``conditions`` (``(trials,)`` labels shared by all models, or one array per model) the DMD is
-        fitted to the residuals about the condition averages (:func:`subtract_condition_means`).
+        fitted to the residuals about the condition averages (:func:`subtract_condition_means`). When the rank
+        is selected and the choice is the largest rank of the grid, below the delay embedding's dimension,
+        ``rank_at_grid_edge`` is set (in :attr:`settings` too): the held-out error may fall further at higher
+        ranks, which ``rank=`` (or ``select_delay_rank(ranks=...)``) would try.
         """
         trajectories = [_as_trials(t, f"trajectories[{i}]") for i, t in enumerate(trajectories)]
         self.residuals = conditions is not None
@@ -587,8 +591,13 @@ class DSA:
                 kwargs["delays"] = (self.delays,)
             if self.rank is not None:
                 kwargs["ranks"] = (self.rank,)
+            rank_selected = self.rank is None
             self.selection = select_delay_rank(trajectories, **kwargs)
             self.delays, self.rank = self.selection.delays, self.selection.rank
+            if rank_selected:
+                fitted = self.selection.grid_ranks[np.isfinite(self.selection.errors).any(axis=0)]
+                possible = min(t.shape[2] for t in trajectories) * self.delays
+                self.rank_at_grid_edge = bool(self.rank == fitted.max() < possible)
         self.models = [fit_dmd(t, self.delays, self.rank, self.ridge) for t in trajectories]
         return self
 
