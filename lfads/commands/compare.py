@@ -207,13 +207,13 @@ def _population_main(args) -> int:
                          what="a population file")
     comparison = compare_population(paths, metrics, condition=args.condition, archs=archs, n_trials=trials,
                                     seed=args.seed, progress=not args.no_progress,
-                                    **_fixed_point_options(args, default_modes=0, default_match="readout"))
+                                    **_metric_options(args, default_modes=0, default_match="readout"))
     _write(comparison.result, args, out, figure, set(paths), labels=comparison.labels, full=False)
     print(comparison.silhouette_table())
     return 0
 
 
-def _fixed_point_options(args, default_modes: int, default_match: str) -> dict:
+def _metric_options(args, default_modes: int, default_match: str) -> dict:
     """``compare_models`` keywords from ``--spectra-modes``, ``--spectra-match``, ``--unstable-tol``,
     ``--dsa-delays`` and ``--dsa-rank``."""
     from lfads.compare.dsa import DSA
@@ -236,18 +236,14 @@ def _dsa_note(result) -> str | None:
 def _compare_and_write(models, metrics, names, args, out: Path, figure: Path, protected: set,
                        default_modes: int, groups: list[str] | None) -> None:
     from lfads.compare.api import compare_models
-    from lfads.compare.stats import group_separation, separation_table
+    from lfads.compare.stats import N_PERMUTATIONS, separation_table
 
     result = compare_models(models, metrics, names=names, seed=args.seed, progress=not args.no_progress,
-                            **_fixed_point_options(args, default_modes, default_match="spectra"))
+                            **_metric_options(args, default_modes, default_match="spectra"))
     table = None
     if groups is not None:
-        result.labels = groups
-        scores = {metric: group_separation(d, groups, 1000, args.seed) for metric, d in result.distances.items()}
-        for metric, sc in scores.items():
-            result.settings[metric].update(group_silhouette=sc.silhouette, group_silhouette_p=sc.p_value,
-                                           group_auc=sc.auc, group_permutations=1000)
-        table = separation_table(scores, list(dict.fromkeys(groups)), 1000)
+        scores = result.score_groups(groups, seed=args.seed)
+        table = separation_table(scores, list(dict.fromkeys(groups)), N_PERMUTATIONS)
     _write(result, args, out, figure, protected, labels=groups)
     if table is not None:
         print(table)

@@ -53,6 +53,7 @@ from lfads.compare.geometry import (
 from lfads.compare.jslds import TrialPath, pairwise_jslds_distances
 from lfads.compare.pairs import model_pairs
 from lfads.compare.spectra import compare_linearizations
+from lfads.compare.stats import N_PERMUTATIONS, GroupSeparation, group_separation
 from lfads.compare.topology import TopologyGraph, build_topology, count_distance, graph_distance, unstable_index
 from lfads.data.atomic import atomic_output
 from lfads.errors import LFADSDataError
@@ -64,6 +65,8 @@ FIXED_POINT_METRICS = ("topology", "topology_counts", "spectra")
 TRIAL_LINEARIZATION_METRICS = ("jslds",)
 METRICS: tuple[str, ...] = (*GEOMETRY_METRICS, *DYNAMICS_METRICS, *FIXED_POINT_METRICS, *TRIAL_LINEARIZATION_METRICS)
 _FORMAT = "lfads.compare.ComparisonResult/1"
+GROUP_SETTINGS = ("group_silhouette", "group_silhouette_p", "group_auc", "group_permutations")
+"""Settings names under which :meth:`ComparisonResult.score_groups` stores a grouping's scores."""
 
 
 def simulate(
@@ -199,6 +202,24 @@ class ComparisonResult:
                 cells.append(f"{block.mean():>{width}.{digits}f}" if block.size else f"{'-':>{width}}")
             rows.append(f"{a:<{width}}" + "".join(cells))
         return f"{metric} (mean over the models of each group)\n{head}\n" + "\n".join(rows)
+
+    def score_groups(
+        self,
+        labels: Sequence[str],
+        n_permutations: int = N_PERMUTATIONS,
+        seed: int = 0,
+        setting_names: tuple[str, str, str, str] = GROUP_SETTINGS,
+    ) -> dict[str, GroupSeparation]:
+        """Set :attr:`labels` and score how well they separate the models under every metric
+        (:func:`lfads.compare.stats.group_separation`); the silhouette, its p-value, the AUC and
+        ``n_permutations`` go into each metric's settings under ``setting_names``."""
+        self.labels = list(labels)
+        scores = {metric: group_separation(d, self.labels, n_permutations, seed)
+                  for metric, d in self.distances.items()}
+        for metric, sc in scores.items():
+            values = (sc.silhouette, sc.p_value, sc.auc, int(n_permutations))
+            self.settings[metric].update(zip(setting_names, values))
+        return scores
 
     def __str__(self) -> str:
         return "\n\n".join(self.table(m) for m in self.distances)
@@ -435,9 +456,8 @@ def compare_models(
             key = metric
             d = np.zeros((n, n))
             graphs = [_index_graph(m, unstable_tol) for m in ms]
-            for i in range(n):
-                for j in range(i + 1, n):
-                    d[i, j] = d[j, i] = count_distance(graphs[i], graphs[j])
+            for i, j in model_pairs(n):
+                d[i, j] = d[j, i] = count_distance(graphs[i], graphs[j])
             settings = {"unstable_tol": float(unstable_tol)}
         elif metric == "jslds":
             key = metric

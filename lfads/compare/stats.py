@@ -27,6 +27,7 @@ import numpy as np
 from lfads.errors import LFADSDataError
 
 __all__ = [
+    "N_PERMUTATIONS",
     "GroupSeparation",
     "PermutationTest",
     "bootstrap_interval",
@@ -39,6 +40,10 @@ __all__ = [
     "silhouette_test",
     "split_half_floor",
 ]
+
+
+N_PERMUTATIONS = 1000
+"""Label shuffles behind a p-value unless told otherwise."""
 
 
 def _check_square(d: Any, name: str = "distances") -> np.ndarray:
@@ -173,7 +178,7 @@ def silhouette(distances: Any, labels: Sequence[Any]) -> float:
 
 
 def silhouette_test(
-    distances: Any, labels: Sequence[Any], n_permutations: int = 1000, seed: int = 0
+    distances: Any, labels: Sequence[Any], n_permutations: int = N_PERMUTATIONS, seed: int = 0
 ) -> PermutationTest:
     """Does ``labels`` group the models better than chance? The :func:`silhouette` :math:`s` of ``labels`` against
     those of ``n_permutations`` shuffles of them, :math:`p = (1 + \\#\\{s_\\pi \\ge s\\}) / (1 + n_\\pi)`.
@@ -219,7 +224,7 @@ class GroupSeparation:
 
 
 def group_separation(
-    distances: Any, labels: Sequence[Any], n_permutations: int = 1000, seed: int = 0
+    distances: Any, labels: Sequence[Any], n_permutations: int = N_PERMUTATIONS, seed: int = 0
 ) -> GroupSeparation:
     """:func:`silhouette`, :func:`silhouette_test` and :func:`separation_auc` of ``labels``.
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from lfads.compare.api import FIXED_POINT_METRICS, ComparisonResult, Model, compare_models
-from lfads.compare.stats import GroupSeparation, group_separation, separation_table
+from lfads.compare.stats import N_PERMUTATIONS, GroupSeparation, separation_table
 from lfads.errors import LFADSDataError
 from lfads.population.graphs import graph_points
 from lfads.population.population import PopulationResult, check_population_format, load_population
@@ -205,7 +205,7 @@ class PopulationComparison:
     labels: np.ndarray
     separation: dict[str, GroupSeparation] = field(default_factory=dict)
     models: list[Model] = field(default_factory=list, repr=False)
-    n_permutations: int = 1000
+    n_permutations: int = N_PERMUTATIONS
 
     @property
     def silhouettes(self) -> dict[str, float]:
@@ -226,6 +226,10 @@ class PopulationComparison:
         return f"{self.result}\n\n{self.silhouette_table()}"
 
 
+ARCH_SETTINGS = ("silhouette_by_arch", "silhouette_p", "auc_by_arch", "silhouette_permutations")
+"""Settings names of the architectures' separation scores (:meth:`ComparisonResult.score_groups`)."""
+
+
 def _same_task(results: list[PopulationResult], names: list[str]) -> None:
     first = results[0].task
     for r, name in zip(results[1:], names[1:]):
@@ -244,7 +248,7 @@ def compare_population(
     n_trials: int = 64,
     seed: int = 0,
     exact_only: bool = False,
-    n_permutations: int = 1000,
+    n_permutations: int = N_PERMUTATIONS,
     **compare_kwargs: Any,
 ) -> PopulationComparison:
     """Compare every network of one or more populations (:func:`population_models`, then
@@ -308,11 +312,7 @@ def compare_population(
     compare_kwargs["spectra_kwargs"] = {"by": "readout", **(compare_kwargs.get("spectra_kwargs") or {})}
     result = compare_models(models, metrics, names=[m.name for m in models], seed=seed, exact_only=exact_only,
                             **compare_kwargs)  # fmt: skip
-    result.labels = labels.tolist()
-    separation = {metric: group_separation(d, labels, n_permutations, seed) for metric, d in result.distances.items()}
-    for metric, sc in separation.items():
-        result.settings[metric].update(silhouette_by_arch=sc.silhouette, silhouette_p=sc.p_value, auc_by_arch=sc.auc,
-                                       silhouette_permutations=int(n_permutations))
+    separation = result.score_groups(labels.tolist(), n_permutations, seed, setting_names=ARCH_SETTINGS)
     return PopulationComparison(result, labels, separation, models, int(n_permutations))
 
 

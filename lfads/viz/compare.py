@@ -106,9 +106,9 @@ def _ticks(names: list[str], groups: Sequence[Any] | None, n: int) -> tuple[np.n
         step = -(-n // MAX_NAMED)
         return np.arange(0, n, step), names[::step], []
     g = [str(x) for x in check_leading(np.asarray(groups), "groups", n, "distances")]
-    starts = [0] + [i for i in range(1, n) if g[i] != g[i - 1]]
-    if len(starts) != len(set(g)):
+    if not _contiguous(g):
         raise LFADSDataError("groups: the models of each group must be contiguous; sort the models by group.")
+    starts = _block_starts(g)
     ends = starts[1:] + [n]
     centres = np.array([(a + b - 1) / 2 for a, b in zip(starts, ends)])
     return centres, [g[a] for a in starts], [a - 0.5 for a in starts[1:]]
@@ -174,10 +174,14 @@ def plot_comparison(
     return fig
 
 
+def _block_starts(labels: Sequence[Any]) -> list[int]:
+    """Index of the first model of every run of equal labels."""
+    return [k for k in range(len(labels)) if k == 0 or labels[k] != labels[k - 1]]
+
+
 def _contiguous(labels: Sequence[Any]) -> bool:
-    """Whether the models of each label are contiguous."""
-    runs = [x for k, x in enumerate(labels) if k == 0 or x != labels[k - 1]]
-    return len(runs) == len(set(runs))
+    """Whether the models of each label are contiguous (one run per label)."""
+    return len(_block_starts(labels)) == len(set(labels))
 
 
 _INDEX_COLORS = ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown")
