@@ -23,7 +23,8 @@ rule; its rounding differs, so its networks may stop at other steps), timed and 
 trained and analysed by :func:`lfads.population.population.run_population` (cached in
 ``benchmarks/.cache/``; ``--retrain`` ignores the cache). Printed per architecture: the fraction of
 flip-flop networks whose 8 stable points are the 8 memories and whose index-1 saddles join them as the
-edges of a cube; the silhouette by architecture of the SVCCA, CCA and topology distances, and of the
+edges of a cube; the silhouette by architecture of the SVCCA, CCA and topology distances, of SVCCA as
+one minus the mean canonical correlation (``svcca_corr``, the literature's form), and of the
 linearizations (``spectra``, fixed points paired by their task outputs); the fraction of
 sine networks x frequencies whose oscillation angle is within 15% of the target, beside the same
 fraction for the frequency each network's output actually has over 1200 steps; the fraction of context
@@ -140,7 +141,7 @@ def universality(args: argparse.Namespace) -> None:
         trials = pop.task.condition_sample("zero", 64, torch.Generator().manual_seed(12345))
         traj = pop.trajectories(trials.inputs)
         labels = arch_labels(pop)
-        dists = {m: geometry_distances(traj, m) for m in ("svcca", "cca")}
+        dists = {m: geometry_distances(traj, m) for m in ("svcca", "cca", "svcca_corr")}
         dists["topology"], methods = topology_distances(pop, "zero")
         sil = {m: silhouette_by_arch(d, labels) for m, d in dists.items()}
         p = {m: silhouette_test(d, labels).p_value for m, d in dists.items()}

@@ -65,6 +65,53 @@ def test_cca_distance_is_the_arccos_of_the_mean_canonical_correlation():
     np.testing.assert_allclose(ShapeMetric(alpha=0.0)(x, y), expected, rtol=1e-10)
 
 
+def test_correlation_form_is_one_minus_the_mean_of_the_smaller_models_canonical_correlations():
+    x = _embed(_latent(0), 5, 1, noise=0.1).reshape(-1, 5)
+    y = _embed(_latent(0), 4, 2, noise=0.3).reshape(-1, 4)
+    qx, _ = np.linalg.qr(x - x.mean(0))
+    qy, _ = np.linalg.qr(y - y.mean(0))
+    rho = scipy.linalg.svdvals(qx.T @ qy)  # 4 canonical correlations
+    np.testing.assert_allclose(geometry_metric("cca_corr")(x, y), 1.0 - rho.mean(), rtol=1e-10)
+    # svcca_corr: the same on the leading components of each model
+    px, py = (ShapeMetric(alpha=0.0, variance=0.99).prepare(a) for a in (x, y))
+    rho_sv = scipy.linalg.svdvals(np.linalg.qr(px.coords)[0].T @ np.linalg.qr(py.coords)[0])
+    np.testing.assert_allclose(geometry_metric("svcca_corr")(x, y), 1.0 - rho_sv.mean(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["cca_corr", "svcca_corr"])
+def test_correlation_form_is_zero_on_a_mapped_copy_and_symmetric(name):
+    """CCA: any invertible linear map; SVCCA, whose truncation ranks components by variance: a scaled rotation."""
+    x = _embed(_latent(0), 8, 1)
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(8, 8)) + 3 * np.eye(8) if name == "cca_corr" else 3.0 * ortho_group.rvs(8, random_state=2)
+    m = geometry_metric(name)
+    assert m(x, x @ a + 2.0) < 1e-6
+    y = _embed(_latent(1), 6, 3, noise=0.1)
+    assert m(x, y) > 1e-2
+    np.testing.assert_allclose(m(x, y), m(y, x), rtol=1e-12)
+
+
+def test_correlation_form_is_monotone_in_the_angular_form_for_models_of_one_width():
+    models = [_embed(_latent(i % 3), 6, seed=100 + i, noise=0.05 * (i % 4)) for i in range(8)]
+    ang = pairwise_distances(models, "cca")
+    corr = pairwise_distances(models, "cca_corr")
+    np.testing.assert_allclose(corr, 1.0 - np.cos(ang), atol=1e-12)
+
+
+def test_correlation_form_held_out_equals_in_sample_on_the_training_trials_and_grows_with_noise():
+    x = _embed(_latent(0, trials=40), 10, 1)
+    m = geometry_metric("cca_corr")
+    y = x @ ortho_group.rvs(10, random_state=1) + 0.3 * np.random.default_rng(4).normal(size=x.shape)
+    np.testing.assert_allclose(m.score(m.fit(x, y), x, y), m(x, y), rtol=1e-9)
+    b = np.random.default_rng(3).normal(size=(10, 10)) + 4 * np.eye(10)
+    assert cross_validated_distance(x, x @ b, "cca_corr") < 1e-6
+    noisy = [x @ b + s * np.random.default_rng(2).normal(size=x.shape) for s in (0.05, 0.2, 0.8)]
+    d = [cross_validated_distance(x, n, "cca_corr", n_folds=4) for n in noisy]
+    assert d[0] < d[1] < d[2]
+    with pytest.raises(LFADSDataError, match="needs alpha 0"):
+        ShapeMetric(alpha=0.5, kind="correlation")
+
+
 def test_procrustes_euclidean_matches_scipy_orthogonal_procrustes():
     x = _embed(_latent(0), 6, 1).reshape(-1, 6)
     y = _embed(_latent(1), 6, 2).reshape(-1, 6)
@@ -145,7 +192,7 @@ def test_bad_inputs_raise_errors_that_name_the_problem():
         ShapeMetric()(np.full((2, 3, 2), np.nan), np.ones((2, 3, 2)))
 
 
-@pytest.mark.parametrize("name", ["cca", "procrustes", "procrustes_euclidean", "cka"])
+@pytest.mark.parametrize("name", ["cca", "cca_corr", "procrustes", "procrustes_euclidean", "cka"])
 def test_pairwise_cross_validated_matrix_matches_pair_by_pair_scores(name):
     models = [_embed(_latent(i % 2, trials=12), 5 + i, seed=i, noise=0.05) for i in range(4)]
     d = pairwise_cross_validated_distances(models, name, n_folds=3, seed=1)

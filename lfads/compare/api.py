@@ -12,10 +12,11 @@ A model is given as
 Metrics (names for ``metrics=``):
 
 ========================  ==========================================================================
-``cca``, ``svcca``,       geometry (:mod:`lfads.compare.geometry`): generalized shape metrics and CKA
-``shape``, ``procrustes``,
+``cca``, ``svcca``,       geometry (:mod:`lfads.compare.geometry`): generalized shape metrics and CKA;
+``shape``, ``procrustes``, ``cca_corr`` and ``svcca_corr`` are one minus the mean canonical correlation
 ``procrustes_euclidean``,
-``cka``
+``cka``, ``cca_corr``,
+``svcca_corr``
 ``dsa``                   similarity-transform distance between DMD operators (:mod:`lfads.compare.dsa`)
 ``dsa_eigenvalues``       Wasserstein distance between the DMD operators' eigenvalues
 ``topology``              graph distance between fixed-point graphs (:mod:`lfads.compare.topology`)

@@ -24,6 +24,14 @@ for missing dimensions) and is invariant to every invertible linear map; for :ma
 rotations, reflections and translations leave it unchanged (the angular form also scaling). SVCCA keeps
 the leading principal components that explain ``variance`` of the variance before CCA.
 
+**Mean canonical correlation** (``kind="correlation"``, CCA only): :math:`d = 1 - \\bar\\rho` with
+:math:`\\bar\\rho` the mean of the :math:`\\min(k_x, k_y)` canonical correlations, the distance of Raghu et al.
+(2017) and of Maheswaranathan et al. (2019). It is zero on a model and any invertible linear map of it and
+symmetric, but not a metric (no triangle inequality: it is half a squared chord, not a chord), and it
+averages over the smaller model's dimensions only, where the angular form counts the missing ones as zero
+correlations. For models of one width :math:`1 - \\bar\\rho = 1 - \\cos d_\\angle`, a monotone rescaling that
+spreads large distances apart relative to small ones.
+
 **Linear CKA** (Kornblith et al. 2019):
 :math:`\\mathrm{CKA} = \\|X^T Y\\|_F^2 / (\\|X^T X\\|_F \\|Y^T Y\\|_F)`, the cosine between the centred
 Gram matrices :math:`XX^T` and :math:`YY^T`; its angle :math:`\\arccos(\\mathrm{CKA})` is a metric,
@@ -116,16 +124,32 @@ class Prepared:
 class Alignment:
     """A fitted comparison of two models: their preparations and the orthogonal map between them.
 
-    ``rotation`` ``(k_y, k_x)`` maps the coordinates of ``y`` onto those of ``x`` (a partial isometry).
+    ``rotation`` ``(k_y, k_x)`` maps the coordinates of ``y`` onto those of ``x`` (a partial isometry);
+    ``directions`` ``(k_x, min(k_x, k_y))`` are the aligned directions in the coordinates of ``x`` (the
+    canonical directions when whitened), in which held-out correlations are scored.
     """
 
     x: Prepared
     y: Prepared
     rotation: np.ndarray
+    directions: np.ndarray
+
+
+def _align(px: Prepared, py: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """The rotation ``(k_y, k_x)`` that best aligns ``py`` onto ``px``, and the aligned directions of ``px``."""
+    u, _, vt = np.linalg.svd(px.coords.T @ py.coords, full_matrices=False)
+    return (u @ vt).T, u
 
 
 def _angle(cos: float) -> float:
     return float(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def _one_minus_mean_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """:math:`1 - \\frac1k \\sum_i \\cos(a_i, b_i)` over the ``k`` columns of ``a`` and ``b`` ``(samples, k)``."""
+    norms = np.sqrt(np.sum(a * a, axis=0) * np.sum(b * b, axis=0))
+    cos = np.sum(a * b, axis=0) / np.where(norms > 0, norms, 1.0)
+    return float(np.clip(1.0 - cos.mean(), 0.0, 2.0))
 
 
 @dataclass(frozen=True)
@@ -136,8 +160,9 @@ class ShapeMetric:
     ----------
     alpha : float
         Whitening :math:`\\alpha \\in [0, 1]`: 0 is CCA, 1 is Procrustes.
-    kind : {"angular", "euclidean"}
-        :math:`d_\\angle` (radians, in :math:`[0, \\pi/2]`) or :math:`d_E` (RMS distance per sample).
+    kind : {"angular", "euclidean", "correlation"}
+        :math:`d_\\angle` (radians, in :math:`[0, \\pi/2]`), :math:`d_E` (RMS distance per sample) or
+        :math:`1 - \\bar\\rho` (``alpha`` 0 only; not a metric, see the module docstring).
     n_components : int, optional
         Keep at most this many principal components of each model.
     variance : float, optional
@@ -155,8 +180,15 @@ class ShapeMetric:
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise LFADSDataError(f"ShapeMetric: alpha must lie in [0, 1]; got {self.alpha}.")
-        if self.kind not in ("angular", "euclidean"):
-            raise LFADSDataError(f"ShapeMetric: kind must be 'angular' or 'euclidean'; got {self.kind!r}.")
+        if self.kind not in ("angular", "euclidean", "correlation"):
+            raise LFADSDataError(
+                f"ShapeMetric: kind must be 'angular', 'euclidean' or 'correlation'; got {self.kind!r}."
+            )
+        if self.kind == "correlation" and self.alpha != 0.0:
+            raise LFADSDataError(
+                f"ShapeMetric: kind 'correlation' (1 - mean canonical correlation) needs alpha 0 (CCA); got "
+                f"alpha {self.alpha}. Use the angular or Euclidean form for alpha > 0."
+            )
         if self.variance is not None and not 0.0 < self.variance <= 1.0:
             raise LFADSDataError(f"ShapeMetric: variance must lie in (0, 1]; got {self.variance}.")
 
@@ -201,9 +233,12 @@ class ShapeMetric:
             return d < _SMALL
         return d * d * n < _SMALL * (sx + sy)
 
-    def _residual_distance(self, x: np.ndarray, y: np.ndarray, rotation: np.ndarray) -> float:
-        """Distance of ``x`` to ``y @ rotation`` counting the part of ``y`` that ``rotation`` drops."""
+    def _residual_distance(self, x: np.ndarray, y: np.ndarray, rotation: np.ndarray, directions: np.ndarray) -> float:
+        """Distance of ``x`` to ``y @ rotation`` counting the part of ``y`` that ``rotation`` drops; for the
+        correlation form, one minus the mean correlation of ``x`` and ``y @ rotation`` along ``directions``."""
         yr = y @ rotation
+        if self.kind == "correlation":
+            return _one_minus_mean_correlation(x @ directions, yr @ directions)
         sx, sy, syr = float(np.sum(x * x)), float(np.sum(y * y)), float(np.sum(yr * yr))
         if self.kind == "angular":
             d = _angle(float(np.sum(x * yr)) / np.sqrt(sx * sy))
@@ -224,9 +259,11 @@ class ShapeMetric:
         m = px.coords.T @ py.coords if cross is None else cross
         u, s, vt = np.linalg.svd(m, full_matrices=False)
         n = px.coords.shape[0]
+        if self.kind == "correlation":  # whitened: the singular values are n times the canonical correlations
+            return float(np.clip(1.0 - s.sum() / (n * s.size), 0.0, 1.0))
         d = self._from_inner(float(s.sum()), px.sq_norm, py.sq_norm, n)
         if self._is_small(d, px.sq_norm, py.sq_norm, n):
-            d = self._residual_distance(px.coords, py.coords, (u @ vt).T)
+            d = self._residual_distance(px.coords, py.coords, (u @ vt).T, u)
         return d
 
     def __call__(self, x: Any, y: Any) -> float:
@@ -237,8 +274,7 @@ class ShapeMetric:
     def fit(self, x: Any, y: Any) -> Alignment:
         """Fit the whitening of each model and the orthogonal alignment of ``y`` onto ``x`` on these trials."""
         px, py = self.prepare(x), self.prepare(y)
-        u, _, vt = np.linalg.svd(px.coords.T @ py.coords, full_matrices=False)
-        return Alignment(px, py, (u @ vt).T)
+        return Alignment(px, py, *_align(px, py))
 
     def score(self, alignment: Alignment, x: Any, y: Any) -> float:
         """Distance on other trials ``x``, ``y`` with the whitening and alignment fitted by :meth:`fit`.
@@ -246,12 +282,13 @@ class ShapeMetric:
         .. math:: d_\\angle = \\arccos \\frac{\\langle X', Y' Q\\rangle}{\\|X'\\|\\|Y'\\|},\\qquad
                   d_E = \\|X' - Y' Q\\|_F / \\sqrt{n'}
 
-        with :math:`X', Y'` the held-out states in the fitted coordinates.
+        with :math:`X', Y'` the held-out states in the fitted coordinates; the correlation form is one minus
+        the mean held-out correlation along the fitted canonical directions.
         """
         xt, yt = alignment.x.transform(x), alignment.y.transform(y)
         if xt.shape[0] != yt.shape[0]:
             raise LFADSDataError(f"score: x has {xt.shape[0]} samples but y has {yt.shape[0]}; pass the same trials.")
-        return self._residual_distance(xt, yt, alignment.rotation)
+        return self._residual_distance(xt, yt, alignment.rotation, alignment.directions)
 
 
 @dataclass(frozen=True)
@@ -313,6 +350,8 @@ class LinearCKA:
 GEOMETRY_METRICS: dict[str, Any] = {
     "cca": ShapeMetric(alpha=0.0),
     "svcca": ShapeMetric(alpha=0.0, variance=0.99),
+    "cca_corr": ShapeMetric(alpha=0.0, kind="correlation"),
+    "svcca_corr": ShapeMetric(alpha=0.0, kind="correlation", variance=0.99),
     "shape": ShapeMetric(alpha=0.5),
     "procrustes": ShapeMetric(alpha=1.0),
     "procrustes_euclidean": ShapeMetric(alpha=1.0, kind="euclidean"),
@@ -321,8 +360,8 @@ GEOMETRY_METRICS: dict[str, Any] = {
 
 
 def geometry_metric(name: str | ShapeMetric | LinearCKA) -> ShapeMetric | LinearCKA:
-    """A metric object from its name (``cca``, ``svcca``, ``shape``, ``procrustes``, ``procrustes_euclidean``,
-    ``cka``) or the object itself."""
+    """A metric object from its name (``cca``, ``svcca``, ``cca_corr``, ``svcca_corr``, ``shape``, ``procrustes``,
+    ``procrustes_euclidean``, ``cka``) or the object itself."""
     if isinstance(name, (ShapeMetric, LinearCKA)):
         return name
     try:
@@ -404,8 +443,7 @@ def pairwise_cross_validated_distances(
         tests = [p.transform(a[fold]) for p, a in zip(preps, arrays)]
         for i in range(n):
             for j in range(i + 1, n):
-                u, _, vt = np.linalg.svd(preps[i].coords.T @ preps[j].coords, full_matrices=False)
-                d = m._residual_distance(tests[i], tests[j], (u @ vt).T)
+                d = m._residual_distance(tests[i], tests[j], *_align(preps[i], preps[j]))
                 total[i, j] += d
                 total[j, i] += d
     return total / n_folds
