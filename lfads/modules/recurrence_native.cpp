@@ -27,13 +27,23 @@
 
 namespace {
 
+// Above this argument the logistic rounds to exactly 1 in T (1 - e^{-x} within half an ulp of 1:
+// x >= 25 ln 2 for float, 54 ln 2 for double).
+template <typename T>
+constexpr T saturation() {
+  return sizeof(T) == sizeof(float) ? T(17.4) : T(37.5);
+}
+
 // The argument is clamped to [-80, 80], where the logistic is 0 or 1 to within 2e-35, so exp never
 // overflows: under -ffast-math the division may run as a reciprocal estimate refined by a Newton
-// step, which turns 1 / inf into NaN.
+// step, which turns 1 / inf into NaN. That estimate is not exact, so 1 / (1 + e^{-x}) can come out a
+// few ulp below 1 where the logistic is 1; past saturation<T>() the result is set to 1, so a saturated
+// gate passes exactly no gradient, as in torch.sigmoid.
 template <typename T>
 inline T sigmoid(T x) {
   x = x > T(80) ? T(80) : (x < T(-80) ? T(-80) : x);
-  return T(1) / (T(1) + std::exp(-x));
+  T s = T(1) / (T(1) + std::exp(-x));
+  return x > saturation<T>() ? T(1) : s;
 }
 
 // tanh through the logistic function: the compiler vectorizes exp but not tanh.
