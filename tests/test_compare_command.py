@@ -169,3 +169,17 @@ def test_a_single_run_is_refused(two_runs, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--run", str(two_runs[0]), "--out", str(tmp_path / "x.h5")])
     assert "two or more" in capsys.readouterr().err
+
+
+def test_compare_refuses_a_figure_that_is_an_input_data_file_before_any_work(two_runs, small_lorenz, tmp_path,
+                                                                              capsys):
+    data = small_lorenz.read_bytes()
+    figure = tmp_path / "data.png"
+    figure.symlink_to(small_lorenz)  # a figure name that resolves to the runs' data file
+    out = tmp_path / "x.h5"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--run", str(two_runs[0]), "--run", str(two_runs[1]), "--metrics", "procrustes",
+              "--out", str(out), "--figure", str(figure), "--overwrite"])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and line.startswith("lfads compare: error:") and "--figure" in line
+    assert "input file" in line and not out.exists() and small_lorenz.read_bytes() == data

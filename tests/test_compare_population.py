@@ -197,3 +197,56 @@ def test_python_route_refuses_populations_of_different_tasks(population, tmp_pat
                    out=str(other))
     with pytest.raises(LFADSDataError, match="same trials"):
         compare_population([population, other], ["svcca"])
+
+
+def test_compare_refuses_a_directory_or_truncated_or_incomplete_population_file_in_one_line(population, tmp_path,
+                                                                                             capsys):
+    folder = tmp_path / "pop_folder.h5"
+    folder.mkdir()
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(population.read_bytes()[:3000])
+    incomplete = tmp_path / "incomplete.h5"
+    shutil.copy(population, incomplete)
+    with h5py.File(incomplete, "a") as f:
+        del f["lstm/weights"]
+    out = tmp_path / "x.h5"
+    for path, says in ((folder, "is a directory"), (truncated, "truncated"), (incomplete, "'weights'")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["compare", "--population", str(path), "--metrics", "svcca", "--out", str(out)])
+        line = _error_line(capsys)
+        assert exit_info.value.code == 2 and str(path) in line and says in line and "lfads population" in line
+        assert not out.exists()
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--metrics", "svcca,procrustes,svcca"], "--metrics svcca,procrustes,svcca: svcca given more than once"),
+    (["--metrics", "svcca,jslds"], "jslds compares LFADS runs (--run or --ckpt), not the networks of a population"),
+    (["--seed", "-1"], "--seed -1: must be at least 0"),
+])
+def test_compare_refuses_repeated_metrics_jslds_and_a_negative_seed_with_a_population_in_one_line(
+        population, tmp_path, capsys, extra, says):
+    out = tmp_path / "x.h5"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--population", str(population), "--metrics", "svcca", *extra, "--out", str(out)])
+    assert exit_info.value.code == 2 and says in _error_line(capsys)
+    assert not out.exists() and not out.with_suffix(".png").exists()
+
+
+@pytest.mark.parametrize(("out_name", "figure", "says"), [
+    ("x.h5", "x.txt", "matplotlib cannot write a .txt figure"),
+    ("x.h5", "x.h5", "matplotlib cannot write a .h5 figure"),
+    ("x.png", None, "the same file as --out"),
+    ("x.svg", "x.svg", "the same file as --out"),
+])
+def test_compare_refuses_a_figure_it_cannot_write_or_that_is_the_output_before_any_work(
+        population, tmp_path, capsys, out_name, figure, says):
+    out = tmp_path / out_name
+    out.write_bytes(b"earlier results")
+    extra = [] if figure is None else ["--figure", str(tmp_path / figure)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--population", str(population), "--metrics", "svcca", "--trials", "8", "--out", str(out),
+              "--overwrite", *extra])
+    line = _error_line(capsys)
+    assert exit_info.value.code == 2 and says in line and "--figure" in line
+    assert out.read_bytes() == b"earlier results"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out_name]  # no figure, no temporary file

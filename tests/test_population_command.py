@@ -46,7 +46,7 @@ def test_each_task_trains_with_the_settings_of_the_universality_figures(tmp_path
     (["--rate-penalty", "nan"], "--rate-penalty nan: must be at least 0.0"),
     (["--target-loss", "-1"], "--target-loss -1.0: must be at least 0.0"),
     (["--target-loss", "inf"], "--target-loss inf: must be a finite number"),
-    (["--task", "juggling"], "juggling"),
+    (["--task", "juggling"], "--task juggling: unknown task; choose from"),
     (["--ray", "--seeds-per-trial", "0"], "--seeds-per-trial 0: must be at least 1"),
     (["--ray", "--cpus-per-trial", "0"], "--cpus-per-trial 0: must be at least 1"),
     (["--seeds-per-trial", "2"], "--seeds-per-trial: only with --ray"),
@@ -59,6 +59,17 @@ def test_bad_arguments_are_one_line_before_any_training(tmp_path, capsys, extra,
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("lfads population: error:") and says in line
     assert not (tmp_path / "pop.h5").exists()
+
+
+def test_population_refuses_a_repeated_architecture_before_any_training(tmp_path, capsys, monkeypatch):
+    import lfads.population.population as population
+
+    monkeypatch.setattr(population, "run_population", lambda **kw: pytest.fail("trained"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["population", *TINY, "--arch", "gru,vanilla,gru", "--out", str(tmp_path / "pop.h5")])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and line.startswith("lfads population: error:")
+    assert "--arch gru,vanilla,gru: gru given more than once" in line and not (tmp_path / "pop.h5").exists()
 
 
 def test_an_existing_file_is_kept_without_overwrite(tmp_path, capsys):

@@ -120,6 +120,15 @@ def test_loading_another_file_names_the_problem(tmp_path):
         load_population(path)
 
 
+def test_loading_an_incomplete_population_file_names_the_file_and_what_is_missing(tiny, tmp_path):
+    path = tmp_path / "incomplete.h5"
+    shutil.copy(tiny[1], path)
+    with h5py.File(path, "a") as f:
+        del f.attrs["task"]
+    with pytest.raises(LFADSDataError, match=r"incomplete\.h5: not a complete population file .*'task'"):
+        load_population(path)
+
+
 def test_graphs_of_every_network_are_stored_and_read_back(tiny, tmp_path):
     result, path = tiny
     back = load_population(path)

@@ -96,6 +96,10 @@ def _metrics(text: str) -> list[str]:
     if not names or unknown:
         raise LFADSArgumentError(
             f"--metrics {text}: unknown {unknown or 'empty list'}; choose from {', '.join(METRICS)}.")
+    repeated = sorted({m for m in names if names.count(m) > 1})
+    if repeated:  # each metric would be computed again and its first matrix replaced
+        raise LFADSArgumentError(f"--metrics {text}: {', '.join(repeated)} given more than once; name each metric "
+                                 "once.")
     return names
 
 
@@ -106,11 +110,31 @@ def _names(text: str | None, n: int) -> list[str]:
     return names
 
 
+def _figure_file(figure: str | None, out: Path, overwrite: bool, protected: set[Path], what: str) -> Path:
+    """``--figure`` (default: ``out`` with ``.png``) checked before any work: a format matplotlib writes, not the
+    ``--out`` file, and writable (see :func:`lfads.commands.checks.output_file`)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from lfads.data.atomic import same_file
+
+    path = Path(figure) if figure else out.with_suffix(".png")
+    option = "--figure" if figure else f"--figure {path} (the default: --out with .png)"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if (path.suffix.lstrip(".").lower() or "png") not in formats:
+        raise LFADSArgumentError(f"{option}: matplotlib cannot write a {path.suffix} figure; end the name with one of "
+                                 f"{', '.join('.' + f for f in sorted(formats))} (e.g. .png, .pdf, .svg).")
+    if same_file(path, out):
+        raise LFADSArgumentError(f"{option}: the same file as --out {out}, which holds the distance matrices; give "
+                                 "--out an .h5 name or --figure another file.")
+    return output_file(path, overwrite, protected=protected, option="--figure", what=what)
+
+
 def main(argv: list[str]) -> int:
     """Run ``lfads compare`` with the arguments after ``compare``; returns 0 on success."""
     from lfads.compare.runs import lfads_generator_model
 
     args = build_parser().parse_args(argv)
+    require_at_least(args.seed, 0, "--seed")
     if args.spectra_modes is not None:
         require_at_least(args.spectra_modes, 0, "--spectra-modes")
     for value, option in ((args.dsa_delays, "--dsa-delays"), (args.dsa_rank, "--dsa-rank")):
@@ -135,12 +159,12 @@ def main(argv: list[str]) -> int:
     require_at_least(max_trials, 2, "--max-trials")
     ckpts = [checkpoint_file(c) for c in args.ckpt] if args.ckpt else [run_checkpoint(r, trust) for r in args.run]
     out = output_file(args.out, args.overwrite, protected=run_files(ckpts), what="a run")
-    figure = output_file(args.figure or out.with_suffix(".png"), args.overwrite, protected=run_files(ckpts),
-                         option="--figure", what="a run")
+    figure = _figure_file(args.figure, out, args.overwrite, run_files(ckpts), what="a run")
     members = [load_model_and_data(c, None, trust=trust) for c in ckpts]
     _check_members(members, ckpts, split, session, metrics, args.spectra_match)
     inputs = {Path(s.path) for _, dm in members for s in dm.sessions}
     output_file(out, args.overwrite, protected=inputs, what="the input data")
+    output_file(figure, args.overwrite, protected=inputs, option="--figure", what="the input data")
     models = [lfads_generator_model(m, dm, name, split, session, max_trials)
               for (m, dm), name in zip(members, names)]
     factors = min(int(m.hparams["fac_dim"]) for m, _ in members)
@@ -196,6 +220,9 @@ def _population_main(args) -> int:
         raise LFADSArgumentError(f"{', '.join(given)}: only with --run or --ckpt; a population's networks run on "
                                  "shared task trials (--trials).")
     metrics = _metrics(args.metrics)
+    if "jslds" in metrics:  # a population's networks carry no inputs or expansion points to linearize along
+        raise LFADSArgumentError(f"--metrics {args.metrics}: jslds compares LFADS runs (--run or --ckpt), not the "
+                                 "networks of a population; leave it out with --population.")
     archs = None if args.archs is None else [a.strip() for a in args.archs.split(",") if a.strip()]
     if archs is not None and not archs:
         raise LFADSArgumentError(f"--archs {args.archs}: give comma-separated architectures, e.g. gru,lstm.")
@@ -203,8 +230,7 @@ def _population_main(args) -> int:
     require_at_least(trials, 2, "--trials")
     paths = [check_population_file(p) for p in args.population]
     out = output_file(args.out, args.overwrite, protected=paths, what="a population file")
-    figure = output_file(args.figure or out.with_suffix(".png"), args.overwrite, protected=paths, option="--figure",
-                         what="a population file")
+    figure = _figure_file(args.figure, out, args.overwrite, set(paths), what="a population file")
     comparison = compare_population(paths, metrics, condition=args.condition, archs=archs, n_trials=trials,
                                     seed=args.seed, progress=not args.no_progress,
                                     **_metric_options(args, default_modes=0, default_match="readout"))

@@ -71,7 +71,21 @@ def _archs(text: str) -> list[str]:
     if not archs or unknown:
         raise LFADSArgumentError(
             f"--arch {text}: unknown {unknown or 'empty list'}; choose from {', '.join(ARCHITECTURES)}.")
+    repeated = sorted({a for a in archs if archs.count(a) > 1})
+    if repeated:  # each would be trained again and its first networks dropped
+        raise LFADSArgumentError(f"--arch {text}: {', '.join(repeated)} given more than once; name each architecture "
+                                 "once (--seeds sets the networks per architecture).")
     return archs
+
+
+def _task(name: str) -> str:
+    """``name`` after checking it names a task of :data:`lfads.population.tasks.TASKS`."""
+    from lfads.population.tasks import TASKS, get_task
+
+    if name not in TASKS:
+        raise LFADSArgumentError(f"--task {name}: unknown task; choose from {', '.join(sorted(TASKS))}.")
+    get_task(name)  # the task builds with its default settings
+    return name
 
 
 _RAY_OPTIONS = ("ray_address", "seeds_per_trial", "cpus_per_trial", "ray_storage")
@@ -112,7 +126,6 @@ def main(argv: list[str]) -> int:
     """Run ``lfads population`` with the arguments after ``population``; returns 0 on success."""
     from lfads.data.atomic import guarded_output
     from lfads.population.population import run_population, save_population
-    from lfads.population.tasks import get_task
 
     args = build_parser().parse_args(argv)
     archs = _archs(args.arch)
@@ -121,7 +134,7 @@ def main(argv: list[str]) -> int:
         if value is not None:
             require_at_least(value, 1, option)
     ray = _ray_settings(args)
-    get_task(args.task)  # an unknown task is an error before any training
+    _task(args.task)  # an unknown task is an error before any training
     out = output_file(args.out, args.overwrite, what="a run")
     common = {**task_defaults(args.task), "task": args.task, "archs": archs, "seeds": args.seeds,
               "units": args.units, "graphs": not args.no_graphs, "verbose": True}

@@ -151,17 +151,26 @@ def check_population_file(path: str | Path) -> Path:
     Raises
     ------
     LFADSDataError
-        If the file is missing, is not HDF5, or its ``format`` attribute is not a population's (the message
-        says what was found).
+        If the file is missing, a directory, not HDF5, truncated, or its ``format`` attribute is not a
+        population's (the message says what was found).
     """
     import h5py
 
     path = Path(path)
+    if path.is_dir():
+        raise LFADSDataError(f"{path}: is a directory, not a population file; pass the .h5 file `lfads population` "
+                             "wrote.")
     if not path.is_file():
         raise LFADSDataError(f"{path}: no such population file; write one with `lfads population --out {path}`.")
     if not h5py.is_hdf5(path):
         raise LFADSDataError(f"{path}: not an HDF5 file, so not a population file; write one with `lfads population`.")
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:  # HDF5's own message names no file: a truncated or damaged file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LFADSDataError(f"{path}: cannot be read as HDF5 ({reason}); the file is truncated or damaged - copy it "
+                             "again or write it again with `lfads population`.") from err
+    with f:
         check_population_format(f.attrs.get("format"), path)
     return path
 

@@ -462,36 +462,46 @@ def load_population(path: str | Path) -> PopulationResult:
     Raises
     ------
     LFADSDataError
-        If the file was not written by :func:`save_population`.
+        If the file was not written by :func:`save_population`, or lacks part of its layout (a damaged file).
     """
     import h5py
 
     path = Path(path)
     with h5py.File(path, "r") as f:
         check_population_format(f.attrs.get("format"), path)
-        task = get_task(str(f.attrs["task"]), **json.loads(f.attrs["task_settings"]))
-        result = PopulationResult(task, int(f.attrs["units"]), {}, path=path)
-        archs = str(f.attrs["archs"]).split(",") if "archs" in f.attrs else list(f)
-        for arch in archs:
-            g = f[arch]
-            w = {name: torch.as_tensor(g["weights"][name][()]) for name in WEIGHTS}
-            model = StackedRNN(arch, w, w["readout_weight"], w["readout_bias"]).eval()
-            arrays = {name: g[name][()] for name in _FIT_ARRAYS}
-            result.fits[arch] = PopulationFit(
-                arch=arch, model=model, target_loss=float(g.attrs["target_loss"]),
-                wall_time=float(g.attrs["wall_time"]),
-                config=TrainConfig(**json.loads(g.attrs["train_config"])), **arrays,
-            )  # fmt: skip
-            if "fixed_points" in g:
-                nets = g["fixed_points"]
-                result.fixed_points[arch] = [
-                    _read_fixed_points(nets[str(int(s))], f"{path}:{arch}/{int(s)}", model, n)
-                    for n, s in enumerate(arrays["seeds"])
-                ]
-            if "graphs" in g:
-                nets = g["graphs"]
-                result.graphs[arch] = [
-                    {label: graph_from_h5(nets[str(int(s))][label]) for label in nets[str(int(s))]}
-                    for s in arrays["seeds"]
-                ]  # fmt: skip
+        try:
+            return _read_population(f, path)
+        except KeyError as err:  # h5py names the missing attribute or object, not the file
+            raise LFADSDataError(
+                f"{path}: not a complete population file ({err.args[0] if err.args else err}); the file is damaged "
+                "or was not written whole - write it again with `lfads population`.") from err
+
+
+def _read_population(f: Any, path: Path) -> PopulationResult:
+    """The population held by the open file ``f`` (of path ``path``), whose format has been checked."""
+    task = get_task(str(f.attrs["task"]), **json.loads(f.attrs["task_settings"]))
+    result = PopulationResult(task, int(f.attrs["units"]), {}, path=path)
+    archs = str(f.attrs["archs"]).split(",") if "archs" in f.attrs else list(f)
+    for arch in archs:
+        g = f[arch]
+        w = {name: torch.as_tensor(g["weights"][name][()]) for name in WEIGHTS}
+        model = StackedRNN(arch, w, w["readout_weight"], w["readout_bias"]).eval()
+        arrays = {name: g[name][()] for name in _FIT_ARRAYS}
+        result.fits[arch] = PopulationFit(
+            arch=arch, model=model, target_loss=float(g.attrs["target_loss"]),
+            wall_time=float(g.attrs["wall_time"]),
+            config=TrainConfig(**json.loads(g.attrs["train_config"])), **arrays,
+        )  # fmt: skip
+        if "fixed_points" in g:
+            nets = g["fixed_points"]
+            result.fixed_points[arch] = [
+                _read_fixed_points(nets[str(int(s))], f"{path}:{arch}/{int(s)}", model, n)
+                for n, s in enumerate(arrays["seeds"])
+            ]
+        if "graphs" in g:
+            nets = g["graphs"]
+            result.graphs[arch] = [
+                {label: graph_from_h5(nets[str(int(s))][label]) for label in nets[str(int(s))]}
+                for s in arrays["seeds"]
+            ]  # fmt: skip
     return result
