@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lfads.data.metrics_csv import load_metrics
-from lfads.errors import CheckpointError, CheckpointTrustError
+from lfads.errors import CheckpointError, CheckpointTrustError, LFADSDataError
 
 __all__ = [
     "POSTERIOR_FILE",
@@ -122,6 +122,10 @@ def safe_checkpoint_globals() -> Iterator[None]:
         yield
 
 
+_UNREADABLE_WORDS = ("zip", "pickle", "archive", "inline_container")
+"""Words of the ``RuntimeError`` messages torch gives for a file that is not a readable checkpoint archive."""
+
+
 @contextlib.contextmanager
 def checkpoint_loading(path: str | os.PathLike, trust: bool | None = None) -> Iterator[bool]:
     """Context in which ``torch.load`` of checkpoint ``path`` is safe; yields ``weights_only``.
@@ -157,7 +161,8 @@ def checkpoint_loading(path: str | os.PathLike, trust: bool | None = None) -> It
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}); pass a .ckpt file written "
                               "by `lfads fit`.") from err
     except (RuntimeError, EOFError, OSError) as err:
-        if isinstance(err, RuntimeError) and "zip" not in str(err).lower() and "pickle" not in str(err).lower():
+        # torch reports a damaged or foreign archive as a RuntimeError from its zip reader (inline_container.cc)
+        if isinstance(err, RuntimeError) and not any(word in str(err).lower() for word in _UNREADABLE_WORDS):
             raise
         raise CheckpointError(f"{path} is not a readable checkpoint ({err}); pass a .ckpt file written by "
                               "`lfads fit`.") from err
@@ -241,7 +246,9 @@ def find_checkpoint(run: str | os.PathLike, *, trust: bool | None = None) -> Pat
     run = Path(run)
     dirs = _checkpoint_dirs(run)
     if not dirs:
-        raise FileNotFoundError(f"No checkpoints in {run}/checkpoints or in any {run}/version_*/checkpoints.")
+        raise FileNotFoundError(f"No checkpoints in {run}/checkpoints or in any {run}/version_*/checkpoints; pass the "
+                                "runs/<name> or runs/<name>/version_N folder of a fit that finished at least one "
+                                "epoch.")
     ckpt_dir = dirs[0]
     last = ckpt_dir / "last.ckpt"
     if last.exists():
@@ -267,9 +274,14 @@ def resolve_run_dir(run_dir: str | os.PathLike, *, trust: bool | None = None) ->
     Raises
     ------
     FileNotFoundError
-        If ``run_dir`` does not exist or has no checkpoint.
+        If ``run_dir`` does not exist, is a file, or has no checkpoint.
     """
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is a file, not a run directory; pass the runs/<name> or runs/<name>/version_N folder "
+            f"(a checkpoint file goes to --ckpt)."
+        )
     if not run_dir.is_dir():
         raise FileNotFoundError(
             f"run directory {run_dir} does not exist (working folder {Path.cwd()}); train one with "
@@ -333,7 +345,7 @@ def load_model_and_data(
     ------
     CheckpointError
         If the file is not a readable checkpoint, or needs trust it was not given (:class:`CheckpointTrustError`).
-    ValueError
+    LFADSDataError
         If the checkpoint records no data and none is given, or the data do not match the model's dimensions.
     """
     from lfads.data.datamodule import LFADSDataModule
@@ -351,14 +363,16 @@ def load_model_and_data(
         recorded = dm_hparams["data_paths"]
         dm_hparams["data_paths"] = resolved[0] if isinstance(recorded, (str, os.PathLike)) else resolved
     if "data_paths" not in dm_hparams:
-        raise ValueError(f"{ckpt} does not record its data; pass --data FILE [FILE ...].")
+        raise LFADSDataError(f"{ckpt} does not record its data; pass --data FILE [FILE ...].")
     datamodule = LFADSDataModule(**dm_hparams)
     hp = model.hparams
     if list(datamodule.encod_data_dims) != list(hp.encod_data_dims) or list(datamodule.recon_data_dims) != list(
         hp.recon_data_dims
     ):
-        raise ValueError(
-            f"The data ({datamodule.encod_data_dims} encoder / {datamodule.recon_data_dims} recon neurons) "
-            f"do not match the model in {ckpt} ({list(hp.encod_data_dims)} / {list(hp.recon_data_dims)})."
+        files = ", ".join(str(s.path) for s in datamodule.sessions)
+        raise LFADSDataError(
+            f"{files}: the data ({datamodule.encod_data_dims} encoder / {datamodule.recon_data_dims} recon neurons "
+            f"per session) do not match the model in {ckpt} ({list(hp.encod_data_dims)} / "
+            f"{list(hp.recon_data_dims)}); pass the files the run was fitted to, or others with the same neurons."
         )
     return model, datamodule

@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +152,10 @@ def _lfads_variants(bad: Path, arrays: dict[str, np.ndarray], attrs: dict) -> No
     variant("ext_inputs.h5", lambda d: d.__setitem__("train_ext_inputs", d["train_encod_data"][:, :, :2]))
     variant("text_data.h5", lambda d: d.__setitem__("train_encod_data", np.array([b"spikes"] * 4)))
     variant("bad_bin.h5", bin_size=-0.01)
+    variant("other_neurons.h5", lambda d: d.update({k: d[k][:, :, :10] for k in list(d) if k.endswith("_data")}),
+            drop=TRUTH)
+    with zipfile.ZipFile(bad / "foreign.ckpt", "w") as archive:  # a zip archive, but not one torch.save wrote
+        archive.writestr("notes.txt", "not a checkpoint")
     shutil.copy(bad.parent / "lorenz.h5", bad / "..h5")
     (bad / "truncated.h5").write_bytes((bad.parent / "lorenz.h5").read_bytes()[:3000])
     (bad / "text.h5").write_text("train_encod_data, train_recon_data\n1, 2\n")
@@ -209,6 +214,7 @@ def _nwb_variants(bad: Path) -> None:
     write_h5(bad / "plain.nwb", {"train_encod_data": np.zeros((2, 3, 4))})
     (bad / "twin").mkdir()
     shutil.copy(bad / "good.nwb", bad / "twin" / "good.nwb")
+    (bad / "nwb_truncated.nwb").write_bytes((bad / "good.nwb").read_bytes()[:5000])
     shutil.copy(bad / "good.nwb", bad / "nwb_named.h5")  # an NWB file whose converted name is its own
     (bad / "nwb_config.yaml").write_text("data:\n  nwb:\n    bin_size: 20\n")
     (bad / "no_section.yaml").write_text("model:\n  gen_dim: 3\n")
@@ -364,8 +370,17 @@ CASES: list[tuple[str, list[str], list[str]]] = [
      ["lorenz.h5", "input"]),
     ("sample-nwb-out-not-nwb", [*SO, "--nwb-out", "<tmp>/x.txt"], ["x.txt", ".nwb"]),
     ("sample-unknown-option", [*SO, "--bogus"], ["--bogus"]),
+    ("sample-ckpt-foreign-zip", ["sample", "--ckpt", "<bad>/foreign.ckpt", "--out", "<tmp>/s.h5"],
+     ["foreign.ckpt", "not a readable checkpoint"]),
+    ("sample-data-other-neurons", [*SO, "--data", "<bad>/other_neurons.h5"], ["other_neurons.h5", "do not match"]),
+    ("sample-run-is-a-file", ["sample", "--run", "<data>", "--out", "<tmp>/s.h5"], ["lorenz.h5", "is a file"]),
+    ("sample-run-without-checkpoints", ["sample", "--run", "<bad>", "--out", "<tmp>/s.h5"],
+     ["No checkpoints", "at least one epoch"]),
+    ("sample-out-given-twice", [*SO, "--out", "<tmp>/t.h5"], ["--out", "s.h5", "t.h5", "more than once"]),
+    ("sample-data-given-twice", [*SO, "--data", "<data>", "--data", "<bad>/..h5"], ["--data", "more than once"]),
     # ---- lfads analyze ----
     ("analyze-n-initial-0", [*AO, "--n-initial", "0"], ["--n-initial"]),
+    ("analyze-n-initial-huge", [*AO, "--n-initial", "99999999999999999999"], ["--n-initial", "at most"]),
     ("analyze-max-trials-0", [*AO, "--max-trials", "0"], ["--max-trials"]),
     ("analyze-session-5", [*AO, "--session", "5"], ["--session 5"]),
     ("analyze-split-typo", [*AO, "--split", "tset"], ["--split tset", "train, valid"]),
@@ -380,6 +395,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("analyze-ckpt-text", ["analyze", "--ckpt", "<bad>/notes.ckpt", "--out", "<tmp>/a.h5"], ["notes.ckpt"]),
     ("analyze-ckpt-missing", ["analyze", "--ckpt", "<tmp>/x.ckpt", "--out", "<tmp>/a.h5"], ["x.ckpt"]),
     ("analyze-data-truncated", [*AO, "--data", "<bad>/truncated.h5"], ["truncated.h5"]),
+    ("analyze-data-other-neurons", [*AO, "--data", "<bad>/other_neurons.h5"], ["other_neurons.h5", "do not match"]),
+    ("analyze-ckpt-given-twice", ["analyze", "--ckpt", "<bad>/notes.ckpt", "--ckpt", "<ckpt>", "--out", "<tmp>/a.h5"],
+     ["--ckpt", "notes.ckpt", "more than once"]),
     # ---- lfads convert (NWB) ----
     ("convert-nwb-missing", ["convert", "--nwb", "<tmp>/gone.nwb", "--out-dir", "<tmp>/h5"], ["gone.nwb"]),
     ("convert-nwb-text", ["convert", "--nwb", "<bad>/notes.nwb", "--out-dir", "<tmp>/h5"], ["notes.nwb"]),
@@ -405,6 +423,17 @@ CASES: list[tuple[str, list[str], list[str]]] = [
      ["nwb_config.yaml", "bin_size"]),
     ("convert-config-broken", [*C, "--out-dir", "<tmp>/h5", "--config", "<bad>/broken.yaml"], ["broken.yaml"]),
     ("convert-no-out-dir", ["convert", "--nwb", "<bad>/good.nwb"], ["--out-dir"]),
+    ("convert-nwb-truncated", ["convert", "--nwb", "<bad>/nwb_truncated.nwb", "--out-dir", "<tmp>/h5"],
+     ["nwb_truncated.nwb", "truncated"]),
+    ("convert-nwb-given-twice", [*C, "--nwb", "<bad>/twin/good.nwb", "--out-dir", "<tmp>/h5"],
+     ["--nwb", "more than once"]),
+    ("convert-out-dir-given-twice", [*C, "--out-dir", "<tmp>/h5", "--out-dir", "<tmp>/h6"],
+     ["--out-dir", "more than once"]),
+    # ---- lfads nlb ----
+    ("nlb-ckpt-foreign-zip", ["nlb", "submit", "--ckpt", "<bad>/foreign.ckpt", "--dataset", "mc_maze_small", "--out",
+                              "<tmp>/sub.h5"], ["foreign.ckpt", "not a readable checkpoint"]),
+    ("nlb-out-given-twice", ["nlb", "target", "--tensors", "<bad>/nlb_good.h5", "--dataset", "mc_maze_small",
+                             "--out", "<tmp>/t1.h5", "--out", "<tmp>/t2.h5"], ["--out", "more than once"]),
     # ---- lfads tune ----
     ("tune-no-config", ["tune", "--data.data_paths", "<data>"], ["--config"]),
     ("tune-config-missing", ["tune", "--config", "<tmp>/none.yaml"], ["none.yaml"]),
@@ -417,7 +446,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("tune-bad-hyperparameter", [*T, "--tune.num_samples", "2", "--model.fac_dim", "0"], ["model.fac_dim"]),
 ]
 
-COMMANDS = {"fit", "sample", "analyze", "convert", "tune"}
+COMMANDS = {"fit", "sample", "analyze", "convert", "tune", "nlb"}
 
 
 def test_there_are_at_least_80_distinct_bad_inputs():

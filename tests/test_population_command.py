@@ -47,6 +47,7 @@ def test_each_task_trains_with_the_settings_of_the_universality_figures(tmp_path
     (["--target-loss", "-1"], "--target-loss -1.0: must be at least 0.0"),
     (["--target-loss", "inf"], "--target-loss inf: must be a finite number"),
     (["--task", "juggling"], "--task juggling: unknown task; choose from"),
+    (["--n-initial", "99999999999999999999"], "--n-initial 99999999999999999999: must be at most 1000000"),
     (["--ray", "--seeds-per-trial", "0"], "--seeds-per-trial 0: must be at least 1"),
     (["--ray", "--cpus-per-trial", "0"], "--cpus-per-trial 0: must be at least 1"),
     (["--seeds-per-trial", "2"], "--seeds-per-trial: only with --ray"),

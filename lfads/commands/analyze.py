@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lfads.commands.checks import (
+    MAX_INITIAL_STATES,
+    StoreOnce,
     add_common_options,
     check_splits,
     checkpoint_file,
@@ -16,6 +18,7 @@ from lfads.commands.checks import (
     load_model_and_data,
     output_file,
     require_at_least,
+    require_at_most,
     run_checkpoint,
     run_files,
     session_index,
@@ -32,12 +35,15 @@ def build_parser() -> ArgumentParser:
     """The argument parser of ``lfads analyze``."""
     parser = ArgumentParser(prog="lfads analyze", description=__doc__.splitlines()[0])
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="checkpoint file")
-    src.add_argument("--run", help="run directory (uses its best checkpoint)")
-    parser.add_argument("--out", help=f"output HDF5 file (default: {ANALYSIS_FILE} in the run directory)")
-    parser.add_argument("--data", nargs="+", help="data files to use instead of those the model was trained on")
-    parser.add_argument("--split", default="valid", help="split whose generator trajectories seed the search")
-    parser.add_argument("--session", type=int, default=0, help="session index (multi-session models)")
+    src.add_argument("--ckpt", action=StoreOnce, help="checkpoint file")
+    src.add_argument("--run", action=StoreOnce, help="run directory (uses its best checkpoint)")
+    parser.add_argument("--out", action=StoreOnce,
+                        help=f"output HDF5 file (default: {ANALYSIS_FILE} in the run directory)")
+    parser.add_argument("--data", nargs="+", action=StoreOnce,
+                        help="data files to use instead of those the model was trained on")
+    parser.add_argument("--split", default="valid", action=StoreOnce,
+                        help="split whose generator trajectories seed the search")
+    parser.add_argument("--session", type=int, default=0, action=StoreOnce, help="session index (multi-session models)")
     parser.add_argument("--n-initial", type=int, default=1024, help="initial states for the fixed-point search")
     parser.add_argument("--noise", type=float, default=0.05, help="noise added to initial states, x state std")
     parser.add_argument("--max-trials", type=int, default=200, help="trials whose trajectories are used")
@@ -62,6 +68,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     trust = True if args.trust_checkpoint else None  # None: LFADS_TRUST_CHECKPOINTS decides
     require_at_least(args.n_initial, 1, "--n-initial")
+    require_at_most(args.n_initial, MAX_INITIAL_STATES, "--n-initial", "each start is one fixed-point search")
     require_at_least(args.max_trials, 1, "--max-trials")
     require_at_least(args.noise, 0, "--noise")
     if not args.no_jslds:

@@ -6,6 +6,7 @@ path, and the fix; the command line prints it as one line (see :mod:`lfads.comma
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import zipfile
@@ -16,6 +17,8 @@ from typing import Any
 from lfads.errors import LFADSArgumentError, LFADSDataError
 
 __all__ = [
+    "MAX_INITIAL_STATES",
+    "StoreOnce",
     "check_splits",
     "checkpoint_file",
     "data_files",
@@ -23,6 +26,7 @@ __all__ = [
     "output_file",
     "readable_hdf5",
     "require_at_least",
+    "require_at_most",
     "run_checkpoint",
     "run_files",
     "session_index",
@@ -33,12 +37,45 @@ RUN_RECORDS = ("config.yaml", "hparams.yaml", "metrics.csv")
 """Files of a run's version folder that no output may replace."""
 
 
+class StoreOnce(argparse.Action):
+    """``store`` for an option whose repetition would silently drop work (a file, a split, an output): refused.
+
+    argparse keeps only the last of ``--out a.h5 --out b.h5`` (or ``--data a.h5 --data b.h5``); this action
+    raises a parser error naming both values instead.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        previous = getattr(namespace, self.dest, self.default)
+        if previous is not self.default:  # the option was given before in this command line
+            hint = f", listing every value after one {option_string}" if self.nargs in ("+", "*") else ""
+            both = f"{_values_text(previous)}, then {_values_text(values)}"
+            raise argparse.ArgumentError(self, f"given more than once ({both}), and only the last would be used; "
+                                               f"give it once{hint}")
+        setattr(namespace, self.dest, values)
+
+
+def _values_text(values: Any) -> str:
+    """An option's parsed value as written on the command line (a list space-separated)."""
+    return " ".join(map(str, values)) if isinstance(values, list) else str(values)
+
+
 def require_at_least(value: float, minimum: float, option: str) -> None:
     """Raise if ``value < minimum`` or ``value`` is not finite (NaN, infinite), naming ``option``."""
     if not value >= minimum:
         raise LFADSArgumentError(f"{option} {value}: must be at least {minimum}.")
     if not math.isfinite(value):
         raise LFADSArgumentError(f"{option} {value}: must be a finite number.")
+
+
+MAX_INITIAL_STATES = 1_000_000
+"""Most starts of a fixed-point search a command accepts (each start is one search; the defaults are 1024 and 256)."""
+
+
+def require_at_most(value: float, maximum: float, option: str, reason: str = "") -> None:
+    """Raise if ``value > maximum``, naming ``option``; ``reason`` says why the limit (appended in brackets)."""
+    if value > maximum:
+        raise LFADSArgumentError(f"{option} {value}: must be at most {maximum}" + (f" ({reason})." if reason else "."))
 
 
 def checkpoint_file(path: str | os.PathLike, option: str = "--ckpt") -> Path:
@@ -148,7 +185,8 @@ def readable_hdf5(path: str | os.PathLike, source: str = "--data") -> Path:
 
     path = Path(path)
     if path.is_dir():
-        raise LFADSArgumentError(f"{source} {path}: is a directory; give HDF5 files, or a glob such as '{path}/*.h5'.")
+        glob = f", or a glob such as '{path}/*.h5'" if source == "--data" else ""
+        raise LFADSArgumentError(f"{source} {path}: is a directory; give an HDF5 file{glob}.")
     try:
         with h5py.File(path, "r"):
             pass

@@ -19,6 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from lfads.commands.checks import StoreOnce
 from lfads.commands.report import ArgumentParser
 from lfads.data.atomic import check_output_dir, guarded_output
 from lfads.data.nwb import NWBBinning
@@ -147,9 +148,12 @@ def _build_convert_parser(parser_class: type[argparse.ArgumentParser] = argparse
         prog="lfads convert",
         description="Bin NWB sessions into LFADS HDF5 files (one per session, named after the NWB file). Binning "
                     "options: NWBBinning defaults, then the config's data.nwb section, then the flags below.")
-    parser.add_argument("--nwb", nargs="+", required=True, metavar="FILE", help="NWB file(s), one per session")
-    parser.add_argument("--out-dir", required=True, type=Path, help="folder for the .h5 files (created if missing)")
-    parser.add_argument("--config", type=Path, help="YAML config with a data.nwb section (e.g. configs/reach_nwb.yaml)")
+    parser.add_argument("--nwb", nargs="+", required=True, metavar="FILE", action=StoreOnce,
+                        help="NWB file(s), one per session")
+    parser.add_argument("--out-dir", required=True, type=Path, action=StoreOnce,
+                        help="folder for the .h5 files (created if missing)")
+    parser.add_argument("--config", type=Path, action=StoreOnce,
+                        help="YAML config with a data.nwb section (e.g. configs/reach_nwb.yaml)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     binning_flags(parser.add_argument_group("binning (fields of lfads.data.nwb.NWBBinning; 'none' means null)"))
     return parser

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lfads.commands.checks import (
+    StoreOnce,
     add_common_options,
     checkpoint_file,
     data_files,
@@ -33,12 +34,14 @@ __all__ = ["build_parser", "main"]
 def _add_submit(actions) -> None:
     p = actions.add_parser("submit", help="write the submission file of a run fitted to NLB tensors")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run", help="run directory (uses its best checkpoint)")
-    src.add_argument("--ckpt", help="checkpoint file")
-    p.add_argument("--dataset", required=True, help="the benchmark's data set name, e.g. mc_maze_small")
-    p.add_argument("--out", required=True, help="submission HDF5 file to write")
-    p.add_argument("--data", nargs="+", help="NLB tensor files to use instead of those the model was trained on")
-    p.add_argument("--session", help="session name (runs fitted to several files)")
+    src.add_argument("--run", action=StoreOnce, help="run directory (uses its best checkpoint)")
+    src.add_argument("--ckpt", action=StoreOnce, help="checkpoint file")
+    p.add_argument("--dataset", required=True, action=StoreOnce,
+                   help="the benchmark's data set name, e.g. mc_maze_small")
+    p.add_argument("--out", required=True, action=StoreOnce, help="submission HDF5 file to write")
+    p.add_argument("--data", nargs="+", action=StoreOnce,
+                   help="NLB tensor files to use instead of those the model was trained on")
+    p.add_argument("--session", action=StoreOnce, help="session name (runs fitted to several files)")
     p.add_argument("--samples", type=int, default=50, help="posterior samples averaged per trial (default 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws (default 0)")
     add_common_options(p)
@@ -46,17 +49,18 @@ def _add_submit(actions) -> None:
 
 def _add_target(actions) -> None:
     p = actions.add_parser("target", help="write an evaluation-target file from a validation-phase tensor file")
-    p.add_argument("--tensors", required=True, help="NLB tensor file holding eval_spikes_heldout")
-    p.add_argument("--dataset", required=True, help="the benchmark's data set name, e.g. mc_maze_small")
-    p.add_argument("--out", required=True, help="target HDF5 file to write")
+    p.add_argument("--tensors", required=True, action=StoreOnce, help="NLB tensor file holding eval_spikes_heldout")
+    p.add_argument("--dataset", required=True, action=StoreOnce,
+                   help="the benchmark's data set name, e.g. mc_maze_small")
+    p.add_argument("--out", required=True, action=StoreOnce, help="target HDF5 file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier target file")
 
 
 def _add_score(actions) -> None:
     p = actions.add_parser("score", help="score a submission file against an evaluation-target file")
-    p.add_argument("--submission", required=True, help="submission HDF5 file")
-    p.add_argument("--target", required=True, help="evaluation-target HDF5 file")
-    p.add_argument("--dataset", help="score only this data set (default: every one both files hold)")
+    p.add_argument("--submission", required=True, action=StoreOnce, help="submission HDF5 file")
+    p.add_argument("--target", required=True, action=StoreOnce, help="evaluation-target HDF5 file")
+    p.add_argument("--dataset", action=StoreOnce, help="score only this data set (default: every one both files hold)")
 
 
 def build_parser() -> ArgumentParser:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lfads.commands.checks import (
+    StoreOnce,
     add_common_options,
     check_splits,
     checkpoint_file,
@@ -38,13 +39,17 @@ def build_parser() -> ArgumentParser:
     src.add_argument("--ckpt", action="append", help="checkpoint file (repeat for an ensemble)")
     src.add_argument("--run", action="append", help="run directory, using its best checkpoint (repeat for an ensemble)")
     parser.add_argument(
-        "--out", help=f"output HDF5 file (default for one model: {POSTERIOR_FILE} in the run directory)"
+        "--out", action=StoreOnce,
+        help=f"output HDF5 file (default for one model: {POSTERIOR_FILE} in the run directory)"
     )
-    parser.add_argument("--data", nargs="+", help="data files to sample instead of those the model was trained on")
+    parser.add_argument("--data", nargs="+", action=StoreOnce,
+                        help="data files to sample instead of those the model was trained on")
     parser.add_argument("--samples", type=int, default=50, help="posterior samples averaged per trial (default 50)")
-    parser.add_argument("--splits", nargs="+", help="splits to sample (default: every split in the data)")
+    parser.add_argument("--splits", nargs="+", action=StoreOnce,
+                        help="splits to sample (default: every split in the data)")
     parser.add_argument(
         "--nwb-out",
+        action=StoreOnce,
         help="also write the outputs into a copy of each session's source NWB file (.nwb; the session name is "
         "appended when there are several); the source is never modified",
     )
