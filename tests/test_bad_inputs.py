@@ -380,6 +380,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sample-data-given-twice", [*SO, "--data", "<data>", "--data", "<bad>/..h5"], ["--data", "more than once"]),
     # ---- lfads analyze ----
     ("analyze-n-initial-0", [*AO, "--n-initial", "0"], ["--n-initial"]),
+    ("analyze-session-given-twice-first-at-its-default", [*AO, "--session", "0", "--session", "1"],
+     ["--session", "(0, then 1)", "more than once"]),
     ("analyze-n-initial-huge", [*AO, "--n-initial", "99999999999999999999"], ["--n-initial", "at most"]),
     ("analyze-max-trials-0", [*AO, "--max-trials", "0"], ["--max-trials"]),
     ("analyze-session-5", [*AO, "--session", "5"], ["--session 5"]),

@@ -46,12 +46,13 @@ class StoreOnce(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        previous = getattr(namespace, self.dest, self.default)
-        if previous is not self.default:  # the option was given before in this command line
+        seen = namespace.__dict__.setdefault("_given_once", set())  # options already given in this command line
+        if self.dest in seen:
             hint = f", listing every value after one {option_string}" if self.nargs in ("+", "*") else ""
-            both = f"{_values_text(previous)}, then {_values_text(values)}"
+            both = f"{_values_text(getattr(namespace, self.dest))}, then {_values_text(values)}"
             raise argparse.ArgumentError(self, f"given more than once ({both}), and only the last would be used; "
                                                f"give it once{hint}")
+        seen.add(self.dest)
         setattr(namespace, self.dest, values)
 
 
