@@ -124,13 +124,18 @@ def check_h5_readable(path: str | os.PathLike) -> Path:
         raise LFADSDataError(f"{path}: not an HDF5 file. Data files must be HDF5 in the LFADS layout "
                              f"(train_encod_data, train_recon_data, ...) or the NLB layout, or NWB files "
                              f"ending in .nwb.")
+    open_hdf5(path).close()
+    return path
+
+
+def open_hdf5(path: str | os.PathLike, fix: str = "Copy or write it again.") -> h5py.File:
+    """``path`` opened read-only; a file HDF5 cannot open (h5py's ``OSError`` names no file) raises
+    :class:`LFADSDataError` naming it, as truncated or still being written, followed by ``fix``."""
     try:
-        with h5py.File(path, "r"):
-            pass
+        return h5py.File(path, "r")
     except OSError as err:
         raise LFADSDataError(f"{path}: cannot be opened as HDF5 ({_first_line(err)}); the file is truncated or "
-                             f"still being written. Copy or write it again.") from err
-    return path
+                             f"still being written. {fix}") from err
 
 
 def _first_line(err: BaseException) -> str:

@@ -89,6 +89,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import h5py
 import numpy as np
 
+from lfads.data.hdf5 import open_hdf5
 from lfads.data.nwb_options import UNOBSERVED_CHOICES, NWBBinning, NWBBinningError, check_choice
 from lfads.errors import LFADSDataError
 
@@ -246,13 +247,7 @@ def check_nwb_file(path: str | os.PathLike) -> None:
     if not h5py.is_hdf5(path):
         raise LFADSDataError(f"{path}: not an HDF5 file, so not an NWB file (NWB 2 files are HDF5). Give the path "
                              f"of a .nwb file.")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:  # h5py names no file: a truncated copy, or one still being written
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise LFADSDataError(f"{path}: cannot be opened as HDF5 ({reason}); the file is truncated or still being "
-                             f"written. Copy or write it again.") from err
-    with f:
+    with open_hdf5(path) as f:
         if "nwb_version" not in f.attrs:
             raise LFADSDataError(f"{path}: an HDF5 file but not an NWB file (no root attribute 'nwb_version'). "
                                  f"For files in the LFADS layout use lfads.data.hdf5.load_lfads_h5.")

@@ -156,6 +156,8 @@ def check_population_file(path: str | Path) -> Path:
     """
     import h5py
 
+    from lfads.data.hdf5 import open_hdf5
+
     path = Path(path)
     if path.is_dir():
         raise LFADSDataError(f"{path}: is a directory, not a population file; pass the .h5 file `lfads population` "
@@ -164,13 +166,7 @@ def check_population_file(path: str | Path) -> Path:
         raise LFADSDataError(f"{path}: no such population file; write one with `lfads population --out {path}`.")
     if not h5py.is_hdf5(path):
         raise LFADSDataError(f"{path}: not an HDF5 file, so not a population file; write one with `lfads population`.")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:  # HDF5's own message names no file: a truncated or damaged file
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise LFADSDataError(f"{path}: cannot be read as HDF5 ({reason}); the file is truncated or damaged - copy it "
-                             "again or write it again with `lfads population`.") from err
-    with f:
+    with open_hdf5(path, "Copy it again or write it again with `lfads population`.") as f:
         check_population_format(f.attrs.get("format"), path)
     return path
 
