@@ -192,6 +192,11 @@ class LFADSCLI(LightningCLI):
         self.resume_dir, self.trust = resume_dir, trust  # set first: LightningCLI runs everything in __init__
         super().__init__(*args, **kwargs)
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's subcommands that ``lfads`` runs: fit, validate and test (``lfads sample`` predicts)."""
+        return {k: v for k, v in LightningCLI.subcommands().items() if k in ("fit", "validate", "test")}
+
     def add_arguments_to_parser(self, parser) -> None:
         for name in LINKED_DATA_DIMS:
             parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")

@@ -394,6 +394,14 @@ def test_debug_flag_shows_the_original_error(tmp_path, small_lorenz, monkeypatch
         main(fit_args(tmp_path / "missing.h5", tmp_path / "runs"))
 
 
+def test_help_lists_only_the_lightning_commands_lfads_runs(capsys):
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out.split("Available subcommands:")[1]
+    assert {"fit", "validate", "test"} <= set(listed.split()) and "predict" not in listed
+
+
 def test_unknown_command_is_one_line(capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from lfads.data.hdf5 import check_counts, load_lfads_h5, save_h5_atomic, save_lfads_h5
+from lfads.data.hdf5 import check_counts, load_lfads_h5, open_hdf5, save_h5_atomic, save_lfads_h5
 from lfads.errors import LFADSDataError
 
 
@@ -228,6 +228,21 @@ def test_non_hdf5_file_raises_data_error(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(LFADSDataError, match="not an HDF5 file"):
         load_lfads_h5(path)
+
+
+def test_open_hdf5_tells_a_foreign_file_from_a_truncated_one_and_names_it(tmp_path):
+    good = tmp_path / "good.h5"
+    with h5py.File(good, "w") as f:
+        f["x"] = np.arange(100_000, dtype=np.float64)
+    truncated, foreign = tmp_path / "cut.h5", tmp_path / "notes.h5"
+    truncated.write_bytes(good.read_bytes()[:4000])
+    foreign.write_text("a,b\n1,2\n")
+    with pytest.raises(LFADSDataError, match=r"^--in .*cut\.h5: cannot be opened as HDF5; the file is truncated"):
+        open_hdf5(truncated, label="--in")
+    with pytest.raises(LFADSDataError, match=r"notes\.h5: is not an HDF5 file .* Write it again\.$"):
+        open_hdf5(foreign, "Write it again.")
+    with open_hdf5(good) as f:
+        assert f["x"].shape == (100_000,)
 
 
 def test_check_counts_accepts_poisson_counts(tmp_path):

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lfads.errors import LFADSArgumentError, LFADSDataError
+from lfads.errors import LFADSArgumentError
 
 __all__ = [
     "MAX_INITIAL_STATES",
@@ -182,23 +182,15 @@ def session_index(index: int, datamodule: Any, option: str = "--session") -> int
 
 def readable_hdf5(path: str | os.PathLike, source: str = "--data") -> Path:
     """``path`` after opening it as HDF5 (nothing is read), so a truncated or foreign file is named at once."""
-    import h5py
+    from lfads.data.hdf5 import open_hdf5
 
     path = Path(path)
     if path.is_dir():
         glob = f", or a glob such as '{path}/*.h5'" if source == "--data" else ""
         raise LFADSArgumentError(f"{source} {path}: is a directory; give an HDF5 file{glob}.")
-    try:
-        with h5py.File(path, "r"):
-            pass
-    except FileNotFoundError as err:
-        raise LFADSArgumentError(f"{source} {path}: no such file (working folder {Path.cwd()}).") from err
-    except OSError as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise LFADSDataError(
-            f"{source} {path}: cannot be read as HDF5 ({reason}); the file is truncated or not HDF5 - "
-            f"copy or write it again."
-        ) from err
+    if not path.exists():
+        raise LFADSArgumentError(f"{source} {path}: no such file (working folder {Path.cwd()}).")
+    open_hdf5(path, "Copy or write it again.", label=source).close()
     return path
 
 

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-PARSERS = ("fit", "validate", "test", "predict")
+PARSERS = ("fit", "validate", "test")
 """Lightning's subcommand parsers, each told to raise its errors instead of printing usage and exiting."""
 
 

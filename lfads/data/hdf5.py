@@ -128,14 +128,24 @@ def check_h5_readable(path: str | os.PathLike) -> Path:
     return path
 
 
-def open_hdf5(path: str | os.PathLike, fix: str = "Copy or write it again.") -> h5py.File:
+def open_hdf5(path: str | os.PathLike, fix: str = "Copy or write it again.", label: str = "") -> h5py.File:
     """``path`` opened read-only; a file HDF5 cannot open (h5py's ``OSError`` names no file) raises
-    :class:`LFADSDataError` naming it, as truncated or still being written, followed by ``fix``."""
+    :class:`LFADSDataError` naming it (after ``label``, e.g. the option that gave it), as not HDF5 when it lacks
+    the HDF5 signature and otherwise as truncated or still being written, followed by ``fix``."""
     try:
         return h5py.File(path, "r")
     except OSError as err:
-        raise LFADSDataError(f"{path}: cannot be opened as HDF5 ({_first_line(err)}); the file is truncated or "
-                             f"still being written. {fix}") from err
+        name = f"{label} {path}" if label else f"{path}"
+        what = ("is not an HDF5 file" if _lacks_signature(path) else
+                "cannot be opened as HDF5; the file is truncated or still being written")
+        raise LFADSDataError(f"{name}: {what} ({_first_line(err)}). {fix}") from err
+
+
+def _lacks_signature(path: str | os.PathLike) -> bool:
+    try:
+        return not h5py.is_hdf5(path)
+    except OSError:  # unreadable: say nothing about its contents
+        return False
 
 
 def _first_line(err: BaseException) -> str:
