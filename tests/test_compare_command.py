@@ -83,6 +83,10 @@ def test_dsa_delays_and_rank_given_on_the_command_line_are_used_not_selected(two
     assert selected["selected"]
     # the note is printed exactly when the selection stopped at the grid's largest rank
     assert ("note: DSA chose rank" in capsys.readouterr().out) == bool(selected["rank_at_grid_edge"])
+    assert main(["compare", *runs, "--dsa-max-rank", "1", "--out", str(tmp_path / "m.h5")]) == 0
+    bounded = ComparisonResult.load(tmp_path / "m.h5").settings["dsa_eigenvalues"]
+    assert bounded["selected"] and (bounded["max_rank"], bounded["rank"]) == (1, 1) and bounded["rank_at_grid_edge"]
+    assert f"--dsa-max-rank {bounded['state_dim']}, the state dimension" in capsys.readouterr().out
 
 
 def test_a_run_compared_with_itself_is_at_distance_zero(two_runs, tmp_path):
@@ -153,6 +157,8 @@ def test_runs_on_different_data_are_compared_only_by_metrics_that_need_no_shared
     (["--groups", "a"], "--groups"),
     (["--dsa-rank", "0"], "--dsa-rank 0: must be at least 1"),
     (["--dsa-delays", "-1"], "--dsa-delays -1: must be at least 1"),
+    (["--dsa-max-rank", "0"], "--dsa-max-rank 0: must be at least 1"),
+    (["--dsa-rank", "3", "--dsa-max-rank", "20"], "give one of them"),
     (["--groups", "a,b"], "at least two groups and one group of two"),
     (["--spectra-modes", "-1"], "--spectra-modes"),
     (["--unstable-tol", "-0.1"], "--unstable-tol"),

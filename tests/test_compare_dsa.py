@@ -142,6 +142,16 @@ def test_a_rank_chosen_at_the_edge_of_the_grid_is_flagged_and_a_given_rank_is_no
     assert given.rank == 10 and not given.settings["rank_at_grid_edge"] and given.selection is not None
 
 
+def test_a_wider_rank_grid_lets_the_selection_find_the_full_rank_of_a_20_dimensional_linear_system():
+    xs = [_noisy_linear(20, seed=s) for s in (0, 1)]
+    default, wide = DSA().fit(xs), DSA(max_rank=20).fit(xs)
+    assert default.rank == 10 and default.settings["rank_at_grid_edge"]
+    # every one of the 20 dimensions predicts: one delay, rank 20, at half the held-out error of rank 10
+    assert (wide.delays, wide.rank) == (1, 20) and not wide.settings["rank_at_grid_edge"]
+    assert (wide.settings["max_rank"], wide.settings["state_dim"]) == (20, 20)
+    assert np.nanmin(wide.selection.errors) < 0.6 * np.nanmin(default.selection.errors)
+
+
 def test_condition_means_are_removed_per_condition_and_time():
     x, cond = decision_system("point", seed=0, n_trials=20)
     r = subtract_condition_means(x, cond)

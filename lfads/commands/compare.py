@@ -69,7 +69,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--dsa-delays", type=int, help="dsa: delays of the embedding (default: chosen by held-out "
                                                        "prediction, from 1, 2, 3, 5, 8)")
     parser.add_argument("--dsa-rank", type=int, help="dsa: rank of the DMD (default: chosen by held-out prediction, "
-                                                     "from 1 to 10)")
+                                                     "from 1 to --dsa-max-rank)")
+    parser.add_argument("--dsa-max-rank", type=int, help="dsa: the largest rank the selection tries (default 10; "
+                                                         "e.g. the generator size)")
     parser.add_argument("--unstable-tol", type=float, default=0.0,
                         help="topology: a direction counts as unstable when |lambda| > 1 + this (default 0)")
     runs = parser.add_argument_group("runs (with --run or --ckpt)")
@@ -137,9 +139,12 @@ def main(argv: list[str]) -> int:
     require_at_least(args.seed, 0, "--seed")
     if args.spectra_modes is not None:
         require_at_least(args.spectra_modes, 0, "--spectra-modes")
-    for value, option in ((args.dsa_delays, "--dsa-delays"), (args.dsa_rank, "--dsa-rank")):
+    for value, option in ((args.dsa_delays, "--dsa-delays"), (args.dsa_rank, "--dsa-rank"),
+                          (args.dsa_max_rank, "--dsa-max-rank")):
         if value is not None:
             require_at_least(value, 1, option)
+    if args.dsa_rank is not None and args.dsa_max_rank is not None:
+        raise LFADSArgumentError("--dsa-rank fixes the rank and --dsa-max-rank bounds its selection: give one of them.")
     require_at_least(args.unstable_tol, 0.0, "--unstable-tol")
     if args.population:
         return _population_main(args)
@@ -241,13 +246,13 @@ def _population_main(args) -> int:
 
 def _metric_options(args, default_modes: int, default_match: str) -> dict:
     """``compare_models`` keywords from ``--spectra-modes``, ``--spectra-match``, ``--unstable-tol``,
-    ``--dsa-delays`` and ``--dsa-rank``."""
+    ``--dsa-delays``, ``--dsa-rank`` and ``--dsa-max-rank``."""
     from lfads.compare.dsa import DSA
 
     modes = default_modes if args.spectra_modes is None else args.spectra_modes
     by = default_match if args.spectra_match is None else args.spectra_match
     return {"spectra_kwargs": {"n_modes": modes or None, "by": by}, "unstable_tol": args.unstable_tol,
-            "dsa": DSA(delays=args.dsa_delays, rank=args.dsa_rank, seed=args.seed)}
+            "dsa": DSA(delays=args.dsa_delays, rank=args.dsa_rank, max_rank=args.dsa_max_rank, seed=args.seed)}
 
 
 def _dsa_note(result) -> str | None:
@@ -255,8 +260,10 @@ def _dsa_note(result) -> str | None:
     settings = result.settings.get("dsa") or result.settings.get("dsa_eigenvalues")
     if not settings or not settings.get("rank_at_grid_edge"):
         return None
-    return (f"note: DSA chose rank {settings['rank']}, the largest of its grid: the held-out prediction error may "
-            "fall further at higher ranks; try --dsa-rank with a larger rank.")
+    rank, state_dim = int(settings["rank"]), int(settings.get("state_dim", -1))
+    larger = f"e.g. --dsa-max-rank {state_dim}, the state dimension" if state_dim > rank else "a larger --dsa-max-rank"
+    return (f"note: DSA chose rank {rank}, the largest of its grid: the held-out prediction error may fall further "
+            f"at higher ranks; let it choose among more with {larger}.")
 
 
 def _compare_and_write(models, metrics, names, args, out: Path, figure: Path, protected: set,

@@ -535,6 +535,9 @@ class DSA:
     ----------
     delays, rank : int, optional
         Chosen by :func:`select_delay_rank` on all models when ``None``.
+    max_rank : int, optional
+        The largest rank the selection tries (its default grid stops at 10); e.g. the state dimension, when
+        the held-out error may still fall past rank 10.
     ridge : float
         DMD ridge :math:`\\lambda`.
     n_restarts, max_iter, seed
@@ -549,6 +552,7 @@ class DSA:
 
     delays: int | None = None
     rank: int | None = None
+    max_rank: int | None = None
     ridge: float = 1e-4
     n_restarts: int = 2
     max_iter: int = 200
@@ -562,6 +566,7 @@ class DSA:
         return {
             "delays": -1 if self.delays is None else int(self.delays),
             "rank": -1 if self.rank is None else int(self.rank),
+            "max_rank": -1 if self.max_rank is None else int(self.max_rank),
             "ridge": self.ridge,
             "n_restarts": self.n_restarts,
             "max_iter": self.max_iter,
@@ -569,6 +574,7 @@ class DSA:
             "selected": self.selection is not None,
             "residuals": bool(getattr(self, "residuals", False)),
             "rank_at_grid_edge": bool(getattr(self, "rank_at_grid_edge", False)),
+            "state_dim": int(getattr(self, "state_dim", -1)),
         }
 
     def fit(self, trajectories: Sequence[Any], conditions: Any | None = None) -> DSA:
@@ -578,10 +584,11 @@ class DSA:
         fitted to the residuals about the condition averages (:func:`subtract_condition_means`). When the rank
         is selected and the choice is the largest rank of the grid, below the delay embedding's dimension,
         ``rank_at_grid_edge`` is set (in :attr:`settings` too): the held-out error may fall further at higher
-        ranks, which ``rank=`` (or ``select_delay_rank(ranks=...)``) would try.
+        ranks, which a larger ``max_rank`` (or ``rank=``) would try.
         """
         trajectories = [_as_trials(t, f"trajectories[{i}]") for i, t in enumerate(trajectories)]
         self.residuals = conditions is not None
+        self.state_dim = min(t.shape[2] for t in trajectories)
         if conditions is not None:
             per_model = conditions if isinstance(conditions, (list, tuple)) else [conditions] * len(trajectories)
             trajectories = [subtract_condition_means(t, c) for t, c in zip(trajectories, per_model)]
@@ -591,12 +598,14 @@ class DSA:
                 kwargs["delays"] = (self.delays,)
             if self.rank is not None:
                 kwargs["ranks"] = (self.rank,)
+            elif self.max_rank is not None:
+                kwargs["ranks"] = range(1, int(self.max_rank) + 1)
             rank_selected = self.rank is None
             self.selection = select_delay_rank(trajectories, **kwargs)
             self.delays, self.rank = self.selection.delays, self.selection.rank
             if rank_selected:
                 fitted = self.selection.grid_ranks[np.isfinite(self.selection.errors).any(axis=0)]
-                possible = min(t.shape[2] for t in trajectories) * self.delays
+                possible = self.state_dim * self.delays
                 self.rank_at_grid_edge = bool(self.rank == fitted.max() < possible)
         self.models = [fit_dmd(t, self.delays, self.rank, self.ridge) for t in trajectories]
         return self
