@@ -11,6 +11,7 @@ from sklearn.metrics import silhouette_score
 
 from lfads.compare.dsa import (
     DSA,
+    _EmbeddingSVD,
     delay_embed,
     eigenvalue_wasserstein,
     fit_dmd,
@@ -150,6 +151,23 @@ def test_a_wider_rank_grid_lets_the_selection_find_the_full_rank_of_a_20_dimensi
     assert (wide.delays, wide.rank) == (1, 20) and not wide.settings["rank_at_grid_edge"]
     assert (wide.settings["max_rank"], wide.settings["state_dim"]) == (20, 20)
     assert np.nanmin(wide.selection.errors) < 0.6 * np.nanmin(default.selection.errors)
+
+
+def test_dmds_of_every_rank_from_one_projection_match_ridge_regressions_fitted_rank_by_rank():
+    x = _noisy_linear(12, seed=3)
+    ridge, ranks = 1e-3, (2, 5, 9, 12)
+    fits = [fit_dmd(x, 1, None, ridge)]  # all 12 components
+    fits += list(_EmbeddingSVD.of(x, 1).nested_dmds(ranks, ridge))
+    centred = x - x.reshape(-1, 12).mean(axis=0)
+    lam, vec = np.linalg.eigh(np.cov(centred.reshape(-1, 12).T, bias=True))
+    for fit in fits:
+        r = fit.rank
+        z = centred @ vec[:, ::-1][:, :r] / np.sqrt(lam[::-1][:r])
+        z0, z1 = z[:, :-1].reshape(-1, r), z[:, 1:].reshape(-1, r)
+        a = np.linalg.solve(z0.T @ z0 + ridge * len(z0) * np.eye(r), z0.T @ z1).T
+        # eigenvalues: invariant to the sign of each principal direction
+        assert np.sort_complex(np.linalg.eigvals(fit.operator)) == pytest.approx(
+            np.sort_complex(np.linalg.eigvals(a)), abs=1e-10)
 
 
 def test_condition_means_are_removed_per_condition_and_time():

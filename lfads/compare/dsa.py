@@ -31,7 +31,7 @@ multi-step predictions.
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,15 +198,26 @@ class _EmbeddingSVD:
                 f"rank must be between 1 and {n_ok} (the components of the delay embedding with non-zero "
                 f"variance); got {rank}."
             )
-        basis, scale = self.vt[:r].T, self.sd[:r]
-        z = ((self.embedding - self.mean) @ basis) / scale
-        z0 = z[:, :-1].reshape(-1, r)
-        z1 = z[:, 1:].reshape(-1, r)
+        return next(self.nested_dmds([r], ridge))
+
+    def nested_dmds(self, ranks: Sequence[int], ridge: float) -> Iterator[DMD]:
+        """The DMD of every rank in ``ranks`` (each at most :attr:`max_rank`), from one projection.
+
+        The whitened coordinates of rank :math:`r` are the first :math:`r` of those of the largest rank, so
+        :math:`Z_0^T Z_0` and :math:`Z_0^T Z_1` are formed once and each rank solves their leading block.
+        """
+        k = max(int(r) for r in ranks)
+        z = ((self.embedding - self.mean) @ self.vt[:k].T) / self.sd[:k]
+        z0 = z[:, :-1].reshape(-1, k)
+        z1 = z[:, 1:].reshape(-1, k)
         if z0.shape[0] == 0:
             raise LFADSDataError("fit_dmd: the delay-embedded trials have a single time step; pass longer trials.")
-        gram = z0.T @ z0 + ridge * z0.shape[0] * np.eye(r)
-        a = np.linalg.solve(gram, z0.T @ z1).T
-        return DMD(a, self.mean, basis, scale, self.delays, r, float(ridge))
+        g00, g01 = z0.T @ z0, z0.T @ z1
+        for r in ranks:
+            r = int(r)
+            gram = g00[:r, :r] + ridge * z0.shape[0] * np.eye(r)
+            a = np.linalg.solve(gram, g01[:r, :r]).T
+            yield DMD(a, self.mean, self.vt[:r].T, self.sd[:r], self.delays, r, float(ridge))
 
 
 def fit_dmd(x: Any, delays: int = 1, rank: int | None = None, ridge: float = 1e-4) -> DMD:
@@ -302,10 +313,10 @@ def select_delay_rank(
             actual = m[test][:, int(d) - 1 + horizon :]
             var = np.var(actual.reshape(-1, actual.shape[-1]), axis=0).sum()
             units = m.shape[2]
-            for j, r in enumerate(grid_r):
-                if r > k:
-                    continue
-                model = svd.dmd(int(r), ridge)
+            fitted = [(j, int(r)) for j, r in enumerate(grid_r) if r <= k]
+            if not fitted:
+                continue
+            for (j, r), model in zip(fitted, svd.nested_dmds([r for _, r in fitted], ridge)):
                 z = z_all[..., :r] / svd.sd[:r]
                 zk = z[:, :-horizon] @ np.linalg.matrix_power(model.operator, horizon).T
                 pred = (zk * svd.sd[:r]) @ svd.vt[:r, :units] + svd.mean[:units]
