@@ -70,8 +70,8 @@ def build_parser() -> ArgumentParser:
                                                        "prediction, from 1, 2, 3, 5, 8)")
     parser.add_argument("--dsa-rank", type=int, help="dsa: rank of the DMD (default: chosen by held-out prediction, "
                                                      "from 1 to --dsa-max-rank)")
-    parser.add_argument("--dsa-max-rank", type=int, help="dsa: the largest rank the selection tries (default 10; "
-                                                         "e.g. the generator size)")
+    parser.add_argument("--dsa-max-rank", type=int, help="dsa: the largest rank the selection tries (default: for "
+                                                         "runs, the generator size; for populations, 10)")
     parser.add_argument("--unstable-tol", type=float, default=0.0,
                         help="topology: a direction counts as unstable when |lambda| > 1 + this (default 0)")
     runs = parser.add_argument_group("runs (with --run or --ckpt)")
@@ -173,8 +173,9 @@ def main(argv: list[str]) -> int:
     models = [lfads_generator_model(m, dm, name, split, session, max_trials)
               for (m, dm), name in zip(members, names)]
     factors = min(int(m.hparams["fac_dim"]) for m, _ in members)
+    generator = min(int(m.hparams["gen_dim"]) for m, _ in members)
     _compare_and_write(models, metrics, names, args, out, figure, run_files(ckpts) | inputs, default_modes=factors,
-                       groups=groups)
+                       default_max_rank=generator, groups=groups)
     return 0
 
 
@@ -244,15 +245,16 @@ def _population_main(args) -> int:
     return 0
 
 
-def _metric_options(args, default_modes: int, default_match: str) -> dict:
+def _metric_options(args, default_modes: int, default_match: str, default_max_rank: int | None = None) -> dict:
     """``compare_models`` keywords from ``--spectra-modes``, ``--spectra-match``, ``--unstable-tol``,
     ``--dsa-delays``, ``--dsa-rank`` and ``--dsa-max-rank``."""
     from lfads.compare.dsa import DSA
 
     modes = default_modes if args.spectra_modes is None else args.spectra_modes
     by = default_match if args.spectra_match is None else args.spectra_match
+    max_rank = None if args.dsa_rank is not None else (args.dsa_max_rank or default_max_rank)
     return {"spectra_kwargs": {"n_modes": modes or None, "by": by}, "unstable_tol": args.unstable_tol,
-            "dsa": DSA(delays=args.dsa_delays, rank=args.dsa_rank, max_rank=args.dsa_max_rank, seed=args.seed)}
+            "dsa": DSA(delays=args.dsa_delays, rank=args.dsa_rank, max_rank=max_rank, seed=args.seed)}
 
 
 def _dsa_note(result) -> str | None:
@@ -267,12 +269,12 @@ def _dsa_note(result) -> str | None:
 
 
 def _compare_and_write(models, metrics, names, args, out: Path, figure: Path, protected: set,
-                       default_modes: int, groups: list[str] | None) -> None:
+                       default_modes: int, default_max_rank: int, groups: list[str] | None) -> None:
     from lfads.compare.api import compare_models
     from lfads.compare.stats import N_PERMUTATIONS, separation_table
 
     result = compare_models(models, metrics, names=names, seed=args.seed, progress=not args.no_progress,
-                            **_metric_options(args, default_modes, default_match="spectra"))
+                            **_metric_options(args, default_modes, "spectra", default_max_rank))
     table = None
     if groups is not None:
         scores = result.score_groups(groups, seed=args.seed)
