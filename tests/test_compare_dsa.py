@@ -170,6 +170,13 @@ def test_dmds_of_every_rank_from_one_projection_match_ridge_regressions_fitted_r
             np.sort_complex(np.linalg.eigvals(a)), abs=1e-10)
 
 
+@pytest.mark.parametrize("setting", [{"max_rank": 0}, {"rank": 0}, {"delays": -2}, {"rank": 2.5}])
+def test_dsa_refuses_a_delay_or_rank_below_one_naming_it(setting):
+    name = next(iter(setting))
+    with pytest.raises(LFADSDataError, match=f"DSA: {name} must be a whole number of at least 1"):
+        DSA(**setting)
+
+
 def test_condition_means_are_removed_per_condition_and_time():
     x, cond = decision_system("point", seed=0, n_trials=20)
     r = subtract_condition_means(x, cond)

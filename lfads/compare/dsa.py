@@ -571,6 +571,13 @@ class DSA:
     models: list[DMD] = field(default_factory=list)
     selection: DelayRankSelection | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("delays", "rank", "max_rank"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value < 1):
+                raise LFADSDataError(f"DSA: {name} must be a whole number of at least 1 (or None); got {value!r}.")
+
     @property
     def settings(self) -> dict[str, Any]:
         """Parameters as used (after selection), for storage next to a distance matrix."""
