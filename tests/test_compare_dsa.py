@@ -177,6 +177,14 @@ def test_dsa_refuses_a_delay_or_rank_below_one_naming_it(setting):
         DSA(**setting)
 
 
+def test_trials_too_short_for_any_delay_and_the_horizon_are_refused_in_one_line():
+    x = _noisy_linear(4, seed=0)[:, :6]
+    too_short = r"trials of 6 time steps are too short .* longer than delays \+ horizon \(6\)"
+    with pytest.raises(LFADSDataError, match=too_short):
+        select_delay_rank([x, x])
+    assert select_delay_rank([x, x], horizon=4).delays == 1  # 1 delay + 4 steps fit in 6
+
+
 def test_condition_means_are_removed_per_condition_and_time():
     x, cond = decision_system("point", seed=0, n_trials=20)
     r = subtract_condition_means(x, cond)

@@ -200,3 +200,8 @@ def test_pairwise_cross_validated_matrix_matches_pair_by_pair_scores(name):
     assert np.all(np.diag(d) == 0)
     np.testing.assert_allclose(d[1, 3], cross_validated_distance(models[1], models[3], name, n_folds=3, seed=1),
                                rtol=1e-10)
+
+
+def test_pairwise_distances_of_no_models_is_refused_in_one_line():
+    with pytest.raises(LFADSDataError, match="no models given"):
+        pairwise_distances([], "procrustes")

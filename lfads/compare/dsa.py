@@ -296,6 +296,12 @@ def select_delay_rank(
     grid_d = np.asarray(sorted(set(int(d) for d in delays)))
     max_t = min(m.shape[1] for m in models)
     grid_d = grid_d[grid_d + horizon < max_t]
+    if grid_d.size == 0:
+        raise LFADSDataError(
+            f"select_delay_rank: trials of {max_t} time steps are too short for {min(delays)} delays and "
+            f"{horizon}-step predictions; pass trials longer than delays + horizon ({min(delays) + horizon}), or "
+            "give the delays and rank."
+        )
     if ranks is None:
         ranks = range(1, min(10, min(m.shape[2] for m in models) * int(grid_d.max())) + 1)
     grid_r = np.asarray(sorted(set(int(r) for r in ranks)))

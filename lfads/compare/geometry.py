@@ -392,6 +392,8 @@ def pairwise_distances(
     of each ``k_i x k_j`` block.
     """
     m = geometry_metric(metric)
+    if len(trajectories) == 0:
+        raise LFADSDataError("pairwise_distances: no models given; pass a sequence of (trials, time, units) arrays.")
     preps = [t if isinstance(t, Prepared) else m.prepare(t) for t in trajectories]
     n_models = len(preps)
     if len({p.coords.shape[0] for p in preps}) > 1:
