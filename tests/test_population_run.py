@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lfads.analysis.fixed_points import LINEARIZATION_FIELDS
-from lfads.errors import LFADSArgumentError, LFADSDataError
+from lfads.errors import LFADSArgumentError, LFADSDataError, LFADSOutputError
 from lfads.population.graphs import find_population_graphs, saddle_edges
 from lfads.population.population import load_population, run_population, save_population
 
@@ -175,3 +175,26 @@ def test_a_setting_of_one_architecture_that_training_lacks_is_refused_by_name():
     with pytest.raises(LFADSArgumentError, match=r"arch_settings\['gru'\]: learning_rate not a training setting"):
         run_population(task="flipflop", archs=["gru"], seeds=1, units=4, max_steps=2, find_points=False,
                        arch_settings={"gru": {"learning_rate": 0.1}})
+
+
+@pytest.mark.parametrize(("settings", "says"), [
+    ({"seeds": 0}, "run_population: seeds must be a whole number of at least 1; got 0"),
+    ({"units": 0}, "run_population: units must be a whole number of at least 1; got 0"),
+    ({"n_initial_states": 0}, "n_initial_states must be a whole number of at least 1"),
+    ({"noise_std": -1.0}, "noise_std must be a number of at least 0"),
+    ({"batch_size": 0}, "TrainConfig: batch_size must be a whole number of at least 1; got 0"),
+    ({"lr": -1.0}, "TrainConfig: lr must be a number of at least 0; got -1.0"),
+    ({"max_steps": -5}, "TrainConfig: max_steps must be a whole number of at least 0"),
+])
+def test_population_settings_out_of_range_are_refused_before_training(settings, says):
+    with pytest.raises(LFADSDataError) as info:
+        run_population(archs=["gru"], **{"seeds": 1, "units": 4, "max_steps": 1, **settings})
+    assert says in str(info.value)
+
+
+def test_a_population_file_that_is_a_folder_is_refused_before_training(tmp_path, monkeypatch):
+    import lfads.population.population as population
+
+    monkeypatch.setattr(population, "train_population", lambda *a, **k: pytest.fail("trained before checking out"))
+    with pytest.raises(LFADSOutputError, match="is a directory"):
+        run_population(archs=["gru"], seeds=1, units=4, max_steps=1, out=str(tmp_path))

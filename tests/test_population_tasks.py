@@ -175,3 +175,19 @@ def test_condition_trials_hold_the_input_of_their_condition(name):
             np.testing.assert_array_equal(data.inputs[:, :, 2:].numpy(), np.broadcast_to(u[2:], (6, task.n_time, 2)))
         else:
             assert data.inputs.shape == (6, 4 * task.n_time, 3)
+
+
+@pytest.mark.parametrize(("name", "settings", "says"), [
+    ("flipflop", {"bits": 3}, "flipflop task: unknown settings ['bits']; it takes ['n_bits'"),
+    ("flipflop", {"n_bits": 0}, "flipflop task: n_bits must be a whole number of at least 1; got 0"),
+    ("flipflop", {"pulse_prob": 1.5}, "pulse_prob must be a number above 0 and at most 1; got 1.5"),
+    ("flipflop", {"n_time": 2.5}, "n_time must be a whole number"),
+    ("sine", {"omega_min": 0.5, "omega_max": 0.2}, "sine task: omega_max must be a number of at least 0.5"),
+    ("context", {"response_steps": 60}, "response_steps must be a whole number of at least 1 and at most 50"),
+    ("context", {"report": "sum"}, "report='sum'"),
+    ("context", {"noise_std": float("nan")}, "noise_std must be a number of at least 0; got nan"),
+])
+def test_task_settings_out_of_range_or_unknown_are_refused_naming_task_and_setting(name, settings, says):
+    with pytest.raises(LFADSDataError) as info:
+        get_task(name, **settings)
+    assert says in str(info.value)

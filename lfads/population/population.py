@@ -22,6 +22,7 @@ and writes one HDF5 file (atomically, :func:`lfads.data.hdf5.save_h5_atomic`)::
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -38,11 +39,12 @@ from lfads.analysis.fixed_points import (
     find_fixed_points,
     sample_initial_states,
 )
+from lfads.data.atomic import check_output_path
 from lfads.data.hdf5 import save_h5_atomic
 from lfads.errors import LFADSArgumentError, LFADSDataError
 from lfads.population.cells import check_arch
 from lfads.population.graphs import find_population_graphs, graph_arrays, graph_from_h5, graph_points
-from lfads.population.tasks import Task, get_task
+from lfads.population.tasks import Task, check_setting, get_task
 from lfads.population.train import PopulationFit, StackedRNN, TrainConfig, train_population
 
 __all__ = [
@@ -347,6 +349,7 @@ def run_population(
     -------
     PopulationResult
     """
+    check_population_settings("run_population", seeds, units, n_initial_states, noise_std, out)
     the_task = get_task(task, **(task_settings or {}))
     archs = population_archs(archs)
     config = TrainConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, lr_half_life=lr_half_life,
@@ -360,6 +363,17 @@ def run_population(
         if verbose:
             report_fit(fit)
     return finish_population(result, find_points, graphs, n_initial_states, noise_std, out, verbose)
+
+
+def check_population_settings(where: str, seeds: int, units: int, n_initial_states: int, noise_std: float,
+                              out: str | os.PathLike | None) -> None:
+    """Raise :class:`LFADSDataError` (or :class:`~lfads.errors.LFADSOutputError` for ``out``) before any training
+    unless the population's sizes and search settings are in range and ``out`` can be written."""
+    for name, value in (("seeds", seeds), ("units", units), ("n_initial_states", n_initial_states)):
+        check_setting(where, name, value, 1, integer=True)
+    check_setting(where, "noise_std", noise_std, 0.0)
+    if out is not None:
+        check_output_path(out, overwrite=True, what="population file", option="out")
 
 
 def population_archs(archs: list[str] | None) -> list[str]:

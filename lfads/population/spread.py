@@ -42,6 +42,7 @@ from lfads.errors import LFADSArgumentError, LFADSDataError
 from lfads.population.population import (
     WEIGHTS,
     PopulationResult,
+    check_population_settings,
     config_for,
     finish_population,
     fit_arrays,
@@ -353,6 +354,7 @@ def run_population_ray(
         raise LFADSArgumentError(f"{INSTALL_HINT} ({err}).") from None
     if not cpus_per_trial > 0:
         raise LFADSArgumentError(f"cpus_per_trial {cpus_per_trial}: must be positive.")
+    check_population_settings("run_population_ray", seeds, units, n_initial_states, noise_std, out)
     the_task = get_task(task, **(task_settings or {}))
     archs = population_archs(archs)
     trials = population_units(archs, seeds, seeds_per_trial)

@@ -27,9 +27,11 @@ points; :func:`get_task` builds one by name.
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -276,8 +278,27 @@ class Task:
     slow_points: dict | None = None
 
 
+def check_setting(where: str, name: str, value: Any, minimum: float, *, integer: bool = False,
+                  strict: bool = False, maximum: float | None = None) -> None:
+    """Raise :class:`LFADSDataError` naming ``where`` and ``name`` unless ``value`` is a finite number (whole with
+    ``integer``) of at least ``minimum`` (above it with ``strict``) and at most ``maximum``."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    fine = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+    fine = fine and (value > minimum if strict else value >= minimum) and (maximum is None or value <= maximum)
+    if not fine:
+        bound = f"above {minimum:g}" if strict else f"of at least {minimum:g}"
+        bound += "" if maximum is None else f" and at most {maximum:g}"
+        raise LFADSDataError(f"{where}: {name} must be {'a whole number' if integer else 'a number'} {bound}; "
+                             f"got {value!r}.")
+
+
 def flipflop_task(n_bits: int = 3, n_time: int = 64, pulse_prob: float = 0.05, target_loss: float = 0.01) -> Task:
     """The :math:`N`-bit flip-flop; fixed points sought at zero input; trials can be continued (memories carried)."""
+    where = "flipflop task"
+    check_setting(where, "n_bits", n_bits, 1, integer=True)
+    check_setting(where, "n_time", n_time, 1, integer=True)
+    check_setting(where, "pulse_prob", pulse_prob, 0.0, strict=True, maximum=1.0)
+    check_setting(where, "target_loss", target_loss, 0.0)
     return Task(
         "flipflop", n_bits, n_bits, n_time,
         lambda n, g: generate_flipflop_data(n, n_time, n_bits, pulse_prob, generator=g),
@@ -303,6 +324,12 @@ def sine_task(
     target_loss: float = 0.01,
 ) -> Task:
     """Sine-wave generation; fixed points sought at ``n_conditions`` input levels spread over the range."""
+    where = "sine task"
+    for name, value in (("n_frequencies", n_frequencies), ("n_time", n_time), ("n_conditions", n_conditions)):
+        check_setting(where, name, value, 1, integer=True)
+    check_setting(where, "omega_min", omega_min, 0.0, strict=True)
+    check_setting(where, "omega_max", omega_max, omega_min)
+    check_setting(where, "target_loss", target_loss, 0.0)
     levels, omegas = sine_input_levels(n_frequencies), sine_frequencies(n_frequencies, omega_min, omega_max)
     picks = np.unique(np.linspace(0, n_frequencies - 1, n_conditions).round().astype(int))
     index = {_sine_label(omegas[j]): int(j) for j in picks}
@@ -327,6 +354,13 @@ def context_integration_task(
     report: str = "sign",
 ) -> Task:
     """Context-dependent integration; fixed points sought with no evidence and each context cued."""
+    where = "context task"
+    check_setting(where, "n_time", n_time, 1, integer=True)
+    check_setting(where, "response_steps", response_steps, 1, integer=True, maximum=n_time)
+    for name, value in (("max_coherence", max_coherence), ("noise_std", noise_std), ("target_loss", target_loss)):
+        check_setting(where, name, value, 0.0)
+    if report not in ("sign", "integral"):
+        raise LFADSDataError(f"context task: report={report!r}; the output reports 'sign' or 'integral'.")
     return Task(
         "context", 4, 1, n_time,
         lambda n, g: generate_context_data(n, n_time, max_coherence, noise_std, response_steps, generator=g,
@@ -354,9 +388,13 @@ def get_task(name: str, **settings: float) -> Task:
     Raises
     ------
     LFADSDataError
-        For an unknown name.
+        For an unknown name or setting, or a setting out of its range.
     """
     if name not in TASKS:
         raise LFADSDataError(f"Unknown task {name!r}; choose one of {sorted(TASKS)}.")
+    known = list(inspect.signature(TASKS[name]).parameters)
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise LFADSDataError(f"{name} task: unknown settings {unknown}; it takes {known}.")
     return TASKS[name](**settings)
 

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from lfads.errors import LFADSDataError
 from lfads.population.cells import PARAMETER_NAMES, RecurrentCell, check_arch, init_parameters, state_size
 from lfads.population.recurrence import run_recurrence
-from lfads.population.tasks import Task, TaskData
+from lfads.population.tasks import Task, TaskData, check_setting
 
 __all__ = [
     "PopulationFit",
@@ -253,6 +253,16 @@ class TrainConfig:
     carry_state: bool = False
     data_seed: int = 0
     rate_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        where = "TrainConfig"
+        for name, low in (("max_steps", 0), ("batch_size", 1), ("check_every", 1), ("eval_trials", 1),
+                          ("data_seed", 0)):
+            check_setting(where, name, getattr(self, name), low, integer=True)
+        for name in ("grad_clip",) + (("lr_half_life",) if self.lr_half_life is not None else ()):
+            check_setting(where, name, getattr(self, name), 0.0, strict=True)
+        for name in ("lr", "input_noise", "rate_penalty") + (("target_loss",) if self.target_loss is not None else ()):
+            check_setting(where, name, getattr(self, name), 0.0)
 
 
 @dataclass
