@@ -440,3 +440,7 @@ def test_bad_shapes_raise_errors_that_say_what_to_pass():
         find_fixed_points(lambda u, h: h, torch.zeros(3, 4))
     with pytest.raises(LFADSDataError, match="num_layers=2"):
         find_fixed_points(nn.GRU(2, 4, num_layers=2), torch.zeros(3, 4))
+    starts = torch.zeros(3, 4)
+    starts[1, 2] = float("nan")
+    with pytest.raises(LFADSDataError, match="initial_states: 1 of 3 states hold NaN or inf"):
+        find_fixed_points(cell, starts)

@@ -431,6 +431,10 @@ def minimize_speed(
             f"initial_states must be (n, {dyn.hidden_size}) for a cell with {dyn.hidden_size} units; got "
             f"{tuple(h0.shape)}. Use sample_initial_states(trajectories, n) to draw them from trajectories."
         )
+    if not torch.isfinite(h0).all():
+        bad = int((~torch.isfinite(h0)).any(dim=1).sum())
+        raise LFADSDataError(f"initial_states: {bad} of {h0.shape[0]} states hold NaN or inf; start from finite "
+                             "states (e.g. drop padded time steps before sample_initial_states).")
     u = broadcast_inputs(inputs, h0.shape[0], dyn)
     bar = _progress_bar(progress, adam_steps + max_iter, "fixed points")
     try:
