@@ -162,7 +162,7 @@ def load_run(
     run_dir: str | os.PathLike,
     *,
     n_samples: int = 50,
-    splits: Sequence[str] = ("train", "valid", "test"),
+    splits: str | Sequence[str] = ("train", "valid", "test"),
     data_paths: str | Sequence[str] | None = None,
     resample: bool = False,
     seed: int = 0,
@@ -177,8 +177,8 @@ def load_run(
         A version folder or the folder above the versions (its newest version is used).
     n_samples : int
         Posterior samples averaged per trial when sampling (ignored when the samples file is read).
-    splits : sequence of str
-        Splits to sample (those a session lacks are skipped).
+    splits : str or sequence of str
+        Splits to sample, of ``train``, ``valid``, ``test`` (those a session lacks are skipped).
     data_paths : str or sequence of str, optional
         Data files to use instead of those recorded in the checkpoint. Recorded relative paths are resolved
         from the nearest ancestor of the run folder that has them (the folder the fit ran in), else from the
@@ -214,8 +214,9 @@ def load_run(
     import h5py
     import yaml
 
-    from lfads.sampling import load_samples
+    from lfads.sampling import load_samples, sampling_request
 
+    splits = sampling_request(n_samples, splits)
     version_dir, ckpt = resolve_run_dir(run_dir, trust=trust)
     config_path = version_dir / "config.yaml"
     config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}

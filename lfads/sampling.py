@@ -22,15 +22,19 @@ model on it draws the same numbers in the same order, so the two give the same r
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lfads.data.batch import SPLITS
 from lfads.data.hdf5 import save_h5_atomic
 from lfads.data.nlb import held_out_eval_counts
+from lfads.errors import LFADSDataError
 from lfads.evaluation import (
     RENAMED_SCORES,
     SCORE_COLUMNS,
@@ -116,12 +120,28 @@ def _posterior_means(model, session: int, encod: torch.Tensor, ext: torch.Tensor
     return means
 
 
+def sampling_request(n_samples: int, splits: str | Sequence[str]) -> tuple[str, ...]:
+    """``splits`` as a tuple (one name may be given as a string) after checking ``n_samples`` is a whole number
+    of at least 1 and every split is one of ``train``, ``valid``, ``test``; raises :class:`LFADSDataError`."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise LFADSDataError(f"n_samples must be a whole number of at least 1; got {n_samples!r}.")
+    names = (splits,) if isinstance(splits, str) else tuple(splits)
+    if not names:
+        raise LFADSDataError(f"splits is empty; name one or more of {list(SPLITS)}.")
+    for name in names:
+        if name not in SPLITS:
+            guess = difflib.get_close_matches(str(name), SPLITS, n=1)
+            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+            raise LFADSDataError(f"splits: unknown split {name!r}{hint}; name one or more of {list(SPLITS)}.")
+    return names
+
+
 @torch.no_grad()
 def sample_posteriors(
     model,
     datamodule,
     n_samples: int = 50,
-    splits: tuple[str, ...] = ("train", "valid", "test"),
+    splits: str | tuple[str, ...] = ("train", "valid", "test"),
     memory_mb: float = DEFAULT_MEMORY_MB,
     progress: bool = True,
     trials_per_batch: int | None = None,
@@ -136,8 +156,8 @@ def sample_posteriors(
         The data.
     n_samples : int
         Posterior samples averaged per trial.
-    splits : tuple of str
-        Splits to sample (those a session lacks are skipped).
+    splits : str or tuple of str
+        Splits to sample, of ``train``, ``valid``, ``test`` (those a session lacks are skipped).
     memory_mb : float
         Memory budget of one decoding chunk (see :func:`chunk_rows`); results do not depend on it.
     progress : bool
@@ -153,6 +173,7 @@ def sample_posteriors(
         ``inferred_inputs``, ``co_means``, ``co_stds`` ``(trials, time, dim)`` and ``ic_mean``, ``ic_std``
         ``(trials, ic_dim)``.
     """
+    splits = sampling_request(n_samples, splits)
     was_training = model.training
     model.eval()
     device = model.device

@@ -319,6 +319,17 @@ def test_sample_from_another_folder_opens_the_run_as_load_run_does(small_lorenz,
         np.testing.assert_allclose(f["lorenz_small/valid/rates"][()], opened.outputs("valid")["rates"], rtol=1e-6)
 
 
+def test_load_run_refuses_a_misspelt_split_before_touching_the_samples_file(tiny_run):
+    from lfads.errors import LFADSDataError
+    from lfads.run import load_run
+
+    samples = tiny_run / "version_0" / "posterior_samples.h5"
+    before = samples.read_bytes() if samples.exists() else None
+    with pytest.raises(LFADSDataError, match="unknown split 'vaild' \\(did you mean 'valid'\\?\\)"):
+        load_run(tiny_run, splits=("vaild",), resample=True)
+    assert (samples.read_bytes() if samples.exists() else None) == before
+
+
 # ---- the one error path -------------------------------------------------------------------------------------------
 
 

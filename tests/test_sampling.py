@@ -8,6 +8,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lfads.data.datamodule import LFADSDataModule
+from lfads.errors import LFADSDataError
 from lfads.model import LFADS
 from lfads.runtime import set_recurrence_backend
 from lfads.sampling import AVERAGED, PER_TRIAL, chunk_rows, sample_posteriors
@@ -76,3 +77,22 @@ def test_sampling_restores_training_mode_and_averages_out_noise(small_lorenz) ->
     assert model.training
     # The spread between two 200-sample averages is far below that between 2-sample averages.
     assert np.abs(many[0] - many[1]).mean() < 0.3 * np.abs(few - many[0]).mean()
+
+
+@pytest.mark.parametrize(("n_samples", "splits", "says"), [
+    (0, ("valid",), "n_samples must be a whole number of at least 1; got 0"),
+    (2.5, ("valid",), "n_samples must be a whole number"),
+    (2, ("trian",), "unknown split 'trian' (did you mean 'train'?)"),
+    (2, (), "splits is empty"),
+])
+def test_a_bad_sample_count_or_split_name_is_refused_before_sampling(small_lorenz, n_samples, splits, says) -> None:
+    dm = LFADSDataModule(str(small_lorenz), batch_size=8)
+    with pytest.raises(LFADSDataError) as info:
+        sample_posteriors(_model(dm), dm, n_samples, splits, progress=False)
+    assert says in str(info.value)
+
+
+def test_one_split_may_be_named_by_a_string(small_lorenz) -> None:
+    dm = LFADSDataModule(str(small_lorenz), batch_size=8)
+    out = sample_posteriors(_model(dm), dm, 2, "valid", progress=False)[dm.session_names[0]]
+    assert list(out) == ["valid"] and out["valid"]["rates"].shape[0] == dm.sessions[0].splits["valid"].n_trials
