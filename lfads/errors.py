@@ -11,9 +11,16 @@ line, ``lfads <command>: error: <message>``, with exit status 2 (see :mod:`lfads
 - :class:`CheckpointError`: a checkpoint file is missing, unreadable, or not an ``lfads`` checkpoint;
   :class:`CheckpointTrustError` when it needs full unpickling, which was not allowed;
 - :class:`TrainingDivergedError`: the training loss or its gradients became non-finite.
+
+:func:`check_setting` raises :class:`LFADSDataError` for a number out of its range, naming the setting.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
 
 __all__ = [
     "CheckpointError",
@@ -24,6 +31,7 @@ __all__ = [
     "LFADSError",
     "LFADSOutputError",
     "TrainingDivergedError",
+    "check_setting",
 ]
 
 
@@ -66,3 +74,17 @@ class TrainingDivergedError(LFADSError, RuntimeError):
 
     The message names the epoch and step, and the last checkpoint written with finite weights.
     """
+
+
+def check_setting(where: str, name: str, value: Any, minimum: float, *, integer: bool = False,
+                  strict: bool = False, maximum: float | None = None) -> None:
+    """Raise :class:`LFADSDataError` naming ``where`` and ``name`` unless ``value`` is a finite number (whole with
+    ``integer``) of at least ``minimum`` (above it with ``strict``) and at most ``maximum``."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    fine = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+    fine = fine and (value > minimum if strict else value >= minimum) and (maximum is None or value <= maximum)
+    if not fine:
+        bound = f"above {minimum:g}" if strict else f"of at least {minimum:g}"
+        bound += "" if maximum is None else f" and at most {maximum:g}"
+        raise LFADSDataError(f"{where}: {name} must be {'a whole number' if integer else 'a number'} {bound}; "
+                             f"got {value!r}.")

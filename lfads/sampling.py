@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from lfads.data.batch import SPLITS
 from lfads.data.hdf5 import save_h5_atomic
 from lfads.data.nlb import held_out_eval_counts
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSDataError, check_setting
 from lfads.evaluation import (
     RENAMED_SCORES,
     SCORE_COLUMNS,
@@ -123,8 +123,7 @@ def _posterior_means(model, session: int, encod: torch.Tensor, ext: torch.Tensor
 def sampling_request(n_samples: int, splits: str | Sequence[str]) -> tuple[str, ...]:
     """``splits`` as a tuple (one name may be given as a string) after checking ``n_samples`` is a whole number
     of at least 1 and every split is one of ``train``, ``valid``, ``test``; raises :class:`LFADSDataError`."""
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-        raise LFADSDataError(f"n_samples must be a whole number of at least 1; got {n_samples!r}.")
+    check_setting("sampling", "n_samples", n_samples, 1, integer=True)
     names = (splits,) if isinstance(splits, str) else tuple(splits)
     if not names:
         raise LFADSDataError(f"splits is empty; name one or more of {list(SPLITS)}.")

@@ -330,6 +330,23 @@ def test_load_run_refuses_a_misspelt_split_before_touching_the_samples_file(tiny
     assert (samples.read_bytes() if samples.exists() else None) == before
 
 
+@pytest.mark.parametrize(("settings", "says"), [
+    ({"split": "vaild"}, "no 'vaild' split (it has ['train', 'valid'])"),
+    ({"session": 2}, "session 2: give an index from 0 to 0"),
+    ({"n_initial": 0}, "analyze_model: n_initial must be a whole number of at least 1"),
+    ({"max_trials": 0}, "max_trials must be a whole number of at least 1"),
+])
+def test_analyze_model_refuses_a_bad_split_session_or_count_before_any_search(tiny_run, settings, says):
+    from lfads.analysis.pipeline import analyze_model
+    from lfads.errors import LFADSDataError
+    from lfads.run import load_run
+
+    run = load_run(tiny_run, splits=("valid",))
+    with pytest.raises(LFADSDataError) as info:
+        analyze_model(run.model, run.datamodule, **{"jslds": False, "progress": False, **settings})
+    assert says in str(info.value)
+
+
 # ---- the one error path -------------------------------------------------------------------------------------------
 
 

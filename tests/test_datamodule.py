@@ -225,3 +225,13 @@ def test_dataset_indexes_single_trials_without_batch_axis(tmp_path):
     dm = LFADSDataModule(str(tmp_path / "a.h5"), batch_size=10)
     item = dm.split_dataloader(0, "train").dataset[3]
     assert item.encod_data.shape == (10, 4) and item.recon_data.shape == (13, 6) and item.ext_input[0, 0] == 3
+
+
+def test_split_data_names_the_file_for_a_missing_split_and_the_sessions_for_a_bad_index(small_lorenz):
+    dm = LFADSDataModule(str(small_lorenz), batch_size=8)
+    assert dm.split_data(0, "valid") is dm.sessions[0].splits["valid"]
+    assert dm.split_data(-1, "train") is dm.sessions[0].splits["train"]
+    with pytest.raises(LFADSDataError, match=r"lorenz_small\.h5: no 'vaild' split \(it has \['train', 'valid'\]\)"):
+        dm.split_data(0, "vaild")
+    with pytest.raises(LFADSDataError, match=r"session 3: give an index from 0 to 0 \(the sessions are \["):
+        dm.split_data(3, "valid")

@@ -178,3 +178,15 @@ def test_jslds_rejects_inputs_of_the_wrong_shape():
     assert res.states.shape == (2, 4, 3)
     dyn = as_dynamics(nn.GRUCell(0, 3))
     assert dyn.input_size == 0
+
+
+@pytest.mark.parametrize(("setting", "says"), [
+    ({"width": 0}, "width must be a whole number of at least 1; got 0"),
+    ({"n_steps": -1}, "n_steps must be a whole number of at least 1; got -1"),
+    ({"lr": 0.0}, "lr must be a number above 0; got 0.0"),
+    ({"beta": float("nan")}, "beta must be a number of at least 0; got nan"),
+])
+def test_expansion_network_settings_out_of_range_are_refused_naming_them(setting, says):
+    with pytest.raises(LFADSDataError) as info:
+        fit_expansion_point_network(nn.GRUCell(2, 4), np.random.default_rng(0).normal(size=(10, 4)), **setting)
+    assert f"fit_expansion_point_network: {says}" in str(info.value)

@@ -174,3 +174,9 @@ def test_identity_candidate_leaves_the_vanilla_cells_as_they_are(arch):
 def test_unknown_architecture_names_the_choices():
     with pytest.raises(LFADSDataError, match="choose one of"):
         RecurrentCell("transformer", 3, 4)
+
+
+@pytest.mark.parametrize(("units", "input_size"), [(0, 3), (4, -1), (2.5, 3)])
+def test_a_cell_without_units_or_with_negative_inputs_is_refused(units, input_size):
+    with pytest.raises(LFADSDataError, match="gru cell: (units|input_size) must be a whole number"):
+        RecurrentCell("gru", input_size, units)

@@ -46,7 +46,7 @@ from lfads.analysis.fixed_points import FixedPoints
 from lfads.analysis.jacobians import Dynamics, as_dynamics, broadcast_inputs
 from lfads.analysis.projection import to_numpy
 from lfads.analysis.records import H5Record
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSDataError, check_setting
 from lfads.modules.jslds import ExpansionPointNetwork
 
 __all__ = [
@@ -153,6 +153,11 @@ def fit_expansion_point_network(
     losses : list of float
         Loss per step.
     """
+    where = "fit_expansion_point_network"
+    for name, value in (("width", width), ("depth", depth), ("n_steps", n_steps), ("batch_size", batch_size)):
+        check_setting(where, name, value, 1, integer=True)
+    check_setting(where, "lr", lr, 0.0, strict=True)
+    check_setting(where, "beta", beta, 0.0)
     dyn = as_dynamics(cell, **dynamics_kwargs)
     x = _as_tensor(states, dyn).reshape(-1, dyn.hidden_size)
     x = x[torch.isfinite(x).all(1)]

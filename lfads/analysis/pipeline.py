@@ -26,6 +26,7 @@ import torch
 from lfads.analysis.fixed_points import FixedPoints, find_fixed_points, sample_initial_states
 from lfads.analysis.jslds import JSLDSResult, Readout, fit_expansion_point_network, simulate_jslds
 from lfads.analysis.records import H5Record
+from lfads.errors import check_setting
 
 _FORMAT = "lfads.analysis.AnalysisResult/1"
 
@@ -58,7 +59,9 @@ def generator_trajectories(
     model, datamodule, split: str = "valid", session: int = 0, max_trials: int | None = None
 ) -> dict:
     """Posterior-mean generator states, inputs and initial states of one split, as float64 numpy arrays."""
-    data = datamodule.sessions[session].splits[split]
+    data = datamodule.split_data(session, split)
+    if max_trials is not None:
+        check_setting("generator_trajectories", "max_trials", max_trials, 1, integer=True)
     n = data.encod_data.shape[0] if max_trials is None else min(max_trials, data.encod_data.shape[0])
     was_training = model.training
     model.eval()
@@ -86,6 +89,10 @@ def analyze_model(
     progress: bool = True,
 ) -> AnalysisResult:
     """Fixed points and a post-hoc JSLDS of ``model``'s generator (see the module docstring)."""
+    check_setting("analyze_model", "n_initial", n_initial, 1, integer=True)
+    check_setting("analyze_model", "noise_scale", noise_scale, 0.0)
+    if jslds:
+        check_setting("analyze_model", "expansion_steps", expansion_steps, 1, integer=True)
     traj = generator_trajectories(model, datamodule, split, session, max_trials)
     states, inputs = traj["gen_states"], traj["gen_inputs"]
     cell = model.decoder.generator

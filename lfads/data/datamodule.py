@@ -362,6 +362,17 @@ class LFADSDataModule(pl.LightningDataModule):
                    for i, d in enumerate(self._datasets)}
         return CombinedLoader(loaders, mode="max_size")
 
+    def split_data(self, session: int, split: str) -> SplitData:
+        """One split of one session, after checking the index and the split name (one line naming the file)."""
+        n = len(self.sessions)
+        if isinstance(session, bool) or not isinstance(session, (int, np.integer)) or not -n <= session < n:
+            raise LFADSDataError(f"session {session!r}: give an index from 0 to {n - 1} (the sessions are "
+                                 f"{self.session_names}).")
+        sess = self.sessions[session]
+        if split not in sess.splits:
+            raise LFADSDataError(f"{sess.path}: no {split!r} split (it has {sorted(sess.splits)}).")
+        return sess.splits[split]
+
     def split_dataloader(self, session: int, split: str, batch_size: int | None = None) -> DataLoader:
         """All trials of one split of one session, in order (no shuffling, last batch kept), for posterior sampling.
 

@@ -37,12 +37,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from lfads.analysis.jacobians import AutogradDynamics, GRUDynamics, GRUParameters
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSDataError, check_setting
 
 __all__ = [
     "ARCHITECTURES",
@@ -118,9 +117,8 @@ def init_parameters(
     dict
         ``weight_ih`` ``(G H, I)``, ``weight_hh`` ``(G H, H)``, ``bias_ih``, ``bias_hh`` ``(G H,)``.
     """
-    for name, value, low in (("units", units, 1), ("input_size", input_size, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise LFADSDataError(f"{arch} cell: {name} must be a whole number of at least {low}; got {value!r}.")
+    check_setting(f"{arch} cell", "units", units, 1, integer=True)
+    check_setting(f"{arch} cell", "input_size", input_size, 0, integer=True)
     gh = GATES[check_arch(arch)] * units
     if arch in ("vanilla", "relu"):
         w_ih = torch.randn(gh, input_size, generator=generator) / math.sqrt(max(input_size, 1))

@@ -41,10 +41,10 @@ from lfads.analysis.fixed_points import (
 )
 from lfads.data.atomic import check_output_path
 from lfads.data.hdf5 import save_h5_atomic
-from lfads.errors import LFADSArgumentError, LFADSDataError
+from lfads.errors import LFADSArgumentError, LFADSDataError, check_setting
 from lfads.population.cells import check_arch
 from lfads.population.graphs import find_population_graphs, graph_arrays, graph_from_h5, graph_points
-from lfads.population.tasks import Task, check_setting, get_task
+from lfads.population.tasks import Task, get_task
 from lfads.population.train import PopulationFit, StackedRNN, TrainConfig, train_population
 
 __all__ = [

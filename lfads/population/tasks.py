@@ -28,16 +28,15 @@ points; :func:`get_task` builds one by name.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSDataError, check_setting
 
 __all__ = [
     "TASKS",
@@ -277,19 +276,6 @@ class Task:
     continue_sample: Callable[[int, torch.Generator | None, TaskData], TaskData] | None = None
     slow_points: dict | None = None
 
-
-def check_setting(where: str, name: str, value: Any, minimum: float, *, integer: bool = False,
-                  strict: bool = False, maximum: float | None = None) -> None:
-    """Raise :class:`LFADSDataError` naming ``where`` and ``name`` unless ``value`` is a finite number (whole with
-    ``integer``) of at least ``minimum`` (above it with ``strict``) and at most ``maximum``."""
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    fine = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
-    fine = fine and (value > minimum if strict else value >= minimum) and (maximum is None or value <= maximum)
-    if not fine:
-        bound = f"above {minimum:g}" if strict else f"of at least {minimum:g}"
-        bound += "" if maximum is None else f" and at most {maximum:g}"
-        raise LFADSDataError(f"{where}: {name} must be {'a whole number' if integer else 'a number'} {bound}; "
-                             f"got {value!r}.")
 
 
 def flipflop_task(n_bits: int = 3, n_time: int = 64, pulse_prob: float = 0.05, target_loss: float = 0.01) -> Task:

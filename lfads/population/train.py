@@ -34,10 +34,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSDataError, check_setting
 from lfads.population.cells import PARAMETER_NAMES, RecurrentCell, check_arch, init_parameters, state_size
 from lfads.population.recurrence import run_recurrence
-from lfads.population.tasks import Task, TaskData, check_setting
+from lfads.population.tasks import Task, TaskData
 
 __all__ = [
     "PopulationFit",
