@@ -98,3 +98,34 @@ def test_split_half_floor_and_bootstrap_interval_shrink_with_more_trials():
     low, high, draws = bootstrap_interval(x, y, metric, n_boot=100)
     assert low < metric(x, y) < high and draws.shape == (100,)
     assert low > 0
+
+
+def _bad(d, i, j, value):
+    out = np.array(d, dtype=float)
+    out[i, j] = out[j, i] = value
+    return out
+
+
+@pytest.mark.parametrize(("call", "says"), [
+    (lambda d, lab: silhouette(_bad(d, 0, 1, np.nan), lab), "distances holds 2 NaN or inf entries"),
+    (lambda d, lab: silhouette(_bad(d, 0, 1, -0.5), lab), "distances holds negative entries (down to -0.5)"),
+    (lambda d, lab: silhouette(d, lab[:-1]), "silhouette needs one label per model (6)"),
+    (lambda d, lab: silhouette(d, ["a"] * 6), "in 1 groups"),
+    (lambda d, lab: embed_mds(_bad(d, 2, 3, np.inf)), "NaN or inf"),
+    (lambda d, lab: embed_mds(d, n_components=0), "embed_mds: n_components must be a whole number of at least 1"),
+    (lambda d, lab: permutation_test(d, ["a"] * 3 + ["b"] * 3, n_permutations=0), "n_permutations must be"),
+])
+def test_bad_distances_labels_or_counts_are_refused_in_one_line(call, says):
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    with pytest.raises(LFADSDataError) as info:
+        call(d, ["a", "a", "a", "b", "b", "b"])
+    assert says in str(info.value)
+
+
+def test_rounding_below_zero_is_read_as_zero_and_a_failed_metric_still_gives_nan_scores():
+    x = np.random.default_rng(1).normal(size=(6, 3))
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    labels = ["a", "a", "a", "b", "b", "b"]
+    assert silhouette(_bad(d, 0, 0, -1e-15), labels) == pytest.approx(silhouette(d, labels), abs=1e-15)
+    assert np.isnan(group_separation(_bad(d, 0, 1, np.nan), labels).silhouette)

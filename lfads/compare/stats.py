@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSDataError, check_setting
 
 __all__ = [
     "N_PERMUTATIONS",
@@ -46,10 +46,20 @@ N_PERMUTATIONS = 1000
 """Label shuffles behind a p-value unless told otherwise."""
 
 
-def _check_square(d: Any, name: str = "distances") -> np.ndarray:
-    arr = np.asarray(d, dtype=np.float64)
+def _check_square(d: Any, name: str = "distances", finite: bool = True) -> np.ndarray:
+    """``d`` as a float64 square matrix; with ``finite``, also free of NaN, inf and negative entries (those within
+    rounding of 0 are set to 0)."""
+    arr = np.array(d, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
         raise LFADSDataError(f"{name} must be a square (models, models) matrix; got shape {arr.shape}.")
+    if finite:
+        bad = int((~np.isfinite(arr)).sum())
+        if bad:
+            raise LFADSDataError(f"{name} holds {bad} NaN or inf entries; drop the models whose distances failed.")
+        tol = 1e-12 * max(1.0, float(np.abs(arr).max(initial=0.0)))
+        if (arr < -tol).any():
+            raise LFADSDataError(f"{name} holds negative entries (down to {arr.min():.3g}); distances are >= 0.")
+        np.maximum(arr, 0.0, out=arr)
     return arr
 
 
@@ -94,6 +104,7 @@ def permutation_test(
             f"permutation_test needs one label per model ({d.shape[0]}) with exactly two groups; got "
             f"{lab.shape[0] if lab.ndim else 0} labels in groups {groups.tolist()}."
         )
+    check_setting("permutation test", "n_permutations", n_permutations, 1, integer=True)
     a, b = groups
     stat = _group_statistic(d, lab, a, b)
     rng = np.random.default_rng(seed)
@@ -154,6 +165,7 @@ def embed_mds(distances: Any, n_components: int = 2, seed: int = 0) -> np.ndarra
     from sklearn.manifold import MDS
 
     d = _check_square(distances)
+    check_setting("embed_mds", "n_components", n_components, 1, integer=True)
     d = 0.5 * (d + d.T)
     params = inspect.signature(MDS).parameters
     kwargs: dict[str, Any] = {"n_components": n_components, "random_state": seed}
@@ -172,9 +184,14 @@ def silhouette(distances: Any, labels: Sequence[Any]) -> float:
     from sklearn.metrics import silhouette_score
 
     d = _check_square(distances)
+    lab = np.asarray(labels)
+    k = np.unique(lab).size
+    if lab.shape != (d.shape[0],) or not 2 <= k <= d.shape[0] - 1:
+        raise LFADSDataError(f"silhouette needs one label per model ({d.shape[0]}) in 2 to {d.shape[0] - 1} groups; "
+                             f"got {lab.shape[0] if lab.ndim else 0} labels in {k} groups.")
     d = 0.5 * (d + d.T)
     np.fill_diagonal(d, 0.0)
-    return float(silhouette_score(d, np.asarray(labels), metric="precomputed"))
+    return float(silhouette_score(d, lab, metric="precomputed"))
 
 
 def silhouette_test(
@@ -192,6 +209,7 @@ def silhouette_test(
         raise LFADSDataError(
             f"silhouette_test needs one label per model ({d.shape[0]}) in 2 to {d.shape[0] - 1} groups; got "
             f"{lab.shape[0] if lab.ndim else 0} labels in {k} groups.")
+    check_setting("permutation test", "n_permutations", n_permutations, 1, integer=True)
     stat = silhouette(d, lab)
     rng = np.random.default_rng(seed)
     null = np.array([silhouette(d, rng.permutation(lab)) for _ in range(n_permutations)])
@@ -232,7 +250,7 @@ def group_separation(
     needs a pair within a group and one between groups), or a non-finite distance (all three). All distances
     0: silhouette 0, :math:`p = 1`, AUC 0.5.
     """
-    d = _check_square(distances)
+    d = _check_square(distances, finite=False)
     lab = np.asarray(labels)
     if lab.shape != (d.shape[0],):
         raise LFADSDataError(f"group_separation needs one label per model ({d.shape[0]}); got {lab.shape[0]} labels.")
