@@ -17,7 +17,7 @@ import numpy as np
 import scipy.optimize
 from scipy.ndimage import gaussian_filter1d
 
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSDataError, check_setting
 from lfads.metrics import bits_per_spike
 
 __all__ = [
@@ -173,6 +173,7 @@ def fit_poisson_glm(
         raise LFADSDataError("fit_poisson_glm got NaN or infinite inputs or counts; drop those samples first.")
     if (y < 0).any():
         raise LFADSDataError("fit_poisson_glm got negative counts; y must hold spike counts.")
+    check_setting("fit_poisson_glm", "l2", l2, 0.0)
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)

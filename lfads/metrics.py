@@ -151,7 +151,7 @@ def _floor_rates(rates: np.ndarray, protocol: Protocol, observed: np.ndarray | N
     if protocol == "lfads":
         return np.maximum(rates, RATE_FLOOR)
     if protocol != "nlb":
-        raise ValueError(f"protocol must be 'lfads' or 'nlb', got {protocol!r}.")
+        raise LFADSDataError(f"protocol must be 'lfads' or 'nlb', got {protocol!r}.")
     checked = rates if observed is None or observed.all() else rates[observed]
     negative = checked < 0
     if negative.any():
@@ -230,6 +230,9 @@ def bits_per_spike(rates: np.ndarray, counts: np.ndarray, protocol: Protocol = "
     rates = np.asarray(rates, dtype=np.float64)
     counts = np.asarray(counts, dtype=np.float64)
     _check_same_shape(rates, counts, ("rates", "counts"))
+    if (counts < 0).any():
+        raise LFADSDataError(f"counts hold negative values (down to {np.nanmin(counts):g}); pass spike counts, which "
+                             "are >= 0.")
     total = np.nansum(counts)
     if total <= 0:
         raise LFADSDataError(
@@ -612,6 +615,8 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> RidgeFit:
         raise LFADSDataError(f"x has {x.shape[0]} samples but y has {y.shape[0]}; pair every input with a target.")
     if alpha < 0:
         raise ValueError(f"alpha must be non-negative, got {alpha}.")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise LFADSDataError("fit_ridge got NaN or infinite inputs or targets; drop those samples first.")
     xs, mean, scale = _standardize(x)
     y_mean = y.mean(axis=0)
     (coef,) = _ridge_path(xs, y - y_mean, np.array([alpha]))

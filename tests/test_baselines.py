@@ -88,3 +88,10 @@ def test_smoothing_baseline_picks_grid_width_and_predicts_heldout_neurons() -> N
     score = bits_per_spike(result.eval_heldout_rates, counts[test, :, 12:])
     truth_score = bits_per_spike(rates[test, :, 12:], counts[test, :, 12:])
     assert 0.0 < score <= truth_score
+
+
+def test_a_negative_glm_penalty_is_refused_rather_than_diverging():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(50, 3)), rng.poisson(1.0, size=(50, 2))
+    with pytest.raises(LFADSDataError, match="fit_poisson_glm: l2 must be a number of at least 0; got -1"):
+        fit_poisson_glm(x, y, l2=-1)

@@ -239,3 +239,16 @@ def test_vel_r2_train_test_grouped_scores_the_other_set() -> None:
     assert vel_r2_train_test_grouped(rates[:40], behavior[:40], rates[40:], behavior[40:], lag=2) > 0.99
     shuffled = rng.permutation(behavior[40:].reshape(-1, 2)).reshape(behavior[40:].shape)
     assert vel_r2_train_test_grouped(rates[:40], behavior[:40], rates[40:], shuffled, lag=2) < 0.05
+
+
+def test_negative_counts_an_unknown_protocol_and_nan_ridge_inputs_are_refused_saying_why():
+    counts = np.ones((4, 5, 3))
+    counts[1, 2, 0] = -2.0
+    with pytest.raises(LFADSDataError, match=r"counts hold negative values \(down to -2\)"):
+        bits_per_spike(np.ones((4, 5, 3)), counts)
+    with pytest.raises(LFADSDataError, match="protocol must be 'lfads' or 'nlb'"):
+        bits_per_spike(np.ones((4, 5, 3)), np.ones((4, 5, 3)), protocol="tf")
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    x[4, 1] = np.nan
+    with pytest.raises(LFADSDataError, match="fit_ridge got NaN or infinite inputs"):
+        fit_ridge(x, np.ones((20, 2)), alpha=1.0)
