@@ -393,3 +393,16 @@ def test_jslds_error_mean_and_standard_error_band():
     assert len(single.axes[0].lines) == 1 and not single.axes[0].collections
     with pytest.raises(ValueError, match="different numbers of time bins"):
         viz.plot_jslds_error({"a": np.zeros((2, 3)), "b": np.zeros((2, 4))})
+
+
+def test_a_negative_bin_size_or_smoothing_and_an_event_outside_every_trial_are_refused():
+    rng = np.random.default_rng(0)
+    spikes = rng.poisson(1.0, size=(6, 20, 5)).astype(float)
+    rates = np.ones_like(spikes)
+    with pytest.raises(LFADSDataError, match="bin_size must be a number above 0; got -0.01"):
+        viz.plot_raster_and_rates(spikes, rates, bin_size=-0.01)
+    with pytest.raises(LFADSDataError, match="smooth_sigma must be a number of at least 0"):
+        viz.plot_psths(rates, spikes, np.zeros(6), smooth_sigma=-1.0)
+    with pytest.raises(LFADSDataError, match=r"events\['go'\] falls outside every trial \(bins 0 to 19\)"):
+        viz.plot_trajectories(spikes, events={"go": 50})
+    plt.close("all")

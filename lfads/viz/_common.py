@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSDataError, check_setting
 
 __all__ = ["align_to_events"]
 
@@ -122,6 +122,7 @@ def time_values(n_time: int, bin_size: float | None, start_time: float = 0.0) ->
     k = np.arange(n_time, dtype=np.float64)
     if bin_size is None:
         return start_time + k, "time (bins)"
+    check_setting("plot", "bin_size", bin_size, 0.0, strict=True)
     return start_time + k * float(bin_size), "time (s)"
 
 
@@ -129,6 +130,7 @@ def rate_scale(bin_size: float | None) -> tuple[float, str]:
     """Factor turning expected counts per bin into the plotted unit, and that unit's label."""
     if bin_size is None:
         return 1.0, "rate (spikes / bin)"
+    check_setting("plot", "bin_size", bin_size, 0.0, strict=True)
     return 1.0 / float(bin_size), "rate (spikes / s)"
 
 

@@ -14,7 +14,7 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSDataError, check_setting
 from lfads.viz._common import (
     as_array,
     check_indices,
@@ -184,6 +184,7 @@ def plot_psths(
     fig, axes = make_axes(ax, 1, neuron_idx.size, figsize=(3.8 * neuron_idx.size, 3.0))
     scale, unit = rate_scale(bin_size)
     t, t_label = time_values(rates.shape[1], bin_size, start_time)
+    check_setting("plot_psths", "smooth_sigma", smooth_sigma, 0.0)
     data = smooth_spikes(spikes, smooth_sigma) if smooth_sigma > 0 else spikes
     for col, n in enumerate(neuron_idx):
         a = axes[0, col]

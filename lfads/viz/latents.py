@@ -47,8 +47,11 @@ def _event_bins(events: Mapping[str, int | np.ndarray] | None, n_trials: int, n_
         if arr.shape != (n_trials,):
             raise LFADSDataError(f"events['{name}'] has shape {arr.shape}; give one bin for all trials or one per "
                                  f"trial, shape ({n_trials},).")
-        arr = np.where((arr >= 0) & (arr <= n_time - 1), arr, np.nan)
-        out[name] = arr
+        inside = (arr >= 0) & (arr <= n_time - 1)
+        if np.isfinite(arr).any() and not inside.any():
+            raise LFADSDataError(f"events['{name}'] falls outside every trial (bins 0 to {n_time - 1}); give bins "
+                                 "within the trials.")
+        out[name] = np.where(inside, arr, np.nan)
     return out
 
 
