@@ -10,17 +10,21 @@ This file also holds the helpers the synthetic generators share:
 - :func:`assemble_layout` turns full-length trial arrays into the layout's
   ``{split}_encod_data`` / ``{split}_recon_data`` / ``{split}_truth`` / extras.
 - :func:`rk4_step` is the fixed-step integrator of their dynamical systems.
+- :func:`write_from_command` runs a generator's command line: an ``--out`` file that the same generator did not
+  write is never replaced without ``--overwrite``, and bad settings end in one line.
 """
 
 from __future__ import annotations
 
+import argparse
 import inspect
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SPLITS", "assemble_layout", "rk4_step", "split_trials_by_condition"]
+__all__ = ["SPLITS", "assemble_layout", "rk4_step", "split_trials_by_condition", "write_from_command"]
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
@@ -151,3 +155,42 @@ def resolve_parameters(generator: Callable[..., Any], kwargs: dict[str, Any], wh
     params = {name: p.default for name, p in signature.parameters.items()}
     params.update(kwargs)
     return params
+
+
+def _written_by(path: Path, marker: str) -> bool:
+    """Whether ``path`` is an HDF5 (or NWB) file whose ``generator`` attribute, or NWB experiment description,
+    names ``marker``."""
+    import h5py
+
+    if not path.is_file() or not h5py.is_hdf5(path):
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            if str(f.attrs.get("generator", "")) == marker:
+                return True
+            described = f.get("general/experiment_description")
+            text = described[()] if described is not None else b""
+            return marker in (text.decode() if isinstance(text, bytes) else str(text))
+    except OSError:
+        return False
+
+
+def write_from_command(parser: argparse.ArgumentParser, out: Path, overwrite: bool, marker: str,
+                       write: Callable[[], Path]) -> int:
+    """Run ``write`` for a generator's command line and print the file written; returns 0.
+
+    ``out`` may replace a file that this generator wrote (its ``generator`` attribute or NWB description names
+    ``marker``), so a command can be run again; any other existing file needs ``overwrite``. A folder, a
+    protected path or a bad setting (``ValueError``) ends the command with one line and exit status 2.
+    """
+    from lfads.data.atomic import check_output_path
+    from lfads.errors import LFADSError
+
+    try:
+        check_output_path(out, overwrite=overwrite or _written_by(Path(out), marker), what="data file",
+                          make_parents=True)
+        path = write()
+    except (ValueError, LFADSError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    print(f"wrote {path}")
+    return 0

@@ -60,7 +60,13 @@ import numpy as np
 if __package__ in (None, ""):  # executed as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets import assemble_layout, resolve_parameters, rk4_step, split_trials_by_condition  # noqa: E402
+from datasets import (  # noqa: E402
+    assemble_layout,
+    resolve_parameters,
+    rk4_step,
+    split_trials_by_condition,
+    write_from_command,
+)
 from lfads.data.hdf5 import save_h5_atomic  # noqa: E402
 
 __all__ = [
@@ -497,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: ``python -m datasets.chaotic_rnn --out FILE [options]``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m datasets.chaotic_rnn")
     parser.add_argument("--out", required=True, type=Path, help="output HDF5 file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing file that this generator did not write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-conditions", type=int, default=140)
     parser.add_argument("--trials-per-condition", type=int, default=10)
@@ -515,26 +523,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--valid-fraction", type=float, default=0.2)
     parser.add_argument("--test-fraction", type=float, default=0.0)
     args = parser.parse_args(argv)
-    path = write_chaotic_rnn(
-        args.out,
-        seed=args.seed,
-        n_conditions=args.n_conditions,
-        trials_per_condition=args.trials_per_condition,
-        n_units=args.n_units,
-        n_heldout=args.heldout,
-        n_time=args.n_time,
-        n_forward=args.forward,
-        gain=args.gain,
-        max_rate=args.max_rate,
-        require_chaos=not args.allow_non_chaotic,
-        input_pulse=args.input_pulse,
-        pulse_amplitude=args.pulse_amplitude,
-        pulse_width=args.pulse_width,
-        valid_fraction=args.valid_fraction,
-        test_fraction=args.test_fraction,
-    )
-    print(f"wrote {path}")
-    return 0
+    settings = {
+        "seed": args.seed,
+        "n_conditions": args.n_conditions,
+        "trials_per_condition": args.trials_per_condition,
+        "n_units": args.n_units,
+        "n_heldout": args.heldout,
+        "n_time": args.n_time,
+        "n_forward": args.forward,
+        "gain": args.gain,
+        "max_rate": args.max_rate,
+        "require_chaos": not args.allow_non_chaotic,
+        "input_pulse": args.input_pulse,
+        "pulse_amplitude": args.pulse_amplitude,
+        "pulse_width": args.pulse_width,
+        "valid_fraction": args.valid_fraction,
+        "test_fraction": args.test_fraction,
+    }
+    return write_from_command(parser, args.out, args.overwrite, "datasets.chaotic_rnn",
+                              lambda: write_chaotic_rnn(args.out, **settings))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,13 @@ import numpy as np
 if __package__ in (None, ""):  # executed as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets import assemble_layout, resolve_parameters, rk4_step, split_trials_by_condition  # noqa: E402
+from datasets import (  # noqa: E402
+    assemble_layout,
+    resolve_parameters,
+    rk4_step,
+    split_trials_by_condition,
+    write_from_command,
+)
 from lfads.data.hdf5 import save_h5_atomic  # noqa: E402
 
 __all__ = ["generate_lorenz", "integrate_lorenz", "lorenz_derivative", "main", "write_lorenz"]
@@ -235,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: ``python -m datasets.lorenz --out FILE [options]``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m datasets.lorenz")
     parser.add_argument("--out", required=True, type=Path, help="output HDF5 file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing file that this generator did not write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-conditions", type=int, default=50)
     parser.add_argument("--trials-per-condition", type=int, default=10)
@@ -248,23 +256,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--valid-fraction", type=float, default=0.2)
     parser.add_argument("--test-fraction", type=float, default=0.0)
     args = parser.parse_args(argv)
-    path = write_lorenz(
-        args.out,
-        seed=args.seed,
-        n_conditions=args.n_conditions,
-        trials_per_condition=args.trials_per_condition,
-        n_time=args.n_time,
-        n_forward=args.forward,
-        n_heldin=args.heldin,
-        n_heldout=args.heldout,
-        bin_size=args.bin_size,
-        base_rate=args.base_rate,
-        log_rate_std=args.log_rate_std,
-        valid_fraction=args.valid_fraction,
-        test_fraction=args.test_fraction,
-    )
-    print(f"wrote {path}")
-    return 0
+    settings = {
+        "seed": args.seed,
+        "n_conditions": args.n_conditions,
+        "trials_per_condition": args.trials_per_condition,
+        "n_time": args.n_time,
+        "n_forward": args.forward,
+        "n_heldin": args.heldin,
+        "n_heldout": args.heldout,
+        "bin_size": args.bin_size,
+        "base_rate": args.base_rate,
+        "log_rate_std": args.log_rate_std,
+        "valid_fraction": args.valid_fraction,
+        "test_fraction": args.test_fraction,
+    }
+    return write_from_command(parser, args.out, args.overwrite, "datasets.lorenz",
+                              lambda: write_lorenz(args.out, **settings))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ import numpy as np
 if __package__ in (None, ""):  # executed as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets import write_from_command  # noqa: E402
 from lfads.data.atomic import atomic_output  # noqa: E402
 
 __all__ = ["generate_reach", "main", "write_reach_nwb"]
@@ -315,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m datasets.reach_nwb --out data/reach.nwb --seed 0``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m datasets.reach_nwb")
     parser.add_argument("--out", required=True, type=Path, help="output NWB file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing file that this generator did not write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-conditions", type=int, default=8)
     parser.add_argument("--n-trials", type=int, default=200)
@@ -322,10 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout-fraction", type=float, default=0.2)
     parser.add_argument("--base-rate", type=float, default=8.0, help="median baseline rate (spikes/s)")
     args = parser.parse_args(argv)
-    path = write_reach_nwb(args.out, seed=args.seed, n_conditions=args.n_conditions, n_trials=args.n_trials,
-                           n_units=args.n_units, heldout_fraction=args.heldout_fraction, base_rate=args.base_rate)
-    print(f"wrote {path}")
-    return 0
+    settings = {
+        "seed": args.seed,
+        "n_conditions": args.n_conditions,
+        "n_trials": args.n_trials,
+        "n_units": args.n_units,
+        "heldout_fraction": args.heldout_fraction,
+        "base_rate": args.base_rate,
+    }
+    return write_from_command(parser, args.out, args.overwrite, "datasets/reach_nwb.py",
+                              lambda: write_reach_nwb(args.out, **settings))
 
 
 if __name__ == "__main__":

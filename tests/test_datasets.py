@@ -200,3 +200,29 @@ def test_cli_writes_layout_with_attributes_atomically(module, tmp_path) -> None:
 def test_write_lorenz_rejects_unknown_parameters(tmp_path) -> None:
     with pytest.raises(TypeError, match="n_neurons"):
         write_lorenz(tmp_path / "x.h5", n_neurons=5)
+
+
+def test_generator_commands_rewrite_their_own_file_but_never_another_and_report_bad_settings_in_one_line(
+        tmp_path, capsys):
+    ours, theirs = tmp_path / "lorenz.h5", tmp_path / "recording.h5"
+    small = ["--n-conditions", "2", "--trials-per-condition", "5", "--n-time", "20"]
+    assert lorenz.main(["--out", str(ours), *small]) == 0
+    assert lorenz.main(["--out", str(ours), *small, "--seed", "1"]) == 0  # its own file: written again
+    theirs.write_bytes(ours.read_bytes())
+    with h5py.File(theirs, "a") as f:
+        f.attrs["generator"] = "a rig"
+    before = theirs.read_bytes()
+    for module in (lorenz, chaotic_rnn):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            module.main(["--out", str(theirs), *small])
+        assert stop.value.code == 2 and theirs.read_bytes() == before
+        assert capsys.readouterr().err.splitlines() == [
+            f"python -m datasets.{module.__name__.split('.')[-1]}: error: {theirs} exists; pass --overwrite to "
+            "replace it or choose another --out."]
+    assert lorenz.main(["--out", str(theirs), *small, "--overwrite"]) == 0 and theirs.read_bytes() != before
+    with pytest.raises(SystemExit):
+        lorenz.main(["--out", str(tmp_path / "new.h5"), "--n-conditions", "0"])
+    says = "python -m datasets.lorenz: error: n_conditions must be at least 1, got 0."
+    assert capsys.readouterr().err.strip() == says
+    assert not (tmp_path / "new.h5").exists()
