@@ -41,7 +41,7 @@ import scipy.optimize
 
 from lfads.compare.geometry import _split_trials
 from lfads.compare.pairs import model_pairs
-from lfads.errors import LFADSDataError
+from lfads.errors import LFADSDataError, check_setting
 
 __all__ = [
     "DMD",
@@ -579,10 +579,8 @@ class DSA:
 
     def __post_init__(self) -> None:
         for name in ("delays", "rank", "max_rank"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                      or value < 1):
-                raise LFADSDataError(f"DSA: {name} must be a whole number of at least 1 (or None); got {value!r}.")
+            if getattr(self, name) is not None:
+                check_setting("DSA", name, getattr(self, name), 1, integer=True)
 
     @property
     def settings(self) -> dict[str, Any]:
