@@ -179,19 +179,28 @@ def embed_mds(distances: Any, n_components: int = 2, seed: int = 0) -> np.ndarra
         return mds.fit_transform(d)
 
 
-def silhouette(distances: Any, labels: Sequence[Any]) -> float:
-    """Mean silhouette coefficient of ``labels`` under a precomputed distance matrix."""
-    from sklearn.metrics import silhouette_score
-
-    d = _check_square(distances)
+def _checked_labels(d: np.ndarray, labels: Sequence[Any], where: str) -> np.ndarray:
+    """``labels`` as an array after checking there is one per model of ``d`` and 2 to ``N - 1`` groups."""
     lab = np.asarray(labels)
     k = np.unique(lab).size
     if lab.shape != (d.shape[0],) or not 2 <= k <= d.shape[0] - 1:
-        raise LFADSDataError(f"silhouette needs one label per model ({d.shape[0]}) in 2 to {d.shape[0] - 1} groups; "
+        raise LFADSDataError(f"{where} needs one label per model ({d.shape[0]}) in 2 to {d.shape[0] - 1} groups; "
                              f"got {lab.shape[0] if lab.ndim else 0} labels in {k} groups.")
+    return lab
+
+
+def _silhouette_of_checked(d: np.ndarray, labels: np.ndarray) -> float:
+    from sklearn.metrics import silhouette_score
+
     d = 0.5 * (d + d.T)
     np.fill_diagonal(d, 0.0)
-    return float(silhouette_score(d, lab, metric="precomputed"))
+    return float(silhouette_score(d, labels, metric="precomputed"))
+
+
+def silhouette(distances: Any, labels: Sequence[Any]) -> float:
+    """Mean silhouette coefficient of ``labels`` under a precomputed distance matrix."""
+    d = _check_square(distances)
+    return _silhouette_of_checked(d, _checked_labels(d, labels, "silhouette"))
 
 
 def silhouette_test(
@@ -203,16 +212,11 @@ def silhouette_test(
     Needs between 2 and ``N - 1`` groups. All distances 0: every silhouette is 0 and :math:`p = 1`.
     """
     d = _check_square(distances)
-    lab = np.asarray(labels)
-    k = np.unique(lab).size
-    if lab.shape != (d.shape[0],) or not 2 <= k <= d.shape[0] - 1:
-        raise LFADSDataError(
-            f"silhouette_test needs one label per model ({d.shape[0]}) in 2 to {d.shape[0] - 1} groups; got "
-            f"{lab.shape[0] if lab.ndim else 0} labels in {k} groups.")
+    lab = _checked_labels(d, labels, "silhouette_test")
     check_setting("permutation test", "n_permutations", n_permutations, 1, integer=True)
-    stat = silhouette(d, lab)
+    stat = _silhouette_of_checked(d, lab)
     rng = np.random.default_rng(seed)
-    null = np.array([silhouette(d, rng.permutation(lab)) for _ in range(n_permutations)])
+    null = np.array([_silhouette_of_checked(d, rng.permutation(lab)) for _ in range(n_permutations)])
     p = (1.0 + np.sum(null >= stat - 1e-12)) / (1.0 + n_permutations)
     return PermutationTest(stat, null, float(p))
 
