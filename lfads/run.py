@@ -116,11 +116,7 @@ class Run:
 
     def data(self, split: str = "valid", session: int | str = 0) -> SplitData:
         """The :class:`lfads.data.batch.SplitData` of one split (counts, truth in counts per bin, extras)."""
-        name = self._session_name(session)
-        sess = self.datamodule.sessions[self.session_names.index(name)]
-        if split not in sess.splits:
-            raise LFADSDataError(f"{sess.path}: no '{split}' split (has {sorted(sess.splits)}).")
-        return sess.splits[split]
+        return self.datamodule.split_data(self.session_names.index(self._session_name(session)), split)
 
     def co_prior_tau(self) -> np.ndarray:
         """AR(1) timescales ``tau`` of the inferred-input prior, in bins, ``(co_dim,)`` (empty if autonomous).

@@ -22,7 +22,6 @@ model on it draws the same numbers in the same order, so the two give the same r
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lfads.data.batch import SPLITS
+from lfads.data.batch import SPLITS, check_split_name
 from lfads.data.hdf5 import save_h5_atomic
 from lfads.data.nlb import held_out_eval_counts
 from lfads.errors import LFADSDataError, check_setting
@@ -128,10 +127,7 @@ def sampling_request(n_samples: int, splits: str | Sequence[str]) -> tuple[str, 
     if not names:
         raise LFADSDataError(f"splits is empty; name one or more of {list(SPLITS)}.")
     for name in names:
-        if name not in SPLITS:
-            guess = difflib.get_close_matches(str(name), SPLITS, n=1)
-            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
-            raise LFADSDataError(f"splits: unknown split {name!r}{hint}; name one or more of {list(SPLITS)}.")
+        check_split_name(name, "splits", f"name one or more of {list(SPLITS)}")
     return names
 
 

@@ -332,7 +332,7 @@ def test_load_run_refuses_a_misspelt_split_before_touching_the_samples_file(tiny
 
 @pytest.mark.parametrize(("settings", "says"), [
     ({"split": "vaild"}, "no 'vaild' split (it has ['train', 'valid'])"),
-    ({"session": 2}, "session 2: give an index from 0 to 0"),
+    ({"session": 2}, "session index 2 out of range: give an index from 0 to 0"),
     ({"n_initial": 0}, "analyze_model: n_initial must be a whole number of at least 1"),
     ({"max_trials": 0}, "max_trials must be a whole number of at least 1"),
 ])

@@ -233,5 +233,6 @@ def test_split_data_names_the_file_for_a_missing_split_and_the_sessions_for_a_ba
     assert dm.split_data(-1, "train") is dm.sessions[0].splits["train"]
     with pytest.raises(LFADSDataError, match=r"lorenz_small\.h5: no 'vaild' split \(it has \['train', 'valid'\]\)"):
         dm.split_data(0, "vaild")
-    with pytest.raises(LFADSDataError, match=r"session 3: give an index from 0 to 0 \(the sessions are \["):
+    out_of_range = r"session index 3 out of range: give an index from 0 to 0 \(the sessions are \["
+    with pytest.raises(LFADSDataError, match=out_of_range):
         dm.split_data(3, "valid")

@@ -68,6 +68,15 @@ def session_name_from_path(path: str | os.PathLike) -> str:
     return check_session_name(stem, path, from_file=True)
 
 
+def check_split_name(split: str, option: str, listing: str) -> None:
+    """Raise :class:`LFADSDataError` unless ``split`` is ``train``, ``valid`` or ``test``: the message names
+    ``option``, suggests the closest split name and ends with ``listing``."""
+    if split not in SPLITS:
+        guess = difflib.get_close_matches(str(split), SPLITS, n=1)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+        raise LFADSDataError(f"{option}: unknown split {split!r}{hint}; {listing}.")
+
+
 def check_splits(
     requested: Iterable[str],
     available: Iterable[str],
@@ -96,10 +105,7 @@ def check_splits(
     if not requested:
         raise LFADSDataError(f"{option} is empty; choose from the splits in the data: {present}.")
     for split in requested:
-        if split not in SPLITS:
-            guess = difflib.get_close_matches(split, SPLITS, n=1)
-            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
-            raise LFADSDataError(f"{option}: unknown split {split!r}{hint}; the data hold the splits {present}.")
+        check_split_name(split, option, f"the data hold the splits {present}")
         if split not in present:
             raise LFADSDataError(f"{option}: split {split!r} is not in the data; it holds the splits {present}.")
     return requested

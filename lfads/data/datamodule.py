@@ -333,12 +333,18 @@ class LFADSDataModule(pl.LightningDataModule):
         """Sample-validation mask of one split, ``(trials, T_enc, N_in)`` float: 1 = train on it, 0 = held out."""
         return self._get_dataset(session, split).sv_mask.to(torch.float32)
 
+    def _check_session_split(self, session: int, split: str) -> None:
+        """Raise :class:`LFADSDataError` unless ``session`` is an index from 0 and that session has ``split``."""
+        n = len(self._sessions)
+        if isinstance(session, bool) or not isinstance(session, (int, np.integer)) or not 0 <= session < n:
+            raise LFADSDataError(f"session index {session!r} out of range: give an index from 0 to {n - 1} (the "
+                                 f"sessions are {self.session_names}).")
+        if split not in self._sessions[session].splits:
+            raise LFADSDataError(f"{self._sessions[session].path}: no '{split}' split (it has "
+                                 f"{sorted(self._sessions[session].splits)}).")
+
     def _get_dataset(self, session: int, split: str) -> SessionSplitDataset:
-        if not 0 <= session < len(self._datasets):
-            raise LFADSDataError(f"session index {session} out of range: there are {len(self._datasets)} sessions.")
-        if split not in self._datasets[session]:
-            raise LFADSDataError(f"{self._sessions[session].path}: no '{split}' split (has "
-                                 f"{sorted(self._datasets[session])}).")
+        self._check_session_split(session, split)
         return self._datasets[session][split]
 
     # ---- dataloaders ------------------------------------------------------------------------------------------------
@@ -363,15 +369,13 @@ class LFADSDataModule(pl.LightningDataModule):
         return CombinedLoader(loaders, mode="max_size")
 
     def split_data(self, session: int, split: str) -> SplitData:
-        """One split of one session, after checking the index and the split name (one line naming the file)."""
-        n = len(self.sessions)
-        if isinstance(session, bool) or not isinstance(session, (int, np.integer)) or not -n <= session < n:
-            raise LFADSDataError(f"session {session!r}: give an index from 0 to {n - 1} (the sessions are "
-                                 f"{self.session_names}).")
-        sess = self.sessions[session]
-        if split not in sess.splits:
-            raise LFADSDataError(f"{sess.path}: no {split!r} split (it has {sorted(sess.splits)}).")
-        return sess.splits[split]
+        """One split of one session (a negative index counts from the end), after checking the index and the
+        split name (one line naming the file)."""
+        n = len(self._sessions)
+        if isinstance(session, (int, np.integer)) and not isinstance(session, bool) and -n <= session < 0:
+            session += n
+        self._check_session_split(session, split)
+        return self._sessions[session].splits[split]
 
     def split_dataloader(self, session: int, split: str, batch_size: int | None = None) -> DataLoader:
         """All trials of one split of one session, in order (no shuffling, last batch kept), for posterior sampling.
