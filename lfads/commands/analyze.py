@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from lfads.commands.checks import (
-    MAX_INITIAL_STATES,
     StoreOnce,
     add_common_options,
     check_splits,
@@ -18,7 +17,7 @@ from lfads.commands.checks import (
     load_model_and_data,
     output_file,
     require_at_least,
-    require_at_most,
+    require_initial_states,
     run_checkpoint,
     run_files,
     session_index,
@@ -67,8 +66,7 @@ def main(argv: list[str]) -> int:
 
     args = build_parser().parse_args(argv)
     trust = True if args.trust_checkpoint else None  # None: LFADS_TRUST_CHECKPOINTS decides
-    require_at_least(args.n_initial, 1, "--n-initial")
-    require_at_most(args.n_initial, MAX_INITIAL_STATES, "--n-initial", "each start is one fixed-point search")
+    require_initial_states(args.n_initial)
     require_at_least(args.max_trials, 1, "--max-trials")
     require_at_least(args.noise, 0, "--noise")
     if not args.no_jslds:

@@ -27,6 +27,7 @@ __all__ = [
     "readable_hdf5",
     "require_at_least",
     "require_at_most",
+    "require_initial_states",
     "run_checkpoint",
     "run_files",
     "session_index",
@@ -77,6 +78,12 @@ def require_at_most(value: float, maximum: float, option: str, reason: str = "")
     """Raise if ``value > maximum``, naming ``option``; ``reason`` says why the limit (appended in brackets)."""
     if value > maximum:
         raise LFADSArgumentError(f"{option} {value}: must be at most {maximum}" + (f" ({reason})." if reason else "."))
+
+
+def require_initial_states(value: int, option: str = "--n-initial") -> None:
+    """Raise unless ``value`` starts of a fixed-point search lie between 1 and :data:`MAX_INITIAL_STATES`."""
+    require_at_least(value, 1, option)
+    require_at_most(value, MAX_INITIAL_STATES, option, "each start is one fixed-point search")
 
 
 def checkpoint_file(path: str | os.PathLike, option: str = "--ckpt") -> Path:

@@ -17,7 +17,7 @@ override theirs.
 
 from __future__ import annotations
 
-from lfads.commands.checks import MAX_INITIAL_STATES, output_file, require_at_least, require_at_most
+from lfads.commands.checks import output_file, require_at_least, require_initial_states
 from lfads.commands.report import ArgumentParser
 from lfads.errors import LFADSArgumentError
 
@@ -129,12 +129,11 @@ def main(argv: list[str]) -> int:
 
     args = build_parser().parse_args(argv)
     archs = _archs(args.arch)
-    for value, option in ((args.seeds, "--seeds"), (args.units, "--units"), (args.max_steps, "--max-steps"),
-                          (args.n_initial, "--n-initial")):
+    for value, option in ((args.seeds, "--seeds"), (args.units, "--units"), (args.max_steps, "--max-steps")):
         if value is not None:
             require_at_least(value, 1, option)
     if args.n_initial is not None:
-        require_at_most(args.n_initial, MAX_INITIAL_STATES, "--n-initial", "each start is one fixed-point search")
+        require_initial_states(args.n_initial)
     ray = _ray_settings(args)
     _task(args.task)  # an unknown task is an error before any training
     out = output_file(args.out, args.overwrite, what="a run")
