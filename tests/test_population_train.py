@@ -11,7 +11,7 @@ import torch
 import lfads.population.train as train_module
 from lfads.errors import LFADSDataError
 from lfads.modules import native
-from lfads.population.cells import ARCHITECTURES, GATES, cell_update, state_size
+from lfads.population.cells import ARCHITECTURES, GATES, cell_update, input_drive, state_size
 from lfads.population.recurrence import run_recurrence
 from lfads.population.tasks import TaskData, get_task
 from lfads.population.train import (
@@ -163,27 +163,30 @@ def test_carrying_states_needs_a_task_whose_trials_continue():
                          config=TrainConfig(max_steps=2, batch_size=2, carry_state=True, eval_trials=2))
 
 
-def _stepped_states(arch, drive, h0, weight_hh, bias_hh):
-    """Reference: :func:`cell_update` stepped through time under autograd, ``(N, B, T, S)``."""
+def _stepped_states(arch, inputs, h0, weight_ih, bias_ih, weight_hh, bias_hh):
+    """Reference: :func:`cell_update` stepped through time under autograd, ``(N, T, B, S)``."""
+    params = {"weight_ih": weight_ih, "bias_ih": bias_ih}
     h, states = h0, []
-    for drive_t in drive.unbind(0):
-        h = cell_update(arch, drive_t, h, weight_hh, bias_hh)
+    for u_t in inputs.unbind(1):
+        h = cell_update(arch, input_drive(params, u_t), h, weight_hh, bias_hh)
         states.append(h)
-    return torch.stack(states, dim=2)
+    return torch.stack(states, dim=1)
 
 
-def _recurrence_inputs(arch, n=2, steps=4, batch=3, units=3, dtype=torch.float64, seed=0):
+def _recurrence_inputs(arch, n=2, steps=4, batch=3, units=3, n_in=2, shared=False, dtype=torch.float64, seed=0):
     gen = torch.Generator().manual_seed(seed)
     gh, size = GATES[arch] * units, state_size(arch, units)
-    drive = torch.randn(steps, n, batch, gh, generator=gen, dtype=dtype)
+    inputs = torch.randn(1 if shared else n, steps, batch, n_in, generator=gen, dtype=dtype)
     h0 = 0.5 * torch.randn(n, batch, size, generator=gen, dtype=dtype)
+    weight_ih = torch.randn(n, gh, n_in, generator=gen, dtype=dtype)
+    bias_ih = 0.3 * torch.randn(n, gh, generator=gen, dtype=dtype)
     weight_hh = torch.randn(n, gh, units, generator=gen, dtype=dtype) / units**0.5
     bias_hh = 0.3 * torch.randn(n, gh, generator=gen, dtype=dtype)
-    return [x.requires_grad_() for x in (drive, h0, weight_hh, bias_hh)]
+    return [x.requires_grad_() for x in (inputs, h0, weight_ih, bias_ih, weight_hh, bias_hh)]
 
 
-@pytest.mark.parametrize("arch", ["ugrnn", "lstm"])
-def test_gated_cells_run_the_compiled_loops_on_the_native_backend(arch, loop_backend, monkeypatch):
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_cell_runs_the_compiled_loops_on_the_native_backend(arch, loop_backend, monkeypatch):
     calls = []
     if loop_backend == "compiled":
         lib = native.load()
@@ -195,15 +198,17 @@ def test_gated_cells_run_the_compiled_loops_on_the_native_backend(arch, loop_bac
     assert calls == (["population_forward", "population_backward"] if loop_backend == "compiled" else [])
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_recurrence_gradients_pass_gradcheck(arch, loop_backend):
-    inputs = _recurrence_inputs(arch)
+def test_recurrence_gradients_pass_gradcheck(arch, shared, loop_backend):
+    inputs = _recurrence_inputs(arch, shared=shared)
     assert torch.autograd.gradcheck(lambda *x: run_recurrence(arch, *x), inputs, eps=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_recurrence_equals_the_stepped_cell_and_its_autograd_gradients(arch, loop_backend):
-    inputs = _recurrence_inputs(arch, n=3, steps=9, batch=5, units=6, seed=1)
+def test_recurrence_equals_the_stepped_cell_and_its_autograd_gradients(arch, shared, loop_backend):
+    inputs = _recurrence_inputs(arch, n=3, steps=9, batch=5, units=6, shared=shared, seed=1)
     states = run_recurrence(arch, *inputs)
     reference = _stepped_states(arch, *inputs)
     torch.testing.assert_close(states, reference, atol=1e-12, rtol=0)
@@ -220,30 +225,33 @@ def test_saturated_gates_and_a_large_cell_state_give_finite_states_and_gradients
     """Gate pre-activations of about ±1000 (and an LSTM cell state of -1000): exp(1000) overflows, the
     logistic must still saturate to 0 or 1, as in the stepped cell. 32 units: whole vectors of the compiled
     loops, not their scalar remainder."""
-    inputs = _recurrence_inputs(arch, steps=3, batch=2, units=32, dtype=dtype)
-    drive, h0, weight_hh, bias_hh = (x.detach() for x in inputs)
-    drive = (1000.0 * drive.sign()).requires_grad_()
+    inputs, h0, weight_ih, bias_ih, weight_hh, bias_hh = (
+        x.detach() for x in _recurrence_inputs(arch, steps=3, batch=2, units=32, dtype=dtype)
+    )
+    bias_ih = (1000.0 * bias_ih.sign()).requires_grad_()
     if arch == "lstm":
         h0[..., 32:] = -1000.0
     weight_hh.requires_grad_()
-    states = run_recurrence(arch, drive, h0, weight_hh, bias_hh)
-    reference = _stepped_states(arch, drive, h0, weight_hh, bias_hh)
+    args = (inputs, h0, weight_ih, bias_ih, weight_hh, bias_hh)
+    states = run_recurrence(arch, *args)
+    reference = _stepped_states(arch, *args)
     torch.testing.assert_close(states, reference, atol=1e-6, rtol=1e-6)
-    grads = torch.autograd.grad(states.sum(), (drive, weight_hh))
-    expected = torch.autograd.grad(reference.sum(), (drive, weight_hh))
+    grads = torch.autograd.grad(states.sum(), (bias_ih, weight_hh))
+    expected = torch.autograd.grad(reference.sum(), (bias_ih, weight_hh))
     for got, want in zip(grads, expected):
         assert torch.isfinite(got).all()
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
 
 
 def test_recurrence_without_gradients_needs_no_initial_state(loop_backend):
-    drive, _, weight_hh, bias_hh = [x.detach() for x in _recurrence_inputs("gru")]
+    inputs, _, weight_ih, bias_ih, weight_hh, bias_hh = [x.detach() for x in _recurrence_inputs("gru")]
     with torch.no_grad():
-        states = run_recurrence("gru", drive, None, weight_hh, bias_hh)
-    torch.testing.assert_close(states, _stepped_states("gru", drive, torch.zeros(2, 3, 3, dtype=drive.dtype),
-                                                       weight_hh, bias_hh), atol=1e-12, rtol=0)
-    with pytest.raises(ValueError, match="drive has shape"):
-        run_recurrence("lstm", drive, None, weight_hh, bias_hh)
+        states = run_recurrence("gru", inputs, None, weight_ih, bias_ih, weight_hh, bias_hh)
+    h0 = torch.zeros(2, 3, 3, dtype=inputs.dtype)
+    torch.testing.assert_close(states, _stepped_states("gru", inputs, h0, weight_ih, bias_ih, weight_hh, bias_hh),
+                               atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="gate blocks"):
+        run_recurrence("lstm", inputs, None, weight_ih, bias_ih, weight_hh, bias_hh)
 
 
 @pytest.mark.parametrize("arch", ["gru", "lstm"])

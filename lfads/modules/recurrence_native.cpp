@@ -1,5 +1,5 @@
-// Time loops of lfads.modules.recurrence, and of the UGRNN and LSTM cells of
-// lfads.population.recurrence, in C++ (CPU, float32 and float64).
+// Time loops of lfads.modules.recurrence, and of the cells of lfads.population.recurrence, in C++
+// (CPU, float32 and float64).
 //
 // The Python loops are the reference; these do the same arithmetic,
 // step for step, with two differences that matter for speed on a CPU:
@@ -58,82 +58,86 @@ inline int64_t row_grain(int64_t H) {
   return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(H, 1));
 }
 
+// Forward of one GRU row of H units: input gates ar (3H), recurrent gates gr (3H), state ph; writes the new
+// state po and the cache row cr (4H). Without a clip, lo = -inf, hi = inf.
+template <typename T>
+inline void gru_row(const T* __restrict ar, const T* __restrict gr, const T* __restrict ph, T* __restrict po,
+                    T* __restrict cr, int64_t H, T lo, T hi) {
+  const T* __restrict az = ar + H;
+  const T* __restrict an = ar + 2 * H;
+  const T* __restrict gz = gr + H;
+  const T* __restrict gn = gr + 2 * H;
+  T* __restrict cz = cr + H;
+  T* __restrict cn = cr + 2 * H;
+  T* __restrict cg = cr + 3 * H;
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    T r = sigmoid(ar[j] + gr[j]);
+    T z = sigmoid(az[j] + gz[j]);
+    T g_n = gn[j];
+    T n = tanh_(an[j] + r * g_n);
+    T hv = n + z * (ph[j] - n);
+    po[j] = hv > hi ? hi : (hv < lo ? lo : hv);
+    cr[j] = r;
+    cz[j] = z;
+    cn[j] = n;
+    cg[j] = g_n;
+  }
+}
+
 // Forward of one GRU step over `rows` rows. a, g: rows x 3H (row strides a_rs, 3H);
-// h: rows x H; writes h_out (rows x H) and cache (rows x 4H). Without a clip, lo = -inf, hi = inf.
+// h: rows x H; writes h_out (rows x H) and cache (rows x 4H).
 template <typename T>
 void gru_step_rows(const T* a, int64_t a_rs, const T* g, const T* h, T* h_out, T* cache, int64_t rows,
                    int64_t H, T lo, T hi) {
   at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
-  for (int64_t b = begin; b < end; ++b) {
-    const T* __restrict ar = a + b * a_rs;
-    const T* __restrict az = ar + H;
-    const T* __restrict an = ar + 2 * H;
-    const T* __restrict gr = g + b * 3 * H;
-    const T* __restrict gz = gr + H;
-    const T* __restrict gn = gr + 2 * H;
-    const T* __restrict ph = h + b * H;
-    T* __restrict po = h_out + b * H;
-    T* __restrict cr = cache + b * 4 * H;
-    T* __restrict cz = cr + H;
-    T* __restrict cn = cr + 2 * H;
-    T* __restrict cg = cr + 3 * H;
-#pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
-      T r = sigmoid(ar[j] + gr[j]);
-      T z = sigmoid(az[j] + gz[j]);
-      T g_n = gn[j];
-      T n = tanh_(an[j] + r * g_n);
-      T hv = n + z * (ph[j] - n);
-      po[j] = hv > hi ? hi : (hv < lo ? lo : hv);
-      cr[j] = r;
-      cz[j] = z;
-      cn[j] = n;
-      cg[j] = g_n;
-    }
-  }
+    for (int64_t b = begin; b < end; ++b)
+      gru_row(a + b * a_rs, g + b * 3 * H, h + b * H, h_out + b * H, cache + b * 4 * H, H, lo, hi);
   });
 }
 
-// Backward of one GRU step. dh_new: gradient reaching h'; writes the gradients of the
-// input gates (da), of the recurrent gates (dg) and the direct part z * dp of dh.
-// The clip passes gradient where |h'| < clip (always, without a clip).
+// Backward of one GRU row. pd: gradient reaching the new state pn; ph: the previous state; cr: the cache
+// row. Writes the gradients of the input gates (ar), of the recurrent gates (gr) and the direct part
+// z * dp of the previous state's gradient (pp). The clip passes gradient where |h'| < clip (always,
+// without a clip).
+template <typename T>
+inline void gru_row_backward(const T* __restrict pd, const T* __restrict pn, const T* __restrict ph,
+                             const T* __restrict cr, T* __restrict ar, T* __restrict gr, T* __restrict pp, int64_t H,
+                             bool has_clip, T clip) {
+  const T* __restrict cz = cr + H;
+  const T* __restrict cn = cr + 2 * H;
+  const T* __restrict cg = cr + 3 * H;
+  T* __restrict az = ar + H;
+  T* __restrict an = ar + 2 * H;
+  T* __restrict gz = gr + H;
+  T* __restrict gn = gr + 2 * H;
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    T dp = pd[j];
+    if (has_clip) dp = std::abs(pn[j]) < clip ? dp : T(0);
+    T r = cr[j], z = cz[j], n = cn[j];
+    T dpz = dp * z;
+    T dan = (dp - dpz) * (T(1) - n * n);
+    T daz = dp * (ph[j] - n) * (z - z * z);
+    T dar = dan * cg[j] * (r - r * r);
+    ar[j] = dar;
+    az[j] = daz;
+    an[j] = dan;
+    gr[j] = dar;
+    gz[j] = daz;
+    gn[j] = dan * r;
+    pp[j] = dpz;
+  }
+}
+
+// Backward of one GRU step over `rows` contiguous rows (gru_row_backward).
 template <typename T>
 void gru_step_backward_rows(const T* dh_new, const T* h_new, const T* h, const T* cache, T* da, T* dg, T* dh_part,
                             int64_t rows, int64_t H, bool has_clip, T clip) {
   at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
-  for (int64_t b = begin; b < end; ++b) {
-    const T* __restrict pd = dh_new + b * H;
-    const T* __restrict pn = h_new + b * H;
-    const T* __restrict ph = h + b * H;
-    const T* __restrict cr = cache + b * 4 * H;
-    const T* __restrict cz = cr + H;
-    const T* __restrict cn = cr + 2 * H;
-    const T* __restrict cg = cr + 3 * H;
-    T* __restrict ar = da + b * 3 * H;
-    T* __restrict az = ar + H;
-    T* __restrict an = ar + 2 * H;
-    T* __restrict gr = dg + b * 3 * H;
-    T* __restrict gz = gr + H;
-    T* __restrict gn = gr + 2 * H;
-    T* __restrict pp = dh_part + b * H;
-#pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
-      T dp = pd[j];
-      if (has_clip) dp = std::abs(pn[j]) < clip ? dp : T(0);
-      T r = cr[j], z = cz[j], n = cn[j];
-      T dpz = dp * z;
-      T dan = (dp - dpz) * (T(1) - n * n);
-      T daz = dp * (ph[j] - n) * (z - z * z);
-      T dar = dan * cg[j] * (r - r * r);
-      ar[j] = dar;
-      az[j] = daz;
-      an[j] = dan;
-      gr[j] = dar;
-      gz[j] = daz;
-      gn[j] = dan * r;
-      pp[j] = dpz;
-    }
-  }
+    for (int64_t b = begin; b < end; ++b)
+      gru_row_backward(dh_new + b * H, h_new + b * H, h + b * H, cache + b * 4 * H, da + b * 3 * H,
+                       dg + b * 3 * H, dh_part + b * H, H, has_clip, clip);
   });
 }
 
@@ -343,186 +347,253 @@ std::vector<at::Tensor> controller_generator_backward(
 }
 
 // ------------------------------------------------------------------------------ Population cells
-// The UGRNN and LSTM cells of lfads.population.cells, N networks stacked on a leading axis
-// (lfads.population.recurrence is the Python reference). pre (T, N, B, G H) holds the drive plus
-// b_h; each step adds W_h h and the gates are activated in place there, so after the forward pass
-// pre holds the activated gates the backward reads.
-//   UGRNN (gates g, c): g = sigmoid(.), c = tanh(.), h' = c + g (h - c).
-//   LSTM (gates i, f, g, o; state [h; c]): c' = f c + i g, h' = o tanh(c').
+// The cells of lfads.population.cells, N networks stacked on a leading axis, network first: every
+// per-step array is (N, T, B, W), so the input drive comes straight from one batched product per
+// trial and the weight gradients are batched products over (T B) rows, without a change of layout
+// (lfads.population.recurrence is the Python reference). Each step computes g = W_h h + b_h for all
+// networks in one batched product, then one pass over the N B rows:
+//   vanilla / ReLU: h' = tanh(d + g) or max(d + g, 0).
+//   GRU (gates r, z, n, as gru_row): the cache holds [r, z, n, g_n].
+//   UGRNN (gates u, c): u = sigmoid(.), c = tanh(.), h' = c + u (h - c); the cache holds [u, c].
+//   LSTM (gates i, f, g, o; state [h; c]): c' = f c + i g, h' = o tanh(c'); the cache holds [i, f, g, o].
 // Their backward steps, with dh the gradient reaching h' (and dc reaching c'):
-//   UGRNN: da_g = dh (h - c) g (1 - g), da_c = dh (1 - g)(1 - c^2), dh_prev = dh g + da W_h.
+//   vanilla: da = dh (1 - h'^2) (ReLU: dh [h' > 0]), dh_prev = da W_h.
+//   GRU: gru_row_backward; dh_prev = z dh + dg W_h.
+//   UGRNN: da_u = dh (h - c) u (1 - u), da_c = dh (1 - u)(1 - c^2), dh_prev = dh u + da W_h.
 //   LSTM:  dc += dh o (1 - tanh(c')^2), da_i = dc g i (1 - i), da_f = dc c f (1 - f),
 //          da_g = dc i (1 - g^2), da_o = dh tanh(c') o (1 - o), dc_prev = dc f, dh_prev = da W_h.
 
-enum PopulationCell : int64_t { kUGRNN = 0, kLSTM = 1 };
+enum PopulationCell : int64_t { kUGRNN = 0, kLSTM = 1, kGRU = 2, kTanh = 3, kReLU = 4 };
+
+// Row r = (network r / B, trial r % B) of one step of an (N, T, B, W) array (net = T B W) or of an (N, B, W)
+// array (net = B W).
+template <typename T>
+struct Rows {
+  T* base;
+  int64_t net, width, B;
+  T* operator()(int64_t r) const { return base + (r / B) * net + (r % B) * width; }
+};
 
 template <typename T>
-void ugrnn_step_rows(T* a, const T* h, T* h_out, int64_t rows, int64_t H) {
-  at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
-  for (int64_t b = begin; b < end; ++b) {
-    T* __restrict ag = a + b * 2 * H;
-    T* __restrict ac = ag + H;
-    const T* __restrict ph = h + b * H;
-    T* __restrict po = h_out + b * H;
-#pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
-      T g = sigmoid(ag[j]);
-      T c = tanh_(ac[j]);
-      ag[j] = g;
-      ac[j] = c;
-      po[j] = c + g * (ph[j] - c);
-    }
-  }
-  });
+Rows<T> step_rows(const at::Tensor& x, int64_t t) {  // x (N, T, B, W), step t
+  const int64_t steps = x.size(1), B = x.size(2), W = x.size(3);
+  return {x.data_ptr<T>() + t * B * W, steps * B * W, W, B};
 }
 
-// state and out: rows of [h; c] (2H).
 template <typename T>
-void lstm_step_rows(T* a, const T* state, T* out, int64_t rows, int64_t H) {
-  at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
-  for (int64_t b = begin; b < end; ++b) {
-    T* __restrict ai = a + b * 4 * H;
-    T* __restrict af = ai + H;
-    T* __restrict ag = ai + 2 * H;
-    T* __restrict ao = ai + 3 * H;
-    const T* __restrict pc = state + b * 2 * H + H;
-    T* __restrict oh = out + b * 2 * H;
-    T* __restrict oc = oh + H;
-#pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
-      T i = sigmoid(ai[j]), f = sigmoid(af[j]), g = tanh_(ag[j]), o = sigmoid(ao[j]);
-      T c = f * pc[j] + i * g;
-      ai[j] = i;
-      af[j] = f;
-      ag[j] = g;
-      ao[j] = o;
-      oc[j] = c;
-      oh[j] = o * tanh_(c);
-    }
-  }
-  });
+Rows<T> block_rows(const at::Tensor& x) {  // x (N, B, W)
+  const int64_t B = x.size(1), W = x.size(2);
+  return {x.data_ptr<T>(), B * W, W, B};
 }
 
-// dh = grad + carry (rows x H); writes da (rows x 2H) and the direct part dh g into carry.
+// The drive row d = W_i u + b of one network: I multiply-adds per gate, vectorized over the gates. w_t
+// (I, G H) is the network's transposed input weight, bias (G H). Not inlined: inlined into the step, the
+// compiler no longer vectorizes the multiply-adds.
 template <typename T>
-void ugrnn_step_backward_rows(const T* grad, T* carry, const T* h, const T* gates, T* da, int64_t rows,
-                              int64_t H) {
-  at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
-  for (int64_t b = begin; b < end; ++b) {
-    const T* __restrict pg = grad + b * H;
-    T* __restrict pk = carry + b * H;
-    const T* __restrict ph = h + b * H;
-    const T* __restrict gg = gates + b * 2 * H;
-    const T* __restrict gc = gg + H;
-    T* __restrict dg = da + b * 2 * H;
-    T* __restrict dc = dg + H;
+__attribute__((noinline)) void drive_row(const T* __restrict u, const T* __restrict w_t, const T* __restrict bias, T* __restrict d,
+                      int64_t I, int64_t GH) {
 #pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
-      T dh = pg[j] + pk[j];
-      T g = gg[j], c = gc[j];
-      dg[j] = dh * (ph[j] - c) * (g - g * g);
-      dc[j] = (dh - dh * g) * (T(1) - c * c);
-      pk[j] = dh * g;
-    }
+  for (int64_t j = 0; j < GH; ++j) d[j] = bias[j];
+  for (int64_t i = 0; i < I; ++i) {
+    const T ui = u[i];
+    const T* __restrict w = w_t + i * GH;
+#pragma omp simd
+    for (int64_t j = 0; j < GH; ++j) d[j] += ui * w[j];
   }
-  });
 }
 
-// grad, state_new and state_prev: rows of [h; c] (2H); carry_h, carry_c (rows x H). Writes da (rows x 4H)
-// and dc f into carry_c.
 template <typename T>
-void lstm_step_backward_rows(const T* grad, const T* carry_h, T* carry_c, const T* state_new, const T* state_prev,
-                             const T* gates, T* da, int64_t rows, int64_t H) {
+void population_step(int64_t cell, Rows<T> u, const T* w_t, const T* bias, Rows<T> g, Rows<T> prev, Rows<T> out,
+                     Rows<T> cache, int64_t rows, int64_t I, int64_t H) {
+  const int64_t GH = cell == kUGRNN ? 2 * H : (cell == kLSTM ? 4 * H : (cell == kGRU ? 3 * H : H));
   at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
-  for (int64_t b = begin; b < end; ++b) {
-    const T* __restrict gh = grad + b * 2 * H;
-    const T* __restrict gcell = gh + H;
-    const T* __restrict kh = carry_h + b * H;
-    T* __restrict kc = carry_c + b * H;
-    const T* __restrict cn = state_new + b * 2 * H + H;
-    const T* __restrict cp = state_prev + b * 2 * H + H;
-    const T* __restrict si = gates + b * 4 * H;
-    const T* __restrict sf = si + H;
-    const T* __restrict sg = si + 2 * H;
-    const T* __restrict so = si + 3 * H;
-    T* __restrict di = da + b * 4 * H;
-    T* __restrict df = di + H;
-    T* __restrict dg = di + 2 * H;
-    T* __restrict dout = di + 3 * H;
+  std::vector<T> d_row(GH);
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t k = r / g.B;
+    drive_row(u(r), w_t + k * I * GH, bias + k * GH, d_row.data(), I, GH);
+    const T* __restrict pd = d_row.data();
+    const T* __restrict pg = g(r);
+    const T* __restrict ph = prev(r);
+    T* __restrict po = out(r);
+    if (cell == kGRU) {
+      gru_row(pd, pg, ph, po, cache(r), H, -std::numeric_limits<T>::infinity(), std::numeric_limits<T>::infinity());
+    } else if (cell == kTanh) {
 #pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
-      T dh = gh[j] + kh[j];
-      T i = si[j], f = sf[j], g = sg[j], o = so[j];
-      T tau = tanh_(cn[j]);
-      T dc = gcell[j] + kc[j] + dh * o * (T(1) - tau * tau);
-      di[j] = dc * g * (i - i * i);
-      df[j] = dc * cp[j] * (f - f * f);
-      dg[j] = dc * i * (T(1) - g * g);
-      dout[j] = dh * tau * (o - o * o);
-      kc[j] = dc * f;
-    }
-  }
-  });
-}
-
-// pre (T, N, B, G H), activated in place; h0 (N, B, S); w_hh (N, G H, H). Returns states (T, N, B, S).
-at::Tensor population_forward(int64_t cell, at::Tensor pre, const at::Tensor& h0, const at::Tensor& w_hh) {
-  check_cpu_contiguous(pre, "pre");
-  TORCH_CHECK(cell == kUGRNN || cell == kLSTM, "population_forward: unknown cell ", cell);
-  const int64_t T = pre.size(0), N = pre.size(1), B = pre.size(2), H = w_hh.size(2);
-  const int64_t S = cell == kLSTM ? 2 * H : H;
-  auto h0c = h0.contiguous();
-  auto states = at::empty({T, N, B, S}, pre.options());
-  auto w_t = w_hh.transpose(1, 2);
-  AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "population_forward", [&] {
-    for (int64_t t = 0; t < T; ++t) {
-      const at::Tensor prev = t == 0 ? h0c : states[t - 1];
-      auto a = pre[t];
-      a.baddbmm_(prev.narrow(2, 0, H), w_t);
-      if (cell == kUGRNN) {
-        ugrnn_step_rows<scalar_t>(a.data_ptr<scalar_t>(), prev.data_ptr<scalar_t>(), states[t].data_ptr<scalar_t>(),
-                                  N * B, H);
-      } else {
-        lstm_step_rows<scalar_t>(a.data_ptr<scalar_t>(), prev.data_ptr<scalar_t>(), states[t].data_ptr<scalar_t>(),
-                                 N * B, H);
+      for (int64_t j = 0; j < H; ++j) po[j] = tanh_(pd[j] + pg[j]);
+    } else if (cell == kReLU) {
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        T a = pd[j] + pg[j];
+        po[j] = a > T(0) ? a : T(0);
+      }
+    } else if (cell == kUGRNN) {
+      T* __restrict cu = cache(r);
+      T* __restrict cc = cu + H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        T u = sigmoid(pd[j] + pg[j]);
+        T c = tanh_(pd[H + j] + pg[H + j]);
+        cu[j] = u;
+        cc[j] = c;
+        po[j] = c + u * (ph[j] - c);
+      }
+    } else {  // kLSTM
+      T* __restrict ci = cache(r);
+      const T* __restrict pc = ph + H;
+      T* __restrict oc = po + H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        T i = sigmoid(pd[j] + pg[j]), f = sigmoid(pd[H + j] + pg[H + j]);
+        T g_ = tanh_(pd[2 * H + j] + pg[2 * H + j]), o = sigmoid(pd[3 * H + j] + pg[3 * H + j]);
+        T c = f * pc[j] + i * g_;
+        ci[j] = i;
+        ci[H + j] = f;
+        ci[2 * H + j] = g_;
+        ci[3 * H + j] = o;
+        oc[j] = c;
+        po[j] = o * tanh_(c);
       }
     }
+  }
   });
-  return states;
 }
 
-// grad (T, N, B, S) reaching the states; states, h0 and the activated gates of the forward pass.
-// Returns the gradients at the pre-activations (T, N, B, G H) and at h0 (N, B, S).
+// One backward step. grad: gradient reaching the new state from outside the recurrence; carry (rows x H, and
+// carry_c for the LSTM): the gradient reaching it through step t + 1, turned into the direct part of the
+// previous state's gradient (the recurrent product is added by the caller). Writes da (the drive's gradient)
+// and, for the GRU, dg (the recurrent gates' gradient).
+template <typename T>
+void population_step_backward(int64_t cell, Rows<T> grad, Rows<T> carry, Rows<T> carry_c, Rows<T> out,
+                              Rows<T> prev, Rows<T> cache, Rows<T> da, Rows<T> dg, int64_t rows, int64_t H) {
+  at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
+  std::vector<T> dh_gru(cell == kGRU ? H : 0);
+  for (int64_t r = begin; r < end; ++r) {
+    const T* __restrict pg = grad(r);
+    T* __restrict pk = carry(r);
+    const T* __restrict po = out(r);
+    T* __restrict pa = da(r);
+    if (cell == kGRU) {
+      T* __restrict dh = dh_gru.data();
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) dh[j] = pg[j] + pk[j];
+      gru_row_backward(dh, po, prev(r), cache(r), pa, dg(r), pk, H, false, T(0));
+    } else if (cell == kTanh) {
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) pa[j] = (pg[j] + pk[j]) * (T(1) - po[j] * po[j]);
+    } else if (cell == kReLU) {
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) pa[j] = po[j] > T(0) ? pg[j] + pk[j] : T(0);
+    } else if (cell == kUGRNN) {
+      const T* __restrict ph = prev(r);
+      const T* __restrict cu = cache(r);
+      const T* __restrict cc = cu + H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        T dh = pg[j] + pk[j];
+        T u = cu[j], c = cc[j];
+        pa[j] = dh * (ph[j] - c) * (u - u * u);
+        pa[H + j] = (dh - dh * u) * (T(1) - c * c);
+        pk[j] = dh * u;
+      }
+    } else {  // kLSTM
+      const T* __restrict gcell = pg + H;
+      T* __restrict kc = carry_c(r);
+      const T* __restrict cn = po + H;
+      const T* __restrict cp = prev(r) + H;
+      const T* __restrict si = cache(r);
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        T dh = pg[j] + pk[j];
+        T i = si[j], f = si[H + j], g = si[2 * H + j], o = si[3 * H + j];
+        T tau = tanh_(cn[j]);
+        T dc = gcell[j] + kc[j] + dh * o * (T(1) - tau * tau);
+        pa[j] = dc * g * (i - i * i);
+        pa[H + j] = dc * cp[j] * (f - f * f);
+        pa[2 * H + j] = dc * i * (T(1) - g * g);
+        pa[3 * H + j] = dh * tau * (o - o * o);
+        kc[j] = dc * f;
+      }
+    }
+  }
+  });
+}
+
+int64_t cache_width(int64_t cell, int64_t H) {
+  return cell == kUGRNN ? 2 * H : (cell == kLSTM || cell == kGRU ? 4 * H : 0);
+}
+
+// u (1 or N, T, B, I) inputs; w_ih (N, G H, I), b_ih (N, G H); h0 (N, B, S); w_hh (N, G H, H); b_hh (N, G H).
+// Returns the states (N, T, B, S) and the cache (N, T, B, C) the backward reads (C = 0 for vanilla cells);
+// without keep_cache, the cache of one step only (N, 1, B, C), overwritten each step.
+// The drive W_i u_t + b_i is formed row by row inside the step (it is never stored); b_h joins it except in
+// the GRU, whose candidate gate needs W_h h + b_h on its own.
+std::vector<at::Tensor> population_forward(int64_t cell, const at::Tensor& u, const at::Tensor& w_ih,
+                                           const at::Tensor& b_ih, const at::Tensor& h0, const at::Tensor& w_hh,
+                                           const at::Tensor& b_hh, bool keep_cache) {
+  check_cpu_contiguous(u, "u");
+  TORCH_CHECK(cell >= kUGRNN && cell <= kReLU, "population_forward: unknown cell ", cell);
+  const int64_t N = w_hh.size(0), T = u.size(1), B = u.size(2), I = u.size(3), GH = w_hh.size(1), H = w_hh.size(2);
+  TORCH_CHECK(u.size(0) == 1 || u.size(0) == N, "population_forward: inputs for ", u.size(0), " networks, not 1 or ", N);
+  const int64_t S = cell == kLSTM ? 2 * H : H;
+  auto h0c = h0.contiguous();
+  auto states = at::empty({N, T, B, S}, u.options());
+  auto cache = at::empty({N, keep_cache ? T : 1, B, cache_width(cell, H)}, u.options());
+  auto w_t = w_hh.transpose(1, 2);
+  auto wi_t = w_ih.transpose(1, 2).contiguous();
+  auto bias_in = (cell == kGRU ? b_ih : b_ih + b_hh).contiguous();
+  auto bias_rec = b_hh.unsqueeze(1);
+  auto g = at::empty({N, B, GH}, u.options());
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "population_forward", [&] {
+    Rows<scalar_t> ur = step_rows<scalar_t>(u, 0);
+    if (u.size(0) == 1) ur.net = 0;  // one set of inputs for all networks
+    for (int64_t t = 0; t < T; ++t) {
+      const at::Tensor prev = (t == 0 ? h0c : states.select(1, t - 1)).narrow(2, 0, H);
+      if (cell == kGRU) {
+        at::baddbmm_out(g, bias_rec, prev, w_t);
+      } else {
+        at::bmm_out(g, prev, w_t);
+      }
+      const Rows<scalar_t> p = t == 0 ? block_rows<scalar_t>(h0c) : step_rows<scalar_t>(states, t - 1);
+      population_step<scalar_t>(cell, ur, wi_t.data_ptr<scalar_t>(), bias_in.data_ptr<scalar_t>(),
+                                 block_rows<scalar_t>(g), p, step_rows<scalar_t>(states, t),
+                                 step_rows<scalar_t>(cache, keep_cache ? t : 0), N * B, I, H);
+      ur.base += B * I;
+    }
+  });
+  return {states, cache};
+}
+
+// grad (N, T, B, S) reaching the states; the states, h0 and cache (kept) of the forward pass. Returns the
+// gradients at the drive W_i u + b_i (N, T, B, G H), at the recurrent term W_h h + b_h (the same tensor but
+// for the GRU) and at h0 (N, B, S).
 std::vector<at::Tensor> population_backward(int64_t cell, const at::Tensor& grad_in, const at::Tensor& states,
-                                            const at::Tensor& h0, const at::Tensor& gates, const at::Tensor& w_hh) {
-  TORCH_CHECK(cell == kUGRNN || cell == kLSTM, "population_backward: unknown cell ", cell);
+                                            const at::Tensor& h0, const at::Tensor& cache, const at::Tensor& w_hh) {
+  TORCH_CHECK(cell >= kUGRNN && cell <= kReLU, "population_backward: unknown cell ", cell);
   auto grad = grad_in.contiguous();
   auto h0c = h0.contiguous();
-  const int64_t T = states.size(0), N = states.size(1), B = states.size(2), H = w_hh.size(2);
+  const int64_t N = states.size(0), T = states.size(1), B = states.size(2), H = w_hh.size(2);
   const int64_t GH = w_hh.size(1);
-  auto da = at::empty({T, N, B, GH}, states.options());
-  auto carry_h = at::zeros({N, B, H}, states.options());
+  auto da = at::empty({N, T, B, GH}, states.options());
+  auto dg = cell == kGRU ? at::empty({N, T, B, GH}, states.options()) : da;
+  auto carry = at::zeros({N, B, H}, states.options());
   auto carry_c = at::zeros({N, B, H}, states.options());
   AT_DISPATCH_FLOATING_TYPES(states.scalar_type(), "population_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
-      const at::Tensor prev = t == 0 ? h0c : states[t - 1];
-      if (cell == kUGRNN) {
-        // carry holds the gradient from step t + 1; it becomes dh g, then dh g + da W_h.
-        ugrnn_step_backward_rows<scalar_t>(grad[t].data_ptr<scalar_t>(), carry_h.data_ptr<scalar_t>(),
-                                           prev.data_ptr<scalar_t>(), gates[t].data_ptr<scalar_t>(),
-                                           da[t].data_ptr<scalar_t>(), N * B, H);
-        carry_h.baddbmm_(da[t], w_hh);
+      const Rows<scalar_t> p = t == 0 ? block_rows<scalar_t>(h0c) : step_rows<scalar_t>(states, t - 1);
+      population_step_backward<scalar_t>(cell, step_rows<scalar_t>(grad, t), block_rows<scalar_t>(carry),
+                                         block_rows<scalar_t>(carry_c), step_rows<scalar_t>(states, t), p,
+                                         step_rows<scalar_t>(cache, t), step_rows<scalar_t>(da, t),
+                                         step_rows<scalar_t>(dg, t), N * B, H);
+      // the direct part (GRU, UGRNN) plus the recurrent product; the vanilla cells and the LSTM have no direct part
+      if (cell == kGRU || cell == kUGRNN) {
+        carry.baddbmm_(dg.select(1, t), w_hh);
       } else {
-        lstm_step_backward_rows<scalar_t>(grad[t].data_ptr<scalar_t>(), carry_h.data_ptr<scalar_t>(),
-                                          carry_c.data_ptr<scalar_t>(), states[t].data_ptr<scalar_t>(),
-                                          prev.data_ptr<scalar_t>(), gates[t].data_ptr<scalar_t>(),
-                                          da[t].data_ptr<scalar_t>(), N * B, H);
-        at::bmm_out(carry_h, da[t], w_hh);
+        at::bmm_out(carry, dg.select(1, t), w_hh);
       }
     }
   });
-  auto grad_h0 = cell == kLSTM ? at::cat({carry_h, carry_c}, 2) : carry_h;
-  return {da, grad_h0};
+  auto grad_h0 = cell == kLSTM ? at::cat({carry, carry_c}, 2) : carry;
+  return {da, dg, grad_h0};
 }
 
 }  // namespace

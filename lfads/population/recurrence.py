@@ -18,11 +18,14 @@ where :math:`\\bar h_t` is the gradient reaching :math:`h_t`, :math:`\\kappa_t` 
 :math:`b_h` are one product over all steps and trials, :math:`\\sum_{t, b} (\\partial L / \\partial a_t)^T h_{t-1}`,
 instead of one per step.
 
-Backends (:mod:`lfads.runtime`, as for the LFADS loops): the GRU runs
-:func:`lfads.modules.recurrence.gru_sequence` (the same cell, ``G`` = :math:`N` grouped GRUs); under ``auto``
-and ``native`` the UGRNN and LSTM loops run compiled (``recurrence_native.cpp``: one call per trial, each
-step's elementwise work one vectorized pass); the vanilla cells, one activation per step, always run here.
-All give the same numbers to float precision.
+Layout: network first, ``(N, T, B, ·)``; the inputs ``(1, T, B, I)`` when all networks see the same trials.
+The weight gradients are batched products over the ``T B`` rows of each network, read in place.
+
+Backends (:mod:`lfads.runtime`, as for the LFADS loops): under ``auto`` and ``native`` every cell's loop runs
+compiled (``recurrence_native.cpp``: one call per trial; each step one batched product :math:`W_h h` and
+one vectorized pass over the rows that forms the drive :math:`W_i u_t + b_i`, never stored, the gates and
+the new state); under ``python`` the loops here run time first on the drive formed by one product (the GRU
+through :func:`lfads.modules.recurrence.gru_sequence`). All give the same numbers to float precision.
 """
 
 from __future__ import annotations
@@ -44,48 +47,65 @@ from lfads.population.cells import (
 
 __all__ = ["run_recurrence"]
 
-_COMPILED = {"ugrnn": 0, "lstm": 1}
-"""The cells with compiled loops, and their codes in ``recurrence_native.cpp``."""
+_CODES = {"ugrnn": 0, "lstm": 1, "gru": 2, "vanilla": 3, "relu": 4}
+"""The cells' codes in ``recurrence_native.cpp``."""
 
 
 
-def run_recurrence(arch: str, drive: Tensor, h0: Tensor | None, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
-    """States of :math:`N` cells driven by ``drive`` from ``h0``.
+def run_recurrence(
+    arch: str, inputs: Tensor, h0: Tensor | None, weight_ih: Tensor, bias_ih: Tensor, weight_hh: Tensor,
+    bias_hh: Tensor,
+) -> Tensor:
+    """States of :math:`N` cells driven by ``inputs`` from ``h0``.
 
     Parameters
     ----------
     arch : str
         One of :data:`lfads.population.cells.ARCHITECTURES`.
-    drive : Tensor
-        ``(T, N, B, G H)`` input drive :math:`W_i u_t + b_i`, time first.
+    inputs : Tensor
+        ``(N, T, B, I)`` inputs :math:`u_t`, network first, or ``(1, T, B, I)``: the same for every network.
     h0 : Tensor or None
         ``(N, B, S)`` initial states (zeros if ``None``).
-    weight_hh : Tensor
-        ``(N, G H, H)``.
-    bias_hh : Tensor
-        ``(N, G H)``.
+    weight_ih, bias_ih : Tensor
+        ``(N, G H, I)`` and ``(N, G H)``: the drive :math:`W_i u_t + b_i`.
+    weight_hh, bias_hh : Tensor
+        ``(N, G H, H)`` and ``(N, G H)``.
 
     Returns
     -------
     Tensor
-        ``(N, B, T, S)`` states :math:`h_1 \\dots h_T`, differentiable in ``drive``, ``h0``, ``weight_hh`` and
-        ``bias_hh`` (once).
+        ``(N, T, B, S)`` states :math:`h_1 \\dots h_T`, differentiable (once) in every tensor argument.
     """
     check_arch(arch)
-    n, units = weight_hh.shape[0], weight_hh.shape[2]
-    if drive.ndim != 4 or drive.shape[1] != n or drive.shape[3] != GATES[arch] * units:
+    n, width, units = weight_hh.shape
+    if inputs.ndim != 4 or inputs.shape[0] not in (1, n) or weight_ih.shape != (n, width, inputs.shape[3]):
         raise ValueError(
-            f"run_recurrence: drive has shape {tuple(drive.shape)}; expected (T, {n}, B, {GATES[arch] * units}) "
-            f"for {n} {arch} cells of {units} units."
+            f"run_recurrence: inputs {tuple(inputs.shape)} and weight_ih {tuple(weight_ih.shape)} do not fit "
+            f"{n} {arch} cells of {units} units; expected inputs (1 or {n}, T, B, I) and weight_ih ({n}, {width}, I)."
         )
+    if width != GATES[arch] * units:
+        raise ValueError(f"run_recurrence: weight_hh has shape {tuple(weight_hh.shape)}; a {arch} cell has "
+                         f"{GATES[arch]} gate blocks: expected ({n}, {GATES[arch] * units}, {units}).")
     if h0 is None:
-        h0 = drive.new_zeros(n, drive.shape[2], state_size(arch, units))
+        h0 = inputs.new_zeros(n, inputs.shape[2], state_size(arch, units))
+    params = (weight_ih, bias_ih, h0, weight_hh, bias_hh)
+    library = compiled_loops(inputs, *params)
+    if library is None:
+        drive = torch.matmul(inputs.transpose(0, 1), weight_ih.transpose(1, 2)) + bias_ih.unsqueeze(1)
+        return _time_first(arch, drive, h0, weight_hh, bias_hh).transpose(0, 1)
+    inputs = inputs.contiguous()
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (inputs, *params)):
+        return _NativeRecurrence.apply(arch, library, inputs, *params)
+    return library.population_forward(_CODES[arch], inputs, *params, False)[0]
+
+
+def _time_first(arch: str, drive: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
+    """The Python loops: states ``(T, N, B, S)`` for the drive ``(T, N, B, G H)``."""
     if arch == "gru":
-        return gru_sequence(drive, h0, weight_hh, bias_hh).permute(1, 2, 0, 3)
-    library = compiled_loops(drive, h0, weight_hh, bias_hh) if arch in _COMPILED else None
+        return gru_sequence(drive.contiguous(), h0, weight_hh, bias_hh)
     if torch.is_grad_enabled() and any(x.requires_grad for x in (drive, h0, weight_hh, bias_hh)):
-        return _Recurrence.apply(arch, library, drive, h0, weight_hh, bias_hh)
-    return _forward(arch, library, _recurrent_input(drive, bias_hh), h0, weight_hh).permute(1, 2, 0, 3)
+        return _Recurrence.apply(arch, drive, h0, weight_hh, bias_hh)
+    return _forward(arch, _recurrent_input(drive, bias_hh), h0, weight_hh)
 
 
 def _recurrent_input(drive: Tensor, bias_hh: Tensor) -> Tensor:
@@ -94,11 +114,9 @@ def _recurrent_input(drive: Tensor, bias_hh: Tensor) -> Tensor:
     return (drive + bias_hh[None, :, None, :]).contiguous()
 
 
-def _forward(arch: str, library: ModuleType | None, pre: Tensor, h0: Tensor, weight_hh: Tensor) -> Tensor:
+def _forward(arch: str, pre: Tensor, h0: Tensor, weight_hh: Tensor) -> Tensor:
     """Step the cells; returns the states ``(T, N, B, S)``, leaving the activated gates in ``pre`` (what the
     backward needs). Every step writes into arrays allocated once."""
-    if library is not None:
-        return library.population_forward(_COMPILED[arch], pre, h0, weight_hh)
     units = weight_hh.shape[2]
     steps, n, batch = pre.shape[:3]
     w_t = weight_hh.transpose(1, 2)
@@ -179,37 +197,84 @@ def _backward_lstm(gates: Tensor, states: Tensor, h0: Tensor, grad: Tensor, weig
 
 
 class _Recurrence(torch.autograd.Function):
-    """:func:`run_recurrence` (module docstring)."""
+    """:func:`run_recurrence` in the Python loops, time first (module docstring)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: FunctionCtx,
-        arch: str,
-        library: ModuleType | None,
-        drive: Tensor,
-        h0: Tensor,
-        weight_hh: Tensor,
-        bias_hh: Tensor,
+        ctx: FunctionCtx, arch: str, drive: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor
     ) -> Tensor:
         gates = _recurrent_input(drive, bias_hh)
-        out = _forward(arch, library, gates, h0, weight_hh)
-        ctx.arch, ctx.library = arch, library
+        out = _forward(arch, gates, h0, weight_hh)
+        ctx.arch = arch
         ctx.save_for_backward(out, h0, weight_hh, gates)
-        return out.permute(1, 2, 0, 3)
+        return out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, grad_states: Tensor) -> tuple[None, None, Tensor, Tensor | None, Tensor, Tensor]:  # type: ignore[override]
-        arch, library = ctx.arch, ctx.library
+    def backward(ctx: FunctionCtx, grad_states: Tensor) -> tuple[None, Tensor, Tensor | None, Tensor, Tensor]:  # type: ignore[override]
+        arch = ctx.arch
         states, h0, weight_hh, gates = ctx.saved_tensors  # states (T, N, B, S)
         units = weight_hh.shape[2]
-        grad = grad_states.permute(2, 0, 1, 3).contiguous()  # (T, N, B, S)
-        if library is not None:
-            d_rec, grad_h0 = library.population_backward(_COMPILED[arch], grad, states, h0, gates, weight_hh)
-        elif arch == "lstm":
+        grad = grad_states.contiguous()
+        if arch == "lstm":
             d_rec, grad_h0 = _backward_lstm(gates, states, h0, grad, weight_hh)
         else:
             d_rec, grad_h0 = _backward_steps(*_coefficients(arch, gates, states, h0), grad, weight_hh)
         h_prev = torch.cat([h0[..., :units].unsqueeze(0), states[:-1, ..., :units]])
         grad_w, grad_b = weight_grad(d_rec, h_prev), d_rec.sum(0).sum(1)
-        return None, None, d_rec, grad_h0 if ctx.needs_input_grad[3] else None, grad_w, grad_b
+        return None, d_rec, grad_h0 if ctx.needs_input_grad[2] else None, grad_w, grad_b
+
+
+class _NativeRecurrence(torch.autograd.Function):
+    """:func:`run_recurrence` in the compiled loops, network first (module docstring)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx,
+        arch: str,
+        library: ModuleType,
+        inputs: Tensor,
+        weight_ih: Tensor,
+        bias_ih: Tensor,
+        h0: Tensor,
+        weight_hh: Tensor,
+        bias_hh: Tensor,
+    ) -> Tensor:
+        code = _CODES[arch]
+        states, cache = library.population_forward(code, inputs, weight_ih, bias_ih, h0, weight_hh, bias_hh, True)
+        ctx.arch, ctx.library = arch, library
+        ctx.save_for_backward(inputs, weight_ih, states, h0, weight_hh, cache)
+        return states
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad_states: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        inputs, weight_ih, states, h0, weight_hh, cache = ctx.saved_tensors  # states (N, T, B, S)
+        code = _CODES[ctx.arch]
+        d_drive, d_rec, grad_h0 = ctx.library.population_backward(code, grad_states, states, h0, cache, weight_hh)
+        n, width = d_drive.shape[0], d_drive.shape[3]
+        flat_d, flat_u = d_drive.view(n, -1, width), inputs.view(inputs.shape[0], -1, inputs.shape[3])
+        grad_wi = torch.bmm(flat_u.expand(n, -1, -1).transpose(1, 2), flat_d).transpose(1, 2)
+        grad_bi = d_drive.sum(dim=(1, 2))
+        grad_u = None
+        if ctx.needs_input_grad[2]:
+            grad_u = torch.bmm(flat_d, weight_ih)
+            grad_u = (grad_u.sum(0) if inputs.shape[0] == 1 else grad_u).view(inputs.shape)
+        same_sum = grad_bi if ctx.arch != "gru" else None  # only the GRU's recurrent term differs from the drive's
+        grad_wh, grad_bh = _recurrent_grads(d_rec, states, h0, weight_hh.shape[2], same_sum)
+        return (None, None, grad_u, grad_wi, grad_bi, grad_h0 if ctx.needs_input_grad[5] else None, grad_wh, grad_bh)
+
+
+def _recurrent_grads(
+    d_rec: Tensor, states: Tensor, h0: Tensor, units: int, grad_b: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Gradients of :math:`W_h` ``(N, G H, H)`` and :math:`b_h` ``(N, G H)`` from those of the recurrent term
+    ``d_rec`` ``(N, T, B, G H)``: :math:`\\sum_{t, b} \\bar a_t^T h_{t-1}` as two batched products (step 0
+    against ``h0``, the rest against the states ``(N, T, B, S)``, read in place); ``grad_b``, when given, is
+    :math:`\\sum_{t, b} \\bar a_t` already summed (copied, not summed again)."""
+    n, width = d_rec.shape[0], d_rec.shape[3]
+    later = d_rec[:, 1:].reshape(n, -1, width)
+    before = states[:, :-1, :, :units].reshape(n, -1, units)
+    grad_w = torch.bmm(before.transpose(1, 2), later)  # (N, H, G H): the narrower operand first
+    grad_w.baddbmm_(h0[..., :units].transpose(1, 2), d_rec[:, 0])
+    return grad_w.transpose(1, 2), d_rec.sum(dim=(1, 2)) if grad_b is None else grad_b.clone()

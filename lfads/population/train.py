@@ -3,7 +3,7 @@
 A population of :math:`N` networks of one architecture (:mod:`lfads.population.cells`) is one model
 whose parameters carry a leading network axis: ``weight_hh`` ``(N, G H, H)`` and so on, readout
 ``(N, O, H)``. A step of all networks is one batched product per time step
-(``torch.baddbmm`` over the network axis; the whole trial is one autograd function,
+(over the network axis; the whole trial is one autograd function,
 :func:`lfads.population.recurrence.run_recurrence`, whose backward forms the recurrent weights' gradient
 once per trial), and the summed loss :math:`\\sum_n L_n` has gradient
 :math:`\\partial L_n / \\partial \\theta_n` in the rows of network :math:`n`, so Adam (elementwise) and
@@ -52,12 +52,13 @@ __all__ = [
 ]
 
 _EVAL_SEED_OFFSET = 1_000_003
-CHUNK_ELEMENTS = 1 << 17
-"""Most input-drive entries per network ``(steps, trials, G H)`` that :meth:`StackedRNN.forward` computes at
-once; longer runs go in chunks of steps, the same for any number of networks (so a network gets the same
-arithmetic in a population as alone). Training batches of 8 trials of 64 steps are one chunk; an evaluation
-on 128 trials runs in chunks of 4 or 5 steps instead of holding several trial-long arrays (50 MB each for 8
-GRUs)."""
+CHUNK_ELEMENTS = 1 << 20
+"""Most gate entries per network ``(steps, trials, G H)`` that :meth:`StackedRNN.forward` runs at once; longer
+runs go in chunks of steps, the same for any number of networks (so a network gets the same arithmetic in a
+population as alone). It bounds the arrays the Python loops build per chunk (the drive and the gates: 4 MB
+per network and array in float32); the compiled loops store no drive, and without gradients only the states.
+Training batches of 8 trials of 64 steps are one chunk; an evaluation on 128 trials of 8 LSTMs runs in
+chunks of 32 steps."""
 
 
 class StackedRNN(nn.Module):
@@ -156,23 +157,25 @@ class StackedRNN(nn.Module):
             w_out, b_out = w_out[networks], b_out[networks]
         h, parts = h0, []
         for x in inputs.split(self._chunk_steps(p["weight_hh"].shape[1], *inputs.shape[-3:-1]), dim=-2):
-            drive = self._drive(x, p["weight_ih"], p["bias_ih"])
-            parts.append(run_recurrence(self.arch, drive, h, p["weight_hh"], p["bias_hh"]))
-            h = parts[-1][:, :, -1]
-        st = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
-        out = torch.einsum("nbth,noh->nbto", st[..., : self.units], w_out) + b_out[:, None, None, :]
-        return out, st
+            batch, steps, n_in = x.shape[-3:]
+            u = x.transpose(-3, -2).reshape(-1, steps, batch, n_in)  # (1 or n, T, B, I)
+            weights = p["weight_ih"], p["bias_ih"], p["weight_hh"], p["bias_hh"]
+            parts.append(run_recurrence(self.arch, u, h, *weights))  # (n, T, B, S)
+            h = parts[-1][:, -1]
+        st = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return self._readout(st, w_out, b_out).transpose(1, 2), st.transpose(1, 2)
 
-    @staticmethod
-    def _drive(x: Tensor, weight_ih: Tensor, bias_ih: Tensor) -> Tensor:
-        """:math:`W_i u_t + b_i` ``(T, n, B, G H)`` (time first, contiguous, as
-        :func:`~lfads.population.recurrence.run_recurrence` takes it) for ``x`` ``(B, T, I)`` or ``(n, B, T, I)``:
-        one batched product in network-major order, then one transposed copy."""
-        n = weight_ih.shape[0]
-        batch, steps, n_in = x.shape[-3:]
-        flat = x.transpose(-3, -2).reshape(-1, steps * batch, n_in).expand(n, -1, -1)  # (n, T B, I)
-        drive = torch.baddbmm(bias_ih.unsqueeze(1), flat, weight_ih.transpose(1, 2))
-        return drive.view(n, steps, batch, -1).transpose(0, 1).contiguous()
+    def _readout(self, states: Tensor, w_out: Tensor, b_out: Tensor) -> Tensor:
+        """:math:`W_o h_t + b_o` ``(n, T, B, O)`` from the states ``(n, T, B, S)``."""
+        n, steps, batch, size = states.shape
+        flat = states.reshape(n, steps * batch, size)
+        if torch.is_grad_enabled():
+            if size > self.units:  # the LSTM reads h of [h; c]: a zero block for c keeps the gradient dense
+                w_out = torch.cat([w_out, w_out.new_zeros(*w_out.shape[:2], size - self.units)], dim=2)
+            out = torch.baddbmm(b_out.unsqueeze(1), flat, w_out.transpose(1, 2))
+        else:  # (O, H) x (H, T B): the narrow operand first, faster in BLAS than (T B, H) x (H, O)
+            out = torch.baddbmm(b_out.unsqueeze(2), w_out, flat[..., : self.units].transpose(1, 2)).transpose(1, 2)
+        return out.view(n, steps, batch, -1)
 
     @staticmethod
     def _chunk_steps(width: int, batch: int, steps: int) -> int:
