@@ -84,3 +84,20 @@ def test_unknown_dataset_name_is_one_line(mc_maze_run, tmp_path, capsys):
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("lfads nlb: error:") and "mc_maze_tiny" in line
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_a_folder_or_missing_file_given_to_score_or_target_is_named_with_its_option(tmp_path, capsys):
+    folder = tmp_path / "submission.h5"
+    folder.mkdir()
+    cases = [
+        (["nlb", "score", "--submission", str(folder), "--target", str(MC_MAZE_SMALL)], "--submission", "is a folder"),
+        (["nlb", "target", "--tensors", str(tmp_path / "absent.h5"), "--dataset", "mc_maze_small", "--out",
+          str(tmp_path / "t.h5")], "--tensors", "file not found"),
+    ]
+    for argv, option, says in cases:
+        with pytest.raises(SystemExit):
+            main(argv)
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith("lfads nlb: error:") and f"{option} " in line and says in line
+        assert "glob" not in line  # one file is expected here, not several
+    assert not (tmp_path / "t.h5").exists()

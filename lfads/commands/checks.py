@@ -188,17 +188,11 @@ def session_index(index: int, datamodule: Any, option: str = "--session") -> int
 
 
 def readable_hdf5(path: str | os.PathLike, source: str = "--data") -> Path:
-    """``path`` after opening it as HDF5 (nothing is read), so a truncated or foreign file is named at once."""
-    from lfads.data.hdf5 import open_hdf5
+    """``path``, given by ``source``, after opening it as HDF5 (nothing is read), so a missing, truncated or
+    foreign file is named at once (:func:`lfads.data.hdf5.check_h5_readable`)."""
+    from lfads.data.hdf5 import check_h5_readable
 
-    path = Path(path)
-    if path.is_dir():
-        glob = f", or a glob such as '{path}/*.h5'" if source == "--data" else ""
-        raise LFADSArgumentError(f"{source} {path}: is a directory; give an HDF5 file{glob}.")
-    if not path.exists():
-        raise LFADSArgumentError(f"{source} {path}: no such file (working folder {Path.cwd()}).")
-    open_hdf5(path, "Copy or write it again.", label=source).close()
-    return path
+    return check_h5_readable(path, label=source, glob=source == "--data")
 
 
 def data_files(patterns: Sequence[str]) -> list[Path]:

@@ -106,25 +106,35 @@ def check_split_keys(keys: Iterable[str], path: str | os.PathLike = "<memory>") 
                     f"splits {present} and split names are {list(SPLITS)}. Rename the dataset.")
 
 
-def check_h5_readable(path: str | os.PathLike) -> Path:
-    """Return ``path`` as a :class:`Path` after checking that it names an existing, readable HDF5 file.
+def check_h5_readable(path: str | os.PathLike, label: str = "", glob: bool = True) -> Path:
+    """Return ``path`` as a :class:`Path` after checking that it names an existing HDF5 file that opens.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file.
+    label : str
+        What gave the path (an option such as ``--tensors``), put before it in the messages.
+    glob : bool
+        Whether a folder's message suggests a glob of its files (where several files are accepted).
 
     Raises
     ------
     LFADSDataError
-        If the file is missing, is a folder, or is not HDF5.
+        If the file is missing, is a folder, is not HDF5, or is truncated.
     """
     path = Path(path)
+    name = f"{label} {path}" if label else f"{path}"
     if not path.exists():
-        raise LFADSDataError(f"{path}: file not found. Check the path (relative paths are taken from {Path.cwd()}).")
+        raise LFADSDataError(f"{name}: file not found. Check the path (relative paths are taken from {Path.cwd()}).")
     if not path.is_file():
-        raise LFADSDataError(f"{path}: is a folder, not a file. Give the path of an HDF5 file, or a glob such as "
-                             f"'{path}/*.h5'.")
+        hint = f", or a glob such as '{path}/*.h5'" if glob else ""
+        raise LFADSDataError(f"{name}: is a folder, not a file. Give the path of an HDF5 file{hint}.")
     if not h5py.is_hdf5(path):
-        raise LFADSDataError(f"{path}: not an HDF5 file. Data files must be HDF5 in the LFADS layout "
+        raise LFADSDataError(f"{name}: not an HDF5 file. Data files must be HDF5 in the LFADS layout "
                              f"(train_encod_data, train_recon_data, ...) or the NLB layout, or NWB files "
                              f"ending in .nwb.")
-    open_hdf5(path).close()
+    open_hdf5(path, label=label).close()
     return path
 
 
