@@ -252,6 +252,8 @@ def test_recurrence_without_gradients_needs_no_initial_state(loop_backend):
                                atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match="gate blocks"):
         run_recurrence("lstm", inputs, None, weight_ih, bias_ih, weight_hh, bias_hh)
+    with pytest.raises(ValueError, match=r"inputs are torch.float32 but the weights torch.float64"):
+        run_recurrence("gru", inputs.float(), None, weight_ih, bias_ih, weight_hh, bias_hh)
 
 
 @pytest.mark.parametrize("arch", ["gru", "lstm"])

@@ -83,6 +83,9 @@ def run_recurrence(
             f"run_recurrence: inputs {tuple(inputs.shape)} and weight_ih {tuple(weight_ih.shape)} do not fit "
             f"{n} {arch} cells of {units} units; expected inputs (1 or {n}, T, B, I) and weight_ih ({n}, {width}, I)."
         )
+    if inputs.dtype != weight_hh.dtype:
+        raise ValueError(f"run_recurrence: inputs are {inputs.dtype} but the weights {weight_hh.dtype}; convert the "
+                         f"inputs (inputs.to({weight_hh.dtype})) or the networks (.to(dtype)) so they match.")
     if width != GATES[arch] * units:
         raise ValueError(f"run_recurrence: weight_hh has shape {tuple(weight_hh.shape)}; a {arch} cell has "
                          f"{GATES[arch]} gate blocks: expected ({n}, {GATES[arch] * units}, {units}).")
