@@ -405,7 +405,7 @@ __attribute__((noinline)) void drive_row(const T* __restrict u, const T* __restr
 template <typename T>
 void population_step(int64_t cell, Rows<T> u, const T* w_t, const T* bias, Rows<T> g, Rows<T> prev, Rows<T> out,
                      Rows<T> cache, int64_t rows, int64_t I, int64_t H) {
-  const int64_t GH = cell == kUGRNN ? 2 * H : (cell == kLSTM ? 4 * H : (cell == kGRU ? 3 * H : H));
+  const int64_t GH = g.width;  // the recurrent term's rows have the drive's G H columns
   at::parallel_for(0, rows, row_grain(H), [&](int64_t begin, int64_t end) {
   std::vector<T> d_row(GH);
   for (int64_t r = begin; r < end; ++r) {

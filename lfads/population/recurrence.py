@@ -51,7 +51,6 @@ _CODES = {"ugrnn": 0, "lstm": 1, "gru": 2, "vanilla": 3, "relu": 4}
 """The cells' codes in ``recurrence_native.cpp``."""
 
 
-
 def run_recurrence(
     arch: str, inputs: Tensor, h0: Tensor | None, weight_ih: Tensor, bias_ih: Tensor, weight_hh: Tensor,
     bias_hh: Tensor,

@@ -277,7 +277,6 @@ class Task:
     slow_points: dict | None = None
 
 
-
 def flipflop_task(n_bits: int = 3, n_time: int = 64, pulse_prob: float = 0.05, target_loss: float = 0.01) -> Task:
     """The :math:`N`-bit flip-flop; fixed points sought at zero input; trials can be continued (memories carried)."""
     where = "flipflop task"

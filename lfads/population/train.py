@@ -156,10 +156,10 @@ class StackedRNN(nn.Module):
         if networks is not None:
             w_out, b_out = w_out[networks], b_out[networks]
         h, parts = h0, []
+        weights = p["weight_ih"], p["bias_ih"], p["weight_hh"], p["bias_hh"]
         for x in inputs.split(self._chunk_steps(p["weight_hh"].shape[1], *inputs.shape[-3:-1]), dim=-2):
             batch, steps, n_in = x.shape[-3:]
             u = x.transpose(-3, -2).reshape(-1, steps, batch, n_in)  # (1 or n, T, B, I)
-            weights = p["weight_ih"], p["bias_ih"], p["weight_hh"], p["bias_hh"]
             parts.append(run_recurrence(self.arch, u, h, *weights))  # (n, T, B, S)
             h = parts[-1][:, -1]
         st = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
