@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from lfads.commands.report import reported_errors, split_debug
 from lfads.errors import LFADSArgumentError
-from lfads.runtime import configure_threads
+from lfads.runtime import configure_progress, configure_threads
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns 0 on success; an error raises ``SystemExit`` with status 2 after printing one line on stderr.
     """
     argv, debug = split_debug(sys.argv[1:] if argv is None else argv)
+    configure_progress()  # before anything imports tqdm (torch does)
     configure_threads()
     command = argv[0] if argv else ""
     if command in SUBCOMMANDS:

@@ -32,13 +32,18 @@ while the other core is idle (1.48x at batch 256, 1.37x at batch 32) and makes
 every step wait for a busy core otherwise (5-18x slower when another process
 runs), so one thread is the robust default (``benchmarks/throughput.py``
 measures both). GPU training is unaffected.
+
+Progress bars: when a command's standard error is not a terminal (a log file, a batch job, a pipe), its
+progress bars redraw at most every 30 s instead of ten times a second, so a log holds a few lines per bar
+rather than thousands; ``TQDM_MININTERVAL`` set by the user wins.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from types import TracebackType
-from typing import Self
+from typing import Self, TextIO
 
 RECURRENCE_BACKENDS: tuple[str, ...] = ("auto", "reference", "python", "native")
 """Names accepted by :func:`set_recurrence_backend` and ``LFADS_RECURRENCE``."""
@@ -93,6 +98,24 @@ class set_recurrence_backend:
 def enable_huge_pages() -> None:
     """Ask PyTorch to use transparent huge pages for large CPU tensors, unless the user chose otherwise."""
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+
+LOGGED_PROGRESS_INTERVAL = 30.0
+"""Seconds between progress-bar redraws when standard error is not a terminal (:func:`configure_progress`)."""
+
+
+def configure_progress(stream: TextIO | None = None) -> bool:
+    """Slow progress bars down to one redraw per :data:`LOGGED_PROGRESS_INTERVAL` when ``stream`` (standard
+    error by default) is not a terminal, unless ``TQDM_MININTERVAL`` is set; returns whether it did.
+
+    tqdm reads the variable when it is first imported, so this must run before that (the ``lfads`` entry
+    point calls it first thing).
+    """
+    stream = sys.stderr if stream is None else stream
+    if "TQDM_MININTERVAL" in os.environ or stream.isatty():
+        return False
+    os.environ["TQDM_MININTERVAL"] = str(LOGGED_PROGRESS_INTERVAL)
+    return True
 
 
 def configure_threads(n: int | None = None) -> int:

@@ -36,6 +36,44 @@ def test_configure_threads_uses_one_thread_on_small_machines_by_default() -> Non
     assert _run(code) == "1 1"
 
 
+# ---------------------------------------------------------------------------- progress bars
+_BAR = ("import time; from lfads.runtime import configure_progress; configure_progress(); from tqdm import tqdm; "
+        "[time.sleep(0.01) for _ in tqdm(range(50))]")
+
+
+def _redraws(**env: str) -> int:
+    base = {k: v for k, v in os.environ.items() if k != "TQDM_MININTERVAL"}
+    out = subprocess.run([sys.executable, "-c", _BAR], env={**base, **env}, capture_output=True, text=True, check=True)
+    return len([part for part in out.stderr.replace("\r", "\n").splitlines() if part.strip()])
+
+
+def test_progress_bars_written_to_a_log_redraw_only_at_start_and_end() -> None:
+    assert _redraws() <= 3  # stderr is a pipe here: the first and last draw, not one per 0.1 s
+    assert _redraws(TQDM_MININTERVAL="0") >= 40  # the user's own setting wins
+
+
+def test_a_command_logging_to_a_file_writes_a_few_progress_lines(tmp_path) -> None:
+    # tqdm reads TQDM_* variables once, at import (torch imports it): the entry point must set them first
+    base = {k: v for k, v in os.environ.items() if k != "TQDM_MININTERVAL"}
+    args = ["population", "--task", "flipflop", "--arch", "vanilla", "--seeds", "1", "--units", "8",
+            "--max-steps", "300", "--out", str(tmp_path / "pop.h5")]
+    out = subprocess.run([sys.executable, "-m", "lfads", *args], env=base, capture_output=True, text=True, check=True)
+    lines = [part for part in out.stderr.replace("\r", "\n").splitlines() if "training 1 vanilla" in part]
+    assert 1 <= len(lines) <= 3, lines
+
+
+def test_progress_bars_on_a_terminal_keep_their_rate(monkeypatch) -> None:
+    from lfads.runtime import configure_progress
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    assert not configure_progress(Terminal())
+    assert "TQDM_MININTERVAL" not in os.environ
+
+
 # ---------------------------------------------------------------------------- recurrence backend
 @pytest.fixture
 def no_backend_env(monkeypatch):
