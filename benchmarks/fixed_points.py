@@ -14,6 +14,11 @@ Two networks:
     ~ N(0, (2/sqrt(128))^2), torch defaults elsewhere), with the same convergence check. With these
     weights the update gate keeps the map contracting: a single stable fixed point. ``--gain 3``
     gives a chaotic network with hundreds of slow points, a much harder stress test.
+(c) ``lstm``: ``--lstm-seeds`` 64-unit LSTMs trained on the 3-bit flip-flop with the universality protocol
+    (``lfads.population.universality.TRAINING``). The LSTM's normal equations have a diagonal block
+    (:mod:`lfads.analysis.normal_equations`); the search with that block system is timed against the same
+    search on the dense :math:`J^T J`, in the same process from the same starts, and their fixed points
+    are compared.
 
 Initial states: ``--n-init`` (1024) states sampled from the network's trajectories plus
 Gaussian noise (``--noise``). The finder runs with its defaults. The baseline is plain Adam on
@@ -25,6 +30,7 @@ Usage::
 
     python -m benchmarks.fixed_points                 # both networks, 1 thread
     python -m benchmarks.fixed_points --which random --threads 2
+    python -m benchmarks.fixed_points --which lstm --lstm-seeds 8
     python -m benchmarks.fixed_points --retrain       # ignore the cached flip-flop weights
 """
 
@@ -45,6 +51,7 @@ from lfads.analysis.fixed_points import (
     sample_initial_states,
 )
 from lfads.analysis.jacobians import as_dynamics
+from lfads.population.cells import CellDynamics
 from lfads.population.single import FlipFlopRNN, train_flipflop_rnn
 from lfads.population.tasks import generate_flipflop_data
 
@@ -234,9 +241,46 @@ def bench_random(args: argparse.Namespace) -> None:
     report_baseline("random", fps, wall, cell, init.states, args)
 
 
+class DenseCellDynamics(CellDynamics):
+    """A cell's dynamics with the dense normal equations of its Jacobians (the baseline of ``lstm``)."""
+
+    normal_equations = None
+
+
+def bench_lstm(args: argparse.Namespace) -> None:
+    from lfads.population.population import run_population
+    from lfads.population.universality import TRAINING
+
+    t0 = time.perf_counter()
+    pop = run_population("flipflop", ["lstm"], seeds=args.lstm_seeds, units=64, find_points=False, graphs=False,
+                         **TRAINING["flipflop"])
+    fit = pop.fits["lstm"]
+    print(f"[lstm] trained {args.lstm_seeds} networks in {time.perf_counter() - t0:.1f} s "
+          f"(reached the loss: {int(fit.reached.sum())})")
+    data = pop.task.condition_sample("zero", 32, torch.Generator().manual_seed(args.seed))
+    with torch.no_grad():
+        _, states = fit.model(data.inputs)
+    walls = {"block": 0.0, "dense": 0.0}
+    for n in range(args.lstm_seeds):
+        init = sample_initial_states(states[n], args.n_init, args.noise, seed=args.seed)
+        cell = fit.model.cell(n)
+        found = {}
+        for name, dyn in (("block", cell.dynamics()), ("dense", DenseCellDynamics("lstm", cell.parameter_dict()))):
+            t0 = time.perf_counter()
+            found[name] = find_fixed_points(dyn, init.states).fixed()
+            walls[name] += time.perf_counter() - t0
+        a, b = found["block"], found["dense"]
+        same = len(a) == len(b) and np.allclose(np.sort(a.states, 0), np.sort(b.states, 0), atol=1e-8)
+        print(f"[lstm] network {n}: {len(a)} fixed points (block) / {len(b)} (dense): "
+              f"{'the same' if same else 'DIFFERENT'}")
+    print(f"[lstm] search time, {args.lstm_seeds} networks: block system {walls['block']:.1f} s, dense "
+          f"{walls['dense']:.1f} s, ratio dense / block {walls['dense'] / walls['block']:.2f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--which", nargs="+", default=["flipflop", "random"], choices=["flipflop", "random"])
+    parser.add_argument("--which", nargs="+", default=["flipflop", "random", "lstm"],
+                        choices=["flipflop", "random", "lstm"])
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--n-init", type=int, default=1024)
     parser.add_argument("--noise", type=float, default=0.1, help="std of the noise added to sampled states")
@@ -247,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gain", type=float, default=2.0, help="recurrent weight std times sqrt(hidden)")
     parser.add_argument("--baseline-iters", type=int, default=5000, help="0 skips the Adam baseline")
     parser.add_argument("--baseline-lr", type=float, default=1e-2)
+    parser.add_argument("--lstm-seeds", type=int, default=2, help="LSTMs trained for the lstm benchmark")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
@@ -256,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
         bench_flipflop(args)
     if "random" in args.which:
         bench_random(args)
+    if "lstm" in args.which:
+        bench_lstm(args)
 
 
 if __name__ == "__main__":

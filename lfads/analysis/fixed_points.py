@@ -14,7 +14,9 @@ from many initial states at once (rows of a batch), in float64, in two phases:
    noisy initial states off steep regions; for GRUs the gradient is the closed-form
    :math:`J^T r`, no Jacobian is formed).
 2. **Levenberg-Marquardt** (damped Gauss-Newton) with one damping :math:`\\mu` per point:
-   solve :math:`(J^T J + \\mu I)\\,\\Delta = -J^T r` (batched Cholesky), accept the step where
+   solve :math:`(J^T J + \\mu I)\\,\\Delta = -J^T r` (batched Cholesky; for a state with a block that
+   couples only through the diagonal, such as the LSTM's cell state, on the Schur complement:
+   :mod:`lfads.analysis.normal_equations`), accept the step where
    :math:`q` decreases, and update :math:`\\mu` from the ratio :math:`\\rho` of actual to
    predicted decrease (Nielsen's rule: :math:`\\mu \\leftarrow \\mu \\max(1/3, 1 - (2\\rho - 1)^3)`
    on success, :math:`\\mu \\leftarrow \\mu \\nu,\\ \\nu \\leftarrow 2\\nu` on failure). Near a regular
@@ -66,6 +68,7 @@ from torch import Tensor, nn
 
 from lfads.analysis.jacobians import Dynamics, GRUDynamics, as_dynamics, broadcast_inputs
 from lfads.analysis.linearization import classify_stability, compute_eigendecomposition
+from lfads.analysis.normal_equations import gauss_newton_system
 from lfads.analysis.projection import PCA, compute_pca, project_states, to_numpy
 from lfads.analysis.records import H5Record
 from lfads.errors import LFADSDataError
@@ -244,14 +247,6 @@ def _adam_phase(dyn: Dynamics, h: Tensor, u: Tensor, steps: int, lr: float, bar)
     return x.detach()
 
 
-def _gauss_newton_system(dyn: Dynamics, h: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(q, J^T r, J^T J)`` at ``h`` ``(B, H)`` with ``r = F(h, u) - h`` and ``J = dF/dh - I``."""
-    f, jac, _ = dyn.jacobians(h, u, wrt_input=False)
-    jac.diagonal(dim1=1, dim2=2).sub_(1.0)
-    r = f - h
-    return 0.5 * (r * r).sum(1), (jac.mT @ r.unsqueeze(2)).squeeze(2), jac.mT @ jac
-
-
 def _speed(dyn: Dynamics, h: Tensor, u: Tensor) -> Tensor:
     r = dyn.step(h, u) - h
     q = 0.5 * (r * r).sum(1)
@@ -309,14 +304,14 @@ def _levenberg_marquardt(
     iters = torch.zeros(n, dtype=torch.long, device=dev)
 
     idx = torch.arange(n, device=dev)
-    q_a, g_a, a0 = _gauss_newton_system(dyn, h, u)
+    q_a, g_a, a0 = gauss_newton_system(dyn, h, u)
     q = q_a.clone()
     gnorm = g_a.norm(dim=1)
-    bad = ~(torch.isfinite(q_a) & torch.isfinite(a0).flatten(1).all(1))
+    bad = ~(torch.isfinite(q_a) & a0.finite())
     status[bad] = _UNCONVERGED
     keep = ~bad
-    idx, q_a, g_a, a0 = idx[keep], q_a[keep], g_a[keep], a0[keep]
-    diag_scale = a0.diagonal(dim1=1, dim2=2).amax(1).clamp_min(1e-12) if idx.numel() else q_a
+    idx, q_a, g_a, a0 = idx[keep], q_a[keep], g_a[keep], a0.rows(keep)
+    diag_scale = a0.diagonal_max().clamp_min(1e-12) if idx.numel() else q_a
     mu = _MU_INIT * diag_scale
     nu = torch.full_like(mu, 2.0)
     polish = torch.zeros_like(idx)
@@ -326,14 +321,7 @@ def _levenberg_marquardt(
         if idx.numel() == 0:
             break
         ha, ua = h[idx], u[idx]
-        diag = a0.diagonal(dim1=1, dim2=2)
-        diag.add_(mu.unsqueeze(1))  # in place (and undone below) to avoid copying (B, H, H) per iteration
-        chol, info = torch.linalg.cholesky_ex(a0)
-        diag.sub_(mu.unsqueeze(1))
-        pd = info == 0
-        y = torch.linalg.solve_triangular(chol, -g_a.unsqueeze(2), upper=False)
-        dx = torch.linalg.solve_triangular(chol.mT, y, upper=True).squeeze(2)
-        dx = torch.where(pd.unsqueeze(1), dx, torch.zeros_like(dx))
+        dx, pd = a0.solve(mu, g_a)
         h_new = ha + dx
         q_new = _speed(dyn, h_new, ua)
         pred = 0.5 * (dx * (mu.unsqueeze(1) * dx - g_a)).sum(1)
@@ -349,7 +337,8 @@ def _levenberg_marquardt(
             rows = torch.nonzero(accept).squeeze(1)
             h_rows = h_new[rows]
             h[idx[rows]] = h_rows
-            q_a[rows], g_a[rows], a0[rows] = _gauss_newton_system(dyn, h_rows, ua[rows])
+            q_a[rows], g_a[rows], system = gauss_newton_system(dyn, h_rows, ua[rows])
+            a0.assign(rows, system)
         q[idx] = q_a
         gn_a = g_a.norm(dim=1)
         gnorm[idx] = gn_a
@@ -370,7 +359,7 @@ def _levenberg_marquardt(
         leave = done_fixed | stationary | blown
         if bool(leave.any()):
             stay = ~leave
-            idx, q_a, g_a, a0 = idx[stay], q_a[stay], g_a[stay], a0[stay]
+            idx, q_a, g_a, a0 = idx[stay], q_a[stay], g_a[stay], a0.rows(stay)
             mu, nu, polish, diag_scale = mu[stay], nu[stay], polish[stay], diag_scale[stay]
         if bar is not None:
             bar.update(1)

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from lfads.analysis.jacobians import AutogradDynamics, GRUDynamics, GRUParameters
+from lfads.analysis.normal_equations import DiagonalTailSystem, NormalSystem, dense_gauss_newton_system
 from lfads.errors import LFADSDataError, check_setting
 
 __all__ = [
@@ -321,6 +322,45 @@ def _lstm_jacobians(
     return torch.cat([h_next, c_next], dim=1), jac, ju
 
 
+def lstm_normal_equations(
+    drive: Tensor, state: Tensor, params: dict[str, Tensor]
+) -> tuple[Tensor, Tensor, DiagonalTailSystem]:
+    """``(q, J^T r, J^T J)`` of the LSTM's fixed-point search at ``state = [h; c]`` ``(B, 2H)``, from its blocks.
+
+    With :math:`r = F(s) - s` and :math:`J = \\partial F / \\partial s - I`,
+
+    .. math:: J = \\begin{pmatrix} P & \\operatorname{diag}(d_1) \\\\ Q & \\operatorname{diag}(d_2)
+              \\end{pmatrix},\\quad d_1 = o (1 - \\tanh^2 c')\\, f,\\quad d_2 = f - 1,
+
+    where :math:`P = \\partial h' / \\partial h - I` and :math:`Q = \\partial c' / \\partial h` are the dense
+    ``(B, H, H)`` blocks; so :math:`J^T J` has the leading block :math:`P^T P + Q^T Q`, the coupling
+    :math:`P^T \\operatorname{diag}(d_1) + Q^T \\operatorname{diag}(d_2)` and the diagonal tail
+    :math:`d_1^2 + d_2^2` (:class:`lfads.analysis.normal_equations.DiagonalTailSystem`).
+    """
+    w_hh = params["weight_hh"]
+    units = w_hh.shape[1]
+    h, c = state[:, :units], state[:, units:]
+    a_i, a_f, a_g, a_o = (drive + _linear(h, w_hh, params["bias_hh"])).chunk(4, dim=1)
+    i, f, g, o = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g), torch.sigmoid(a_o)
+    c_next = f * c + i * g
+    tau = torch.tanh(c_next)
+    kc = lstm_coefficients(c, i, f, g)
+    dtau = o * (1.0 - tau * tau)
+    kh = (*(dtau * k for k in kc), tau * o * (1.0 - o))
+    blocks = state.new_empty(state.shape[0], 2 * units, units)  # [P; Q]
+    blocks[:, :units] = _blocks_sum(kh, w_hh, units)
+    blocks[:, units:] = _blocks_sum(kc, w_hh, units)
+    blocks[:, :units].diagonal(dim1=1, dim2=2).sub_(1.0)
+    d1, d2 = dtau * f, f - 1.0
+    r = torch.cat([o * tau - h, c_next - c], dim=1)
+    r_h, r_c = r[:, :units], r[:, units:]
+    grad = torch.cat([(blocks.mT @ r.unsqueeze(2)).squeeze(2), d1 * r_h + d2 * r_c], dim=1)
+    coupling = blocks[:, :units].mT * d1.unsqueeze(1)
+    coupling.addcmul_(blocks[:, units:].mT, d2.unsqueeze(1))
+    system = DiagonalTailSystem(blocks.mT @ blocks, coupling, d1 * d1 + d2 * d2)
+    return 0.5 * (r * r).sum(1), grad, system
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Module and Dynamics
 # ----------------------------------------------------------------------------------------------------------------------
@@ -431,3 +471,11 @@ class CellDynamics(AutogradDynamics):
         """Closed-form ``(F, dF/dh (B, S, S), dF/du (B, S, I) or None)``."""
         with torch.no_grad():
             return cell_jacobians(self.arch, self.params, h, u, wrt_input)
+
+    def normal_equations(self, h: Tensor, u: Tensor) -> tuple[Tensor, Tensor, NormalSystem]:
+        """``(q, J^T r, J^T J)`` for the fixed-point search (:mod:`lfads.analysis.normal_equations`); the LSTM's
+        from its blocks (:func:`lstm_normal_equations`)."""
+        with torch.no_grad():
+            if self.arch == "lstm":
+                return lstm_normal_equations(input_drive(self.params, u), h, self.params)
+            return dense_gauss_newton_system(self, h, u)
