@@ -152,7 +152,10 @@ def extract_gru_parameters(
 class Dynamics(Protocol):
     """A discrete-time map ``h_next = F(h, u)`` with Jacobians, batched over rows.
 
-    All tensors are ``(batch, dim)``: ``h`` is ``(batch, H)``, ``u`` is ``(batch, I)``.
+    All tensors are ``(batch, dim)``: ``h`` is ``(batch, H)``, ``u`` is ``(batch, I)``. A map may also
+    provide ``normal_equations(h, u) -> (q, J^T r, system)`` for the fixed-point search, when its
+    :math:`J^T J` has a structure that solves faster than a dense matrix
+    (:mod:`lfads.analysis.normal_equations`).
     """
 
     hidden_size: int
