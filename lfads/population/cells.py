@@ -36,6 +36,7 @@ finder and :func:`lfads.analysis.jacobians.compute_jacobians` use with the close
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +49,7 @@ __all__ = [
     "ARCHITECTURES",
     "GATES",
     "CellDynamics",
+    "LSTMDerivatives",
     "RecurrentCell",
     "cell_jacobians",
     "cell_step",
@@ -57,6 +59,8 @@ __all__ = [
     "init_parameters",
     "input_drive",
     "lstm_coefficients",
+    "lstm_derivatives",
+    "lstm_normal_equations",
     "state_size",
     "ugrnn_coefficients",
 ]
@@ -294,32 +298,55 @@ def cell_jacobians(
     return f, jh, ju
 
 
-def _lstm_jacobians(
-    drive: Tensor, state: Tensor, params: dict[str, Tensor], wrt_input: bool
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """``(F, dF/ds, dF/du)`` of the LSTM with state ``s = [h; c]`` (module docstring)."""
-    w_hh, w_ih = params["weight_hh"], params["weight_ih"]
+class LSTMDerivatives(NamedTuple):
+    """The LSTM's next state and the coefficients of its Jacobian at a batch of states ``[h; c]`` ``(B, 2H)``.
+
+    :math:`\\partial h' / \\partial h = \\sum_k \\operatorname{diag}(\\kappa^h_k) W_k` over the gates
+    :math:`k = i, f, g, o`, :math:`\\partial c' / \\partial h = \\sum_k \\operatorname{diag}(\\kappa^c_k) W_k`
+    over :math:`i, f, g`, :math:`\\partial h' / \\partial c = \\operatorname{diag}(d)` and
+    :math:`\\partial c' / \\partial c = \\operatorname{diag}(f)`; the same with the input weights for
+    :math:`\\partial / \\partial u`. Every field ``(B, H)``.
+    """
+
+    h_next: Tensor
+    c_next: Tensor
+    kh: tuple[Tensor, Tensor, Tensor, Tensor]
+    kc: tuple[Tensor, Tensor, Tensor]
+    d: Tensor
+    f: Tensor
+
+
+def lstm_derivatives(drive: Tensor, state: Tensor, params: dict[str, Tensor]) -> LSTMDerivatives:
+    """:class:`LSTMDerivatives` from the input drive :math:`W_i u + b_i` ``(B, 4H)`` and ``state``."""
+    w_hh = params["weight_hh"]
     units = w_hh.shape[1]
     h, c = state[:, :units], state[:, units:]
     a_i, a_f, a_g, a_o = (drive + _linear(h, w_hh, params["bias_hh"])).chunk(4, dim=1)
     i, f, g, o = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g), torch.sigmoid(a_o)
     c_next = f * c + i * g
     tau = torch.tanh(c_next)
-    h_next = o * tau
-    zero = torch.zeros_like(c)
-    kc = (*lstm_coefficients(c, i, f, g), zero)
+    kc = lstm_coefficients(c, i, f, g)
     dtau = o * (1.0 - tau * tau)
-    kh = tuple(dtau * k for k in kc[:3]) + (tau * o * (1.0 - o),)
-    batch = state.shape[0]
-    jac = state.new_zeros(batch, 2 * units, 2 * units)
-    jac[:, :units, :units] = _blocks_sum(kh, w_hh, units)
-    jac[:, units:, :units] = _blocks_sum(kc, w_hh, units)
-    jac[:, :units, units:].diagonal(dim1=1, dim2=2).copy_(dtau * f)
-    jac[:, units:, units:].diagonal(dim1=1, dim2=2).copy_(f)
+    kh = (dtau * kc[0], dtau * kc[1], dtau * kc[2], tau * o * (1.0 - o))
+    return LSTMDerivatives(o * tau, c_next, kh, kc, dtau * f, f)
+
+
+def _lstm_jacobians(
+    drive: Tensor, state: Tensor, params: dict[str, Tensor], wrt_input: bool
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(F, dF/ds, dF/du)`` of the LSTM with state ``s = [h; c]`` (module docstring)."""
+    w_hh, w_ih = params["weight_hh"], params["weight_ih"]
+    units = w_hh.shape[1]
+    der = lstm_derivatives(drive, state, params)
+    jac = state.new_zeros(state.shape[0], 2 * units, 2 * units)
+    jac[:, :units, :units] = _blocks_sum(der.kh, w_hh, units)
+    jac[:, units:, :units] = _blocks_sum(der.kc, w_hh, units)
+    jac[:, :units, units:].diagonal(dim1=1, dim2=2).copy_(der.d)
+    jac[:, units:, units:].diagonal(dim1=1, dim2=2).copy_(der.f)
     ju = None
     if wrt_input:
-        ju = torch.cat([_blocks_sum(kh, w_ih, units), _blocks_sum(kc, w_ih, units)], dim=1)
-    return torch.cat([h_next, c_next], dim=1), jac, ju
+        ju = torch.cat([_blocks_sum(der.kh, w_ih, units), _blocks_sum(der.kc, w_ih, units)], dim=1)
+    return torch.cat([der.h_next, der.c_next], dim=1), jac, ju
 
 
 def lstm_normal_equations(
@@ -339,20 +366,13 @@ def lstm_normal_equations(
     """
     w_hh = params["weight_hh"]
     units = w_hh.shape[1]
-    h, c = state[:, :units], state[:, units:]
-    a_i, a_f, a_g, a_o = (drive + _linear(h, w_hh, params["bias_hh"])).chunk(4, dim=1)
-    i, f, g, o = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g), torch.sigmoid(a_o)
-    c_next = f * c + i * g
-    tau = torch.tanh(c_next)
-    kc = lstm_coefficients(c, i, f, g)
-    dtau = o * (1.0 - tau * tau)
-    kh = (*(dtau * k for k in kc), tau * o * (1.0 - o))
+    der = lstm_derivatives(drive, state, params)
     blocks = state.new_empty(state.shape[0], 2 * units, units)  # [P; Q]
-    blocks[:, :units] = _blocks_sum(kh, w_hh, units)
-    blocks[:, units:] = _blocks_sum(kc, w_hh, units)
+    blocks[:, :units] = _blocks_sum(der.kh, w_hh, units)
+    blocks[:, units:] = _blocks_sum(der.kc, w_hh, units)
     blocks[:, :units].diagonal(dim1=1, dim2=2).sub_(1.0)
-    d1, d2 = dtau * f, f - 1.0
-    r = torch.cat([o * tau - h, c_next - c], dim=1)
+    d1, d2 = der.d, der.f - 1.0
+    r = torch.cat([der.h_next, der.c_next], dim=1) - state
     r_h, r_c = r[:, :units], r[:, units:]
     grad = torch.cat([(blocks.mT @ r.unsqueeze(2)).squeeze(2), d1 * r_h + d2 * r_c], dim=1)
     coupling = blocks[:, :units].mT * d1.unsqueeze(1)
