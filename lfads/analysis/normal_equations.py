@@ -19,7 +19,8 @@ batch and solves that equation:
             S\\,\\Delta_K = -g_K + C\\,\\frac{g_T}{d + \\mu},\\qquad
             \\Delta_T = -\\frac{g_T + C^T \\Delta_K}{d + \\mu},
 
-  with :math:`g = J^T r`: a quarter of the matrix product and an eighth of the factorisation.
+  with :math:`g = J^T r`: a quarter of the product that forms :math:`J^T J` (plus one :math:`H \\times H`
+  product for :math:`S`) and an eighth of the factorisation.
 
 A dynamics object (:class:`lfads.analysis.jacobians.Dynamics`) may provide ``normal_equations(h, u)``
 returning ``(q, J^T r, system)``; :func:`gauss_newton_system` falls back on the dense system from its
