@@ -24,7 +24,8 @@ def _tail_system(batch: int = 6, k: int = 5, t: int = 4, seed: int = 0) -> Diago
     bottom = torch.cat([q, torch.diag_embed(b)], 2)
     jac = torch.cat([top, bottom], 1)
     full = jac.mT @ jac
-    return DiagonalTailSystem(full[:, :k, :k].clone(), full[:, :k, k:].clone(), full[:, k:, k:].diagonal(dim1=1, dim2=2).clone())
+    tail = full[:, k:, k:].diagonal(dim1=1, dim2=2).clone()
+    return DiagonalTailSystem(full[:, :k, :k].clone(), full[:, :k, k:].clone(), tail)
 
 
 def test_schur_solve_equals_the_dense_cholesky_solve():
