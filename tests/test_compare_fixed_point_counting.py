@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from lfads.analysis import find_fixed_points, sample_initial_states
-from lfads.analysis.fixed_points import merge_same_points, polish_newton
 from lfads.analysis.jacobians import as_dynamics
+from lfads.analysis.point_merging import merge_same_points, polish_newton
 from lfads.population.single import train_flipflop_rnn
 from lfads.population.tasks import generate_flipflop_data
 

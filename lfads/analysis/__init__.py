@@ -4,7 +4,10 @@ For :math:`h_t = F(h_{t-1}, u_t)`:
 
 * :mod:`~lfads.analysis.fixed_points` -- fixed and slow points :math:`F(h^*, u^*) \\approx h^*`
   by batched minimisation of :math:`q = \\tfrac12\\|F(h, u^*) - h\\|^2`, deduplicated and linearised
-  (:func:`find_fixed_points`, :class:`FixedPoints`);
+  (:func:`find_fixed_points`, :class:`FixedPoints`), built on
+  :mod:`~lfads.analysis.speed_minimization` (Adam, then Levenberg-Marquardt per point, whose normal
+  equations are in :mod:`~lfads.analysis.normal_equations`) and :mod:`~lfads.analysis.point_merging`
+  (outliers, duplicates, and the points that stand for one fixed point);
 * :mod:`~lfads.analysis.jacobians` -- :math:`\\partial F/\\partial h`, :math:`\\partial F/\\partial u`
   (closed form for GRU cells, ``torch.func`` for any callable);
 * :mod:`~lfads.analysis.linearization` -- eigenmodes and stability of a map;

@@ -43,8 +43,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lfads.analysis.fixed_points import FixedPoints, polish_newton, pseudo_transient, spectral_radius
+from lfads.analysis.fixed_points import FixedPoints
 from lfads.analysis.jacobians import Dynamics, as_dynamics
+from lfads.analysis.point_merging import polish_newton, pseudo_transient, spectral_radius
 
 __all__ = [
     "OUTCOMES",
@@ -193,7 +194,7 @@ def build_topology(
         Speed (relative to :math:`s`) below which a state may have settled; matching distance (relative);
         escape radius (relative).
     ptc_steps : int
-        Iterations of :func:`lfads.analysis.fixed_points.pseudo_transient` that follow the flow of a departed
+        Iterations of :func:`lfads.analysis.point_merging.pseudo_transient` that follow the flow of a departed
         state to its root once the map contracts there (every :math:`|\\lambda| < 1`): in a flat basin the
         map would take thousands of steps to come within the matching distance.
     unstable_tol : float
