@@ -97,6 +97,43 @@ def test_departures_that_escape_or_cycle_are_recorded_as_such():
     assert {o["outcome"] for o in topo.outcomes} == {"cycle"} and topo.graph.number_of_edges() == 0
 
 
+@pytest.mark.parametrize("angle", [0.1, 0.37, 2 * np.pi / 7])
+def test_a_limit_cycle_of_any_period_is_recognised_soon_after_the_orbit_reaches_it(angle):
+    # an unstable focus inside an attracting circle, rotating by `angle` per step: a whole number of steps
+    # per period (2 pi / 7) or not (0.1, 0.37 rad), so the states on the cycle repeat exactly or never
+    def ring(u, h):
+        r = h.norm(dim=1, keepdim=True)
+        rot = torch.tensor([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], dtype=h.dtype)
+        return (h @ rot.T) * (1 + 0.1 * (1 - r))
+
+    fps = find_fixed_points(ring, 0.01 * torch.randn(8, 2, dtype=torch.float64), hidden_size=2, input_size=0)
+    assert len(fps) == 1 and fps.n_unstable[0] == 2
+    topo = build_topology(ring, fps, scale=1.0, hidden_size=2, input_size=0)
+    # from 1e-3, growth by 1.1 per step reaches the circle in about 100 steps
+    assert [o["outcome"] for o in topo.outcomes] == ["cycle"] * 4
+    assert max(o["steps"] for o in topo.outcomes) <= 500
+
+
+def test_a_steady_drift_and_a_slow_spiral_onto_a_point_are_not_cycles():
+    # h -> h + c: a drift at a constant speed never returns; it leaves
+    from lfads.compare.topology import _returns_within_window
+
+    drift = torch.arange(400, dtype=torch.float64)[:, None, None] * torch.tensor([[[0.01, 0.0]]], dtype=torch.float64)
+    now = torch.tensor([[4.0, 0.0]], dtype=torch.float64)
+    assert not _returns_within_window(drift, now, np.array([0.01]), 0.01).any()
+    # a spiral contracting by 0.99 per step: back near its earlier states, but slower each time round
+    t = torch.arange(401, dtype=torch.float64)
+    z = (0.99**t) * torch.exp(1j * 0.3 * t)
+    states = torch.stack([z.real, z.imag], 1)[:, None, :]
+    speed = (states[-1] - states[-2]).norm().item() * 0.99
+    assert not _returns_within_window(states[:-1], states[-1], np.array([speed]), 1e-6).any()
+    # the same spiral at modulus 1 (a circle) does return
+    z = torch.exp(1j * 0.3 * t)
+    states = torch.stack([z.real, z.imag], 1)[:, None, :]
+    speed = (states[-1] - states[-2]).norm().item()
+    assert _returns_within_window(states[:-1], states[-1], np.array([speed]), 1e-6).all()
+
+
 def test_graph_distances_are_zero_for_the_same_topology_in_other_coordinates_and_grow_with_differences():
     f2, _, p2 = cube_points(2, k=0.2, seed=1)
     g2 = build_topology(f2, p2, hidden_size=2, input_size=0)

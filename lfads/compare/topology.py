@@ -158,6 +158,26 @@ def _unstable_directions(eigenvalues: np.ndarray, vectors: np.ndarray, unstable_
     return out
 
 
+def _returns_within_window(window: Tensor, h: Tensor, speed: np.ndarray, tol: float) -> np.ndarray:
+    """``(active,)`` bool: the state ``h`` ``(active, H)`` is back within :math:`\\max(\\text{tol}, v)` of one of
+    its earlier states ``window`` ``(W, active, H)`` (oldest first), at least 3 steps and :math:`10\\,\\text{tol}`
+    of travel ago, moving at the same speed :math:`v` (within 2%): it is on a cycle.
+
+    On a cycle whose period is not a whole number of steps the states never repeat exactly, but the orbit
+    passes within one step's length of its earlier states; a drift at a steady speed never comes back
+    that close, and a spiral onto a point slows down between its returns.
+    """
+    if window.shape[0] < 4:
+        return np.zeros(h.shape[0], dtype=bool)
+    steps = (window[1:] - window[:-1]).norm(dim=2).cpu().numpy()  # (W - 1, active): speed at each earlier state
+    back = (window[:-1] - h[None]).norm(dim=2).cpu().numpy()
+    age = np.arange(window.shape[0], 1, -1)[:, None]  # steps between each earlier state and now
+    ratio = steps / np.maximum(speed[None], np.finfo(np.float64).tiny)
+    near = back <= np.maximum(tol, speed)[None]
+    returns = near & (age >= 3) & (age * speed[None] > 10.0 * tol) & (np.abs(ratio - 1.0) <= 0.02)
+    return returns.any(0)
+
+
 def build_topology(
     cell: nn.Module | Callable[[Tensor, Tensor], Tensor] | Dynamics,
     fixed_points: FixedPoints,
@@ -172,6 +192,7 @@ def build_topology(
     newton_steps: int = 8,
     ptc_steps: int = 100,
     unstable_tol: float = 0.0,
+    cycle_window: int = 400,
     hidden_size: int | None = None,
     input_size: int | None = None,
 ) -> TopologyGraph:
@@ -201,6 +222,12 @@ def build_topology(
         A direction is unstable when :math:`|\\lambda| > 1 +` ``unstable_tol`` (:func:`unstable_index`): it
         sets each node's ``index`` and the directions departed along. The default 0 counts every
         :math:`|\\lambda| > 1`; ``fixed_points.settings["marginal_tol"]`` leaves marginal modes out.
+    cycle_window : int
+        Steps of each departure kept to recognise a cycle: at every check, a state back within
+        :math:`\\max(0.01 s, v)` of one of its last ``cycle_window`` states (:math:`v` its speed, one step's
+        length), at least 3 steps and :math:`10 \\cdot 0.01 s` of travel ago, moving at the same speed (within
+        2%), is on a cycle of at most that period; the states at the checks of the last 20 intervals catch
+        longer periods when a check lands at the same phase.
     """
     dyn = as_dynamics(cell, hidden_size=hidden_size, input_size=input_size)
     pts = np.asarray(fixed_points.states, dtype=np.float64)
@@ -237,12 +264,15 @@ def build_topology(
     outcome: dict[int, tuple[str, int, int]] = {}
     tol = match_rtol * scale
     steps = 0
+    window = torch.zeros(0, len(starts), dyn.hidden_size, dtype=dyn.dtype, device=dyn.device)  # (W, active, H)
     while active.size and steps < max_steps:
+        visited = []
         with torch.no_grad():
             for _ in range(check_every):
-                h_next = dyn.step(h, u)
-                h = h_next
+                visited.append(h)
+                h = dyn.step(h, u)
         steps += check_every
+        window = torch.cat([window, torch.stack(visited)])[-int(cycle_window):]
         with torch.no_grad():
             speed = (dyn.step(h, u) - h).norm(dim=1).cpu().numpy()
         x = h.cpu().numpy()
@@ -294,6 +324,7 @@ def build_topology(
         for row in np.nonzero(left & ~done)[0]:
             outcome[int(active[row])] = ("left", -1, steps)
             done[row] = True
+        cyc = _returns_within_window(window, h, speed, tol)
         if history:
             # a cycle returns near an earlier state with the same speed (a state converging slowly to a
             # point also stays near its earlier states, but its speed keeps falling)
@@ -304,13 +335,14 @@ def build_topology(
             age = np.arange(len(history), 0, -1)[:, None] * check_every
             travelled = speed[None] * age
             returns = (back <= tol) & (ratio > 0.99) & (ratio < 1.0 / 0.99) & (travelled > 10.0 * tol)
-            cyc = returns.any(0) & ~slow & ~done
-            for row in np.nonzero(cyc)[0]:
-                outcome[int(active[row])] = ("cycle", -1, steps)
-                done[row] = True
+            cyc |= returns.any(0)
+        for row in np.nonzero(cyc & ~slow & ~done)[0]:
+            outcome[int(active[row])] = ("cycle", -1, steps)
+            done[row] = True
         keep = ~done
         active = active[keep]
         h, u = h[torch.as_tensor(keep)], u[torch.as_tensor(keep)]
+        window = window[:, torch.as_tensor(keep)]
         history = ([s[keep] for s in history] + [x[keep]])[-20:]
         speed_history = ([s[keep] for s in speed_history] + [speed[keep]])[-20:]
     for k in active:
