@@ -114,7 +114,7 @@ def test_a_limit_cycle_of_any_period_is_recognised_soon_after_the_orbit_reaches_
     assert max(o["steps"] for o in topo.outcomes) <= 500
 
 
-def test_a_steady_drift_and_a_slow_spiral_onto_a_point_are_not_cycles():
+def test_a_steady_drift_a_slow_spiral_onto_a_point_and_a_chaotic_orbit_are_not_cycles():
     # h -> h + c: a drift at a constant speed never returns; it leaves
     from lfads.compare.topology import _returns_within_window
 
@@ -127,6 +127,16 @@ def test_a_steady_drift_and_a_slow_spiral_onto_a_point_are_not_cycles():
     states = torch.stack([z.real, z.imag], 1)[:, None, :]
     speed = (states[-1] - states[-2]).norm().item() * 0.99
     assert not _returns_within_window(states[:-1], states[-1], np.array([speed]), 1e-6).any()
+    # a chaotic orbit (the Henon map) passes near its earlier states, but does not repeat the stretch before
+    x, y, orbit = 0.1, 0.1, []
+    for _ in range(3001):
+        x, y = 1 - 1.4 * x * x + y, 0.3 * x
+        orbit.append((x, y))
+    orbit = torch.tensor(orbit, dtype=torch.float64)
+    flagged = [bool(_returns_within_window(orbit[t - 400 : t, None], orbit[t][None],
+                                           np.array([(orbit[t + 1] - orbit[t]).norm().item()]), 0.01)[0])
+               for t in range(500, 3000, 10)]  # fmt: skip
+    assert not any(flagged)
     # the same spiral at modulus 1 (a circle) does return
     z = torch.exp(1j * 0.3 * t)
     states = torch.stack([z.real, z.imag], 1)[:, None, :]

@@ -158,24 +158,47 @@ def _unstable_directions(eigenvalues: np.ndarray, vectors: np.ndarray, unstable_
     return out
 
 
+_REPEAT_STEPS = 50
+"""Fewest consecutive states that must repeat those one period earlier for a return to count as a cycle."""
+
+
 def _returns_within_window(window: Tensor, h: Tensor, speed: np.ndarray, tol: float) -> np.ndarray:
-    """``(active,)`` bool: the state ``h`` ``(active, H)`` is back within :math:`\\max(\\text{tol}, v)` of one of
-    its earlier states ``window`` ``(W, active, H)`` (oldest first), at least 3 steps and :math:`10\\,\\text{tol}`
-    of travel ago, moving at the same speed :math:`v` (within 2%): it is on a cycle.
+    """``(active,)`` bool: the state ``h`` ``(active, H)`` is on a cycle, judged from its earlier states
+    ``window`` ``(W, active, H)`` (oldest first, ``window[-1]`` one step before ``h``).
+
+    It is when ``h`` is back within :math:`\\max(\\text{tol}, v)` of a state :math:`k \\ge 3` steps and
+    :math:`10\\,\\text{tol}` of travel earlier, moving at the same speed :math:`v` (within 2%), and each of the
+    last :math:`m = \\max(k, 50)` states up to ``h`` is as close (within 1.5 times its own step's length, or
+    ``tol``) to the state :math:`k` steps before it: the orbit repeats itself over a whole period and at least
+    50 steps (:math:`k + m \\le W + 1`).
 
     On a cycle whose period is not a whole number of steps the states never repeat exactly, but the orbit
-    passes within one step's length of its earlier states; a drift at a steady speed never comes back
-    that close, and a spiral onto a point slows down between its returns.
+    passes within one step's length of its earlier states; a drift at a steady speed never comes back that
+    close, a spiral onto a point slows down between its returns, and a chaotic orbit that passes near an
+    earlier state did not follow it there.
     """
-    if window.shape[0] < 4:
-        return np.zeros(h.shape[0], dtype=bool)
-    steps = (window[1:] - window[:-1]).norm(dim=2).cpu().numpy()  # (W - 1, active): speed at each earlier state
-    back = (window[:-1] - h[None]).norm(dim=2).cpu().numpy()
-    age = np.arange(window.shape[0], 1, -1)[:, None]  # steps between each earlier state and now
-    ratio = steps / np.maximum(speed[None], np.finfo(np.float64).tiny)
+    n_window = window.shape[0]
+    out = np.zeros(h.shape[0], dtype=bool)
+    if n_window < 5:
+        return out
+    seq = torch.cat([window, h[None]])  # (W + 1, active, H); seq[-1 - i] is i steps old
+    steps = (seq[1:] - seq[:-1]).norm(dim=2).cpu().numpy()  # (W, active): the step taken from each state
+    back = (window[:-1] - h[None]).norm(dim=2).cpu().numpy()  # (W - 1, active)
+    age = np.arange(n_window, 1, -1)[:, None]  # steps from each of window[:-1] to h
+    ratio = steps[:-1] / np.maximum(speed[None], np.finfo(np.float64).tiny)
     near = back <= np.maximum(tol, speed)[None]
-    returns = near & (age >= 3) & (age * speed[None] > 10.0 * tol) & (np.abs(ratio - 1.0) <= 0.02)
-    return returns.any(0)
+    candidate = near & (age >= 3) & (age * speed[None] > 10.0 * tol) & (np.abs(ratio - 1.0) <= 0.02)
+    stretch = np.maximum(age, _REPEAT_STEPS)  # the states compared: one period, or _REPEAT_STEPS of short ones
+    candidate &= age + stretch <= n_window + 1
+    for row in np.nonzero(candidate.any(0))[0]:
+        rows = np.nonzero(candidate[:, row])[0]
+        best = rows[np.argmin(back[rows, row])]
+        k, m = int(age[best, 0]), int(stretch[best, 0])
+        recent, before = seq[-m:, row], seq[-m - k : -k, row]
+        gap = (recent - before).norm(dim=1).cpu().numpy()
+        local = np.append(steps[-m + 1 :, row], speed[row])
+        out[row] = bool((gap <= 1.5 * np.maximum(tol, local)).all())
+    return out
 
 
 def build_topology(
@@ -226,8 +249,9 @@ def build_topology(
         Steps of each departure kept to recognise a cycle: at every check, a state back within
         :math:`\\max(0.01 s, v)` of one of its last ``cycle_window`` states (:math:`v` its speed, one step's
         length), at least 3 steps and :math:`10 \\cdot 0.01 s` of travel ago, moving at the same speed (within
-        2%), is on a cycle of at most that period; the states at the checks of the last 20 intervals catch
-        longer periods when a check lands at the same phase.
+        2%), after a stretch that repeats the one before it, is on a cycle of period at most half the window
+        (:func:`_returns_within_window`); the states at the checks of the last 20 intervals catch longer
+        periods when a check lands at the same phase.
     """
     dyn = as_dynamics(cell, hidden_size=hidden_size, input_size=input_size)
     pts = np.asarray(fixed_points.states, dtype=np.float64)
