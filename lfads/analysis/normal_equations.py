@@ -42,9 +42,6 @@ class DenseSystem:
 
     matrix: Tensor
 
-    def __len__(self) -> int:
-        return self.matrix.shape[0]
-
     def rows(self, index: Tensor) -> DenseSystem:
         """The systems of the points ``index`` (a new object)."""
         return DenseSystem(self.matrix[index])
@@ -88,9 +85,6 @@ class DiagonalTailSystem:
     lead: Tensor
     coupling: Tensor
     tail: Tensor
-
-    def __len__(self) -> int:
-        return self.lead.shape[0]
 
     def rows(self, index: Tensor) -> DiagonalTailSystem:
         """The systems of the points ``index`` (a new object)."""
